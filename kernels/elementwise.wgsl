@@ -1,0 +1,102 @@
+// Elementwise map over up to three strided inputs with broadcasting (stride 0), rank ≤ 8.
+//
+// Bindings: 0 uniform P; 1 A (array<${TA}>); 2 B (array<${TB}>, when NIN ≥ 2);
+//           3 C (array<${TC}>, when NIN = 3); last: O (array<${TO}>, dense, row-major).
+// Defines:  NIN 1|2|3, TA/TB/TC/TO storage types, CT compute type, EXPR (uses a, b, c, P.alpha,
+//           P.beta and the index helpers), CONTIG (all inputs dense with the output's shape: no
+//           index arithmetic, the common case), OUT_STRIDED (O is a strided view: offO + Σ k·so;
+//           used to copy into a slice of a bigger tensor).
+// Workgroup: 256 threads, one element each; grid may be 2-D (x ≤ 65535) for > 16M elements.
+
+struct Params {
+  n: u32,
+  rank: u32,
+  offA: u32,
+  offB: u32,
+  offC: u32,
+  alpha: f32,
+  beta: f32,
+  offO: u32,
+  shape: array<vec4<u32>, 2>,
+  sa: array<vec4<u32>, 2>,
+  sb: array<vec4<u32>, 2>,
+  sc: array<vec4<u32>, 2>,
+  so: array<vec4<u32>, 2>,
+};
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> A: array<${TA}>;
+//#if IN2
+@group(0) @binding(2) var<storage, read> B: array<${TB}>;
+//#endif
+//#if IN3
+@group(0) @binding(3) var<storage, read> C: array<${TC}>;
+//#endif
+@group(0) @binding(${OUT_BINDING}) var<storage, read_write> O: array<${TO}>;
+
+fn dim(arr: array<vec4<u32>, 2>, i: u32) -> u32 {
+  return arr[i / 4u][i % 4u];
+}
+
+// erfc with fractional error < 1.2e-7 (Chebyshev fit, Numerical Recipes §6.2): keeps GELU's
+// negative tail accurate in relative terms.
+fn erfc_(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+          t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+          t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(2.0 - r, r, x >= 0.0);
+}
+fn gelu_(x: f32) -> f32 { return 0.5 * x * erfc_(-x * 0.70710678118654752); }
+fn gelu_grad_(x: f32) -> f32 {
+  return 0.5 * erfc_(-x * 0.70710678118654752) + x * 0.3989422804014327 * exp(-0.5 * x * x);
+}
+fn sigmoid_(x: f32) -> f32 {
+  // stable on both sides
+  let e = exp(-abs(x));
+  return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+}
+fn silu_(x: f32) -> f32 { return x * sigmoid_(x); }
+fn silu_grad_(x: f32) -> f32 { let s = sigmoid_(x); return s * (1.0 + x * (1.0 - s)); }
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let i = (wg.x + wg.y * nwg.x) * 256u + li;
+  if (i >= P.n) { return; }
+//#if CONTIG
+  let ia = P.offA + i;
+  let io = P.offO + i;
+  let ib = P.offB + i;
+  let ic = P.offC + i;
+//#else
+  var rem = i;
+  var ia = P.offA;
+  var ib = P.offB;
+  var ic = P.offC;
+  var io = P.offO;
+  for (var d = i32(P.rank) - 1; d >= 0; d--) {
+    let du = u32(d);
+    let size = dim(P.shape, du);
+    let k = rem % size;
+    rem = rem / size;
+    ia += k * dim(P.sa, du);
+    ib += k * dim(P.sb, du);
+    ic += k * dim(P.sc, du);
+    io += k * dim(P.so, du);
+  }
+//#endif
+  let a = ${CT}(A[ia]);
+//#if IN2
+  let b = ${CT}(B[ib]);
+//#endif
+//#if IN3
+  let c = ${CT}(C[ic]);
+//#endif
+//#if OUT_STRIDED
+  O[io] = ${TO}(${EXPR});
+//#else
+  O[i] = ${TO}(${EXPR});
+//#endif
+}

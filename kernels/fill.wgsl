@@ -1,0 +1,13 @@
+// Fill a dense tensor with an arithmetic sequence: O[i] = alpha + beta * i (beta = 0: constant).
+// Bindings: 0 uniform P; 1 O (array<${TO}>). Workgroup 256, 1-D or 2-D grid.
+struct Params { n: u32, alpha: f32, beta: f32, pad: u32 };
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read_write> O: array<${TO}>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let i = (wg.x + wg.y * nwg.x) * 256u + li;
+  if (i >= P.n) { return; }
+  O[i] = ${TO}(P.alpha + P.beta * f32(i));
+}

@@ -1,0 +1,118 @@
+// Reverse-mode autograd. Each op that sees an input with requiresGrad records a GradNode on its
+// output: the inputs and a closure mapping the output's gradient to theirs. `backward` walks the
+// graph in reverse topological order and accumulates into `.grad` of the leaves. Intermediate
+// tensors that closures capture stay alive while the enclosing tidy() scope does, so the usual
+// pattern is: tidy(() => { const loss = f(); backward(loss); opt.step(); }).
+import type { Engine } from '../gpu/engine.js';
+import { ArdError } from '../util/errors.js';
+import { keep } from './scope.js';
+import { Tensor, shapeStr } from './tensor.js';
+
+export interface GradNode {
+  op: string;
+  inputs: readonly Tensor[];
+  /** Gradients for each input (null where the input takes none). Runs with grad recording off. */
+  backward: (grad: Tensor) => readonly (Tensor | null | undefined)[];
+}
+
+// Set by ops/elementwise.ts to avoid an import cycle (backward needs add and fill).
+export const gradHelpers: {
+  add?: (a: Tensor, b: Tensor) => Tensor;
+  ones?: (e: Engine, shape: readonly number[]) => Tensor;
+  clone?: (a: Tensor) => Tensor;
+} = {};
+
+/** Attach a node to `out` if grad recording is on and any input wants a gradient. */
+export function record(out: Tensor, op: string, inputs: readonly Tensor[], backward: GradNode['backward']): Tensor {
+  if (!out.engine.gradEnabled || !inputs.some((t) => t.requiresGrad)) return out;
+  out.requiresGrad = true;
+  out.node = { op, inputs, backward };
+  return out;
+}
+
+export function noGrad<T>(engine: Engine, fn: () => T): T {
+  return engine.noGradScope(fn);
+}
+
+/** Mark a tensor as a trainable leaf. */
+export function param(t: Tensor, name?: string): Tensor {
+  t.requiresGrad = true;
+  t.node = null;
+  if (name) t.name = name;
+  return t;
+}
+
+function topoOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const seen = new Set<number>();
+  // iterative DFS: model graphs are deep enough to overflow recursion
+  const stack: [Tensor, number][] = [[root, 0]];
+  seen.add(root.id);
+  while (stack.length) {
+    const top = stack[stack.length - 1]!;
+    const [t, i] = top;
+    const inputs = t.node?.inputs ?? [];
+    if (i < inputs.length) {
+      top[1]++;
+      const child = inputs[i]!;
+      if (child.requiresGrad && !seen.has(child.id)) {
+        seen.add(child.id);
+        stack.push([child, 0]);
+      }
+    } else {
+      stack.pop();
+      order.push(t);
+    }
+  }
+  return order.reverse();
+}
+
+/**
+ * Backpropagate from `root` (a scalar unless `grad` is given). Leaf gradients accumulate into
+ * `.grad` (kept outside any scope); the graph's nodes are released afterwards.
+ */
+export function backward(root: Tensor, grad?: Tensor): void {
+  const engine = root.engine;
+  if (!root.requiresGrad) throw new ArdError(`backward(): ${root} does not require grad (no parameter reached it)`);
+  if (!grad && root.size !== 1) throw new ArdError(`backward(): root ${shapeStr(root.shape)} is not a scalar; pass its gradient`);
+  engine.noGradScope(() => {
+    const order = topoOrder(root);
+    const grads = new Map<number, Tensor>();
+    grads.set(root.id, grad ?? gradHelpers.ones!(engine, root.shape));
+    for (const t of order) {
+      const g = grads.get(t.id);
+      if (!g) continue;
+      if (!t.node) {
+        // a leaf: accumulate
+        if (t.grad) {
+          const sum = gradHelpers.add!(t.grad, g);
+          t.grad.dispose();
+          t.grad = keep(sum);
+        } else {
+          // a copy: the same gradient tensor may flow to several leaves (or be the caller's)
+          t.grad = keep(gradHelpers.clone!(g));
+        }
+        continue;
+      }
+      const gin = t.node.backward(g);
+      t.node.inputs.forEach((inp, i) => {
+        const gi = gin[i];
+        if (!gi || !inp.requiresGrad) return;
+        if (gi.shape.length !== inp.shape.length || gi.shape.some((d, k) => d !== inp.shape[k])) {
+          throw new ArdError(`autograd bug in ${t.node!.op}: gradient ${shapeStr(gi.shape)} for input ${shapeStr(inp.shape)}`);
+        }
+        const prev = grads.get(inp.id);
+        grads.set(inp.id, prev ? gradHelpers.add!(prev, gi) : gi);
+      });
+    }
+    for (const t of order) if (t.node) t.node = null;
+  });
+}
+
+/** Clear `.grad` of the given parameters (disposing the tensors). */
+export function zeroGrad(params: readonly Tensor[]): void {
+  for (const p of params) {
+    p.grad?.dispose();
+    p.grad = null;
+  }
+}

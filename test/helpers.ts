@@ -1,0 +1,76 @@
+// Shared test helpers: one engine per test file (a real adapter or the test fails), seeded
+// random data, and closeness checks that report the worst element.
+import { Engine } from '../src/gpu/engine.js';
+
+let enginePromise: Promise<Engine> | null = null;
+
+/** The engine for GPU tests. No adapter is a failure, never a skip. */
+export function getEngine(): Promise<Engine> {
+  enginePromise ??= Engine.create().then((e) => {
+    if (!e.adapter || /null/i.test(e.adapter.backend)) throw new Error(`no real WebGPU adapter (got ${e.adapter?.name})`);
+    return e;
+  });
+  return enginePromise;
+}
+
+/** mulberry32: small, fast, seeded. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randn(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = Math.max(r(), 1e-12);
+    out[i] = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * r()) * scale;
+  }
+  return out;
+}
+
+export function randu(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * r();
+  return out;
+}
+
+/**
+ * Elementwise |a − e| ≤ atol + rtol·|e|. Throws with the worst offender; returns the max
+ * relative error seen (for reporting).
+ */
+export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol = rtol * 1e-2, what = 'values'): number {
+  if (actual.length !== expected.length) throw new Error(`${what}: length ${actual.length} vs expected ${expected.length}`);
+  let worst = -1;
+  let worstExcess = 0;
+  let maxRel = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const a = Number(actual[i]);
+    const e = Number(expected[i]);
+    if (Number.isNaN(a) !== Number.isNaN(e)) {
+      throw new Error(`${what}[${i}]: got ${a}, expected ${e}`);
+    }
+    if (Number.isNaN(e)) continue;
+    const err = Math.abs(a - e);
+    const tol = atol + rtol * Math.abs(e);
+    if (err > tol && err - tol > worstExcess) {
+      worst = i;
+      worstExcess = err - tol;
+    }
+    if (Math.abs(e) > atol) maxRel = Math.max(maxRel, err / Math.abs(e));
+  }
+  if (worst >= 0) {
+    throw new Error(`${what}[${worst}]: got ${actual[worst]}, expected ${expected[worst]} (rtol ${rtol}, atol ${atol})`);
+  }
+  return maxRel;
+}
+
+/** Sizes that are not multiples of any tile. */
+export const AWKWARD = [1, 7, 129, 1000];
