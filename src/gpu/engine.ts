@@ -45,8 +45,6 @@ export class Engine {
   readonly f16: boolean;
   readonly hasTimestamps: boolean;
   profile: boolean;
-  /** Stack of tensor scopes (see tensor/scope.ts); kept here so every tensor finds its engine's. */
-  readonly scopes: Set<{ dispose(): void }>[] = [];
   /** Autograd recording switch (see tensor/autograd.ts). */
   gradEnabled = true;
 
@@ -205,21 +203,21 @@ export class Engine {
     const kernels = this.describeBatch();
     this.pass?.end();
     this.pass = null;
-    let timing: { buf: GPUBuffer; labels: string[] } | null = null;
+    let timing: { buf: GPUBuffer; labels: string[]; resolve: GPUBuffer } | null = null;
     if (this.profile && this.queryKernels.length) {
       const n = this.queryKernels.length;
       const resolve = this.device.createBuffer({ size: 16 * n, usage: QUERY_RESOLVE | COPY_SRC });
       const read = this.device.createBuffer({ size: 16 * n, usage: MAP_READ | COPY_DST });
       this.encoder.resolveQuerySet(this.querySet!, 0, 2 * n, resolve, 0);
       this.encoder.copyBufferToBuffer(resolve, 0, read, 0, 16 * n);
-      timing = { buf: read, labels: this.queryKernels };
-      resolve.destroy(); // destruction is deferred until the submit below completes
+      timing = { buf: read, labels: this.queryKernels, resolve };
     }
     const cmd = this.encoder.finish();
     this.encoder = null;
     if (this.arenaUsed) this.device.queue.writeBuffer(this.arena, 0, this.arenaData, 0, this.arenaUsed * PARAM_SLOT);
     this.arenaUsed = 0;
     this.device.queue.submit([cmd]);
+    timing?.resolve.destroy(); // after submit: freed once the GPU is done with it
     this.submitCount++;
     this.batchKernels = [];
     for (const kind of ['out of memory', 'validation error']) {

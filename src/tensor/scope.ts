@@ -1,7 +1,6 @@
 // Scoped freeing, like tf.tidy: tensors created inside `tidy(fn)` are disposed when it returns,
 // except those it returns (in an array or object) and those passed to `keep`.
-import type { Engine } from '../gpu/engine.js';
-import { Tensor } from './tensor.js';
+import { Tensor, scopeStack } from './tensor.js';
 
 function collect(value: unknown, out: Set<Tensor>, depth = 0): void {
   if (value instanceof Tensor) out.add(value);
@@ -11,9 +10,9 @@ function collect(value: unknown, out: Set<Tensor>, depth = 0): void {
   }
 }
 
-export function tidy<T>(engine: Engine, fn: () => T): T {
+export function tidy<T>(fn: () => T): T {
   const scope = new Set<Tensor>();
-  engine.scopes.push(scope);
+  scopeStack.push(scope);
   let result: T | undefined;
   let ok = false;
   try {
@@ -22,10 +21,10 @@ export function tidy<T>(engine: Engine, fn: () => T): T {
     ok = true;
     return result;
   } finally {
-    engine.scopes.pop();
+    scopeStack.pop();
     const kept = new Set<Tensor>();
     if (ok) collect(result, kept);
-    const parent = engine.scopes[engine.scopes.length - 1];
+    const parent = scopeStack[scopeStack.length - 1];
     for (const t of scope) {
       if (kept.has(t)) parent?.add(t);
       else t.dispose();
@@ -35,7 +34,7 @@ export function tidy<T>(engine: Engine, fn: () => T): T {
 
 /** Exempt tensors from every enclosing scope: the caller now owns them. */
 export function keep<T extends Tensor | null | undefined>(t: T): T {
-  if (t) for (const s of t.engine.scopes) s.delete(t);
+  if (t) for (const s of scopeStack) s.delete(t);
   return t;
 }
 

@@ -49,6 +49,9 @@ function checkShape(shape: readonly number[]): void {
 
 let nextId = 1;
 
+/** Open tidy() scopes, innermost last (see scope.ts). */
+export const scopeStack: Set<Tensor>[] = [];
+
 export class Tensor {
   readonly id = nextId++;
   readonly strides: readonly number[];
@@ -73,8 +76,7 @@ export class Tensor {
     this.strides = strides ?? contiguousStrides(shape);
     this.size = numel(shape);
     this.offset = offset;
-    const scope = storage.engine.scopes[storage.engine.scopes.length - 1];
-    scope?.add(this);
+    scopeStack[scopeStack.length - 1]?.add(this);
   }
 
   get engine(): Engine {
@@ -112,7 +114,7 @@ export class Tensor {
     this.disposed = true;
     this.storage.release();
     this.node = null;
-    for (const s of this.engine.scopes) s.delete(this);
+    for (const s of scopeStack) s.delete(this);
   }
 
   /** A view sharing this tensor's storage. */

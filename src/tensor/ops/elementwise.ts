@@ -118,7 +118,7 @@ function fillSeq(engine: Engine, shape: readonly number[], alpha: number, beta: 
   const out = empty(engine, shape, dtype);
   if (out.size === 0) return out;
   engine.dispatch({
-    kernel: { family: 'fill', defines: { TO: dtype } },
+    kernel: { family: 'fill', defines: { TO: dtype, INT: dtype === 'i32' || dtype === 'u32' } },
     params: new Params().u32(out.size).f32(alpha, beta).u32(0).done(),
     buffers: [out.buffer],
     workgroups: grid(Math.ceil(out.size / 256)),

@@ -1,0 +1,50 @@
+// Machine-peak probes for `ardgpu bench` (see src/tensor/ops/peak.ts).
+//
+// entry fma:  each invocation runs P.iters steps of CHAINS independent vec4 FMA chains
+//             (x = fma(x, a, b)); a and b come from the uniform block so nothing folds, and the
+//             chains are summed into O so nothing is dead. FLOPs = invocations·iters·CHAINS·4·2.
+//             Bindings: 0 uniform P; 1 O (array<vec4<f32>>, one per invocation).
+// entry copy: O[i] = I[i] over P.n vec4s (bandwidth: 32 bytes moved per element).
+//             Bindings: 0 uniform P; 1 I (array<vec4<f32>>); 2 O (array<vec4<f32>>).
+// Workgroup: 64 invocations; the grid may be 2-D (x ≤ 65535), kernels rebuild the linear id.
+
+struct Params { iters: u32, n: u32, a: f32, b: f32 };
+@group(0) @binding(0) var<uniform> P: Params;
+
+//#if FMA
+@group(0) @binding(1) var<storage, read_write> O: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn fma_peak(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) li: u32) {
+  let i = (wg.x + wg.y * nwg.x) * 64u + li;
+  let s = f32(i & 255u) * 1e-3;
+  let a = vec4<f32>(P.a);
+  let b = vec4<f32>(P.b);
+  var x0 = vec4<f32>(s, s + 0.1, s + 0.2, s + 0.3);
+  var x1 = x0 + 1.0;
+  var x2 = x0 + 2.0;
+  var x3 = x0 + 3.0;
+  var x4 = x0 + 4.0;
+  for (var t = 0u; t < P.iters; t++) {
+    x0 = fma(x0, a, b);
+    x1 = fma(x1, a, b);
+    x2 = fma(x2, a, b);
+    x3 = fma(x3, a, b);
+    x4 = fma(x4, a, b);
+  }
+  if (i < P.n) { O[i] = x0 + x1 + x2 + x3 + x4; }
+}
+//#endif
+
+//#if COPY
+@group(0) @binding(1) var<storage, read> I: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> O: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn copy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let i = (wg.x + wg.y * nwg.x) * 64u + li;
+  if (i < P.n) { O[i] = I[i]; }
+}
+//#endif

@@ -1,0 +1,188 @@
+import { describe, expect, it } from 'vitest';
+import * as T from '../src/tensor/index.js';
+import { Tensor } from '../src/tensor/index.js';
+import { gradCheck } from './gradcheck.js';
+import { AWKWARD, expectClose, getEngine, randn, randu } from './helpers.js';
+
+// f64 references for the elementwise family
+const erf = (x: number): number => {
+  // series / continued fraction in f64, accurate to ~1e-15 for our range
+  const t = Math.abs(x);
+  if (t < 3) {
+    let sum = x, term = x;
+    for (let n = 1; n < 100; n++) {
+      term *= (-x * x) / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17) break;
+    }
+    return (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  // erfc continued fraction (Lentz) for large |x|
+  let f = t, c = t, d = 0;
+  for (let n = 1; n < 200; n++) {
+    const an = n / 2;
+    d = t + an * d;
+    d = 1 / d;
+    c = t + an / c;
+    f *= c * d;
+  }
+  const erfc = Math.exp(-t * t) / Math.sqrt(Math.PI) / f;
+  return Math.sign(x) * (1 - erfc);
+};
+const sigm = (x: number) => 1 / (1 + Math.exp(-x));
+export const UNARY_REF: Record<string, [(t: Tensor) => Tensor, (x: number) => number, [number, number]]> = {
+  neg: [T.neg, (x) => -x, [-3, 3]],
+  abs: [T.abs, Math.abs, [-3, 3]],
+  exp: [T.exp, Math.exp, [-4, 4]],
+  log: [T.log, Math.log, [0.05, 5]],
+  sqrt: [T.sqrt, Math.sqrt, [0.05, 5]],
+  rsqrt: [T.rsqrt, (x) => 1 / Math.sqrt(x), [0.05, 5]],
+  sin: [T.sin, Math.sin, [-3, 3]],
+  cos: [T.cos, Math.cos, [-3, 3]],
+  tanh: [T.tanh, Math.tanh, [-3, 3]],
+  sigmoid: [T.sigmoid, sigm, [-8, 8]],
+  relu: [T.relu, (x) => Math.max(x, 0), [-3, 3]],
+  gelu: [T.gelu, (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)), [-6, 6]],
+  silu: [T.silu, (x) => x * sigm(x), [-8, 8]],
+  square: [T.square, (x) => x * x, [-3, 3]],
+  reciprocal: [T.reciprocal, (x) => 1 / x, [0.2, 4]],
+};
+
+describe('elementwise', () => {
+  it('unary ops match f64 references within 1e-5 relative at awkward sizes', async () => {
+    const e = await getEngine();
+    for (const [name, [op, ref, [lo, hi]]] of Object.entries(UNARY_REF)) {
+      for (const n of AWKWARD) {
+        const x = randu(n, n + name.length, lo, hi);
+        const y = T.tidy(() => op(T.tensor(e, x)));
+        expectClose(await y.read(), Array.from(x, ref), 1e-5, 1e-7, `${name}[${n}]`);
+        y.dispose();
+      }
+    }
+  });
+
+  it('binary ops broadcast like NumPy, including strided views', async () => {
+    const e = await getEngine();
+    const a = randn(7 * 129, 1);
+    const b = randn(129, 2);
+    const refs: [string, (x: Tensor, y: Tensor) => Tensor, (x: number, y: number) => number][] = [
+      ['add', T.add, (x, y) => x + y],
+      ['sub', T.sub, (x, y) => x - y],
+      ['mul', T.mul, (x, y) => x * y],
+      ['div', T.div, (x, y) => x / y],
+      ['maximum', T.maximum, Math.max],
+      ['minimum', T.minimum, Math.min],
+    ];
+    const ta = T.tensor(e, a, [7, 129]);
+    const tb = T.tensor(e, b, [129]);
+    for (const [name, op, ref] of refs) {
+      const y = op(ta, tb);
+      expectClose(await y.read(), Array.from(a, (v, i) => ref(v, b[i % 129]!)), 1e-5, 1e-7, name);
+      y.dispose();
+    }
+    // column broadcast [7,1] against a transposed view [7,129]ᵀ → [129, 7]
+    const col = T.tensor(e, randn(7, 3), [7, 1]);
+    const tv = T.transpose(T.tensor(e, randn(129 * 7, 4), [129, 7]));
+    const y = T.add(tv, col);
+    const tvh = await T.contiguous(tv).read();
+    const colh = await col.read();
+    expectClose(await y.read(), Array.from(tvh, (v, i) => v + colh[Math.floor(i / 129)]!), 1e-6, 1e-7, 'strided');
+    for (const t of [ta, tb, col, tv, y]) t.dispose();
+  });
+
+  it('where, comparisons, clamp, pow, affine and casts', async () => {
+    const e = await getEngine();
+    const a = randn(1000, 5);
+    const b = randn(1000, 6);
+    const ta = T.tensor(e, a);
+    const tb = T.tensor(e, b);
+    const gt = T.gt(ta, tb);
+    expect(Array.from(await gt.read())).toEqual(Array.from(a, (v, i) => (v > b[i]! ? 1 : 0)));
+    const w = T.where(gt, ta, tb);
+    expectClose(await w.read(), Array.from(a, (v, i) => Math.max(v, b[i]!)), 0, 0, 'where');
+    expectClose(await T.clamp(ta, -0.5, 0.25).read(), Array.from(a, (v) => Math.min(0.25, Math.max(-0.5, v))), 0, 0, 'clamp');
+    expectClose(await T.powScalar(ta, 3).read(), Array.from(a, (v) => v ** 3), 1e-5, 1e-6, 'pow3');
+    expectClose(await T.affine(ta, 2.5, -1).read(), Array.from(a, (v) => 2.5 * v - 1), 1e-6, 1e-7, 'affine');
+    const ints = T.cast(T.affine(ta, 10), 'i32');
+    expect(Array.from(await ints.read())).toEqual(Array.from(a, (v) => (Math.fround(10 * v) | 0)));
+    const back = T.cast(ints, 'f32');
+    expect(Array.from(await back.read())).toEqual(Array.from(a, (v) => (Math.fround(10 * v) | 0)));
+    const iw = T.where(T.gt(ints, T.full(e, [1], 0, 'i32')), ints, T.full(e, [1], -7, 'i32'));
+    expect(Array.from(await iw.read())).toEqual(Array.from(a, (v) => ((Math.fround(10 * v) | 0) > 0 ? (Math.fround(10 * v) | 0) : -7)));
+  });
+
+  it('f16 storage within 1e-2 relative', async () => {
+    const e = await getEngine();
+    expect(e.f16).toBe(true); // lavapipe has shader-f16; a real GPU without it skips nothing silently
+    for (const n of AWKWARD) {
+      const x = randu(n, n, -3, 3);
+      const h = T.cast(T.tensor(e, x), 'f16');
+      expect(h.dtype).toBe('f16');
+      const y = T.gelu(T.mul(h, h));
+      expect(y.dtype).toBe('f16');
+      expectClose(await T.cast(y, 'f32').read(), Array.from(x, (v) => UNARY_REF.gelu![1](v * v)), 1e-2, 1e-3, `f16[${n}]`);
+      // host round trip of f16 data
+      const up = T.tensor(e, x, [n], 'f16');
+      expectClose(await up.toFloat32(), x, 1e-3, 1e-4, 'f16 upload');
+    }
+  });
+
+  it('creation: full, zeros, arange (2-D grid beyond 65535 workgroups)', async () => {
+    const e = await getEngine();
+    const n = 65535 * 256 + 1000;
+    const t = T.arange(e, n, 0, 1, 'u32');
+    const h = await t.read();
+    expect(h.length).toBe(n);
+    expect(h[n - 1]).toBe(n - 1);
+    expect(h[65535 * 256]).toBe(65535 * 256);
+    t.dispose();
+    expect(Array.from(await T.full(e, [3], 2.5).read())).toEqual([2.5, 2.5, 2.5]);
+  });
+
+  it('gradients of unary ops match finite differences', async () => {
+    const e = await getEngine();
+    for (const [name, [op, ref, [lo, hi]]] of Object.entries(UNARY_REF)) {
+      if (name === 'relu' || name === 'abs') continue; // kinks: checked below away from 0
+      const x = randu(13, name.length, lo, hi);
+      await gradCheck(e, [{ data: x, shape: [13] }], ([t]) => op(t!), ([v]) => v!.map(ref), { eps: 1e-3 });
+    }
+    const away = Float32Array.from(randu(13, 3, 0.2, 2), (v, i) => (i % 2 ? v : -v));
+    await gradCheck(e, [{ data: away, shape: [13] }], ([t]) => T.relu(t!), ([v]) => v!.map((x) => Math.max(x, 0)));
+    await gradCheck(e, [{ data: away, shape: [13] }], ([t]) => T.abs(t!), ([v]) => v!.map(Math.abs));
+  });
+
+  it('gradients of binary ops with broadcasting match finite differences', async () => {
+    const e = await getEngine();
+    const a = randn(21, 7);
+    const b = randu(7, 8, 0.5, 2);
+    const cases: [string, (x: Tensor, y: Tensor) => Tensor, (x: number, y: number) => number][] = [
+      ['add', T.add, (x, y) => x + y],
+      ['sub', T.sub, (x, y) => x - y],
+      ['mul', T.mul, (x, y) => x * y],
+      ['div', T.div, (x, y) => x / y],
+    ];
+    for (const [name, op, ref] of cases) {
+      await gradCheck(
+        e,
+        [{ data: a, shape: [3, 7] }, { data: b, shape: [7] }],
+        ([x, y]) => op(x!, y!),
+        ([x, y]) => x!.map((v, i) => ref(v, y![i % 7]!)),
+        { seed: name.length },
+      );
+    }
+    // max/min away from ties
+    const c = Float32Array.from(a, (v) => v + 5);
+    await gradCheck(e, [{ data: c, shape: [3, 7] }, { data: b, shape: [7] }], ([x, y]) => T.minimum(x!, y!), ([x, y]) => x!.map((v, i) => Math.min(v, y![i % 7]!)));
+    await gradCheck(
+      e,
+      [{ data: a, shape: [21] }, { data: b.slice(0, 1), shape: [1] }, { data: randn(21, 9), shape: [21] }],
+      ([x, s, y]) => T.where(T.gt(x!, T.full(e, [1], 0)), T.mul(x!, s!), y!),
+      ([x, s, y]) => x!.map((v, i) => (v > 0 ? v * s![0]! : y![i]!)),
+    );
+    await gradCheck(e, [{ data: randu(9, 3, 0.5, 2), shape: [9] }], ([x]) => T.powScalar(x!, 2.5), ([x]) => x!.map((v) => v ** 2.5));
+    await gradCheck(e, [{ data: randn(9, 4), shape: [9] }], ([x]) => T.powScalar(x!, 3), ([x]) => x!.map((v) => v ** 3));
+    await gradCheck(e, [{ data: randn(9, 4), shape: [9] }], ([x]) => T.affine(x!, -2, 1), ([x]) => x!.map((v) => -2 * v + 1));
+    await gradCheck(e, [{ data: randn(9, 4), shape: [9] }], ([x]) => T.clamp(x!, -0.3, 0.4), ([x]) => x!.map((v) => Math.min(0.4, Math.max(-0.3, v))));
+  });
+});

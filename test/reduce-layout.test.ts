@@ -1,0 +1,131 @@
+import { describe, expect, it } from 'vitest';
+import * as T from '../src/tensor/index.js';
+import { gradCheck } from './gradcheck.js';
+import { expectClose, getEngine, randn } from './helpers.js';
+
+/** Reference reduction of a row-major [outer, L, inner] array. */
+function refReduce(x: ArrayLike<number>, shape: number[], axis: number, op: 'sum' | 'max' | 'min' | 'argmax' | 'argmin'): number[] {
+  const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1);
+  const L = shape[axis]!;
+  const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const out: number[] = [];
+  for (let o = 0; o < outer; o++)
+    for (let i = 0; i < inner; i++) {
+      let acc = op === 'sum' ? 0 : op === 'max' || op === 'argmax' ? -Infinity : Infinity;
+      let arg = 0;
+      for (let j = 0; j < L; j++) {
+        const v = Number(x[(o * L + j) * inner + i]);
+        if (op === 'sum') acc += v;
+        else if ((op === 'max' || op === 'argmax') && v > acc) [acc, arg] = [v, j];
+        else if ((op === 'min' || op === 'argmin') && v < acc) [acc, arg] = [v, j];
+      }
+      out.push(op === 'argmax' || op === 'argmin' ? arg : acc);
+    }
+  return out;
+}
+
+describe('reductions', () => {
+  it('sum/mean/max/min/argmax/argmin along every axis of awkward shapes', async () => {
+    const e = await getEngine();
+    for (const shape of [[1], [7], [1000], [7, 129], [3, 1000, 2], [129, 1, 7]]) {
+      const x = randn(shape.reduce((a, b) => a * b, 1), shape.length);
+      const t = T.tensor(e, x, shape);
+      for (let axis = 0; axis < shape.length; axis++) {
+        expectClose(await T.sum(t, axis).read(), refReduce(x, shape, axis, 'sum'), 1e-4, 1e-5, `sum ${shape} @${axis}`);
+        expectClose(await T.mean(t, axis).read(), refReduce(x, shape, axis, 'sum').map((v) => v / shape[axis]!), 1e-4, 1e-6, `mean`);
+        expectClose(await T.max(t, axis).read(), refReduce(x, shape, axis, 'max'), 0, 0, 'max');
+        expectClose(await T.min(t, axis).read(), refReduce(x, shape, axis, 'min'), 0, 0, 'min');
+        expect(Array.from(await T.argmax(t, axis).read())).toEqual(refReduce(x, shape, axis, 'argmax'));
+        expect(Array.from(await T.argmin(t, axis).read())).toEqual(refReduce(x, shape, axis, 'argmin'));
+      }
+      const all = await T.sum(t).read();
+      expectClose(all, [x.reduce((a, b) => a + b, 0)], 1e-4, 1e-4, 'sum all');
+      t.dispose();
+    }
+  });
+
+  it('argmax takes the first index on ties; reduces f16 and strided views', async () => {
+    const e = await getEngine();
+    const t = T.tensor(e, [1, 3, 3, 0, 2, 2], [2, 3]);
+    expect(Array.from(await T.argmax(t, 1).read())).toEqual([1, 1]);
+    const x = randn(7 * 129, 4);
+    const view = T.transpose(T.tensor(e, x, [7, 129]));
+    const ref = refReduce(x, [7, 129], 0, 'sum');
+    expectClose(await T.sum(view, 1).read(), ref, 1e-4, 1e-5, 'strided sum');
+    const h = T.tensor(e, x, [7, 129], 'f16');
+    expectClose(await T.cast(T.sum(h, 1), 'f32').read(), refReduce(await h.toFloat32(), [7, 129], 1, 'sum'), 1e-2, 1e-2, 'f16 sum');
+  });
+
+  it('gradients of sum, mean, max (no ties) match finite differences', async () => {
+    const e = await getEngine();
+    const x = randn(3 * 5 * 4, 8);
+    const shape = [3, 5, 4];
+    await gradCheck(e, [{ data: x, shape }], ([t]) => T.sum(t!, [0, 2]), ([v]) => Float64Array.from(refReduce(refReduce(v!, shape, 0, 'sum'), [1, 5, 4], 2, 'sum')));
+    await gradCheck(e, [{ data: x, shape }], ([t]) => T.mean(t!, 1, true), ([v]) => Float64Array.from(refReduce(v!, shape, 1, 'sum').map((s) => s / 5)));
+    await gradCheck(e, [{ data: x, shape }], ([t]) => T.sum(t!), ([v]) => Float64Array.of(v!.reduce((a, b) => a + b, 0)));
+    await gradCheck(e, [{ data: x, shape }], ([t]) => T.max(t!, 2), ([v]) => Float64Array.from(refReduce(v!, shape, 2, 'max')));
+    await gradCheck(e, [{ data: x, shape }], ([t]) => T.min(t!, 0), ([v]) => Float64Array.from(refReduce(v!, shape, 0, 'min')));
+  });
+});
+
+describe('layout', () => {
+  it('views: reshape, permute, slice with step, expand, squeeze — materialised correctly', async () => {
+    const e = await getEngine();
+    const x = Float32Array.from({ length: 2 * 3 * 4 }, (_, i) => i);
+    const t = T.tensor(e, x, [2, 3, 4]);
+    const p = T.permute(t, [2, 0, 1]); // [4, 2, 3]
+    const ref: number[] = [];
+    for (let k = 0; k < 4; k++) for (let i = 0; i < 2; i++) for (let j = 0; j < 3; j++) ref.push(x[i * 12 + j * 4 + k]!);
+    expect(Array.from(await p.read())).toEqual(ref);
+    expect(p.isContiguous).toBe(false);
+    const s = T.slice(t, 2, 1, 4, 2); // [2,3,2]: k = 1, 3
+    const sref: number[] = [];
+    for (let i = 0; i < 2; i++) for (let j = 0; j < 3; j++) for (const k of [1, 3]) sref.push(x[i * 12 + j * 4 + k]!);
+    expect(Array.from(await s.read())).toEqual(sref);
+    const r = T.reshape(p, [8, 3]); // copy (p not dense)
+    expect(Array.from(await r.read())).toEqual(ref);
+    const ex = T.expand(T.tensor(e, [1, 2, 3], [3, 1]), [2, 3, 4]);
+    expect(Array.from(await ex.read())).toEqual([1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]);
+    expect(T.squeeze(T.tensor(e, [1, 2], [1, 2, 1])).shape).toEqual([2]);
+    expect(T.unsqueeze(t, -1).shape).toEqual([2, 3, 4, 1]);
+    expect(() => T.reshape(t, [5, 5])).toThrow(/does not hold 24 elements/);
+  });
+
+  it('concat along any axis, including empty parts', async () => {
+    const e = await getEngine();
+    const a = randn(2 * 3, 1);
+    const b = randn(2 * 5, 2);
+    const c = T.concat([T.tensor(e, a, [2, 3]), T.tensor(e, new Float32Array(0), [2, 0]), T.tensor(e, b, [2, 5])], 1);
+    expect(c.shape).toEqual([2, 8]);
+    const ref = [...a.slice(0, 3), ...b.slice(0, 5), ...a.slice(3), ...b.slice(5)];
+    expect(Array.from(await c.read())).toEqual(ref);
+  });
+
+  it('gradients of permute, slice, expand, concat, reshape', async () => {
+    const e = await getEngine();
+    const x = randn(24, 3);
+    const shape = [2, 3, 4];
+    const idx = (i: number, j: number, k: number) => i * 12 + j * 4 + k;
+    await gradCheck(e, [{ data: x, shape }], ([t]) => T.contiguous(T.permute(t!, [2, 0, 1])), ([v]) => {
+      const o: number[] = [];
+      for (let k = 0; k < 4; k++) for (let i = 0; i < 2; i++) for (let j = 0; j < 3; j++) o.push(v![idx(i, j, k)]!);
+      return Float64Array.from(o);
+    });
+    await gradCheck(e, [{ data: x, shape }], ([t]) => T.mul(T.slice(t!, 1, 1, 3), T.slice(t!, 1, 0, 2)), ([v]) => {
+      const o: number[] = [];
+      for (let i = 0; i < 2; i++) for (let j = 0; j < 2; j++) for (let k = 0; k < 4; k++) o.push(v![idx(i, j + 1, k)]! * v![idx(i, j, k)]!);
+      return Float64Array.from(o);
+    });
+    await gradCheck(e, [{ data: x.slice(0, 4), shape: [4, 1] }], ([t]) => T.contiguous(T.expand(t!, [3, 4, 5])), ([v]) => {
+      const o: number[] = [];
+      for (let a = 0; a < 3; a++) for (let i = 0; i < 4; i++) for (let j = 0; j < 5; j++) o.push(v![i]!);
+      return Float64Array.from(o);
+    });
+    await gradCheck(
+      e,
+      [{ data: x.slice(0, 6), shape: [2, 3] }, { data: x.slice(6, 10), shape: [2, 2] }],
+      ([a, b]) => T.reshape(T.concat([a!, b!], 1), [10]),
+      ([a, b]) => Float64Array.from([...a!.slice(0, 3), ...b!.slice(0, 2), ...a!.slice(3), ...b!.slice(2)]),
+    );
+  });
+});
