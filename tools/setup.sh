@@ -3,14 +3,16 @@
 #   npm packages; when no real WebGPU adapter is found, libvulkan1 + Mesa lavapipe >= 24
 #   (bookworm-backports on Debian 12); espeak-ng + sox for the probe corpus.
 # Then checks that a real adapter (never Dawn's null backend) appears.
-# Flags: --no-apt (never touch system packages), --with-test-tools (python3-torch, chromium: fixtures/tests).
+# Flags: --no-apt (never touch system packages), --with-test-tools (chromium, for the report test),
+#        --with-reference (python3-torch + numpy + OpenBLAS: regenerate fixtures, PyTorch baselines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT=1; TEST_TOOLS=0
+APT=1; TEST_TOOLS=0; REFERENCE=0
 for a in "$@"; do
   case "$a" in
     --no-apt) APT=0 ;;
     --with-test-tools) TEST_TOOLS=1 ;;
+    --with-reference) REFERENCE=1 ;;
     *) echo "setup: unknown flag $a" >&2; exit 2 ;;
   esac
 done
@@ -30,7 +32,10 @@ apt_install_base() {
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libvulkan1 espeak-ng sox >/dev/null
   if [ "$TEST_TOOLS" = 1 ]; then
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-torch python3-numpy libopenblas0-pthread chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  fi
+  if [ "$REFERENCE" = 1 ]; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-torch python3-numpy libopenblas0-pthread >/dev/null
   fi
 }
 
@@ -70,4 +75,6 @@ if ! out=$(node tools/probe-adapter.mjs 2>&1); then
   say "still no real WebGPU adapter after installing Mesa: $out"
   exit 1
 fi
-say "adapter: $out"
+say "adapter: $(echo "$out" | grep -v '^Warning' | tail -n 1)"
+say "building (tsc → dist/)"
+npm run --silent build
