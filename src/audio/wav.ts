@@ -1,0 +1,418 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as wavefileNs from 'wavefile';
+import { ArdError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { resample } from './resample.js';
+
+// WAV input. The RIFF structure is walked and checked here first, because wavefile throws cryptic
+// errors on damaged files and silently decodes some of them (truncated data, the pad byte of an
+// odd-sized chunk, float samples in WAVE_FORMAT_EXTENSIBLE read as integers). wavefile then parses
+// the header as a second opinion; the samples are decoded here with a DataView (see decodeMono).
+
+// Node's ESM loader exposes this CommonJS package as `default`; CJS-style loaders (tsx from a CJS
+// entry point) give named exports, because the bundle sets __esModule.
+const WaveFile: typeof wavefileNs.WaveFile = (wavefileNs as any).WaveFile ?? (wavefileNs as any).default.WaveFile;
+
+export const TARGET_RATE = 16000;
+
+export interface WavAudio {
+  /** Mono samples at 16 kHz (channels averaged, resampled). */
+  samples: Float32Array;
+  sampleRate: 16000;
+  /** Sample rate stored in the file. */
+  originalRate: number;
+  channels: number;
+  /** Seconds: frames in the file / originalRate. */
+  duration: number;
+  /** wavefile's bit-depth code of the stored samples: '8', '16', '24', '32', '32f' or '64'. */
+  bitDepth: string;
+}
+
+const FORMAT_PCM = 1;
+const FORMAT_FLOAT = 3;
+const FORMAT_EXTENSIBLE = 0xfffe;
+// Tail shared by the KSDATAFORMAT_SUBTYPE_* GUIDs whose first two bytes are a plain format code.
+const GUID_TAIL = [0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xaa, 0x00, 0x38, 0x9b, 0x71];
+
+const FORMAT_NAMES: Record<number, string> = {
+  0x0002: 'Microsoft ADPCM',
+  0x0006: 'A-law',
+  0x0007: 'µ-law',
+  0x0011: 'IMA ADPCM',
+  0x0031: 'GSM 6.10',
+  0x0050: 'MPEG',
+  0x0055: 'MPEG Layer 3',
+  0x00ff: 'AAC',
+  0x0161: 'Windows Media Audio',
+  0x1610: 'HE-AAC',
+  0xf1ac: 'FLAC',
+};
+
+interface Chunk {
+  id: string;
+  start: number; // first byte of the payload
+  size: number; // declared payload size
+}
+
+function fourcc(b: Uint8Array, at: number): string {
+  let s = '';
+  for (let i = 0; i < 4 && at + i < b.length; i++) {
+    const c = b[at + i];
+    s += c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, '0')}`;
+  }
+  return s;
+}
+
+function startsWith(b: Uint8Array, text: string): boolean {
+  if (b.length < text.length) return false;
+  for (let i = 0; i < text.length; i++) if (b[i] !== text.charCodeAt(i)) return false;
+  return true;
+}
+
+interface Layout {
+  fmt: Chunk;
+  data: Chunk;
+  dataBytes: number; // usable payload bytes of the data chunk
+}
+
+/** Walk the RIFF chunks; find `fmt ` and `data`, or say precisely what is wrong. */
+function scanRiff(b: Uint8Array, name: string): Layout {
+  const fail = (problem: string): never => {
+    throw new ArdError(`${name}: ${problem}`);
+  };
+  if (b.length === 0) fail('empty file (0 bytes)');
+  const head = fourcc(b, 0);
+  if (head === 'RIFX' || head === 'RF64') fail(`unsupported container ${head} (only little-endian RIFF/WAVE is read)`);
+  if (!startsWith(b, 'RIFF'.slice(0, Math.min(4, b.length)))) fail(`not a RIFF/WAVE file (starts with "${head}")`);
+  if (b.length < 12) fail(`truncated header (${b.length} bytes)`);
+  const form = fourcc(b, 8);
+  if (form !== 'WAVE') fail(`not a RIFF/WAVE file (RIFF form type "${form}")`);
+
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let fmt: Chunk | undefined;
+  let data: Chunk | undefined;
+  let brokenAt: string | undefined; // why the walk stopped before the end of the file
+  let pos = 12;
+  while (pos < b.length) {
+    if (pos + 8 > b.length) {
+      brokenAt = `file ends inside a chunk header at byte ${pos}`;
+      break;
+    }
+    const id = fourcc(b, pos);
+    let size = dv.getUint32(pos + 4, true);
+    const start = pos + 8;
+    // 0xFFFFFFFF is what streaming writers leave when they cannot seek back: data runs to EOF.
+    if (id === 'data' && size === 0xffffffff) size = b.length - start;
+    if (id === 'fmt ' && !fmt) fmt = { id, start, size };
+    if (id === 'data' && !data) data = { id, start, size };
+    if (start + size > b.length) {
+      brokenAt = `chunk "${id}" declares ${size} bytes but only ${b.length - start} remain`;
+      break;
+    }
+    pos = start + size + (size & 1);
+  }
+
+  if (!fmt) fail(brokenAt ? `truncated header (no complete fmt chunk: ${brokenAt})` : 'missing fmt chunk');
+  if (fmt!.start + Math.max(16, fmt!.size) > b.length || fmt!.size < 16) {
+    fail(`truncated header (fmt chunk has ${Math.min(fmt!.size, b.length - fmt!.start)} bytes, need at least 16)`);
+  }
+  if (!data) fail(brokenAt ? `missing data chunk (${brokenAt})` : 'missing data chunk');
+  const available = b.length - data!.start;
+  if (data!.size > available) {
+    fail(`truncated data: header says ${data!.size} bytes, file has ${available}`);
+  }
+  return { fmt: fmt!, data: data!, dataBytes: data!.size };
+}
+
+interface Format {
+  code: number; // resolved format code (the subformat for WAVE_FORMAT_EXTENSIBLE)
+  extensible: boolean;
+  channels: number;
+  rate: number;
+  blockAlign: number;
+  bits: number;
+  bitDepth: string; // wavefile's code
+}
+
+function parseFmt(b: Uint8Array, fmt: Chunk, name: string): Format {
+  const fail = (problem: string): never => {
+    throw new ArdError(`${name}: ${problem}`);
+  };
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const s = fmt.start;
+  let code = dv.getUint16(s, true);
+  const channels = dv.getUint16(s + 2, true);
+  const rate = dv.getUint32(s + 4, true);
+  const blockAlign = dv.getUint16(s + 12, true);
+  const bits = dv.getUint16(s + 14, true);
+  const extensible = code === FORMAT_EXTENSIBLE;
+  if (extensible) {
+    if (fmt.size < 40) fail(`truncated header (WAVE_FORMAT_EXTENSIBLE fmt chunk has ${fmt.size} bytes, need 40)`);
+    const guid = b.subarray(s + 24, s + 40);
+    const tailOk = GUID_TAIL.every((v, i) => guid[2 + i] === v);
+    if (!tailOk) {
+      const hex = Array.from(guid, (v) => v.toString(16).padStart(2, '0')).join('');
+      fail(`unsupported encoding (WAVE_FORMAT_EXTENSIBLE subformat GUID ${hex})`);
+    }
+    code = dv.getUint16(s + 24, true);
+  }
+  if (code !== FORMAT_PCM && code !== FORMAT_FLOAT) {
+    const what = FORMAT_NAMES[code] ? `${FORMAT_NAMES[code]} ` : '';
+    const hex = `0x${code.toString(16).padStart(4, '0')}`;
+    fail(`unsupported encoding ${what}(format code ${code} = ${hex}${extensible ? ' in WAVE_FORMAT_EXTENSIBLE' : ''}); convert to PCM or float WAV first`);
+  }
+  let bitDepth: string;
+  if (code === FORMAT_PCM) {
+    if (![8, 16, 24, 32].includes(bits)) fail(`unsupported encoding: ${bits}-bit PCM (8, 16, 24 and 32 are read)`);
+    bitDepth = String(bits);
+  } else {
+    if (bits !== 32 && bits !== 64) fail(`unsupported encoding: ${bits}-bit float (32 and 64 are read)`);
+    bitDepth = bits === 32 ? '32f' : '64';
+  }
+  if (channels === 0) fail('invalid fmt chunk: 0 channels');
+  if (rate === 0) fail('invalid fmt chunk: sample rate 0');
+  const expectAlign = (channels * bits) / 8;
+  if (blockAlign !== expectAlign) {
+    fail(`invalid fmt chunk: block align ${blockAlign}, expected ${expectAlign} for ${channels} channel(s) of ${bits} bits`);
+  }
+  return { code, extensible, channels, rate, blockAlign, bits, bitDepth };
+}
+
+/**
+ * wavefile's own reading of the header must agree with ours (bit-depth code, channels, rate). It
+ * parses the file only up to the end of fmt/data, so damaged trailing chunks (LIST, id3) cannot
+ * trip it. It derives the sample type from the fmt format code and does not look into
+ * WAVE_FORMAT_EXTENSIBLE's subformat, so it gets a copy with the resolved code written in.
+ */
+function checkWithWavefile(b: Uint8Array, layout: Layout, f: Format, name: string): void {
+  const end = Math.max(layout.fmt.start + layout.fmt.size, layout.data.start + layout.data.size);
+  let bytes = b.subarray(0, Math.min(end, b.length));
+  if (f.extensible) {
+    bytes = bytes.slice();
+    new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint16(layout.fmt.start, f.code, true);
+  }
+  const wav = new WaveFile();
+  try {
+    wav.fromBuffer(bytes, false); // header only: samples are decoded below
+  } catch (e: any) {
+    throw new ArdError(`${name}: malformed WAV (${String(e?.message ?? e).split('\n')[0]})`);
+  }
+  const wfmt = wav.fmt as { numChannels: number; sampleRate: number };
+  if (wav.bitDepth !== f.bitDepth || wfmt.numChannels !== f.channels || wfmt.sampleRate !== f.rate) {
+    // Both readers walk the same chunks; a disagreement is a bug here, not bad input.
+    throw new Error(
+      `${name}: wavefile read ${wav.bitDepth}/${wfmt.numChannels}ch/${wfmt.sampleRate}Hz, ` +
+        `expected ${f.bitDepth}/${f.channels}ch/${f.rate}Hz`,
+    );
+  }
+}
+
+/**
+ * Decode `frames` whole frames of the data chunk and average the channels, in one pass.
+ * (wavefile's getSamples does the same job 50–300× slower: ~5 s per 5 min of 16-bit stereo and
+ * ~30 s for float32, with an f64 copy of every channel.) Integers scale to k / 2^(bits−1);
+ * 8-bit PCM is unsigned. Float samples must be finite.
+ */
+function decodeMono(b: Uint8Array, layout: Layout, f: Format, frames: number, name: string): Float32Array {
+  const dv = new DataView(b.buffer, b.byteOffset + layout.data.start, frames * f.blockAlign);
+  const c = f.channels;
+  const out = new Float32Array(frames);
+  const inv = 1 / c;
+  let p = 0;
+  switch (f.bitDepth) {
+    case '8':
+      for (let i = 0; i < frames; i++) {
+        let s = 0;
+        for (let k = 0; k < c; k++) s += dv.getUint8(p++) - 128;
+        out[i] = (s / 128) * inv;
+      }
+      break;
+    case '16':
+      for (let i = 0; i < frames; i++, p += 2 * c) {
+        let s = 0;
+        for (let k = 0; k < c; k++) s += dv.getInt16(p + 2 * k, true);
+        out[i] = (s / 32768) * inv;
+      }
+      break;
+    case '24':
+      for (let i = 0; i < frames; i++) {
+        let s = 0;
+        for (let k = 0; k < c; k++, p += 3) {
+          // low 16 bits unsigned + high byte signed
+          s += dv.getUint16(p, true) + (dv.getInt8(p + 2) << 16);
+        }
+        out[i] = (s / 8388608) * inv;
+      }
+      break;
+    case '32':
+      for (let i = 0; i < frames; i++, p += 4 * c) {
+        let s = 0;
+        for (let k = 0; k < c; k++) s += dv.getInt32(p + 4 * k, true);
+        out[i] = (s / 2147483648) * inv;
+      }
+      break;
+    case '32f':
+    case '64': {
+      const is64 = f.bitDepth === '64';
+      const size = is64 ? 8 : 4;
+      for (let i = 0; i < frames; i++) {
+        let s = 0;
+        for (let k = 0; k < c; k++, p += size) {
+          const v = is64 ? dv.getFloat64(p, true) : dv.getFloat32(p, true);
+          if (!Number.isFinite(v)) {
+            const what = Number.isNaN(v) ? 'NaN sample' : 'infinite sample';
+            throw new ArdError(`${name}: ${what} at frame ${i} (channel ${k}, t=${(i / f.rate).toFixed(4)} s)`);
+          }
+          s += v;
+        }
+        out[i] = s * inv;
+      }
+      break;
+    }
+    default:
+      throw new Error(`decodeMono: unexpected bit depth ${f.bitDepth}`);
+  }
+  return out;
+}
+
+export interface WavMono {
+  /** Mono samples at the file's own rate (channels averaged). */
+  samples: Float32Array;
+  sampleRate: number;
+  channels: number;
+  frames: number;
+  duration: number;
+  bitDepth: string;
+}
+
+/** Decode a WAV held in memory to mono at its own sample rate (no resampling). */
+export function decodeWavMono(bytes: Uint8Array, name: string): WavMono {
+  const layout = scanRiff(bytes, name);
+  const f = parseFmt(bytes, layout.fmt, name);
+  const frames = Math.floor(layout.dataBytes / f.blockAlign);
+  if (frames === 0) {
+    throw new ArdError(`${name}: no samples (data chunk has ${layout.dataBytes} bytes, one frame is ${f.blockAlign})`);
+  }
+  checkWithWavefile(bytes, layout, f, name);
+  const samples = decodeMono(bytes, layout, f, frames, name);
+  return { samples, sampleRate: f.rate, channels: f.channels, frames, duration: frames / f.rate, bitDepth: f.bitDepth };
+}
+
+/** Decode a WAV file held in memory: mono, 16 kHz. `name` is used in error messages. */
+export function decodeWav(bytes: Uint8Array, name: string): WavAudio {
+  const m = decodeWavMono(bytes, name);
+  return {
+    samples: resample(m.samples, m.sampleRate, TARGET_RATE),
+    sampleRate: TARGET_RATE,
+    originalRate: m.sampleRate,
+    channels: m.channels,
+    duration: m.duration,
+    bitDepth: m.bitDepth,
+  };
+}
+
+/** Read a WAV file: mono, 16 kHz, float samples. Throws ArdError naming the file on any problem. */
+export function readWav(file: string): WavAudio {
+  let bytes: Uint8Array;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (e: any) {
+    throw new ArdError(`${file}: cannot read (${e.code ?? e.message})`);
+  }
+  return decodeWav(bytes, file);
+}
+
+/** Encode mono samples as a 16-bit PCM WAV (values clipped to [-1, 1]). */
+export function encodeWav(samples: Float32Array | Float64Array, sampleRate = TARGET_RATE, name = 'wav'): Uint8Array {
+  if (!Number.isInteger(sampleRate) || sampleRate <= 0) throw new ArdError(`${name}: invalid sample rate ${sampleRate}`);
+  const n = samples.length;
+  const out = new Uint8Array(44 + 2 * n);
+  const dv = new DataView(out.buffer);
+  const ascii = (at: number, s: string) => {
+    for (let i = 0; i < 4; i++) out[at + i] = s.charCodeAt(i);
+  };
+  ascii(0, 'RIFF');
+  dv.setUint32(4, 36 + 2 * n, true);
+  ascii(8, 'WAVE');
+  ascii(12, 'fmt ');
+  dv.setUint32(16, 16, true);
+  dv.setUint16(20, FORMAT_PCM, true);
+  dv.setUint16(22, 1, true);
+  dv.setUint32(24, sampleRate, true);
+  dv.setUint32(28, sampleRate * 2, true);
+  dv.setUint16(32, 2, true);
+  dv.setUint16(34, 16, true);
+  ascii(36, 'data');
+  dv.setUint32(40, 2 * n, true);
+  for (let i = 0; i < n; i++) {
+    const v = samples[i];
+    if (!Number.isFinite(v)) throw new ArdError(`${name}: cannot write non-finite sample at index ${i}`);
+    // Same scale as decoding (k/32768), so values on the 16-bit grid round-trip exactly.
+    const q = Math.max(-32768, Math.min(32767, Math.round(v * 32768)));
+    dv.setInt16(44 + 2 * i, q, true);
+  }
+  return out;
+}
+
+/** Write mono samples as a 16-bit PCM WAV, atomically. */
+export function writeWav(file: string, samples: Float32Array | Float64Array, sampleRate = TARGET_RATE): void {
+  writeFileAtomic(file, encodeWav(samples, sampleRate, file));
+}
+
+/**
+ * All .wav files under `dir` (any depth, case-insensitive extension), sorted by path.
+ * Hidden entries (names starting with '.', e.g. macOS "._x.wav" resource forks) are skipped.
+ */
+export function listWavs(dir: string): string[] {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  const walk = (d: string) => {
+    let real: string;
+    try {
+      real = fs.realpathSync(d);
+    } catch (e: any) {
+      throw new ArdError(`${d}: cannot read directory (${e.code ?? e.message})`);
+    }
+    if (seen.has(real)) return; // symlink loop
+    seen.add(real);
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch (e: any) {
+      throw new ArdError(`${d}: cannot read directory (${e.code ?? e.message})`);
+    }
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue;
+      const p = path.join(d, e.name);
+      let isDir = e.isDirectory();
+      let isFile = e.isFile();
+      if (e.isSymbolicLink()) {
+        try {
+          const st = fs.statSync(p);
+          isDir = st.isDirectory();
+          isFile = st.isFile();
+        } catch {
+          continue; // dangling link
+        }
+      }
+      if (isDir) walk(p);
+      else if (isFile && e.name.toLowerCase().endsWith('.wav')) out.push(p);
+    }
+  };
+  walk(dir);
+  return out.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/**
+ * Split a clip into consecutive windows of at most `windowSeconds` (Qwen2-Audio's encoder sees
+ * 30 s at a time). The last window holds the remainder; an empty clip gives no windows.
+ * Windows are views into `samples`, not copies.
+ */
+export function windows(samples: Float32Array, windowSeconds = 30, sampleRate = TARGET_RATE): Float32Array[] {
+  const size = Math.round(windowSeconds * sampleRate);
+  if (!(size > 0)) throw new RangeError(`windows: window of ${windowSeconds} s at ${sampleRate} Hz is empty`);
+  const out: Float32Array[] = [];
+  for (let i = 0; i < samples.length; i += size) out.push(samples.subarray(i, Math.min(samples.length, i + size)));
+  return out;
+}
