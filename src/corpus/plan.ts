@@ -1,0 +1,340 @@
+// The corpus plan: which clips exist, their labels, split, voice, sentence, seeds, augmentation and
+// caption. Pure and fast (no audio), so tests can check coverage and disjointness of a large corpus
+// without synthesising it. Rendering (make-corpus.ts) follows the plan exactly.
+import { ArdError } from '../util/errors.js';
+import { makeCaption } from './captions.js';
+import { allVoices, FEMALE_VARIANTS, MALE_VARIANTS, PITCH_RANGE, SAME_SPEAKER, SPEED_RANGE, type Gender, type Voice } from './espeak.js';
+import { Rng, hash32, mix32 } from './rng.js';
+import { SOUND_CONCEPTS, type SoundConcept } from './synth.js';
+import { makeSentence, type SpeechLang } from './text.js';
+
+/** Bump when the recipe of any clip changes, so old files are not reused by a resumed run. */
+export const CORPUS_VERSION = 1;
+export const DEFAULT_SIZE = 1200;
+export const DEFAULT_SEED = 0;
+export const MIN_SIZE = 30;
+export const MIN_DURATION = 1;
+export const MAX_DURATION = 4;
+
+export const SPEECH_CONCEPTS = ['female speech', 'male speech'] as const;
+export type SpeechConcept = (typeof SPEECH_CONCEPTS)[number];
+export type Concept = SpeechConcept | SoundConcept;
+/** Every label the corpus can carry. */
+export const CONCEPTS: readonly Concept[] = [...SPEECH_CONCEPTS, ...SOUND_CONCEPTS];
+
+export const SPLITS = ['train', 'val', 'test'] as const;
+export type Split = (typeof SPLITS)[number];
+
+// Sounds too alike to be told apart in one mixture never share a clip; silence is never mixed.
+const FAMILIES: readonly (readonly string[])[] = [
+  ['white noise', 'pink noise', 'brown noise', 'rain'],
+  ['square buzz', 'sawtooth buzz'],
+  ['low tone', 'mid tone', 'high tone', 'chord'],
+  ['rising chirp', 'falling chirp'],
+];
+const MIXABLE = SOUND_CONCEPTS.filter((c) => c !== 'silence');
+const NOISE_LIKE = new Set<string>(['white noise', 'pink noise', 'brown noise', 'rain', 'engine hum']);
+
+function compatible(a: string, b: string): boolean {
+  if (a === b) return false;
+  return !FAMILIES.some((f) => f.includes(a) && f.includes(b));
+}
+
+export interface SpeechPlan {
+  gender: Gender;
+  /** espeak-ng voice, e.g. 'fr+m3'. */
+  voice: string;
+  lang: SpeechLang;
+  sentence: string;
+  speed: number;
+  pitch: number;
+}
+
+export interface SoundLayer {
+  concept: SoundConcept;
+  /** Level relative to the clip's reference (speech RMS, or the first sound's RMS), dB. */
+  levelDb: number;
+}
+
+export type NoiseColour = 'white' | 'pink' | 'brown';
+
+export interface AugmentPlan {
+  /** Peak level relative to the clean reference peak (0.7), dB. */
+  gainDb?: number;
+  noise?: { colour: NoiseColour; snrDb: number };
+  telephone?: 'band' | '8k';
+  reverb?: { rt60: number; wet: number };
+  /** Leading silence, seconds. */
+  offset?: number;
+}
+
+export interface ClipPlan {
+  index: number;
+  /** Relative to the corpus directory: clips/NNNNN-<labels>-<recipe hash>.wav */
+  file: string;
+  labels: Concept[];
+  caption: string;
+  gender: Gender | null;
+  split: Split;
+  /** Synthesis seed; unique within the corpus. */
+  seed: number;
+  speech: SpeechPlan | null;
+  layers: SoundLayer[];
+  /** Length of the sound before the time offset (non-speech clips); null for speech (espeak decides). */
+  duration: number | null;
+  /** Longest the clip may be before the time offset. */
+  maxCore: number;
+  augment: AugmentPlan;
+  /** Human-readable list of what `augment` applies, as written to the manifest. */
+  augmentTags: string[];
+}
+
+export interface CorpusPlan {
+  seed: number;
+  size: number;
+  clips: ClipPlan[];
+  voices: Record<Split, { female: string[]; male: string[] }>;
+}
+
+interface Kind {
+  labels: Concept[];
+  group: string;
+  split?: Split;
+}
+
+/** How many clips of each kind: singles per concept plus mixtures, balanced by appearances. */
+function allocate(size: number, rng: Rng): Kind[] {
+  const nMix = Math.round(0.22 * size);
+  const nSpeechMix = Math.round(0.45 * nMix);
+  const nSoundMix = nMix - nSpeechMix;
+  const nSpeechSingle = 2 * Math.round(0.1 * size);
+  const nSoundSingle = size - nMix - nSpeechSingle;
+  const kinds: Kind[] = [];
+  for (let i = 0; i < nSpeechSingle; i++) {
+    const c: Concept = i % 2 ? 'male speech' : 'female speech';
+    kinds.push({ labels: [c], group: c });
+  }
+  // Silence never appears in mixtures, so it gets a larger share of the singles.
+  const share = (c: string) => (c === 'silence' ? 1.25 : 1);
+  const total = SOUND_CONCEPTS.reduce((s, c) => s + share(c), 0);
+  const counts = new Map<string, number>();
+  let used = 0;
+  for (const c of SOUND_CONCEPTS) {
+    const k = Math.floor((nSoundSingle * share(c)) / total);
+    counts.set(c, k);
+    used += k;
+  }
+  const order = rng.shuffle([...SOUND_CONCEPTS]);
+  for (let i = 0; used < nSoundSingle; i++, used++) {
+    const c = order[i % order.length]!;
+    counts.set(c, counts.get(c)! + 1);
+  }
+  for (const c of SOUND_CONCEPTS) for (let i = 0; i < counts.get(c)!; i++) kinds.push({ labels: [c], group: c });
+
+  // Mixtures: always take the least-used compatible sounds, so totals even out.
+  const pickLeast = (avoid: string[]): SoundConcept => {
+    const cands = MIXABLE.filter((c) => avoid.every((a) => compatible(a, c)));
+    const min = Math.min(...cands.map((c) => counts.get(c)!));
+    const c = rng.pick(cands.filter((x) => counts.get(x) === min));
+    counts.set(c, counts.get(c)! + 1);
+    return c;
+  };
+  for (let i = 0; i < nSpeechMix; i++) {
+    const sp: Concept = i % 2 ? 'male speech' : 'female speech';
+    const b = pickLeast([]);
+    const labels: Concept[] = [sp, b];
+    if (rng.chance(0.2)) labels.push(pickLeast([b]));
+    kinds.push({ labels, group: `mix:${sp}` });
+  }
+  for (let i = 0; i < nSoundMix; i++) {
+    const a = pickLeast([]);
+    const b = pickLeast([a]);
+    const labels: Concept[] = [a, b];
+    if (rng.chance(0.15)) labels.push(pickLeast([a, b]));
+    kinds.push({ labels, group: 'mix:sound' });
+  }
+  return kinds;
+}
+
+/** Splits each group ~70/15/15 (at least one val and one test clip once a group has 3). */
+function assignSplits(kinds: Kind[], rng: Rng): void {
+  const groups = new Map<string, Kind[]>();
+  for (const k of kinds) {
+    if (!groups.has(k.group)) groups.set(k.group, []);
+    groups.get(k.group)!.push(k);
+  }
+  for (const members of groups.values()) {
+    rng.shuffle(members);
+    const n = members.length;
+    const nHold = n >= 3 ? Math.max(1, Math.round(0.15 * n)) : 0;
+    members.forEach((k, i) => {
+      k.split = i < nHold ? 'val' : i < 2 * nHold ? 'test' : 'train';
+    });
+  }
+}
+
+/**
+ * Each espeak-ng voice variant (f3, m5, Annie, …) belongs to one split, in every language, so val
+ * and test speakers are never heard in training (near-duplicate variants, SAME_SPEAKER, go together);
+ * each split gets variants of both genders.
+ */
+export function splitVoices(seed: number): Record<Split, { female: Voice[]; male: Voice[] }> {
+  const rng = new Rng(hash32(seed, 'voices'));
+  const out = { train: { female: [], male: [] }, val: { female: [], male: [] }, test: { female: [], male: [] } } as Record<Split, { female: Voice[]; male: Voice[] }>;
+  for (const g of ['female', 'male'] as const) {
+    const speakers = (g === 'female' ? FEMALE_VARIANTS : MALE_VARIANTS).map((v) => SAME_SPEAKER[v] ?? v);
+    const groups = rng.shuffle([...new Set(speakers)]);
+    const nHold = Math.max(1, Math.round(0.15 * groups.length));
+    const splitOf = new Map(groups.map((v, i) => [v, (i < nHold ? 'val' : i < 2 * nHold ? 'test' : 'train') as Split]));
+    for (const v of allVoices(g)) out[splitOf.get(voiceSpeaker(v.id))!][g].push(v);
+  }
+  return out;
+}
+
+/** The variant part of an espeak-ng voice id: 'de+f3' → 'f3'. */
+export function voiceVariant(voice: string): string {
+  const i = voice.indexOf('+');
+  return i < 0 ? voice : voice.slice(i + 1);
+}
+
+/** The speaker behind a voice id (variants that are one speaker map to one name): 'fr+steph2' → 'steph'. */
+export function voiceSpeaker(voice: string): string {
+  const v = voiceVariant(voice);
+  return SAME_SPEAKER[v] ?? v;
+}
+
+/** The split a sentence belongs to (a fixed function of seed and text, so splits never share one). */
+export function sentenceSplit(seed: number, sentence: string): Split {
+  const h = hash32(seed, 'sentence', sentence) % 100;
+  return h < 70 ? 'train' : h < 85 ? 'val' : 'test';
+}
+
+function planAugment(rng: Rng, split: Split, silent: boolean): AugmentPlan {
+  if (!rng.chance(split === 'train' ? 0.65 : 0.2)) return {};
+  return drawAugment(rng, silent);
+}
+
+function drawAugment(rng: Rng, silent: boolean): AugmentPlan {
+  const ops = new Set<string>();
+  if (!silent && rng.chance(0.5)) ops.add('gain');
+  if (!silent && rng.chance(0.45)) ops.add('noise');
+  if (rng.chance(0.25)) ops.add('telephone');
+  if (rng.chance(0.3)) ops.add('reverb');
+  if (rng.chance(0.35)) ops.add('offset');
+  if (ops.size === 0) ops.add(rng.pick(silent ? ['telephone', 'reverb', 'offset'] : ['gain', 'noise', 'telephone', 'reverb', 'offset']));
+  const a: AugmentPlan = {};
+  const r1 = (x: number) => Math.round(x * 10) / 10;
+  const r2 = (x: number) => Math.round(x * 100) / 100;
+  if (ops.has('gain')) a.gainDb = r1(rng.uniform(-20, 2.5));
+  if (ops.has('noise')) a.noise = { colour: rng.pick(['white', 'pink', 'brown'] as const), snrDb: rng.pick([20, 10, 5]) };
+  if (ops.has('telephone')) a.telephone = rng.chance(0.5) ? 'band' : '8k';
+  if (ops.has('reverb')) a.reverb = { rt60: r2(rng.uniform(0.2, 0.9)), wet: r2(rng.uniform(0.2, 0.5)) };
+  if (ops.has('offset')) a.offset = r2(rng.uniform(0.1, 0.8));
+  return a;
+}
+
+export function augmentTags(a: AugmentPlan): string[] {
+  const t: string[] = [];
+  if (a.reverb) t.push(`reverb:${a.reverb.rt60.toFixed(2)}s`);
+  if (a.noise) t.push(`noise:${a.noise.colour}:${a.noise.snrDb}dB`);
+  if (a.telephone) t.push(a.telephone === 'band' ? 'telephone:300-3400Hz' : 'telephone:8kHz');
+  if (a.gainDb !== undefined) t.push(`gain:${a.gainDb.toFixed(1)}dB`);
+  if (a.offset !== undefined) t.push(`offset:${a.offset.toFixed(2)}s`);
+  return t;
+}
+
+export function checkSize(size: number): void {
+  if (!Number.isInteger(size) || size < MIN_SIZE || size > 1_000_000) {
+    throw new ArdError(`make-corpus: --size must be an integer from ${MIN_SIZE} to 1000000 (got ${size})`);
+  }
+}
+
+/** Plans a corpus of `size` clips for `seed` (a 32-bit integer). */
+export function planCorpus(seed: number, size: number = DEFAULT_SIZE): CorpusPlan {
+  checkSize(size);
+  seed = seed >>> 0;
+  const rng = new Rng(hash32(seed, size, 'plan'));
+  const kinds = allocate(size, rng);
+  assignSplits(kinds, rng);
+  rng.shuffle(kinds);
+
+  const voices = splitVoices(seed);
+  const usedSeeds = new Set<number>();
+  const usedSentences = new Set<string>();
+  const durationU: number[] = [];
+  const clips: ClipPlan[] = kinds.map((k, index) => {
+    const split = k.split!;
+    const crng = new Rng(hash32(seed, size, 'clip', index));
+    let clipSeed = crng.seed();
+    while (usedSeeds.has(clipSeed)) clipSeed = mix32(clipSeed + 1);
+    usedSeeds.add(clipSeed);
+
+    const sp = k.labels.find((l): l is SpeechConcept => l === 'female speech' || l === 'male speech');
+    let speech: SpeechPlan | null = null;
+    if (sp) {
+      const gender: Gender = sp === 'female speech' ? 'female' : 'male';
+      const voice = crng.pick(voices[split][gender]);
+      // Rejection-sample a sentence of this split, preferring one not used yet.
+      let sentence = '';
+      for (let tries = 0; ; tries++) {
+        const s = makeSentence(crng, voice.lang);
+        if (sentenceSplit(seed, s) !== split) continue;
+        sentence = s;
+        if (!usedSentences.has(s) || tries > 400) break;
+      }
+      usedSentences.add(sentence);
+      const [p0, p1] = PITCH_RANGE[gender];
+      speech = {
+        gender,
+        voice: voice.id,
+        lang: voice.lang,
+        sentence,
+        speed: crng.int(SPEED_RANGE[0], SPEED_RANGE[1]),
+        pitch: crng.int(p0, p1),
+      };
+    }
+
+    const sounds = k.labels.filter((l): l is SoundConcept => l !== 'female speech' && l !== 'male speech');
+    const layers: SoundLayer[] = sounds.map((concept, j) => {
+      let levelDb: number;
+      if (speech) levelDb = -crng.uniform(0, 10); // background under speech at 0–10 dB SNR
+      else if (j === 0) levelDb = 0;
+      else levelDb = crng.uniform(-4, 4);
+      if (!speech && sounds.length > 1 && NOISE_LIKE.has(concept)) levelDb -= crng.uniform(3, 8);
+      return { concept, levelDb: Math.round(levelDb * 10) / 10 };
+    });
+    durationU[index] = crng.next(); // mapped to seconds once the offset is known
+    const caption = makeCaption(crng, k.labels);
+    const silent = k.labels.length === 1 && k.labels[0] === 'silence';
+    const augment = planAugment(new Rng(hash32(seed, size, 'aug', index)), split, silent);
+    return {
+      index, file: '', labels: k.labels, caption, gender: speech?.gender ?? null, split, seed: clipSeed,
+      speech, layers, duration: null, maxCore: MAX_DURATION, augment, augmentTags: [],
+    };
+  });
+
+  // Every split keeps some clean and some augmented clips.
+  for (const split of SPLITS) {
+    const inSplit = clips.filter((c) => c.split === split);
+    const isSilent = (c: ClipPlan) => c.labels.length === 1 && c.labels[0] === 'silence';
+    if (!inSplit.some((c) => Object.keys(c.augment).length > 0)) {
+      const c = inSplit.find((x) => !isSilent(x));
+      if (c) c.augment = drawAugment(new Rng(hash32(seed, size, 'aug-fix', c.index)), false);
+    }
+    if (!inSplit.some((c) => Object.keys(c.augment).length === 0)) inSplit[0]!.augment = {};
+  }
+
+  for (const c of clips) {
+    c.augmentTags = augmentTags(c.augment);
+    c.maxCore = Math.round((MAX_DURATION - (c.augment.offset ?? 0)) * 100) / 100;
+    // Non-speech length: uniform in [1 s, maxCore], snapped to 10 ms.
+    c.duration = c.speech ? null : Math.round((MIN_DURATION + durationU[c.index]! * (c.maxCore - MIN_DURATION)) * 100) / 100;
+    const recipe = JSON.stringify([CORPUS_VERSION, c.labels, c.seed, c.speech, c.layers, c.duration, c.maxCore, c.augment]);
+    const slug = c.labels.map((l) => l.replace(/ /g, '_')).join('+');
+    c.file = `clips/${String(c.index).padStart(5, '0')}-${slug}-${hash32(recipe).toString(16).padStart(8, '0')}.wav`;
+  }
+
+  const voiceIds = {} as CorpusPlan['voices'];
+  for (const s of SPLITS) voiceIds[s] = { female: voices[s].female.map((v) => v.id), male: voices[s].male.map((v) => v.id) };
+  return { seed, size, clips, voices: voiceIds };
+}
