@@ -1,7 +1,10 @@
 // Every subcommand: its flags and a thin call into the library.
 import type { CAC } from 'cac';
 import { Engine } from '../gpu/engine.js';
+import { formatBench, runBench } from '../../bench/run.js';
 import { UsageError } from '../util/errors.js';
+import { makeCorpus } from '../corpus/index.js';
+import { Progress } from './progress.js';
 
 export interface GlobalFlags {
   json?: boolean;
@@ -61,4 +64,42 @@ export function registerCommands(cli: CAC): void {
     );
     engine.destroy();
   });
+
+  withGlobals(cli.command('bench', 'Kernel microbenchmarks next to the measured FMA peak and copy bandwidth'))
+    .option('--only <name>', 'Run only benchmarks whose name contains this')
+    .option('--seconds <s>', 'Timing budget per benchmark', { default: 1 })
+    .action(async (flags: GlobalFlags & { only?: string; seconds?: number }) => {
+      const engine = await openEngine(flags);
+      const { entries, json } = await runBench(engine, {
+        only: flags.only,
+        seconds: Number(flags.seconds),
+        onProgress: (n) => {
+          if (!flags.quiet) process.stderr.write(`bench: ${n}\n`);
+        },
+      });
+      emit(flags, { adapter: engine.adapter?.name, ...json }, () => formatBench(entries, engine.adapter?.name ?? '?'));
+      engine.destroy();
+    });
+
+  withGlobals(cli.command('make-corpus', 'Generate the labelled synthetic probe corpus (16 kHz WAVs + manifest.jsonl)'))
+    .option('--out <dir>', 'Output folder', { default: 'corpus' })
+    .option('--seed <s>', 'Seed (integer or string)', { default: 0 })
+    .option('--size <n>', 'Number of clips', { default: 1200 })
+    .action(async (flags: GlobalFlags & { out: string; seed: string | number; size: number }) => {
+      const size = intFlag('size', flags.size, 1)!;
+      let bar: Progress | null = null;
+      const r = await makeCorpus({
+        out: flags.out,
+        seed: flags.seed,
+        size,
+        onProgress: (p) => {
+          bar ??= new Progress('make-corpus', p.total, { quiet: flags.quiet, unit: 'clips' });
+          bar.update(p.done);
+        },
+      });
+      (bar as Progress | null)?.finish();
+      emit(flags, { out: r.out, clips: r.entries.length, rendered: r.rendered, skipped: r.skipped, seconds: r.seconds, info: r.info }, () =>
+        `corpus: ${r.entries.length} clips in ${r.out} (${r.rendered} rendered, ${r.skipped} already there) in ${r.seconds.toFixed(1)} s\nmanifest: ${r.out}/manifest.jsonl`,
+      );
+    });
 }
