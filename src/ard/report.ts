@@ -1,0 +1,656 @@
+// AR&D report: one self-contained HTML page (inline CSS, JS and SVG; audio as base64 WAV data:
+// URIs) summarising a RUN directory: SAE training curves, the ranked features with their most and
+// least representative clips (players, captions, labels, activation-over-time sparklines), the
+// benchmark against baselines, and steering sweeps. Every section copes with its stage not having
+// run yet. Audio is embedded once per clip (a JSON map the page's script hands to the players),
+// truncated and, if asked, resampled, within a byte budget.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { encodeWav, readWav } from '../audio/wav.js';
+import { resample } from '../audio/resample.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { describeError } from '../util/errors.js';
+import type { CaptureClip, CaptureManifest } from './retrieve.js';
+import { readCaptureManifest, runPaths, SCORE_FORMULA } from './retrieve.js';
+import type { ClipRef, FeatureEntry, FeaturesFile } from './rank.js';
+import { RANK_METHOD, readFeatures } from './rank.js';
+import type { EvalFile, MethodResult } from './evaluate.js';
+import { EVAL_METHOD } from './evaluate.js';
+
+export interface ReportOptions {
+  /** Layers to show (default: every layer with a features or SAE file, else the manifest's). */
+  layers?: number[];
+  /** Features shown per layer (default 12). */
+  maxFeatures?: number;
+  /** H clips shown per feature (default 5) and L clips (default 3). */
+  hClips?: number;
+  lClips?: number;
+  /** Embedded audio: at most this many seconds per clip (default 4) at this rate (default 16000). */
+  audioSeconds?: number;
+  audioRate?: number;
+  /** Total embedded audio bytes before base64 (default 16 MiB); clips beyond it get no player. */
+  maxAudioBytes?: number;
+  /** Directory corpus-relative clip paths are resolved against (default: manifest.corpus, RUN). */
+  corpusDir?: string;
+  title?: string;
+}
+
+export interface ReportResult {
+  file: string;
+  bytes: number;
+  sections: Record<string, 'ok' | 'missing' | 'error'>;
+  audioClips: number;
+  audioSkipped: number;
+}
+
+// ---- small HTML helpers ------------------------------------------------------------------------
+
+export function esc(s: unknown): string {
+  return String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+}
+
+/** Fixed decimals (exponent for tiny or huge values); '–' for missing. */
+function fmt(x: unknown, digits = 3): string {
+  const n = Number(x);
+  if (x === null || x === undefined || !Number.isFinite(n)) return '–';
+  const a = Math.abs(n);
+  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return n.toExponential(2);
+  return n.toFixed(digits);
+}
+
+/** Compact plain number (counts, steps, sweep values, axis ticks): `sig` significant digits. */
+function num(x: unknown, sig = 4): string {
+  const n = Number(x);
+  if (x === null || x === undefined || !Number.isFinite(n)) return '–';
+  const a = Math.abs(n);
+  if (a !== 0 && (a < 1e-3 || a >= 1e6)) return n.toExponential(Math.max(0, sig - 2));
+  return String(Number(n.toPrecision(sig)));
+}
+
+function missing(what: string, file: string): string {
+  return `<div class="missing"><b>${esc(what)}</b> has not run yet — <code>${esc(path.basename(file))}</code> not found.</div>`;
+}
+
+function readJsonIf(file: string): any | null {
+  if (!fs.existsSync(file)) return null;
+  return JSON.parse(fs.readFileSync(file, 'utf8'));
+}
+
+// ---- SVG plots -----------------------------------------------------------------------------------
+
+/** A line plot of one series (x ascending) as inline SVG. */
+export function linePlot(xs: number[], ys: number[], o: { title: string; width?: number; height?: number; color?: string; logY?: boolean; xLabel?: string }): string {
+  const W = o.width ?? 340;
+  const H = o.height ?? 180;
+  const pad = { l: 52, r: 12, t: 26, b: 28 };
+  const pts = xs.map((x, i) => [x, ys[i]!] as const).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0));
+  if (pts.length === 0) return `<div class="plot empty">${esc(o.title)}: no data</div>`;
+  const ty = (y: number) => (o.logY ? Math.log10(y) : y);
+  let x0 = Math.min(...pts.map((p) => p[0]));
+  let x1 = Math.max(...pts.map((p) => p[0]));
+  let y0 = Math.min(...pts.map((p) => ty(p[1])));
+  let y1 = Math.max(...pts.map((p) => ty(p[1])));
+  if (x1 === x0) [x0, x1] = [x0 - 1, x1 + 1];
+  if (y1 === y0) [y0, y1] = [y0 - 0.5, y1 + 0.5];
+  const sx = (x: number) => pad.l + ((x - x0) / (x1 - x0)) * (W - pad.l - pad.r);
+  const sy = (y: number) => H - pad.b - ((ty(y) - y0) / (y1 - y0)) * (H - pad.t - pad.b);
+  const line = pts.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
+  const color = o.color ?? '#2563eb';
+  const yLab = (v: number) => num(o.logY ? 10 ** v : v, 3);
+  const grid = [0, 0.5, 1]
+    .map((f) => {
+      const v = y0 + f * (y1 - y0);
+      const y = H - pad.b - f * (H - pad.t - pad.b);
+      return `<line x1="${pad.l}" x2="${W - pad.r}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" class="grid"/><text x="${pad.l - 6}" y="${(y + 4).toFixed(1)}" class="ytick">${esc(yLab(v))}</text>`;
+    })
+    .join('');
+  const last = pts[pts.length - 1]!;
+  return (
+    `<svg class="plot" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(o.title)}">` +
+    `<text x="${pad.l}" y="16" class="ptitle">${esc(o.title)}${o.logY ? ' (log)' : ''}</text>` +
+    grid +
+    `<line x1="${pad.l}" x2="${W - pad.r}" y1="${H - pad.b}" y2="${H - pad.b}" class="axis"/>` +
+    `<text x="${pad.l}" y="${H - 8}" class="xtick">${esc(num(x0))}</text>` +
+    `<text x="${(pad.l + W - pad.r) / 2}" y="${H - 8}" class="xtick mid">${esc(o.xLabel ?? '')}</text>` +
+    `<text x="${W - pad.r}" y="${H - 8}" class="xtick end">${esc(num(x1))}</text>` +
+    `<polyline points="${line}" fill="none" stroke="${color}" stroke-width="1.8" stroke-linejoin="round"/>` +
+    `<circle cx="${sx(last[0]).toFixed(1)}" cy="${sy(last[1]).toFixed(1)}" r="2.8" fill="${color}"/>` +
+    `<text x="${W - pad.r}" y="16" class="xtick end">last ${esc(num(last[1], 3))}</text>` +
+    `</svg>`
+  );
+}
+
+/** A small filled sparkline of per-token activations. */
+export function sparkline(values: number[], scale: number, frameSeconds?: number): string {
+  const W = 150;
+  const H = 26;
+  if (!values.length) return '';
+  const s = scale > 0 ? scale : Math.max(...values, 1e-9);
+  const n = values.length;
+  const x = (i: number) => (n === 1 ? W / 2 : (i / (n - 1)) * (W - 2) + 1);
+  const y = (v: number) => H - 2 - Math.min(1, Math.max(0, v / s)) * (H - 4);
+  const pts = values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+  const area = `1,${H - 2} ${pts} ${x(n - 1).toFixed(1)},${H - 2}`;
+  const dur = frameSeconds ? ` over ${(n * frameSeconds).toFixed(1)} s` : '';
+  return (
+    `<svg class="spark" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="activation over time${esc(dur)}">` +
+    `<title>activation over time${esc(dur)} (peak ${fmt(Math.max(...values), 3)})</title>` +
+    `<polygon points="${area}" class="sparkfill"/><polyline points="${pts}" class="sparkline"/></svg>`
+  );
+}
+
+function bar(v: number, max = 1, cls = ''): string {
+  const w = Number.isFinite(v) && max > 0 ? Math.max(0, Math.min(1, v / max)) * 100 : 0;
+  return `<span class="bar ${cls}"><span style="width:${w.toFixed(1)}%"></span></span>`;
+}
+
+// ---- training curves ------------------------------------------------------------------------------
+
+/** Turns a training log (records, or columns, or {steps|log|history: records}) into series by metric. */
+export function trainingSeries(doc: any): { x: number[]; series: Record<string, number[]>; meta: Record<string, unknown> } {
+  let rows: any[] | null = null;
+  const meta: Record<string, unknown> = {};
+  if (Array.isArray(doc)) rows = doc;
+  else if (doc && typeof doc === 'object') {
+    for (const key of ['steps', 'log', 'history', 'records', 'curve', 'train']) {
+      if (Array.isArray(doc[key]) && doc[key].length && typeof doc[key][0] === 'object') {
+        rows = doc[key];
+        break;
+      }
+    }
+    for (const [k, v] of Object.entries(doc)) if (typeof v !== 'object' || v === null) meta[k] = v;
+    if (!rows) {
+      // columnar: { step: [...], mse: [...], ... }
+      const cols = Object.entries(doc).filter(([, v]) => Array.isArray(v) && (v as unknown[]).every((x) => typeof x === 'number')) as [string, number[]][];
+      if (cols.length) {
+        const n = Math.max(...cols.map(([, v]) => v.length));
+        const xcol = cols.find(([k]) => /^(step|steps|iter|iteration|tokens)$/i.test(k));
+        const x = xcol ? xcol[1] : Array.from({ length: n }, (_, i) => i);
+        const series: Record<string, number[]> = {};
+        for (const [k, v] of cols) if (v !== xcol?.[1]) series[k] = v;
+        return { x, series, meta };
+      }
+    }
+  }
+  if (!rows) return { x: [], series: {}, meta };
+  const xKey = ['step', 'steps', 'iter', 'iteration', 'tokens'].find((k) => rows!.some((r) => typeof r?.[k] === 'number'));
+  const x = rows.map((r, i) => (xKey ? Number(r[xKey]) : i));
+  const keys = new Set<string>();
+  for (const r of rows) for (const [k, v] of Object.entries(r ?? {})) if (typeof v === 'number' && k !== xKey) keys.add(k);
+  const series: Record<string, number[]> = {};
+  for (const k of keys) series[k] = rows.map((r) => (typeof r?.[k] === 'number' ? r[k] : NaN));
+  return { x, series, meta };
+}
+
+const METRIC_ORDER = ['fvu', 'mse', 'loss', 'auxk', 'aux', 'dead', 'deadShare', 'dead_share', 'l0', 'lr'];
+const PALETTE = ['#2563eb', '#dc2626', '#059669', '#d97706', '#7c3aed', '#0891b2', '#be185d', '#4b5563'];
+
+function trainingSection(layer: number, file: string): [string, 'ok' | 'missing' | 'error'] {
+  const title = `<h2 id="training-${layer}">SAE training — layer ${layer}</h2>`;
+  const doc = readJsonIf(file);
+  if (!doc) return [title + missing('SAE training', file), 'missing'];
+  const { x, series, meta } = trainingSeries(doc);
+  const names = Object.keys(series).sort((a, b) => rankOf(a) - rankOf(b) || a.localeCompare(b));
+  if (!names.length) return [title + `<div class="missing">${esc(path.basename(file))} holds no numeric series.</div>`, 'error'];
+  const plots = names
+    .slice(0, 8)
+    .map((k, i) => {
+      const ys = series[k]!;
+      const pos = ys.filter((v) => Number.isFinite(v));
+      const logY = /mse|loss|fvu|aux/i.test(k) && pos.length > 2 && pos.every((v) => v > 0) && Math.max(...pos) / Math.min(...pos) > 20;
+      return linePlot(x, ys, { title: k, color: PALETTE[i % PALETTE.length], logY, xLabel: 'step' });
+    })
+    .join('');
+  const metaRows = Object.entries(meta)
+    .slice(0, 12)
+    .map(([k, v]) => `<span class="kv"><b>${esc(k)}</b> ${esc(typeof v === 'number' ? num(v) : v)}</span>`)
+    .join('');
+  return [`${title}${metaRows ? `<div class="kvs">${metaRows}</div>` : ''}<div class="plots">${plots}</div>`, 'ok'];
+}
+
+function rankOf(k: string): number {
+  const i = METRIC_ORDER.findIndex((m) => k.toLowerCase() === m.toLowerCase());
+  return i < 0 ? 99 : i;
+}
+
+// ---- audio ---------------------------------------------------------------------------------------
+
+class AudioStore {
+  readonly uris = new Map<number, string>();
+  readonly failed = new Map<number, string>();
+  bytes = 0;
+  skipped = 0;
+  constructor(
+    private clips: CaptureClip[],
+    private dirs: string[],
+    private seconds: number,
+    private rate: number,
+    private budget: number,
+  ) {}
+
+  resolve(file: string): string | null {
+    if (path.isAbsolute(file)) return fs.existsSync(file) ? file : null;
+    for (const d of this.dirs) {
+      const f = path.resolve(d, file);
+      if (fs.existsSync(f)) return f;
+    }
+    return null;
+  }
+
+  /** Registers a clip's audio; returns false when it cannot be embedded. */
+  want(ci: number): boolean {
+    if (this.uris.has(ci)) return true;
+    if (this.failed.has(ci)) return false;
+    const c = this.clips[ci];
+    if (!c) return false;
+    const file = this.resolve(c.file);
+    if (!file) {
+      this.failed.set(ci, 'audio file not found');
+      return false;
+    }
+    try {
+      const w = readWav(file);
+      let x = w.samples.subarray(0, Math.min(w.samples.length, Math.round(this.seconds * 16000)));
+      if (this.rate !== 16000) x = resample(x, 16000, this.rate);
+      const bytes = 44 + 2 * x.length;
+      if (this.bytes + bytes > this.budget) {
+        this.skipped++;
+        this.failed.set(ci, 'audio size budget reached');
+        return false;
+      }
+      const wav = encodeWav(x, this.rate, file);
+      this.uris.set(ci, `data:audio/wav;base64,${Buffer.from(wav.buffer, wav.byteOffset, wav.byteLength).toString('base64')}`);
+      this.bytes += bytes;
+      return true;
+    } catch (e) {
+      this.failed.set(ci, describeError(e));
+      return false;
+    }
+  }
+
+  json(): string {
+    const o: Record<string, string> = {};
+    for (const [k, v] of this.uris) o[k] = v;
+    // safe inside <script>: no "</" sequences can occur in base64 or digits
+    return JSON.stringify(o);
+  }
+}
+
+// ---- features -------------------------------------------------------------------------------------
+
+function clipCard(
+  ref: ClipRef,
+  clip: CaptureClip | undefined,
+  kind: 'H' | 'L',
+  caption: string | undefined,
+  timeline: number[] | undefined,
+  scale: number,
+  audio: AudioStore,
+): string {
+  const hasAudio = audio.want(ref.clip);
+  const player = hasAudio
+    ? `<audio controls preload="metadata" data-clip="${ref.clip}"></audio>`
+    : `<div class="noaudio">${esc(audio.failed.get(ref.clip) ?? 'no audio')}</div>`;
+  const labels = (clip?.labels ?? []).map((l) => `<span class="chip">${esc(l)}</span>`).join('');
+  const cap = caption ?? clip?.caption;
+  return (
+    `<div class="clip ${kind}">` +
+    `<div class="cliphead"><span class="cid" title="${esc(clip?.file ?? '')}">${esc(ref.id ?? `clip ${ref.clip}`)}</span>` +
+    `<span class="cscore" title="score · mean · coverage">${fmt(ref.score, 2)} · ${fmt(ref.mean, 2)} · ${fmt(ref.coverage, 2)}</span></div>` +
+    player +
+    (timeline ? sparkline(timeline, scale, clip?.frameSeconds) : '') +
+    (cap ? `<div class="caption" title="${caption ? 'caption from the describer' : 'corpus caption'}">${caption ? '“' : ''}${esc(cap)}${caption ? '”' : ''}</div>` : '') +
+    `<div class="chips">${labels || '<span class="chip none">no labels</span>'}</div>` +
+    `</div>`
+  );
+}
+
+function featuresSection(
+  layer: number,
+  paths: ReturnType<typeof runPaths>,
+  manifest: CaptureManifest | null,
+  audio: AudioStore,
+  o: Required<Pick<ReportOptions, 'maxFeatures' | 'hClips' | 'lClips'>>,
+): [string, 'ok' | 'missing' | 'error', FeaturesFile | null] {
+  const title = `<h2 id="features-${layer}">Features — layer ${layer}</h2>`;
+  if (!fs.existsSync(paths.features)) return [title + missing('Retrieval and ranking', paths.features), 'missing', null];
+  let doc: FeaturesFile;
+  try {
+    doc = readFeatures(paths.features);
+  } catch (e) {
+    return [title + `<div class="missing">${esc(describeError(e))}</div>`, 'error', null];
+  }
+  const timelines = readJsonIf(paths.timelines);
+  const clips = manifest?.clips ?? [];
+  const shown = doc.features.slice(0, o.maxFeatures);
+  const excluded = Object.entries(doc.excluded ?? {})
+    .map(([r, n]) => `<li>${esc(r)}: <b>${n}</b></li>`)
+    .join('');
+  const summary =
+    `<p class="lead">${doc.features.length} features kept of ${doc.m || '?'} (p = ${doc.p} clips per H/L, ${doc.nClips || clips.length} clips). ` +
+    `Showing the top ${shown.length} by monosemanticity. Clip cards show <i>score · mean activation · coverage</i>; ` +
+    `sparklines show the feature's activation over the clip's tokens (same scale within a feature).</p>` +
+    (excluded ? `<details class="excl"><summary>Excluded features</summary><ul>${excluded}</ul></details>` : '');
+  const table =
+    `<table class="ftable"><thead><tr><th>#</th><th>feature</th><th>name</th><th>mono</th><th>coherence</th><th>separation</th><th>H mean</th><th>L mean</th><th>firing clips</th></tr></thead><tbody>` +
+    shown
+      .map((f, i) => {
+        const s = f.scores ?? ({} as FeatureEntry['scores']);
+        return (
+          `<tr><td>${i + 1}</td><td><a href="#f-${layer}-${f.id}">#${f.id}</a></td><td>${f.name ? `<b>${esc(f.name)}</b>` : '<span class="dim">unnamed</span>'}` +
+          `${f.support !== undefined ? ` <span class="dim">(${Math.round(f.support * 100)}%)</span>` : ''}</td>` +
+          `<td class="num">${fmt(s.mono)} ${bar(s.mono ?? 0, Math.max(...shown.map((g) => g.scores?.mono ?? 0), 1e-9))}</td><td class="num">${fmt(s.coherence)}</td><td class="num">${fmt(s.separation)}</td>` +
+          `<td class="num">${fmt(s.hMean)}</td><td class="num">${fmt(s.lMean)}</td><td class="num">${num(s.firingClips)}${s.firingShare !== undefined ? ` <span class="dim">(${Math.round(s.firingShare * 100)}%)</span>` : ''}</td></tr>`
+        );
+      })
+      .join('') +
+    `</tbody></table>`;
+  const cards = shown
+    .map((f, i) => {
+      const tl: Record<string, number[]> | undefined = timelines?.features?.[f.id];
+      const scale = tl ? Math.max(1e-9, ...Object.values(tl).flat()) : 1;
+      const h = f.H.slice(0, o.hClips)
+        .map((c, j) => clipCard(c, clips[c.clip], 'H', f.captions?.[j], tl?.[c.clip], scale, audio))
+        .join('');
+      const l = f.L.slice(0, o.lClips)
+        .map((c) => clipCard(c, clips[c.clip], 'L', undefined, tl?.[c.clip], scale, audio))
+        .join('');
+      return (
+        `<article class="feature" id="f-${layer}-${f.id}"><header><span class="rank">${i + 1}</span><h3>${f.name ? esc(f.name) : 'unnamed'} <span class="fid">#${f.id}</span></h3>` +
+        `<span class="fscores">mono ${fmt(f.scores?.mono)} · coherence ${fmt(f.scores?.coherence)} · separation ${fmt(f.scores?.separation)}</span></header>` +
+        `<div class="hl"><h4>Most representative (H<sup>k</sup>)</h4><div class="clips">${h || '<span class="dim">none</span>'}</div></div>` +
+        `<div class="hl low"><h4>Least representative (L<sup>k</sup>)</h4><div class="clips">${l || '<span class="dim">none</span>'}</div></div>` +
+        `</article>`
+      );
+    })
+    .join('');
+  const tlNote = timelines ? '' : `<div class="missing small">Activation timelines not computed (<code>${esc(path.basename(paths.timelines))}</code> not found).</div>`;
+  return [title + summary + table + tlNote + cards, 'ok', doc];
+}
+
+// ---- benchmark ----------------------------------------------------------------------------------
+
+function benchmarkSection(file: string): [string, 'ok' | 'missing' | 'error'] {
+  const title = `<h2 id="benchmark">Benchmark against labels</h2>`;
+  const ev = readJsonIf(file) as EvalFile | null;
+  if (!ev) return [title + missing('Evaluation', file), 'missing'];
+  const methods: [string, MethodResult | undefined][] = [
+    ['SAE features', ev.sae],
+    ['Neurons (±)', ev.neurons],
+    ['Random directions', ev.random],
+  ];
+  const best = Math.max(...methods.map(([, r]) => r?.map ?? 0));
+  const summary =
+    `<table class="btable"><thead><tr><th>method</th><th>precision</th><th>recall</th><th>F1</th><th>mAP</th></tr></thead><tbody>` +
+    methods
+      .map(
+        ([name, r]) =>
+          `<tr class="${r && r.map === best ? 'best' : ''}"><td>${esc(name)}</td>` +
+          ['precision', 'recall', 'f1'].map((k) => `<td class="num">${fmt((r as any)?.[k])} ${bar((r as any)?.[k] ?? 0)}</td>`).join('') +
+          `<td class="num"><b>${fmt(r?.map)}</b> ${bar(r?.map ?? 0, 1, 'strong')}</td></tr>`,
+      )
+      .join('') +
+    `</tbody></table>`;
+  const ratio = ev.sae && ev.neurons && ev.random ? ev.sae.map / Math.max(ev.neurons.map, ev.random.map) - 1 : NaN;
+  const headline = Number.isFinite(ratio)
+    ? `<p class="lead">SAE mAP is <b>${ratio >= 0 ? '+' : ''}${(ratio * 100).toFixed(0)}%</b> relative to the best baseline, over ${ev.labels?.length ?? '?'} labels (${ev.nVal} validation / ${ev.nTest} test clips).</p>`
+    : '';
+  const labels = ev.labels ?? Object.keys(ev.sae?.perLabel ?? {});
+  const perLabel =
+    `<details open><summary>Per label (test split)</summary><table class="ptable"><thead><tr><th>label</th><th>SAE feature</th><th>AP</th><th>F1</th><th>neuron</th><th>AP</th><th>random dir.</th><th>AP</th></tr></thead><tbody>` +
+    labels
+      .map((l) => {
+        const s = ev.sae?.perLabel?.[l];
+        const n = ev.neurons?.perLabel?.[l];
+        const r = ev.random?.perLabel?.[l];
+        return (
+          `<tr><td>${esc(l)}</td><td>#${esc(s?.feature)}</td><td class="num">${fmt(s?.ap)} ${bar(s?.ap ?? 0)}</td><td class="num">${fmt(s?.f1)}</td>` +
+          `<td>${esc(n?.feature)}</td><td class="num">${fmt(n?.ap)}</td><td>${r ? `#${esc(r.feature)}` : '–'}</td><td class="num">${fmt(r?.ap)}</td></tr>`
+        );
+      })
+      .join('') +
+    `</tbody></table></details>`;
+  const names =
+    ev.name_accuracy === null || ev.name_accuracy === undefined
+      ? `<p class="dim">Name accuracy: no named features yet (run describe).</p>`
+      : `<p><b>Name accuracy</b>: ${fmt(ev.name_accuracy * 100, 0)}% of ${ev.named} named features agree with the label they detect best.</p>` +
+        (ev.name_mismatches?.length
+          ? `<table class="ptable"><thead><tr><th>feature</th><th>name</th><th>best label</th><th>val AP</th></tr></thead><tbody>` +
+            ev.name_mismatches.map((m) => `<tr><td>#${m.feature}</td><td>${esc(m.name)}</td><td>${esc(m.label)}</td><td class="num">${fmt(m.ap)}</td></tr>`).join('') +
+            `</tbody></table>`
+          : '');
+  const skipped = ev.skippedLabels?.length ? `<p class="dim">Labels without positives in validation or test (skipped): ${esc(ev.skippedLabels.join(', '))}.</p>` : '';
+  return [title + headline + summary + perLabel + names + skipped, 'ok'];
+}
+
+// ---- steering ----------------------------------------------------------------------------------
+
+/**
+ * steering.json: { sweeps: [{ feature, name?, layer?, question? | prompt?, clip?, target?,
+ *   values: [{ value, answers: string[], flipRate? }] }] } (a bare array of sweeps also works).
+ */
+function steeringSection(file: string): [string, 'ok' | 'missing' | 'error'] {
+  const title = `<h2 id="steering">Steering sweeps</h2>`;
+  const doc = readJsonIf(file);
+  if (!doc) return [title + missing('Steering', file), 'missing'];
+  const sweeps: any[] = Array.isArray(doc) ? doc : Array.isArray(doc.sweeps) ? doc.sweeps : [];
+  if (!sweeps.length) return [title + `<div class="missing">steering.json has no sweeps.</div><pre>${esc(JSON.stringify(doc, null, 1).slice(0, 2000))}</pre>`, 'error'];
+  const body = sweeps
+    .map((s) => {
+      const values: any[] = Array.isArray(s.values) ? s.values : [];
+      const rates = values.map((v) => Number(v.flipRate ?? v.flip_rate ?? NaN));
+      const xs = values.map((v) => Number(v.value));
+      const plot = rates.some(Number.isFinite) ? linePlot(xs, rates, { title: 'flip rate vs feature value', color: '#dc2626', width: 300, height: 160, xLabel: 'feature value' }) : '';
+      const rows = values
+        .map((v, i) => {
+          const answers: string[] = Array.isArray(v.answers) ? v.answers : v.answer !== undefined ? [v.answer] : [];
+          return (
+            `<tr><td class="num">${num(v.value)}</td><td class="num">${fmt(rates[i], 2)} ${Number.isFinite(rates[i]) ? bar(rates[i]!) : ''}</td>` +
+            `<td>${answers.slice(0, 3).map((a) => `<div class="answer">${esc(a)}</div>`).join('')}${answers.length > 3 ? `<div class="dim">… ${answers.length - 3} more</div>` : ''}</td></tr>`
+          );
+        })
+        .join('');
+      const q = s.question ?? s.prompt;
+      return (
+        `<article class="sweep"><header><h3>${esc(s.name ?? 'feature')} <span class="fid">#${esc(s.feature)}</span>${s.layer !== undefined ? ` <span class="dim">layer ${esc(s.layer)}</span>` : ''}</h3>` +
+        `${q ? `<div class="question">Q: ${esc(q)}</div>` : ''}${s.target ? `<div class="dim">target: ${esc(s.target)}</div>` : ''}</header>` +
+        `<div class="sweepbody">${plot}<table class="ptable"><thead><tr><th style="width:70px">value</th><th style="width:140px">flip rate</th><th>answers</th></tr></thead><tbody>${rows}</tbody></table></div></article>`
+      );
+    })
+    .join('');
+  return [title + body, 'ok'];
+}
+
+// ---- page ---------------------------------------------------------------------------------------
+
+const CSS = `
+:root{--fg:#1f2937;--dim:#6b7280;--line:#e5e7eb;--bg:#f8fafc;--card:#fff;--acc:#2563eb;--warn:#b45309}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:var(--fg);background:var(--bg)}
+header.top{background:#0f172a;color:#e2e8f0;padding:22px 0 18px}
+.wrap{max-width:1180px;margin:0 auto;padding:0 24px}
+header.top h1{margin:0 0 4px;font-size:22px;font-weight:650;letter-spacing:.2px}
+header.top .sub{color:#94a3b8;font-size:13px}
+nav{position:sticky;top:0;z-index:5;background:rgba(255,255,255,.95);border-bottom:1px solid var(--line);backdrop-filter:blur(4px)}
+nav .wrap{display:flex;gap:18px;flex-wrap:wrap;padding-top:8px;padding-bottom:8px}
+nav a{color:var(--fg);text-decoration:none;font-weight:500;font-size:13px}
+nav a:hover{color:var(--acc)}
+main section{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:18px 22px;margin:18px 0}
+h2{font-size:18px;margin:0 0 10px;font-weight:650}
+h3{font-size:15px;margin:0;font-weight:600}
+h4{font-size:12px;text-transform:uppercase;letter-spacing:.6px;color:var(--dim);margin:10px 0 6px;font-weight:600}
+.lead{color:#374151;margin:4px 0 12px}
+.dim{color:var(--dim)}
+.missing{border:1px dashed #d1d5db;background:#f9fafb;color:#4b5563;padding:12px 14px;border-radius:8px}
+.missing.small{padding:6px 10px;margin:8px 0;font-size:12.5px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:12px}
+.stat{border:1px solid var(--line);border-radius:8px;padding:10px 12px;background:#fcfdff}
+.stat .v{font-size:20px;font-weight:650}
+.stat .k{color:var(--dim);font-size:12px}
+table{border-collapse:collapse;width:100%;margin:6px 0 10px;font-size:13px}
+th{text-align:left;font-weight:600;color:#374151;border-bottom:2px solid var(--line);padding:6px 8px;white-space:nowrap}
+td{border-bottom:1px solid #f1f5f9;padding:5px 8px;vertical-align:top}
+tbody tr:nth-child(even){background:#fafbfc}
+td.num{font-variant-numeric:tabular-nums;white-space:nowrap}
+tr.best td{background:#eff6ff}
+.bar{display:inline-block;width:70px;height:6px;background:#eef2f7;border-radius:3px;vertical-align:middle;margin-left:4px;overflow:hidden}
+.bar span{display:block;height:100%;background:#93c5fd}
+.bar.strong span{background:var(--acc)}
+.plots{display:flex;flex-wrap:wrap;gap:10px}
+svg.plot{background:#fff;border:1px solid var(--line);border-radius:8px}
+svg .grid{stroke:#eef2f7}
+svg .axis{stroke:#cbd5e1}
+svg text{font:11px system-ui,sans-serif;fill:#6b7280}
+svg .ptitle{font-weight:600;fill:#374151;font-size:12px}
+svg .ytick{text-anchor:end}
+svg .xtick.end{text-anchor:end}
+svg .xtick.mid{text-anchor:middle}
+.kvs{display:flex;flex-wrap:wrap;gap:6px 14px;margin:0 0 10px;font-size:12.5px}
+.kv b{color:var(--dim);font-weight:500;margin-right:3px}
+article.feature{border-top:1px solid var(--line);padding:14px 0 6px;margin-top:10px}
+article.feature header{display:flex;align-items:baseline;gap:10px;flex-wrap:wrap}
+.rank{display:inline-block;min-width:24px;height:24px;border-radius:12px;background:#0f172a;color:#fff;text-align:center;font-size:12px;line-height:24px;font-weight:600}
+.fid{color:var(--dim);font-weight:400;font-size:13px}
+.fscores{color:var(--dim);font-size:12.5px;font-variant-numeric:tabular-nums}
+.clips{display:grid;grid-template-columns:repeat(auto-fill,minmax(205px,1fr));gap:10px}
+.clip{border:1px solid var(--line);border-radius:8px;padding:8px;background:#fff;border-left:3px solid #3b82f6}
+.hl.low .clip{border-left-color:#cbd5e1;background:#fcfcfd}
+.cliphead{display:flex;justify-content:space-between;gap:6px;font-size:12px;margin-bottom:4px}
+.cid{font-weight:600;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.cscore{color:var(--dim);font-variant-numeric:tabular-nums;white-space:nowrap}
+audio{width:100%;height:32px;display:block;margin:2px 0}
+.noaudio{font-size:12px;color:var(--warn);padding:4px 0}
+svg.spark{display:block;margin:4px 0 2px;width:100%;height:26px}
+.sparkfill{fill:#dbeafe}.sparkline{fill:none;stroke:#2563eb;stroke-width:1.3}
+.hl.low .sparkfill{fill:#f1f5f9}.hl.low .sparkline{stroke:#94a3b8}
+.caption{font-size:12.5px;color:#374151;font-style:italic;margin:2px 0}
+.chips{display:flex;flex-wrap:wrap;gap:4px;margin-top:4px}
+.chip{font-size:11px;background:#f1f5f9;border:1px solid #e2e8f0;border-radius:10px;padding:0 7px;color:#334155}
+.chip.none{color:var(--dim)}
+details summary{cursor:pointer;color:#374151;font-weight:500;margin:6px 0}
+.sweep{border-top:1px solid var(--line);padding:12px 0}
+.sweepbody{display:flex;gap:16px;flex-wrap:wrap;align-items:flex-start}
+.sweepbody table{flex:1 1 420px;width:auto}
+.question{margin:4px 0;color:#374151}
+.answer{font-size:12.5px;border-left:2px solid #e5e7eb;padding-left:6px;margin:2px 0}
+footer{color:var(--dim);font-size:12px;padding:8px 0 30px}
+footer code,section code{background:#f1f5f9;padding:0 4px;border-radius:4px;font-size:12px}
+`;
+
+// Hands each player its clip's audio (embedded once per clip) and keeps one clip playing at a time.
+const JS = `
+(function(){
+  var el=document.getElementById('audio-data');
+  var data={};
+  try{data=JSON.parse(el?el.textContent:'{}');}catch(e){data={};}
+  var players=document.querySelectorAll('audio[data-clip]');
+  for(var i=0;i<players.length;i++){
+    var a=players[i], src=data[a.getAttribute('data-clip')];
+    if(src){a.src=src;}
+    a.addEventListener('play',function(ev){
+      for(var j=0;j<players.length;j++){if(players[j]!==ev.target){players[j].pause();}}
+    });
+  }
+})();
+`;
+
+/** Writes RUN/report.html (atomically) and says which sections had data. */
+export function writeReport(run: string, opts: ReportOptions = {}): ReportResult {
+  const sections: ReportResult['sections'] = {};
+  let manifest: CaptureManifest | null = null;
+  let manifestError: string | null = null;
+  const manifestFile = path.join(run, 'capture', 'manifest.json');
+  if (fs.existsSync(manifestFile)) {
+    try {
+      manifest = readCaptureManifest(run);
+    } catch (e) {
+      manifestError = describeError(e);
+    }
+  }
+  const layers = opts.layers ?? discoverLayers(run, manifest);
+  const dirs = [opts.corpusDir, manifest?.corpus, run, path.join(run, 'capture'), process.cwd()].filter((d): d is string => !!d);
+  const audio = new AudioStore(manifest?.clips ?? [], dirs, opts.audioSeconds ?? 4, opts.audioRate ?? 16000, opts.maxAudioBytes ?? 16 * 1024 * 1024);
+  const o = { maxFeatures: opts.maxFeatures ?? 12, hClips: opts.hClips ?? 5, lClips: opts.lClips ?? 3 };
+
+  const parts: string[] = [];
+  const nav: string[] = [`<a href="#overview">Overview</a>`];
+  const featureDocs: FeaturesFile[] = [];
+  const safe = (name: string, f: () => [string, 'ok' | 'missing' | 'error', ...unknown[]]): string => {
+    try {
+      const [html, st] = f();
+      sections[name] = st;
+      return html;
+    } catch (e) {
+      sections[name] = 'error';
+      return `<div class="missing">Could not render ${esc(name)}: ${esc(describeError(e))}</div>`;
+    }
+  };
+  for (const L of layers) {
+    const p = runPaths(run, L);
+    parts.push(`<section>${safe(`training-${L}`, () => trainingSection(L, p.saeTrain))}</section>`);
+    nav.push(`<a href="#training-${L}">Training L${L}</a>`);
+    parts.push(
+      `<section>${safe(`features-${L}`, () => {
+        const r = featuresSection(L, p, manifest, audio, o);
+        if (r[2]) featureDocs.push(r[2]);
+        return r;
+      })}</section>`,
+    );
+    nav.push(`<a href="#features-${L}">Features L${L}</a>`);
+  }
+  if (!layers.length) parts.push(`<section><h2 id="features">Features</h2>${missing('Capture', manifestFile)}</section>`);
+  const evalFile = path.join(run, 'eval.json');
+  parts.push(`<section>${safe('benchmark', () => benchmarkSection(evalFile))}</section>`);
+  nav.push(`<a href="#benchmark">Benchmark</a>`);
+  parts.push(`<section>${safe('steering', () => steeringSection(path.join(run, 'steering.json')))}</section>`);
+  nav.push(`<a href="#steering">Steering</a>`);
+
+  let ev: EvalFile | null = null;
+  try {
+    ev = readJsonIf(evalFile);
+  } catch {
+    /* reported by the benchmark section */
+  }
+  const stats: [string, string][] = [
+    ['clips', manifest ? String(manifest.clips.length) : '–'],
+    [layers.length > 1 ? 'layers' : 'layer', layers.length ? layers.join(', ') : '–'],
+    ['features kept', featureDocs.length ? String(featureDocs.reduce((a, d) => a + d.features.length, 0)) : '–'],
+    ['named', featureDocs.length ? String(featureDocs.reduce((a, d) => a + d.features.filter((f) => f.name).length, 0)) : '–'],
+    ['SAE mAP', ev?.sae ? fmt(ev.sae.map) : '–'],
+    ['best baseline mAP', ev?.neurons && ev?.random ? fmt(Math.max(ev.neurons.map, ev.random.map)) : '–'],
+    ['name accuracy', ev && ev.name_accuracy !== null && ev.name_accuracy !== undefined ? `${fmt(ev.name_accuracy * 100, 0)}%` : '–'],
+  ];
+  const overview =
+    `<section><h2 id="overview">Overview</h2>` +
+    (manifestError ? `<div class="missing">Capture manifest unreadable: ${esc(manifestError)}</div>` : manifest ? '' : missing('Capture', manifestFile)) +
+    `<div class="cards">${stats.map(([k, v]) => `<div class="stat"><div class="v">${esc(v)}</div><div class="k">${esc(k)}</div></div>`).join('')}</div>` +
+    `</section>`;
+
+  const title = opts.title ?? 'AR&D report';
+  const model = manifest?.model ? ` · model ${esc(manifest.model)}` : '';
+  const html =
+    `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">` +
+    `<title>${esc(title)}</title><link rel="icon" href="data:,"><style>${CSS}</style></head><body>` +
+    `<header class="top"><div class="wrap"><h1>${esc(title)}</h1><div class="sub">${esc(path.resolve(run))}${model} · generated ${esc(new Date().toISOString().slice(0, 16).replace('T', ' '))} UTC</div></div></header>` +
+    `<nav><div class="wrap">${nav.join('')}</div></nav>` +
+    `<main class="wrap">${overview}${parts.join('')}</main>` +
+    `<footer class="wrap"><p><b>Methods.</b> Representativeness: <code>${esc(SCORE_FORMULA)}</code>. Ranking: ${esc(RANK_METHOD)}. Evaluation: ${esc(EVAL_METHOD)}.</p>` +
+    `<p>Audio: first ${num(opts.audioSeconds ?? 4)} s of each clip at ${opts.audioRate ?? 16000} Hz, 16-bit${audio.skipped ? `; ${audio.skipped} clips left out to keep the file small` : ''}.</p></footer>` +
+    `<script type="application/json" id="audio-data">${audio.json()}</script><script>${JS}</script>` +
+    `</body></html>\n`;
+  const file = path.join(run, 'report.html');
+  writeFileAtomic(file, html);
+  return { file, bytes: Buffer.byteLength(html), sections, audioClips: audio.uris.size, audioSkipped: audio.skipped };
+}
+
+function discoverLayers(run: string, manifest: CaptureManifest | null): number[] {
+  const found = new Set<number>();
+  if (fs.existsSync(run)) {
+    for (const f of fs.readdirSync(run)) {
+      const m = f.match(/^(?:features|sae|retrieve)-(\d+)\.(?:json|safetensors|train\.json)$/);
+      if (m) found.add(Number(m[1]));
+    }
+  }
+  if (!found.size) for (const l of manifest?.layers ?? []) found.add(l);
+  return [...found].sort((a, b) => a - b);
+}

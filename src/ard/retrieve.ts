@@ -1,0 +1,756 @@
+// AR&D retrieval: for every (clip, feature) the mean activation over the clip's tokens and the
+// coverage (share of its tokens where the feature fires), a representativeness score combining
+// them, and per feature the most (H^k) and least (L^k) representative clips.
+//
+// Capture shards are streamed in batches of rows; each batch is encoded by the SAE (top-k codes)
+// on the GPU and scattered into per-clip accumulators by kernels/ard.wgsl (one workgroup per clip
+// segment, rows in order: deterministic). The same pass sums the raw residual rows per clip, which
+// rank (H/L similarity) and evaluate (neuron and random-direction baselines) use.
+//
+// Score (documented in the output metadata too):
+//   mean_norm[c, f] = mean[c, f] / max_c' mean[c', f]         (in [0, 1]; 0 for a dead feature)
+//   score[c, f]     = mean_norm[c, f] × coverage[c, f]        (in [0, 1])
+// Why the product (rather than the harmonic mean): it is 0 when either factor is 0, increases
+// with both, and cannot be carried by one factor alone, so a clip where the feature is strong but
+// brief (a short event in a long clip) or present throughout but faint ranks below one where it is
+// both. Since mean = (mean while firing) × coverage, the score is coverage² × the firing strength
+// (normalised): it deliberately favours clips the concept fills, which is what a listener checking
+// a feature wants to hear. Normalising the mean per feature puts scores in [0, 1] and makes them
+// comparable across features (rank uses H and L score means) without changing any clip order.
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Engine } from '../gpu/engine.js';
+import { grid, Params } from '../gpu/engine.js';
+import { openSafetensors, toFloat32 } from '../model/safetensors.js';
+import type { SafetensorsFile } from '../model/safetensors.js';
+import { writeSafetensors } from '../model/safetensors.js';
+import { ArdError } from '../util/errors.js';
+import { readJson, writeFileAtomic } from '../util/fs.js';
+import { Tensor, empty, tensor } from '../tensor/tensor.js';
+import { cast, map, zeros } from '../tensor/ops/elementwise.js';
+import { reshape, transpose } from '../tensor/ops/layout.js';
+import { max as reduceMax, sum as reduceSum } from '../tensor/ops/reduce.js';
+import { topk } from '../tensor/ops/index.js';
+
+/** Bump when the meaning of retrieve-L.safetensors changes (invalidates cached results). */
+export const RETRIEVE_VERSION = 1;
+export const SCORE_FORMULA = 'score = (mean / max over clips of mean) × coverage; coverage = share of tokens with z > 0';
+
+// ---- RUN directory layout ------------------------------------------------------------------
+
+export interface CaptureClip {
+  id: string;
+  file: string;
+  labels: string[];
+  split: string;
+  gender?: string | null;
+  speech?: boolean;
+  caption?: string;
+  duration: number;
+  rowStart: number;
+  rowCount: number;
+  frameSeconds: number;
+}
+
+export interface CaptureShard {
+  file: string;
+  rowStart: number;
+  rowCount: number;
+}
+
+export interface CaptureManifest {
+  model?: string;
+  prompt?: string;
+  layers: number[];
+  d: number;
+  dtype: 'f16' | 'f32';
+  positions?: 'audio' | 'all';
+  clips: CaptureClip[];
+  shards: Record<string, CaptureShard[]>;
+  bad?: { file: string; error: string }[];
+  inputsHash?: string;
+  /** Directory corpus-relative clip files are resolved against (optional). */
+  corpus?: string;
+}
+
+export function runPaths(run: string, layer: number) {
+  return {
+    captureDir: path.join(run, 'capture'),
+    manifest: path.join(run, 'capture', 'manifest.json'),
+    sae: path.join(run, `sae-${layer}.safetensors`),
+    saeTrain: path.join(run, `sae-${layer}.train.json`),
+    retrieve: path.join(run, `retrieve-${layer}.safetensors`),
+    features: path.join(run, `features-${layer}.json`),
+    timelines: path.join(run, `timelines-${layer}.json`),
+    eval: path.join(run, 'eval.json'),
+    steering: path.join(run, 'steering.json'),
+    report: path.join(run, 'report.html'),
+  };
+}
+
+/** Reads and checks RUN/capture/manifest.json. */
+export function readCaptureManifest(run: string): CaptureManifest {
+  const file = path.join(run, 'capture', 'manifest.json');
+  const m = readJson<CaptureManifest>(file);
+  if (!m || typeof m !== 'object') throw new ArdError(`${file}: not a JSON object`);
+  if (!Array.isArray(m.clips)) throw new ArdError(`${file}: 'clips' must be an array`);
+  if (!Number.isInteger(m.d) || m.d <= 0) throw new ArdError(`${file}: 'd' must be a positive integer`);
+  m.clips.forEach((c, i) => {
+    if (!c || typeof c.id !== 'string') throw new ArdError(`${file}: clips[${i}] has no string 'id'`);
+    if (!Number.isInteger(c.rowStart) || !Number.isInteger(c.rowCount) || c.rowStart < 0 || c.rowCount < 0) {
+      throw new ArdError(`${file}: clips[${i}] (${c.id}) needs non-negative integer rowStart/rowCount`);
+    }
+    if (!Array.isArray(c.labels)) c.labels = [];
+  });
+  m.shards ??= {};
+  return m;
+}
+
+function layerShards(m: CaptureManifest, layer: number, file: string): CaptureShard[] {
+  const list = m.shards[String(layer)];
+  if (!Array.isArray(list) || list.length === 0) throw new ArdError(`${file}: no capture shards for layer ${layer}`);
+  return [...list].sort((a, b) => a.rowStart - b.rowStart);
+}
+
+// ---- the SAE, as retrieval sees it -----------------------------------------------------------
+
+/** What retrieval needs from a sparse autoencoder: top-k codes for a batch of rows. */
+export interface SparseEncoder {
+  /** x [rows, d] f32 → values [rows, k] (z; ≤ 0 means not firing), indices [rows, k] (i32). */
+  encode(x: Tensor): { values: Tensor; indices: Tensor };
+  /** Number of features (else taken from the options or the SAE file's metadata / W_enc). */
+  readonly m?: number;
+}
+
+function resolveM(sae: SparseEncoder, m: number | undefined, saeFile: string): number {
+  const direct = m ?? (sae as any).m ?? (sae as any).config?.m;
+  if (Number.isInteger(direct) && direct > 0) return direct;
+  if (fs.existsSync(saeFile)) {
+    const f = openSafetensors(saeFile);
+    try {
+      const meta = Number(f.metadata.m);
+      if (Number.isInteger(meta) && meta > 0) return meta;
+      const w = f.tensors.get('W_enc');
+      if (w && w.shape.length === 2) return w.shape[1]!;
+    } finally {
+      f.close();
+    }
+  }
+  throw new ArdError(`${saeFile}: cannot tell the SAE's number of features (pass m)`);
+}
+
+// ---- streaming the capture -------------------------------------------------------------------
+
+/** A batch of consecutive capture rows on the GPU (f32 [rows, d]). */
+export interface RowBatch {
+  rowStart: number;
+  rows: number;
+  x: Tensor;
+}
+
+/** Reads capture rows of one layer, shard by shard, keeping the last shard's bytes. */
+export class CaptureReader {
+  private cache: { index: number; bytes: Uint8Array; dtype: 'F16' | 'F32' } | null = null;
+  readonly shards: CaptureShard[];
+  readonly totalRows: number;
+
+  constructor(readonly run: string, readonly manifest: CaptureManifest, readonly layer: number) {
+    const file = runPaths(run, layer).manifest;
+    this.shards = layerShards(manifest, layer, file);
+    this.totalRows = this.shards.reduce((a, s) => Math.max(a, s.rowStart + s.rowCount), 0);
+  }
+
+  private load(i: number): { bytes: Uint8Array; dtype: 'F16' | 'F32' } {
+    if (this.cache?.index === i) return this.cache;
+    const s = this.shards[i]!;
+    const file = path.resolve(runPaths(this.run, this.layer).captureDir, s.file);
+    const st: SafetensorsFile = openSafetensors(file);
+    try {
+      const info = st.tensors.get('acts');
+      if (!info) throw new ArdError(`${file}: no tensor 'acts'`);
+      if (info.dtype !== 'F16' && info.dtype !== 'F32') throw new ArdError(`${file}: acts must be F16 or F32, got ${info.dtype}`);
+      if (info.shape.length !== 2 || info.shape[0] !== s.rowCount || info.shape[1] !== this.manifest.d) {
+        throw new ArdError(`${file}: acts has shape [${info.shape.join(', ')}], manifest says [${s.rowCount}, ${this.manifest.d}]`);
+      }
+      this.cache = { index: i, bytes: st.read('acts'), dtype: info.dtype };
+      return this.cache;
+    } finally {
+      st.close();
+    }
+  }
+
+  /** Rows [rowStart, rowStart + rows) as f32 [rows, d] on the GPU (f16 shards are cast there). */
+  upload(engine: Engine, rowStart: number, rows: number): Tensor {
+    const d = this.manifest.d;
+    const pieces: { bytes: Uint8Array; dtype: 'F16' | 'F32' }[] = [];
+    let at = rowStart;
+    const end = rowStart + rows;
+    for (let i = 0; i < this.shards.length && at < end; i++) {
+      const s = this.shards[i]!;
+      if (s.rowStart + s.rowCount <= at) continue;
+      if (s.rowStart > at) throw new ArdError(`${runPaths(this.run, this.layer).manifest}: layer ${this.layer} shards miss row ${at}`);
+      const n = Math.min(end, s.rowStart + s.rowCount) - at;
+      const sh = this.load(i);
+      const bpe = sh.dtype === 'F16' ? 2 : 4;
+      const off = (at - s.rowStart) * d * bpe;
+      pieces.push({ bytes: sh.bytes.subarray(off, off + n * d * bpe), dtype: sh.dtype });
+      at += n;
+    }
+    if (at < end) throw new ArdError(`${runPaths(this.run, this.layer).manifest}: layer ${this.layer} shards end before row ${end}`);
+    const allF16 = engine.f16 && pieces.every((p) => p.dtype === 'F16');
+    if (allF16) {
+      const raw = empty(engine, [rows, d], 'f16');
+      let o = 0;
+      for (const p of pieces) {
+        engine.write(raw.buffer, o, p.bytes);
+        o += p.bytes.byteLength;
+      }
+      const x = cast(raw, 'f32');
+      raw.dispose();
+      return x;
+    }
+    const host = new Float32Array(rows * d);
+    let o = 0;
+    for (const p of pieces) {
+      const f = toFloat32(p.bytes, p.dtype);
+      host.set(f, o);
+      o += f.length;
+    }
+    return tensor(engine, host, [rows, d]);
+  }
+}
+
+// ---- per-clip accumulation on the GPU --------------------------------------------------------
+
+export interface ClipRange {
+  rowStart: number;
+  rowCount: number;
+}
+
+/** Per-clip sums of SAE codes (activation sum, firing count) and of raw residual rows. */
+export class ClipAccumulator {
+  readonly sum: Tensor;
+  readonly cnt: Tensor;
+  readonly rsum: Tensor | null;
+  private order: number[]; // clip indices sorted by rowStart
+  private disposed = false;
+
+  constructor(
+    readonly engine: Engine,
+    readonly clips: readonly ClipRange[],
+    readonly m: number,
+    readonly d: number,
+    withResiduals = true,
+  ) {
+    const n = clips.length;
+    this.sum = zeros(engine, [n, m]);
+    this.cnt = zeros(engine, [n, m]);
+    this.rsum = withResiduals ? zeros(engine, [n, d]) : null;
+    this.order = clips.map((_, i) => i).filter((i) => clips[i]!.rowCount > 0).sort((a, b) => clips[a]!.rowStart - clips[b]!.rowStart);
+    for (let j = 1; j < this.order.length; j++) {
+      const a = clips[this.order[j - 1]!]!;
+      const b = clips[this.order[j]!]!;
+      if (a.rowStart + a.rowCount > b.rowStart) throw new ArdError(`clip rows overlap (rows ${b.rowStart}…): capture manifest is inconsistent`);
+    }
+  }
+
+  /** Segments (clip, row offset in batch, rows) of clips overlapping rows [rowStart, rowStart + rows). */
+  segments(rowStart: number, rows: number): Uint32Array {
+    const end = rowStart + rows;
+    const out: number[] = [];
+    // first clip whose range ends after rowStart (binary search over the sorted order)
+    let lo = 0;
+    let hi = this.order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const c = this.clips[this.order[mid]!]!;
+      if (c.rowStart + c.rowCount <= rowStart) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let j = lo; j < this.order.length; j++) {
+      const ci = this.order[j]!;
+      const c = this.clips[ci]!;
+      if (c.rowStart >= end) break;
+      const a = Math.max(c.rowStart, rowStart);
+      const b = Math.min(c.rowStart + c.rowCount, end);
+      if (b > a) out.push(ci, a - rowStart, b - a);
+    }
+    return Uint32Array.from(out);
+  }
+
+  /** Add one batch: its top-k codes (null: residual sums only) and its dense rows (for residual sums). */
+  add(rowStart: number, rows: number, codes: { values: Tensor; indices: Tensor } | null, x?: Tensor): void {
+    if (this.disposed) throw new ArdError('ClipAccumulator used after dispose');
+    const segs = this.segments(rowStart, rows);
+    const nSeg = segs.length / 3;
+    if (nSeg === 0) return;
+    const S = tensor(this.engine, segs, [segs.length], 'u32');
+    if (codes) {
+      const { values, indices } = codes;
+      if (values.rank !== 2 || values.shape[0] !== rows || indices.shape[0] !== rows || indices.shape[1] !== values.shape[1]) {
+        throw new ArdError(`SAE encode returned values [${values.shape}] / indices [${indices.shape}] for ${rows} rows`);
+      }
+      if (indices.dtype !== 'i32') throw new ArdError(`SAE encode returned ${indices.dtype} indices (want i32)`);
+      const k = values.shape[1]!;
+      const v = values.isContiguousIgnoringOffset() ? values : map([values], 'a', { name: 'contiguous' });
+      const ix = indices.isContiguousIgnoringOffset() ? indices : map([indices], 'a', { name: 'contiguous', ct: 'i32' });
+      this.engine.dispatch({
+        kernel: { family: 'ard', defines: { CODES: true, TV: v.dtype } },
+        params: new Params().u32(nSeg, k, this.m, v.offset, ix.offset, 0, 0, 0).done(),
+        buffers: [S.buffer, v.buffer, ix.buffer, this.sum.buffer, this.cnt.buffer],
+        workgroups: grid(nSeg),
+      });
+      if (v !== values) v.dispose();
+      if (ix !== indices) ix.dispose();
+    }
+    if (x && this.rsum) {
+      if (x.rank !== 2 || x.shape[0] !== rows || x.shape[1] !== this.d) throw new ArdError(`residual batch [${x.shape}] is not [${rows}, ${this.d}]`);
+      const xd = x.isContiguousIgnoringOffset() ? x : map([x], 'a', { name: 'contiguous' });
+      this.engine.dispatch({
+        kernel: { family: 'ard', defines: { CODES: false, TV: xd.dtype } },
+        params: new Params().u32(nSeg, this.d, 0, xd.offset, 0, 0, 0, 0).done(),
+        buffers: [S.buffer, xd.buffer, this.rsum.buffer],
+        workgroups: grid(nSeg),
+      });
+      if (xd !== x) xd.dispose();
+    }
+    S.dispose();
+  }
+
+  /** Per-clip mean residual vectors [nClips, d] (host), without the SAE statistics. */
+  async residualMeans(): Promise<Float32Array> {
+    if (!this.rsum) throw new ArdError('ClipAccumulator was built without residual sums');
+    const rowsT = tensor(this.engine, Float32Array.from(this.clips, (c) => c.rowCount), [this.clips.length, 1]);
+    const r = map([this.rsum, rowsT], 'select(0.0, a / b, b > 0.0)', { name: 'ard_div', out: 'f32' });
+    rowsT.dispose();
+    const out = await r.toFloat32();
+    r.dispose();
+    return out;
+  }
+
+  /** Means, coverage, scores and H/L on the GPU; everything read back to the host. */
+  async finish(p: number): Promise<ClipStats> {
+    const e = this.engine;
+    const n = this.clips.length;
+    const rowsHost = Float32Array.from(this.clips, (c) => c.rowCount);
+    const rowsT = tensor(e, rowsHost, [n, 1]);
+    const div = (a: Tensor) => map([a, rowsT], 'select(0.0, a / b, b > 0.0)', { name: 'ard_div', out: 'f32' });
+    const mean = div(this.sum);
+    const cov = div(this.cnt);
+    const resid = this.rsum ? div(this.rsum) : null;
+    const { score, maxMean } = scoreOnGpu(mean, cov);
+    const hl = selectHL(score, cov, p);
+    const out: ClipStats = {
+      nClips: n,
+      m: this.m,
+      d: this.d,
+      p: hl.p,
+      mean: await mean.toFloat32(),
+      coverage: await cov.toFloat32(),
+      score: await score.toFloat32(),
+      maxMean: await maxMean.toFloat32(),
+      residMean: resid ? await resid.toFloat32() : null,
+      rows: rowsHost,
+      H: new Int32Array(0),
+      L: new Int32Array(0),
+      firing: (await hl.firing.read()) as Int32Array,
+    };
+    out.H = (await hl.H.read()) as Int32Array;
+    out.L = finishHL(out.H, (await hl.Lcand.read()) as Int32Array, this.m, hl.p);
+    for (const t of [rowsT, mean, cov, score, maxMean, hl.H, hl.Lcand, hl.firing]) t.dispose();
+    resid?.dispose();
+    return out;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.sum.dispose();
+    this.cnt.dispose();
+    this.rsum?.dispose();
+  }
+}
+
+export interface ClipStats {
+  nClips: number;
+  m: number;
+  d: number;
+  /** H/L length per feature (min(p, nClips)). */
+  p: number;
+  /** [nClips, m] row-major. */
+  mean: Float32Array;
+  coverage: Float32Array;
+  score: Float32Array;
+  /** [m]: max over clips of the mean (the score's normaliser). */
+  maxMean: Float32Array;
+  /** [nClips, d]: mean residual vector per clip (null when not accumulated). */
+  residMean: Float32Array | null;
+  /** [nClips]: rows (tokens) per clip. */
+  rows: Float32Array;
+  /** [m, p] clip indices, most representative first; -1 where a feature fires on fewer clips. */
+  H: Int32Array;
+  /** [m, p] clip indices, least representative first, disjoint from H; -1 padded. */
+  L: Int32Array;
+  /** [m]: clips where the feature fires (coverage > 0). */
+  firing: Int32Array;
+}
+
+/** score = mean / max_c(mean) × coverage, on the GPU. */
+export function scoreOnGpu(mean: Tensor, cov: Tensor): { score: Tensor; maxMean: Tensor } {
+  const m = mean.shape[1]!;
+  const mx = reduceMax(mean, 0, true); // [1, m]
+  const score = map([mean, mx, cov], 'select(0.0, a / b * c, b > 0.0)', { name: 'ard_score', out: 'f32' });
+  const maxMean = reshape(mx, [m]);
+  if (maxMean !== mx) mx.dispose();
+  return { score, maxMean };
+}
+
+/**
+ * H: the p clips with the highest score (firing clips only). L candidates: the 2p firing clips
+ * with the lowest score, least first (finishHL removes H's members and keeps p). Ties keep the
+ * lower clip index first (topk's order). -1 pads where a feature fires on too few clips.
+ */
+export function selectHL(score: Tensor, cov: Tensor, p: number): { H: Tensor; Lcand: Tensor; firing: Tensor; p: number } {
+  const n = score.shape[0]!;
+  const pp = Math.max(1, Math.min(p, n));
+  const sT = transpose(score); // [m, n] views
+  const cT = transpose(cov);
+  const hsrc = map([sT, cT], 'select(-1.0, a, b > 0.0)', { name: 'ard_hmask', out: 'f32' });
+  const h = topk(hsrc, pp);
+  // (indices pass through f32: exact below 2^24 clips)
+  const H = map([h.indices, h.values], 'select(-1.0, a, b >= 0.0)', { name: 'ard_hpad', out: 'i32' });
+  // 2p candidates, so that p remain after removing H's members when the feature fires on ≥ 2p clips
+  const q = Math.min(2 * pp, n);
+  const lsrc = map([sT, cT], 'select(-3.0e38, -a, b > 0.0)', { name: 'ard_lmask', out: 'f32' });
+  const l = topk(lsrc, q);
+  const Lcand = map([l.indices, l.values], 'select(-1.0, a, b > -1.0e38)', { name: 'ard_lpad', out: 'i32' });
+  const fire = map([cT], 'select(0.0, 1.0, a > 0.0)', { name: 'ard_fire', out: 'f32' });
+  const fsum = reduceSum(fire, 1);
+  const firing = cast(fsum, 'i32');
+  for (const t of [sT, cT, hsrc, h.values, h.indices, lsrc, l.values, l.indices, fire, fsum]) t.dispose();
+  return { H, Lcand, firing, p: pp };
+}
+
+/** Per feature: the first p L candidates [m, q] that are not in H [m, p] (host; ≤ 3p ints each). */
+export function finishHL(H: Int32Array, Lcand: Int32Array, m: number, p: number): Int32Array {
+  const q = Lcand.length / m;
+  const out = new Int32Array(m * p).fill(-1);
+  for (let f = 0; f < m; f++) {
+    const hs = new Set<number>();
+    for (let j = 0; j < p; j++) if (H[f * p + j]! >= 0) hs.add(H[f * p + j]!);
+    let w = 0;
+    for (let j = 0; j < q && w < p; j++) {
+      const ci = Lcand[f * q + j]!;
+      if (ci >= 0 && !hs.has(ci)) out[f * p + w++] = ci;
+    }
+  }
+  return out;
+}
+
+// ---- the retrieve stage ------------------------------------------------------------------------
+
+export interface RetrieveOptions {
+  engine: Engine;
+  run: string;
+  layer: number;
+  sae: SparseEncoder;
+  /** Number of SAE features, if the encoder does not say. */
+  m?: number;
+  /** Clips kept per feature in H^k and L^k (default 10). */
+  p?: number;
+  /** Rows encoded per GPU batch (default 2048). */
+  batchRows?: number;
+  /** Recompute even when the inputs are unchanged. */
+  force?: boolean;
+  /** SAE file hashed for the skip check (default RUN/sae-L.safetensors). */
+  saeFile?: string;
+  /** Identifies the SAE when there is no file to hash. */
+  saeHash?: string;
+  onProgress?: (rowsDone: number, rowsTotal: number) => void;
+}
+
+export interface RetrieveResult {
+  file: string;
+  skipped: boolean;
+  nClips: number;
+  m: number;
+  d: number;
+  p: number;
+  rows: number;
+  seconds: number;
+}
+
+function hashFile(h: ReturnType<typeof createHash>, file: string): void {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 22);
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function inputsHash(o: RetrieveOptions, saeFile: string, p: number, m: number): string {
+  const h = createHash('sha256');
+  h.update(`retrieve v${RETRIEVE_VERSION} layer ${o.layer} p ${p} m ${m}\n`);
+  if (o.saeHash) h.update(`sae ${o.saeHash}\n`);
+  else if (fs.existsSync(saeFile)) hashFile(h, saeFile);
+  else throw new ArdError(`${saeFile}: SAE file not found (give saeFile or saeHash so results can be cached)`);
+  hashFile(h, runPaths(o.run, o.layer).manifest);
+  return h.digest('hex');
+}
+
+/** Reads the stored hash of an existing output, or null. */
+function storedHash(file: string): string | null {
+  if (!fs.existsSync(file)) return null;
+  try {
+    const f = openSafetensors(file);
+    try {
+      return f.metadata.inputsHash ?? null;
+    } finally {
+      f.close();
+    }
+  } catch {
+    return null;
+  }
+}
+
+export async function retrieve(o: RetrieveOptions): Promise<RetrieveResult> {
+  const t0 = performance.now();
+  const paths = runPaths(o.run, o.layer);
+  const manifest = readCaptureManifest(o.run);
+  const saeFile = o.saeFile ?? paths.sae;
+  const m = resolveM(o.sae, o.m, saeFile);
+  const p = o.p ?? 10;
+  if (!Number.isInteger(p) || p < 1 || p > 256) throw new ArdError(`retrieve: p = ${p} must be an integer in [1, 256]`);
+  const batchRows = o.batchRows ?? 2048;
+  if (!Number.isInteger(batchRows) || batchRows < 1) throw new ArdError(`retrieve: batchRows = ${batchRows} must be a positive integer`);
+  const hash = inputsHash(o, saeFile, p, m);
+  const nClips = manifest.clips.length;
+  if (!o.force && storedHash(paths.retrieve) === hash) {
+    return { file: paths.retrieve, skipped: true, nClips, m, d: manifest.d, p: Math.min(p, nClips), rows: 0, seconds: 0 };
+  }
+  const stats = await accumulateRun(o.engine, o.run, manifest, o.layer, o.sae, m, p, batchRows, o.onProgress);
+  writeRetrieve(paths.retrieve, stats, { inputsHash: hash, layer: String(o.layer) });
+  const rows = stats.rows.reduce((a, b) => a + b, 0);
+  return { file: paths.retrieve, skipped: false, nClips, m, d: manifest.d, p: stats.p, rows, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** Stream the layer's capture through the SAE and reduce per clip (no file written). */
+export async function accumulateRun(
+  engine: Engine,
+  run: string,
+  manifest: CaptureManifest,
+  layer: number,
+  sae: SparseEncoder,
+  m: number,
+  p: number,
+  batchRows: number,
+  onProgress?: (done: number, total: number) => void,
+): Promise<ClipStats> {
+  const reader = new CaptureReader(run, manifest, layer);
+  const acc = new ClipAccumulator(engine, manifest.clips, m, manifest.d, true);
+  try {
+    const total = reader.totalRows;
+    let batches = 0;
+    for (let r = 0; r < total; r += batchRows) {
+      const n = Math.min(batchRows, total - r);
+      const x = reader.upload(engine, r, n);
+      const codes = engine.noGradScope(() => sae.encode(x));
+      acc.add(r, n, codes, x);
+      codes.values.dispose();
+      codes.indices.dispose();
+      x.dispose();
+      // bound the work queued ahead of the GPU (and let progress mean something)
+      if (++batches % 4 === 0 || r + n >= total) {
+        await engine.sync();
+        onProgress?.(r + n, total);
+      }
+    }
+    return await acc.finish(p);
+  } finally {
+    acc.dispose();
+  }
+}
+
+/**
+ * Per-clip mean residual vectors of a layer's capture, streamed through the GPU segment reduction
+ * (no SAE): the inputs of evaluate's neuron and random-direction baselines. retrieve stores the
+ * same numbers as clip_resid_mean; use this when only the baselines are wanted.
+ */
+export async function clipResidualMeans(o: { engine: Engine; run: string; layer: number; batchRows?: number; onProgress?: (done: number, total: number) => void }): Promise<{ residMean: Float32Array; rows: Float32Array; nClips: number; d: number }> {
+  const manifest = readCaptureManifest(o.run);
+  const reader = new CaptureReader(o.run, manifest, o.layer);
+  const acc = new ClipAccumulator(o.engine, manifest.clips, 0, manifest.d, true);
+  const B = o.batchRows ?? 4096;
+  try {
+    const total = reader.totalRows;
+    let batches = 0;
+    for (let r = 0; r < total; r += B) {
+      const n = Math.min(B, total - r);
+      const x = reader.upload(o.engine, r, n);
+      acc.add(r, n, null, x);
+      x.dispose();
+      if (++batches % 8 === 0 || r + n >= total) {
+        await o.engine.sync();
+        o.onProgress?.(r + n, total);
+      }
+    }
+    const residMean = await acc.residualMeans();
+    return { residMean, rows: Float32Array.from(manifest.clips, (c) => c.rowCount), nClips: manifest.clips.length, d: manifest.d };
+  } finally {
+    acc.dispose();
+  }
+}
+
+export function writeRetrieve(file: string, s: ClipStats, meta: Record<string, string> = {}): void {
+  const t: Record<string, { dtype: 'F32' | 'I32'; shape: number[]; data: ArrayBufferView }> = {
+    clip_mean: { dtype: 'F32', shape: [s.nClips, s.m], data: s.mean },
+    clip_coverage: { dtype: 'F32', shape: [s.nClips, s.m], data: s.coverage },
+    clip_score: { dtype: 'F32', shape: [s.nClips, s.m], data: s.score },
+    clip_rows: { dtype: 'F32', shape: [s.nClips], data: s.rows },
+    feature_max_mean: { dtype: 'F32', shape: [s.m], data: s.maxMean },
+    feature_firing: { dtype: 'I32', shape: [s.m], data: s.firing },
+    H: { dtype: 'I32', shape: [s.m, s.p], data: s.H },
+    L: { dtype: 'I32', shape: [s.m, s.p], data: s.L },
+  };
+  if (s.residMean) t.clip_resid_mean = { dtype: 'F32', shape: [s.nClips, s.d], data: s.residMean };
+  writeSafetensors(file, t, {
+    ...meta,
+    nClips: String(s.nClips),
+    m: String(s.m),
+    d: String(s.d),
+    p: String(s.p),
+    version: String(RETRIEVE_VERSION),
+    score: SCORE_FORMULA,
+  });
+}
+
+/** Reads RUN/retrieve-L.safetensors back into ClipStats. */
+export function readRetrieve(file: string): ClipStats {
+  if (!fs.existsSync(file)) throw new ArdError(`${file}: not found (run retrieve first)`);
+  const f = openSafetensors(file);
+  try {
+    const need = (name: string) => {
+      if (!f.tensors.has(name)) throw new ArdError(`${file}: tensor '${name}' missing`);
+      return f.tensors.get(name)!;
+    };
+    const i32 = (name: string) => {
+      const b = f.read(name);
+      return new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+    };
+    const mi = need('clip_mean');
+    const [nClips, m] = mi.shape as [number, number];
+    const Hi = need('H');
+    const resid = f.tensors.get('clip_resid_mean');
+    return {
+      nClips,
+      m,
+      d: resid ? resid.shape[1]! : Number(f.metadata.d ?? 0),
+      p: Hi.shape[1]!,
+      mean: f.readFloat32('clip_mean'),
+      coverage: f.readFloat32('clip_coverage'),
+      score: f.readFloat32('clip_score'),
+      maxMean: f.readFloat32('feature_max_mean'),
+      residMean: resid ? f.readFloat32('clip_resid_mean') : null,
+      rows: f.readFloat32('clip_rows'),
+      H: i32('H'),
+      L: i32('L'),
+      firing: i32('feature_firing'),
+    };
+  } finally {
+    f.close();
+  }
+}
+
+// ---- per-token activations of chosen features (timelines) ---------------------------------------
+
+/**
+ * Per-token activations of `features` from top-k codes read back to the host: out[j][t] = z of
+ * features[j] at row t (0 where it is not among the row's k codes or z ≤ 0).
+ */
+export function featureActivations(values: ArrayLike<number>, indices: ArrayLike<number>, rows: number, k: number, features: readonly number[]): Float32Array[] {
+  const slot = new Map<number, number>();
+  features.forEach((f, j) => slot.set(f, j));
+  const out = features.map(() => new Float32Array(rows));
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < k; j++) {
+      const s = slot.get(indices[r * k + j]!);
+      const v = values[r * k + j]!;
+      if (s !== undefined && v > 0) out[s]![r] = v;
+    }
+  }
+  return out;
+}
+
+/** Encode rows already on the GPU and return the chosen features' per-token activations. */
+export async function encodeFeatureActivations(engine: Engine, sae: SparseEncoder, x: Tensor, features: readonly number[]): Promise<Float32Array[]> {
+  const rows = x.shape[0]!;
+  const codes = engine.noGradScope(() => sae.encode(x));
+  try {
+    const k = codes.values.shape[1]!;
+    const v = await codes.values.toFloat32();
+    const ix = await codes.indices.read();
+    return featureActivations(v, ix, rows, k, features);
+  } finally {
+    codes.values.dispose();
+    codes.indices.dispose();
+  }
+}
+
+export interface TimelineFile {
+  layer: number;
+  /** timelines[featureId][clipIndex] = activation per token. */
+  features: Record<string, Record<string, number[]>>;
+  /** Seconds per token row, per clip index. */
+  frameSeconds: Record<string, number>;
+}
+
+export interface TimelineOptions {
+  engine: Engine;
+  run: string;
+  layer: number;
+  sae: SparseEncoder;
+  /** (feature, clips) pairs; default: every feature of RUN/features-L.json with its H and L clips. */
+  want?: { feature: number; clips: number[] }[];
+  batchRows?: number;
+}
+
+/** Computes activation-over-time of kept features on their H/L clips → RUN/timelines-L.json. */
+export async function computeTimelines(o: TimelineOptions): Promise<TimelineFile> {
+  const paths = runPaths(o.run, o.layer);
+  const manifest = readCaptureManifest(o.run);
+  let want = o.want;
+  if (!want) {
+    const doc = readJson<any>(paths.features);
+    const list: any[] = Array.isArray(doc) ? doc : doc.features ?? [];
+    want = list.map((f) => ({ feature: f.id, clips: [...(f.H ?? []), ...(f.L ?? [])].map((c: any) => c.clip) }));
+  }
+  // clip → features wanted on it
+  const byClip = new Map<number, number[]>();
+  for (const w of want) for (const c of w.clips) byClip.set(c, [...(byClip.get(c) ?? []), w.feature]);
+  const reader = new CaptureReader(o.run, manifest, o.layer);
+  const out: TimelineFile = { layer: o.layer, features: {}, frameSeconds: {} };
+  const clips = [...byClip.keys()].sort((a, b) => manifest.clips[a]!.rowStart - manifest.clips[b]!.rowStart);
+  for (const ci of clips) {
+    const c = manifest.clips[ci];
+    if (!c) throw new ArdError(`${paths.features}: clip index ${ci} not in the capture manifest`);
+    out.frameSeconds[ci] = c.frameSeconds;
+    const feats = [...new Set(byClip.get(ci)!)];
+    if (c.rowCount === 0) continue;
+    const x = reader.upload(o.engine, c.rowStart, c.rowCount);
+    const acts = await encodeFeatureActivations(o.engine, o.sae, x, feats);
+    x.dispose();
+    feats.forEach((f, j) => {
+      (out.features[f] ??= {})[ci] = Array.from(acts[j]!, (v) => Math.round(v * 1e4) / 1e4);
+    });
+  }
+  // many small arrays: one line keeps the file small
+  writeFileAtomic(paths.timelines, JSON.stringify(out) + '\n');
+  return out;
+}
