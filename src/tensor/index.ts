@@ -6,3 +6,4 @@ export * from './ops/layout.js';
 export * from './ops/reduce.js';
 export * from './ops/index.js';
 export * from './optim.js';
+export * from './ops/nn.js';
