@@ -7,7 +7,7 @@ import { ArdError } from '../src/util/errors.js';
 import { makeCorpus, type MakeCorpusResult } from '../src/corpus/make-corpus.js';
 import { readManifest, type ManifestEntry } from '../src/corpus/manifest.js';
 import { CONCEPTS, SPLITS, planCorpus, sentenceSplit, voiceSpeaker, voiceVariant } from '../src/corpus/plan.js';
-import { resample } from '../src/corpus/resample.js';
+import { resample } from '../src/audio/resample.js';
 import { GENERATORS, SOUND_CONCEPTS } from '../src/corpus/synth.js';
 import { Rng } from '../src/corpus/rng.js';
 

@@ -2,7 +2,7 @@
 // gain and a leading time offset. Each follows an AugmentPlan decided in plan.ts.
 import { Rng } from './rng.js';
 import { SR, biquad, colouredNoise, convolve, peak, rms, scale, scaleToPeak, scaleToRms } from './dsp.js';
-import { resample } from './resample.js';
+import { resample } from '../audio/resample.js';
 import type { AugmentPlan } from './plan.js';
 
 /** Peak level of a clean clip; `gain` is relative to this. */

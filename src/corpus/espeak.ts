@@ -1,9 +1,9 @@
 // Synthetic speech through the espeak-ng command-line tool (a child process, never a library),
-// resampled from its native 22050 Hz to 16 kHz with the corpus's own resampler.
+// resampled from its native 22050 Hz to 16 kHz with the project's band-limited resampler.
 import { execFile } from 'node:child_process';
 import { ArdError } from '../util/errors.js';
 import { SR, fadeEdges } from './dsp.js';
-import { resample } from './resample.js';
+import { resample } from '../audio/resample.js';
 import type { SpeechLang } from './text.js';
 
 export type Gender = 'female' | 'male';

@@ -1,5 +1,5 @@
 // Public surface of the synthetic probe corpus.
-export { makeCorpus, renderClip, encodeWav16 } from './make-corpus.js';
+export { makeCorpus, renderClip } from './make-corpus.js';
 export type { MakeCorpusOptions, MakeCorpusProgress, MakeCorpusResult, CorpusInfo, SplitCounts } from './make-corpus.js';
 export { readManifest, validateEntry, CONCEPT_LABELS, MANIFEST_FILE, CORPUS_FILE } from './manifest.js';
 export type { ManifestEntry } from './manifest.js';
@@ -11,5 +11,5 @@ export type { ClipPlan, CorpusPlan, Concept, Split, AugmentPlan, SpeechPlan, Sou
 export { GENERATORS, SOUND_CONCEPTS, synthesize } from './synth.js';
 export type { Generator, SoundConcept } from './synth.js';
 export { Rng, hash32, seedToU32 } from './rng.js';
-export { resample } from './resample.js';
+export { resample } from '../audio/resample.js';
 export { SR as CORPUS_SAMPLE_RATE } from './dsp.js';

@@ -2,6 +2,7 @@
 // DIR/corpus.json. Deterministic for a seed (byte-identical files) and resumable: a clip whose file
 // already exists under its expected name (the name carries a hash of the clip's recipe) and decodes
 // as a valid corpus WAV is kept, not re-rendered.
+import { encodeWav } from '../audio/wav.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import wavefile from 'wavefile';
@@ -99,14 +100,6 @@ export async function renderClip(c: ClipPlan): Promise<Float32Array> {
   return applyAugment(x, c.augment, new Rng(mix32(c.seed ^ 0x9e3779b9)), isSilent(c));
 }
 
-export function encodeWav16(x: Float32Array): Uint8Array {
-  const pcm = new Int16Array(x.length);
-  for (let i = 0; i < x.length; i++) pcm[i] = Math.max(-32767, Math.min(32767, Math.round(x[i]! * 32767)));
-  const w = new wavefile.WaveFile();
-  w.fromScratch(1, SR, '16', pcm);
-  return w.toBuffer();
-}
-
 /** Number of samples in an existing corpus WAV, or null when it is missing or not a valid clip. */
 function existingClipSamples(file: string): number | null {
   if (!fs.existsSync(file)) return null;
@@ -172,7 +165,7 @@ export async function makeCorpus(opts: MakeCorpusOptions): Promise<MakeCorpusRes
         skipped++;
       } else {
         const x = await renderClip(c);
-        writeFileAtomic(file, encodeWav16(x));
+        writeFileAtomic(file, encodeWav(x, SR, file));
         nSamples[c.index] = x.length;
         rendered++;
       }
