@@ -94,9 +94,5 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 //#if IN3
   let c = ${CT}(C[ic]);
 //#endif
-//#if OUT_STRIDED
-  O[io] = ${TO}(${EXPR});
-//#else
-  O[i] = ${TO}(${EXPR});
-//#endif
+  O[io] = ${TO}(${EXPR}); // io = offO + i for a dense output (it may be a view into a bigger tensor)
 }

@@ -101,6 +101,16 @@ describe('layout', () => {
     expect(Array.from(await c.read())).toEqual(ref);
   });
 
+  it('concat along dim 0 and copyInto a dense view with an offset write the right rows', async () => {
+    const e = await getEngine();
+    const a = T.tensor(e, [1, 2, 3, 4], [2, 2]);
+    const b = T.tensor(e, [5, 6, 7, 8], [2, 2]);
+    expect(Array.from(await T.concat([a, b], 0).read())).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    const z = T.zeros(e, [4, 2]);
+    T.copyInto(T.slice(z, 0, 2, 4), a);
+    expect(Array.from(await z.read())).toEqual([0, 0, 0, 0, 1, 2, 3, 4]);
+  });
+
   it('gradients of permute, slice, expand, concat, reshape', async () => {
     const e = await getEngine();
     const x = randn(24, 3);

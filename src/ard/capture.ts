@@ -1,0 +1,277 @@
+// Capture: run the AudioLLM over every clip of a corpus with a fixed prompt and store the residual
+// stream after the chosen decoder layers at the audio-token positions (or every position), in
+// shards of whole clips. Each shard is written atomically and recorded in capture/progress.json,
+// so an interrupted run resumes after the last complete shard; bad clips are reported and skipped.
+//
+//   RUN/capture/layer-L/shard-NNNNN.safetensors   acts [rows, d] (f16 or f32)
+//   RUN/capture/manifest.json                     clips → rows, shards per layer (see retrieve.ts)
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { listWavs, readWav } from '../audio/wav.js';
+import { readManifest } from '../corpus/manifest.js';
+import type { AudioLLM } from '../model/audiollm.js';
+import { buildChatPrompt } from '../model/chat.js';
+import { writeSafetensors } from '../model/safetensors.js';
+import { contiguous, slice } from '../tensor/ops/layout.js';
+import { keep, tidy } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { ArdError, describeError } from '../util/errors.js';
+import { readJson, writeJsonAtomic } from '../util/fs.js';
+import type { CaptureClip, CaptureManifest, CaptureShard } from './retrieve.js';
+
+export const DEFAULT_CAPTURE_PROMPT = 'Describe the sound.';
+
+export interface CaptureOptions {
+  model: AudioLLM;
+  /** A corpus folder with manifest.jsonl (labels, splits), or any folder of WAV files. */
+  corpus: string;
+  run: string;
+  layers: number[];
+  prompt?: string;
+  positions?: 'audio' | 'all';
+  dtype?: 'f16' | 'f32';
+  /** Clips per shard are added until a shard holds at least this many rows. */
+  shardRows?: number;
+  /** Only these splits (default: all). */
+  splits?: string[];
+  /** At most this many clips (after the split filter), for quick runs. */
+  limit?: number;
+  force?: boolean;
+  /** Model identity for the skip check (e.g. the weights folder and its files' sizes). */
+  modelId?: string;
+  onProgress?: (done: number, total: number, note?: string) => void;
+  onBadClip?: (file: string, error: string) => void;
+}
+
+export interface CaptureResult {
+  manifest: string;
+  skipped: boolean;
+  clips: number;
+  rows: number;
+  bad: { file: string; error: string }[];
+  seconds: number;
+}
+
+interface ClipSource {
+  id: string;
+  file: string; // absolute
+  labels: string[];
+  split: string;
+  gender: string | null;
+  speech?: boolean;
+  caption?: string;
+}
+
+interface Progress {
+  inputsHash: string;
+  /** Clips (by index into the source list) fully stored, and their rows. */
+  clips: CaptureClip[];
+  shards: Record<string, CaptureShard[]>;
+  bad: { file: string; error: string }[];
+  /** Index of the next source clip to process. */
+  next: number;
+  rows: number;
+}
+
+function listClips(corpus: string, splits?: string[]): ClipSource[] {
+  if (!fs.existsSync(corpus)) throw new ArdError(`${corpus}: corpus folder not found`);
+  const manifestFile = path.join(corpus, 'manifest.jsonl');
+  let clips: ClipSource[];
+  if (fs.existsSync(manifestFile)) {
+    clips = readManifest(corpus).map((e) => ({
+      id: e.file.replace(/^clips\//, '').replace(/\.wav$/i, ''),
+      file: path.resolve(corpus, e.file),
+      labels: e.labels,
+      split: e.split,
+      gender: e.gender,
+      speech: e.speech,
+      caption: e.caption,
+    }));
+  } else {
+    clips = listWavs(corpus).map((f) => ({
+      id: path.relative(corpus, f).replace(/\.wav$/i, ''),
+      file: path.resolve(f),
+      labels: [],
+      split: 'all',
+      gender: null,
+    }));
+  }
+  if (splits?.length) clips = clips.filter((c) => splits.includes(c.split));
+  if (!clips.length) throw new ArdError(`${corpus}: no clips${splits?.length ? ` in split(s) ${splits.join(',')}` : ''}`);
+  return clips;
+}
+
+function hashInputs(o: CaptureOptions, clips: ClipSource[]): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify({ v: 1, model: o.modelId ?? o.model.source, layers: o.layers, prompt: o.prompt, positions: o.positions, dtype: o.dtype, shardRows: o.shardRows }));
+  for (const c of clips) {
+    let stat = 'missing';
+    try {
+      const s = fs.statSync(c.file);
+      stat = `${s.size}:${s.mtimeMs}`;
+    } catch {
+      /* reported when read */
+    }
+    h.update(`${c.file}|${stat}|${c.labels.join(',')}|${c.split}\n`);
+  }
+  return h.digest('hex').slice(0, 16);
+}
+
+export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
+  const t0 = Date.now();
+  const o: CaptureOptions = { prompt: DEFAULT_CAPTURE_PROMPT, positions: 'audio', dtype: 'f16', shardRows: 16384, ...opts };
+  const { model } = o;
+  const engine = model.engine;
+  const nLayers = model.config.text_config.num_hidden_layers;
+  const layers = [...new Set(o.layers)].sort((a, b) => a - b);
+  if (!layers.length) throw new ArdError('capture: no layers given');
+  for (const l of layers) if (!Number.isInteger(l) || l < 0 || l >= nLayers) throw new ArdError(`capture: layer ${l} out of range (the model has ${nLayers} decoder layers, 0–${nLayers - 1})`);
+  if (o.dtype === 'f16' && !engine.f16) o.dtype = 'f32';
+  if (!model.tokenizer) throw new ArdError(`${model.source}: no tokenizer.json (needed to build the prompt)`);
+  let clips = listClips(o.corpus, o.splits);
+  if (o.limit !== undefined) clips = clips.slice(0, o.limit);
+  const capDir = path.join(o.run, 'capture');
+  const manifestFile = path.join(capDir, 'manifest.json');
+  const progressFile = path.join(capDir, 'progress.json');
+  const inputsHash = hashInputs({ ...o, layers }, clips);
+
+  if (!o.force && fs.existsSync(manifestFile)) {
+    const m = readJson<CaptureManifest>(manifestFile);
+    if (m.inputsHash === inputsHash) {
+      return { manifest: manifestFile, skipped: true, clips: m.clips.length, rows: m.clips.reduce((a, c) => a + c.rowCount, 0), bad: m.bad ?? [], seconds: 0 };
+    }
+  }
+  let prog: Progress = { inputsHash, clips: [], shards: Object.fromEntries(layers.map((l) => [String(l), []])), bad: [], next: 0, rows: 0 };
+  if (!o.force && fs.existsSync(progressFile)) {
+    const p = readJson<Progress>(progressFile);
+    if (p.inputsHash === inputsHash) prog = p;
+  }
+  if (prog.next === 0) {
+    // fresh start: nothing of an older capture may leak into this one
+    fs.rmSync(capDir, { recursive: true, force: true });
+  }
+  fs.mkdirSync(capDir, { recursive: true });
+
+  const d = model.config.text_config.hidden_size;
+  const frameSeconds = (model.frontend.hopLength / model.frontend.samplingRate) * 4; // conv stride 2 × pool 2
+  // pending (not yet written) rows per layer, as host arrays, with the clips they belong to
+  let pending: Map<number, Float32Array[]> = new Map(layers.map((l) => [l, []]));
+  let pendingClips: CaptureClip[] = [];
+  let pendingRows = 0;
+  let pendingBad: { file: string; error: string }[] = [];
+
+  const flushShard = () => {
+    if (!pendingClips.length && !pendingBad.length) return;
+    if (pendingRows > 0) {
+      for (const l of layers) {
+        const parts = pending.get(l)!;
+        const all = new Float32Array(pendingRows * d);
+        let at = 0;
+        for (const p of parts) {
+          all.set(p, at);
+          at += p.length;
+        }
+        const idx = prog.shards[String(l)]!.length;
+        const rel = `layer-${l}/shard-${String(idx).padStart(5, '0')}.safetensors`;
+        writeSafetensors(
+          path.join(capDir, rel),
+          { acts: { dtype: o.dtype === 'f16' ? 'F16' : 'F32', shape: [pendingRows, d], data: all } },
+          { layer: String(l), rowStart: String(prog.rows), prompt: o.prompt!, positions: o.positions! },
+        );
+        prog.shards[String(l)]!.push({ file: rel, rowStart: prog.rows, rowCount: pendingRows });
+      }
+    }
+    prog.clips.push(...pendingClips);
+    prog.bad.push(...pendingBad);
+    prog.rows += pendingRows;
+    prog.next += pendingClips.length + pendingBad.length;
+    writeJsonAtomic(progressFile, prog);
+    pending = new Map(layers.map((l) => [l, []]));
+    pendingClips = [];
+    pendingBad = [];
+    pendingRows = 0;
+  };
+
+  o.onProgress?.(prog.next, clips.length);
+  for (let i = prog.next; i < clips.length; i++) {
+    const c = clips[i]!;
+    let samples: Float32Array;
+    try {
+      samples = readWav(c.file).samples;
+    } catch (e) {
+      const error = describeError(e);
+      pendingBad.push({ file: c.file, error });
+      o.onBadClip?.(c.file, error);
+      o.onProgress?.(prog.next + pendingClips.length + pendingBad.length, clips.length, 'bad clip skipped');
+      continue;
+    }
+    const counts = model.audioTokenCounts(samples.length);
+    const ids = buildChatPrompt(model.tokenizer, counts, o.prompt!, { audioTokenIndex: model.audioTokenIndex });
+    const first = ids.indexOf(model.audioTokenIndex);
+    const nAudio = counts.reduce((a, b) => a + b, 0);
+    const [rowFrom, rowCount] = o.positions === 'all' ? [0, ids.length] : [first, nAudio];
+    const got = new Map<number, Tensor>();
+    const handles = layers.map((l) =>
+      model.hooks.add({
+        layer: l,
+        fn: (resid, ctx) => {
+          if (ctx.step !== 0) return;
+          got.set(l, keep(contiguous(slice(resid, 0, rowFrom - ctx.start, rowFrom - ctx.start + rowCount))));
+        },
+      }),
+    );
+    try {
+      const audio = model.encodeAudio(samples);
+      try {
+        tidy(() => void model.forward(ids, audio, { logits: 'none' }));
+      } finally {
+        audio.dispose();
+      }
+    } finally {
+      for (const h of handles) h.remove();
+    }
+    for (const l of layers) {
+      const t = got.get(l);
+      if (!t) throw new ArdError(`capture: the layer ${l} hook did not run for ${c.file}`);
+      pending.get(l)!.push((await t.toFloat32()).slice());
+      t.dispose();
+    }
+    pendingClips.push({
+      id: c.id,
+      file: c.file,
+      labels: c.labels,
+      split: c.split,
+      gender: c.gender,
+      speech: c.speech,
+      caption: c.caption,
+      duration: samples.length / 16000,
+      rowStart: prog.rows + pendingRows,
+      rowCount,
+      frameSeconds,
+    });
+    pendingRows += rowCount;
+    if (pendingRows >= o.shardRows!) flushShard();
+    o.onProgress?.(prog.next + pendingClips.length + pendingBad.length, clips.length);
+  }
+  flushShard();
+
+  const manifest: CaptureManifest & { frameSeconds: number; createdAt: string } = {
+    model: o.modelId ?? model.source,
+    prompt: o.prompt,
+    layers,
+    d,
+    dtype: o.dtype!,
+    positions: o.positions,
+    clips: prog.clips,
+    shards: prog.shards,
+    bad: prog.bad,
+    inputsHash,
+    corpus: path.resolve(o.corpus),
+    frameSeconds,
+    createdAt: new Date().toISOString(),
+  };
+  writeJsonAtomic(manifestFile, manifest);
+  fs.rmSync(progressFile, { force: true });
+  return { manifest: manifestFile, skipped: false, clips: prog.clips.length, rows: prog.rows, bad: prog.bad, seconds: (Date.now() - t0) / 1000 };
+}

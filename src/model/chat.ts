@@ -1,0 +1,138 @@
+// Qwen2-Audio's chat template and a one-call question answering helper.
+//
+// The template (Qwen2AudioProcessor's default chat template, with add_generation_prompt):
+//   <|im_start|>system\nYou are a helpful assistant.<|im_end|>\n
+//   <|im_start|>user\nAudio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\n{question}<|im_end|>\n
+//   <|im_start|>assistant\n
+// and the processor expands each <|AUDIO|> into as many placeholders as the clip has audio tokens.
+import { readWav } from '../audio/wav.js';
+import type { WavAudio } from '../audio/wav.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { concat } from '../tensor/ops/layout.js';
+import { ArdError } from '../util/errors.js';
+import type { AudioLLM } from './audiollm.js';
+import { GenerateOptions, GenerateResult, generate } from './generate.js';
+import type { Tokenizer } from './tokenizer.js';
+
+export const DEFAULT_SYSTEM_PROMPT = 'You are a helpful assistant.';
+const AUDIO_TOKEN = '<|AUDIO|>';
+
+export interface ChatPromptOptions {
+  /** System message; null leaves the system turn out. Default "You are a helpful assistant." */
+  system?: string | null;
+}
+
+/** The chat-template text for one user turn with `audioCount` clips, then the assistant prefix. */
+export function chatPromptText(audioCount: number, question: string, opts: ChatPromptOptions = {}): string {
+  const system = opts.system === undefined ? DEFAULT_SYSTEM_PROMPT : opts.system;
+  let s = system === null ? '' : `<|im_start|>system\n${system}<|im_end|>\n`;
+  s += '<|im_start|>user\n';
+  for (let i = 1; i <= audioCount; i++) s += `Audio ${i}: <|audio_bos|>${AUDIO_TOKEN}<|audio_eos|>\n`;
+  s += `${question}<|im_end|>\n<|im_start|>assistant\n`;
+  return s;
+}
+
+/**
+ * Token ids of the chat prompt, each <|AUDIO|> expanded to audioTokenCounts[i] copies of the
+ * audio placeholder id. The question is tokenized as plain text (special-token strings in it
+ * are not honoured).
+ */
+export function buildChatPrompt(
+  tokenizer: Tokenizer,
+  audioTokenCounts: readonly number[],
+  question: string,
+  opts: ChatPromptOptions & { audioTokenIndex?: number } = {},
+): number[] {
+  const audioId = tokenizer.tokenToId(AUDIO_TOKEN);
+  if (audioId === undefined) throw new ArdError(`${tokenizer.source}: the tokenizer has no ${AUDIO_TOKEN} token`);
+  if (opts.audioTokenIndex !== undefined && audioId !== opts.audioTokenIndex) {
+    throw new ArdError(`${tokenizer.source}: ${AUDIO_TOKEN} is id ${audioId} but the model's audio_token_index is ${opts.audioTokenIndex}`);
+  }
+  for (const t of ['<|im_start|>', '<|im_end|>', '<|audio_bos|>', '<|audio_eos|>']) {
+    if (tokenizer.tokenToId(t) === undefined) throw new ArdError(`${tokenizer.source}: the tokenizer has no ${t} token`);
+  }
+  // template parts with special tokens, the question as plain text
+  const marker = '\u0000QUESTION\u0000';
+  const [before, after] = chatPromptText(audioTokenCounts.length, marker, opts).split(marker) as [string, string];
+  const ids = [...tokenizer.encode(before), ...tokenizer.encode(question, { allowSpecial: false }), ...tokenizer.encode(after)];
+  const out: number[] = [];
+  let k = 0;
+  for (const id of ids) {
+    if (id !== audioId) {
+      out.push(id);
+      continue;
+    }
+    const n = audioTokenCounts[k++];
+    if (n === undefined) throw new ArdError('chat: more <|AUDIO|> tokens in the prompt than audio clips');
+    for (let j = 0; j < n; j++) out.push(audioId);
+  }
+  if (k !== audioTokenCounts.length) throw new ArdError(`chat: ${audioTokenCounts.length} audio clips but ${k} <|AUDIO|> tokens in the prompt`);
+  return out;
+}
+
+/** A WAV file path, 16 kHz mono samples, or decoded WAV audio. */
+export type AudioInput = string | Float32Array | WavAudio;
+
+function toSamples(a: AudioInput): Float32Array {
+  if (typeof a === 'string') return readWav(a).samples;
+  if (a instanceof Float32Array) return a;
+  if (a && a.samples instanceof Float32Array) {
+    if (a.sampleRate !== 16000) throw new ArdError(`chat: audio at ${a.sampleRate} Hz (16000 expected)`);
+    return a.samples;
+  }
+  throw new ArdError('chat: audio must be a WAV path, a Float32Array of 16 kHz samples or decoded WAV audio');
+}
+
+export interface AskOptions extends GenerateOptions, ChatPromptOptions {
+  /** Tokenizer to use instead of the model's tokenizer.json. */
+  tokenizer?: Tokenizer;
+  /** Called with each piece of decoded answer text as it is generated. */
+  onText?: (delta: string) => void;
+}
+
+export interface AskResult extends GenerateResult {
+  text: string;
+  promptIds: number[];
+}
+
+/**
+ * Asks the model a question about one clip (or several): builds the chat prompt, encodes the
+ * audio, generates (greedy unless `temperature` is set) and returns the decoded answer.
+ */
+export async function askDetailed(model: AudioLLM, audio: AudioInput | AudioInput[], question: string, opts: AskOptions = {}): Promise<AskResult> {
+  const tok = opts.tokenizer ?? model.tokenizer;
+  if (!tok) throw new ArdError(`${model.source}: no tokenizer.json (pass opts.tokenizer)`);
+  const clips = (Array.isArray(audio) ? audio : [audio]).map(toSamples);
+  const counts = clips.map((s) => model.audioTokens(s.length));
+  const ids = buildChatPrompt(tok, counts, question, { ...opts, audioTokenIndex: model.audioTokenIndex });
+  const feats: Tensor[] = [];
+  let all: Tensor | null = null;
+  try {
+    for (const s of clips) feats.push(model.encodeAudio(s));
+    all = feats.length === 1 ? feats[0]! : concat(feats, 0);
+    const stream = tok.decodeStream({ skipSpecial: true });
+    let text = '';
+    const userOnToken = opts.onToken;
+    const res = await generate(model, { ids, audio: all }, {
+      ...opts,
+      onToken: (t, i) => {
+        const d = stream.push(t);
+        text += d;
+        if (d) opts.onText?.(d);
+        return userOnToken?.(t, i);
+      },
+    });
+    const tail = stream.flush();
+    if (tail) opts.onText?.(tail);
+    text += tail;
+    return { ...res, text, promptIds: ids };
+  } finally {
+    for (const f of feats) f.dispose();
+    if (all && !feats.includes(all)) all.dispose();
+  }
+}
+
+/** askDetailed, returning only the answer text. */
+export async function ask(model: AudioLLM, audio: AudioInput | AudioInput[], question: string, opts: AskOptions = {}): Promise<string> {
+  return (await askDetailed(model, audio, question, opts)).text;
+}

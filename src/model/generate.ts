@@ -1,0 +1,216 @@
+// Autoregressive generation with the KV cache: one prefill pass over the prompt, then one decoder
+// step per new token. Greedy picks the argmax on the GPU (4 bytes come back per token); sampling
+// (temperature, top-k, top-p) reads the last logits row and draws with a seeded generator, so a
+// run reproduces. Every tensor a step creates is freed with it; the cache is allocated once.
+import { tidy } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { argmax } from '../tensor/ops/reduce.js';
+import { ArdError } from '../util/errors.js';
+import type { AudioLLM } from './audiollm.js';
+import type { KVCache } from './decoder.js';
+
+export interface SamplingOptions {
+  /** 0 or absent: greedy. Otherwise logits are divided by it before sampling. */
+  temperature?: number;
+  /** Keep the smallest set of most likely tokens whose probability reaches topP (0 < p ≤ 1). */
+  topP?: number;
+  /** Keep only the topK most likely tokens (0 or absent: no limit). */
+  topK?: number;
+  /** Seed of the sampler (default 0). */
+  seed?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Default 128. */
+  maxNewTokens?: number;
+  /** Tokens that end generation (not included in the output). Default: the model's eos ids. */
+  stopTokens?: readonly number[];
+  /** Called with each new token as soon as it is known; return false to stop after it. */
+  onToken?: (token: number, index: number) => void | boolean;
+}
+
+export interface GenerateResult {
+  /** The new tokens, without the stop token. */
+  tokens: number[];
+  stopReason: 'stop' | 'length' | 'callback';
+  /** The stop token that ended generation, if any. */
+  stopToken?: number;
+  promptLength: number;
+  /** Wall time of the prompt pass (to the first token) and of the token-by-token steps. */
+  prefillMs: number;
+  decodeMs: number;
+}
+
+/** The prompt: token ids, with audio features for its audio_token_index placeholders. */
+export interface Prompt {
+  ids: readonly number[];
+  audio?: Tensor | null;
+}
+
+/** mulberry32: small, seeded, good enough for sampling. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Draws a token from logits with temperature, top-k and top-p (host side, f64). */
+export function sampleToken(logits: Float32Array, opts: SamplingOptions, random: () => number): number {
+  const T = opts.temperature ?? 0;
+  if (!(T > 0)) {
+    let best = 0;
+    for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
+    return best;
+  }
+  const order = Array.from(logits.keys()).filter((i) => !Number.isNaN(logits[i]!));
+  order.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  const k = opts.topK && opts.topK > 0 ? Math.min(opts.topK, order.length) : order.length;
+  const top = order.slice(0, k);
+  const m = logits[top[0]!]! / T;
+  const p = top.map((i) => Math.exp(logits[i]! / T - m));
+  const total = p.reduce((a, b) => a + b, 0);
+  let keep = top.length;
+  const topP = opts.topP ?? 1;
+  if (topP < 1) {
+    let acc = 0;
+    for (let j = 0; j < top.length; j++) {
+      acc += p[j]! / total;
+      if (acc >= topP) {
+        keep = j + 1;
+        break;
+      }
+    }
+  }
+  const mass = p.slice(0, keep).reduce((a, b) => a + b, 0);
+  let u = random() * mass;
+  for (let j = 0; j < keep; j++) {
+    u -= p[j]!;
+    if (u < 0) return top[j]!;
+  }
+  return top[keep - 1]!;
+}
+
+function checkOptions(opts: GenerateOptions): void {
+  const n = opts.maxNewTokens ?? 128;
+  if (!Number.isInteger(n) || n < 0) throw new ArdError(`generate: maxNewTokens ${n} must be a non-negative integer`);
+  if (opts.temperature !== undefined && !(opts.temperature >= 0)) throw new ArdError(`generate: temperature ${opts.temperature} must be ≥ 0`);
+  if (opts.topP !== undefined && !(opts.topP > 0 && opts.topP <= 1)) throw new ArdError(`generate: topP ${opts.topP} must be in (0, 1]`);
+  if (opts.topK !== undefined && !(Number.isInteger(opts.topK) && opts.topK >= 0)) throw new ArdError(`generate: topK ${opts.topK} must be a non-negative integer`);
+}
+
+/**
+ * Continues `prompt` by up to maxNewTokens tokens. Hooks registered on the model run during the
+ * prompt pass (step 0) and each token's step (step k for the k-th new token fed back).
+ */
+export async function generate(model: AudioLLM, prompt: Prompt, opts: GenerateOptions = {}): Promise<GenerateResult> {
+  checkOptions(opts);
+  const maxNew = opts.maxNewTokens ?? 128;
+  const stop = new Set(opts.stopTokens ?? model.generation.eosTokenIds);
+  const greedy = !((opts.temperature ?? 0) > 0);
+  const random = rng(opts.seed ?? 0);
+  const engine = model.engine;
+  const tokens: number[] = [];
+  const t0 = performance.now();
+  const result = (stopReason: GenerateResult['stopReason'], prefillMs: number, stopToken?: number): GenerateResult => ({
+    tokens,
+    stopReason,
+    ...(stopToken !== undefined ? { stopToken } : {}),
+    promptLength: prompt.ids.length,
+    prefillMs,
+    decodeMs: performance.now() - t0 - prefillMs,
+  });
+  if (maxNew === 0) return result('length', 0);
+  // the last new token is never fed back: the cache needs prompt + maxNew − 1 positions
+  const cache: KVCache = model.newCache(prompt.ids.length + maxNew - 1);
+  try {
+    const embeds = model.embed(prompt.ids, prompt.audio ?? null);
+    let logits: Tensor;
+    try {
+      logits = model.step(embeds, cache, { logits: 'last', step: 0 })!;
+    } finally {
+      embeds.dispose();
+    }
+    if (greedy) return await greedyLoop(logits);
+    let tok = sampleToken(await readAndFree(logits), opts, random);
+    const prefillMs = performance.now() - t0;
+    for (let i = 0; ; i++) {
+      if (stop.has(tok)) return result('stop', prefillMs, tok);
+      tokens.push(tok);
+      if (opts.onToken?.(tok, i) === false) return result('callback', prefillMs);
+      if (tokens.length >= maxNew) return result('length', prefillMs);
+      const x = model.embed([tok], null, { splice: false });
+      try {
+        logits = model.step(x, cache, { logits: 'last', step: tokens.length })!;
+      } finally {
+        x.dispose();
+      }
+      tok = sampleToken(await readAndFree(logits), opts, random);
+    }
+  } finally {
+    cache.dispose();
+    await engine.checkErrors();
+  }
+
+  async function readAndFree(logits: Tensor): Promise<Float32Array> {
+    try {
+      return await logits.toFloat32();
+    } finally {
+      logits.dispose();
+    }
+  }
+
+  /**
+   * Greedy decoding with the chosen token kept on the GPU: the argmax feeds the next step's
+   * embedding directly, and that step is recorded before the token is read back, so the GPU
+   * never waits for the host. The step after a stop token has then already run (hooks
+   * included); it is dropped from the cache.
+   */
+  async function greedyLoop(first: Tensor): Promise<GenerateResult> {
+    let id: Tensor = tidy(() => argmax(first, -1));
+    first.dispose();
+    let prefillMs = -1;
+    try {
+      for (let i = 0; ; i++) {
+        const pending = engine.read(id.buffer, id.offset * 4, 4); // recorded and submitted now
+        pending.catch(() => {}); // (awaited below; this only keeps an early exit from leaving it unhandled)
+        let next: Tensor | null = null;
+        if (tokens.length + 1 < maxNew) {
+          const cur = id;
+          next = tidy(() => {
+            const x = model.embedTokens(cur);
+            const l = model.step(x, cache, { logits: 'last', step: tokens.length + 1 })!;
+            return argmax(l, -1);
+          });
+          engine.flush(); // submit it now, so that it runs while we wait for the token
+        }
+        const tok = new Int32Array(await pending)[0]!;
+        if (prefillMs < 0) prefillMs = performance.now() - t0;
+        const drop = (): void => {
+          if (next) {
+            next.dispose();
+            cache.truncate(cache.length - 1);
+          }
+        };
+        if (stop.has(tok)) {
+          drop();
+          return result('stop', prefillMs, tok);
+        }
+        tokens.push(tok);
+        if (opts.onToken?.(tok, i) === false) {
+          drop();
+          return result('callback', prefillMs);
+        }
+        if (!next) return result('length', prefillMs);
+        id.dispose();
+        id = next;
+      }
+    } finally {
+      id.dispose();
+    }
+  }
+}

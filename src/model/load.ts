@@ -1,0 +1,301 @@
+// Loading a Qwen2-Audio checkpoint (Hugging Face layout) onto the GPU.
+//
+//   dir/config.json               → Qwen2AudioConfig (config.ts fills HF's defaults)
+//   dir/preprocessor_config.json  → the Whisper front end (Qwen2-Audio's if absent)
+//   dir/generation_config.json    → stop tokens and sampling defaults (optional)
+//   dir/tokenizer.json            → the tokenizer (optional)
+//   dir/model.safetensors or dir/model.safetensors.index.json + shards
+//
+// Tensors are read, converted (F32/F16/BF16 → the model dtype) and uploaded one at a time — or one
+// layer's few at a time where the loader fuses them (q|k|v and gate|up become one matrix each, so
+// a layer runs one projection matmul instead of three) — so the checkpoint is never held in JS
+// memory as a whole. Shapes are checked against the config before anything is uploaded; every
+// problem is listed in one error.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { HOP_LENGTH, N_FFT, SAMPLE_RATE } from '../audio/mel-filters.js';
+import { FrontendConfig, QWEN2_AUDIO_FRONTEND } from '../audio/logmel.js';
+import type { Engine } from '../gpu/engine.js';
+import { keep } from '../tensor/scope.js';
+import { Tensor, empty } from '../tensor/tensor.js';
+import { ArdError } from '../util/errors.js';
+import { readJson } from '../util/fs.js';
+import { AudioLLM, GenerationDefaults } from './audiollm.js';
+import type { EncoderLayerWeights, EncoderWeights } from './audio-encoder.js';
+import { Qwen2AudioConfig, checkTensors, expectedTensorShapes, loadQwen2AudioConfig } from './config.js';
+import type { DecoderLayerWeights, DecoderWeights } from './decoder.js';
+import { Checkpoint, TensorInfo, openCheckpoint, toFloat16Bits, toFloat32 } from './safetensors.js';
+import { Tokenizer, loadTokenizer } from './tokenizer.js';
+
+export type WeightDtype = 'f32' | 'f16';
+
+export interface LoadOptions {
+  /**
+   * 'f32' (default): every weight in f32. 'f16': the matrices (projections, embeddings, lm_head,
+   * convolutions) in f16, halving memory; norms, biases and positions stay f32 and activations
+   * are f32 either way. Needs the adapter's shader-f16.
+   */
+  dtype?: WeightDtype;
+  /** Load dir/tokenizer.json when present (default true). */
+  tokenizer?: boolean;
+  /** Called after each tensor is read with (done, total) counted in checkpoint tensors. */
+  onProgress?: (done: number, total: number) => void;
+  /**
+   * Largest weight buffer to create (default: what one kernel binding may hold, the device's
+   * maxStorageBufferBindingSize — 128 MiB on lavapipe). A larger matrix is an error naming it.
+   */
+  maxBindingBytes?: number;
+}
+
+/**
+ * Maps the tensor names of newer transformers layouts onto the classic
+ * Qwen2AudioForConditionalGeneration names this code uses:
+ *   model.audio_tower.* → audio_tower.*, model.multi_modal_projector.* → multi_modal_projector.*,
+ *   model.language_model.* and language_model.{layers,embed_tokens,norm}.* → language_model.model.*,
+ *   lm_head.weight → language_model.lm_head.weight.
+ */
+export function canonicalTensorName(name: string): string {
+  if (name.startsWith('model.audio_tower.')) return name.slice('model.'.length);
+  if (name.startsWith('model.multi_modal_projector.')) return name.slice('model.'.length);
+  if (name.startsWith('model.language_model.')) return 'language_model.model.' + name.slice('model.language_model.'.length);
+  if (name === 'lm_head.weight') return 'language_model.lm_head.weight';
+  const m = /^language_model\.(layers\.|embed_tokens\.|norm\.)/.exec(name);
+  if (m) return 'language_model.model.' + name.slice('language_model.'.length);
+  return name;
+}
+
+/** The Whisper front end of a model directory (Qwen2-Audio's defaults for missing keys/file). */
+export function loadFrontendConfig(dir: string): FrontendConfig {
+  const file = path.join(dir, 'preprocessor_config.json');
+  if (!fs.existsSync(file)) return { ...QWEN2_AUDIO_FRONTEND };
+  const j = readJson<Record<string, unknown>>(file);
+  const int = (key: string, def: number): number => {
+    const v = j[key] ?? def;
+    if (!Number.isSafeInteger(v) || (v as number) <= 0) throw new ArdError(`${file}: ${key} must be a positive integer (got ${JSON.stringify(v)})`);
+    return v as number;
+  };
+  const samplingRate = int('sampling_rate', SAMPLE_RATE);
+  if (samplingRate !== SAMPLE_RATE) throw new ArdError(`${file}: sampling_rate ${samplingRate} is not supported (16000 only)`);
+  const chunk = int('chunk_length', 30);
+  const fe: FrontendConfig = {
+    nMels: int('feature_size', QWEN2_AUDIO_FRONTEND.nMels),
+    nSamples: int('n_samples', chunk * samplingRate),
+    hopLength: int('hop_length', HOP_LENGTH),
+    nFft: int('n_fft', N_FFT),
+    samplingRate,
+  };
+  if (fe.nFft % 2 !== 0) throw new ArdError(`${file}: n_fft ${fe.nFft} must be even`);
+  return fe;
+}
+
+function idList(v: unknown): number[] {
+  if (Array.isArray(v)) return v.filter((x): x is number => Number.isSafeInteger(x) && x >= 0);
+  return Number.isSafeInteger(v) && (v as number) >= 0 ? [v as number] : [];
+}
+
+/** Stop tokens and sampling defaults: generation_config.json, else config.json's text eos, plus <|im_end|> / <|endoftext|>. */
+export function loadGenerationDefaults(dir: string, config: Qwen2AudioConfig, tokenizer: Tokenizer | null): GenerationDefaults {
+  const file = path.join(dir, 'generation_config.json');
+  const g = fs.existsSync(file) ? readJson<Record<string, unknown>>(file) : {};
+  const eos = new Set<number>([...idList(g.eos_token_id), ...idList(config.text_config.eos_token_id)]);
+  for (const t of ['<|im_end|>', '<|endoftext|>']) {
+    const id = tokenizer?.tokenToId(t);
+    if (id !== undefined) eos.add(id);
+  }
+  const num = (k: string): number | undefined => (typeof g[k] === 'number' && Number.isFinite(g[k]) ? (g[k] as number) : undefined);
+  return {
+    eosTokenIds: [...eos].sort((a, b) => a - b),
+    doSample: g.do_sample === true,
+    temperature: num('temperature'),
+    topP: num('top_p'),
+    topK: num('top_k'),
+  };
+}
+
+// ---- tensors --------------------------------------------------------------------------------
+
+/** A tensor name, or that many zeros (Whisper's missing k_proj bias inside the fused q|k|v bias). */
+type Part = string | { zeros: number };
+
+const partsLabel = (parts: Part[]) => parts.map((p) => (typeof p === 'string' ? p : `${p.zeros} zeros`)).join(' + ');
+
+class WeightReader {
+  /** canonical name → checkpoint name */
+  readonly names = new Map<string, string>();
+  readonly infos = new Map<string, TensorInfo>();
+  /** Every tensor uploaded so far (freed if loading fails). */
+  readonly created: Tensor[] = [];
+  read = 0;
+
+  constructor(
+    readonly engine: Engine,
+    readonly ckpt: Checkpoint,
+    readonly dtype: WeightDtype,
+    /** Largest buffer a kernel can bind. */
+    readonly maxBytes: number,
+    readonly onProgress?: (done: number, total: number) => void,
+    readonly total = 0,
+  ) {
+    for (const [name, info] of ckpt.tensors) {
+      const c = canonicalTensorName(name);
+      if (this.names.has(c)) throw new ArdError(`${ckpt.source}: tensors ${this.names.get(c)} and ${name} are the same weight under two names`);
+      this.names.set(c, name);
+      this.infos.set(c, info);
+    }
+  }
+
+  /** Reads the parts, concatenates them along dim 0 and uploads the result as one tensor. */
+  private upload(parts: Part[], shape: number[], dtype: 'f32' | 'f16'): Tensor {
+    const label = partsLabel(parts);
+    const n = shape.reduce((a, b) => a * b, 1);
+    const host = new Float32Array(n);
+    let at = 0;
+    for (const p of parts) {
+      const len = typeof p === 'string' ? this.infos.get(p)!.shape.reduce((a, b) => a * b, 1) : p.zeros;
+      if (at + len > n) break;
+      if (typeof p === 'string') {
+        host.set(toFloat32(this.ckpt.read(this.names.get(p)!), this.infos.get(p)!.dtype), at);
+        this.onProgress?.(++this.read, this.total);
+      }
+      at += len;
+    }
+    if (at !== n) throw new ArdError(`${this.ckpt.source}: ${label} do not hold the ${n} values of [${shape.join(', ')}]`);
+    const t = keep(empty(this.engine, shape, dtype));
+    this.created.push(t);
+    t.name = label;
+    if (dtype === 'f32') {
+      this.engine.write(t.buffer, 0, host);
+    } else {
+      const bits = toFloat16Bits(host);
+      for (let i = 0; i < bits.length; i++) {
+        if ((bits[i]! & 0x7c00) === 0x7c00 && Number.isFinite(host[i]!)) {
+          throw new ArdError(`${this.ckpt.source}: ${label} has value ${host[i]} beyond the f16 range (load with dtype f32)`);
+        }
+      }
+      this.engine.write(t.buffer, 0, bits);
+    }
+    return t;
+  }
+
+  /** A matrix (the parts concatenated along dim 0) in the model's weight dtype. */
+  mat(parts: Part[], shape: number[]): Tensor {
+    const bytes = shape.reduce((a, b) => a * b, 1) * (this.dtype === 'f16' ? 2 : 4);
+    if (bytes > this.maxBytes) {
+      throw new ArdError(
+        `${this.ckpt.source}: ${partsLabel(parts)} [${shape.join(', ')}] ${this.dtype} takes ${bytes} bytes, more than one storage binding of this adapter holds (${this.maxBytes})`,
+      );
+    }
+    return this.upload(parts, shape, this.dtype);
+  }
+
+  /** A vector (norm weight, bias) or the position table: always f32. */
+  vec(parts: Part[], shape: number[]): Tensor {
+    return this.upload(parts, shape, 'f32');
+  }
+}
+
+function readEncoder(r: WeightReader, config: Qwen2AudioConfig): EncoderWeights {
+  const a = config.audio_config;
+  const D = a.d_model;
+  const A = 'audio_tower.';
+  const layers: EncoderLayerWeights[] = [];
+  for (let i = 0; i < a.encoder_layers; i++) {
+    const p = `${A}layers.${i}.`;
+    layers.push({
+      ln1W: r.vec([`${p}self_attn_layer_norm.weight`], [D]),
+      ln1B: r.vec([`${p}self_attn_layer_norm.bias`], [D]),
+      // Whisper's k_proj has no bias: zeros in the fused bias
+      qkvW: r.mat([`${p}self_attn.q_proj.weight`, `${p}self_attn.k_proj.weight`, `${p}self_attn.v_proj.weight`], [3 * D, D]),
+      qkvB: r.vec([`${p}self_attn.q_proj.bias`, { zeros: D }, `${p}self_attn.v_proj.bias`], [3 * D]),
+      outW: r.mat([`${p}self_attn.out_proj.weight`], [D, D]),
+      outB: r.vec([`${p}self_attn.out_proj.bias`], [D]),
+      ln2W: r.vec([`${p}final_layer_norm.weight`], [D]),
+      ln2B: r.vec([`${p}final_layer_norm.bias`], [D]),
+      fc1W: r.mat([`${p}fc1.weight`], [a.encoder_ffn_dim, D]),
+      fc1B: r.vec([`${p}fc1.bias`], [a.encoder_ffn_dim]),
+      fc2W: r.mat([`${p}fc2.weight`], [D, a.encoder_ffn_dim]),
+      fc2B: r.vec([`${p}fc2.bias`], [D]),
+    });
+  }
+  const H = config.text_config.hidden_size;
+  return {
+    conv1W: r.mat([`${A}conv1.weight`], [D, a.num_mel_bins, 3]),
+    conv1B: r.vec([`${A}conv1.bias`], [D]),
+    conv2W: r.mat([`${A}conv2.weight`], [D, D, 3]),
+    conv2B: r.vec([`${A}conv2.bias`], [D]),
+    positions: r.vec([`${A}embed_positions.weight`], [a.max_source_positions, D]),
+    layers,
+    lnPostW: r.vec([`${A}layer_norm.weight`], [D]),
+    lnPostB: r.vec([`${A}layer_norm.bias`], [D]),
+    projW: r.mat(['multi_modal_projector.linear.weight'], [H, D]),
+    projB: r.vec(['multi_modal_projector.linear.bias'], [H]),
+  };
+}
+
+function readDecoder(r: WeightReader, config: Qwen2AudioConfig): DecoderWeights {
+  const t = config.text_config;
+  const H = t.hidden_size;
+  const q = t.num_attention_heads * t.head_dim;
+  const kv = t.num_key_value_heads * t.head_dim;
+  const I = t.intermediate_size;
+  const T = 'language_model.model.';
+  const layers: DecoderLayerWeights[] = [];
+  for (let i = 0; i < t.num_hidden_layers; i++) {
+    const p = `${T}layers.${i}.`;
+    layers.push({
+      ln1W: r.vec([`${p}input_layernorm.weight`], [H]),
+      qkvW: r.mat([`${p}self_attn.q_proj.weight`, `${p}self_attn.k_proj.weight`, `${p}self_attn.v_proj.weight`], [q + 2 * kv, H]),
+      qkvB: r.vec([`${p}self_attn.q_proj.bias`, `${p}self_attn.k_proj.bias`, `${p}self_attn.v_proj.bias`], [q + 2 * kv]),
+      oW: r.mat([`${p}self_attn.o_proj.weight`], [H, q]),
+      ln2W: r.vec([`${p}post_attention_layernorm.weight`], [H]),
+      gateUpW: r.mat([`${p}mlp.gate_proj.weight`, `${p}mlp.up_proj.weight`], [2 * I, H]),
+      downW: r.mat([`${p}mlp.down_proj.weight`], [H, I]),
+    });
+  }
+  const embed = r.mat([`${T}embed_tokens.weight`], [t.vocab_size, H]);
+  const lmHead = t.tie_word_embeddings ? embed : r.mat(['language_model.lm_head.weight'], [t.vocab_size, H]);
+  return { embed, layers, norm: r.vec([`${T}norm.weight`], [H]), lmHead };
+}
+
+/**
+ * Loads a Qwen2-Audio model directory (HF layout) onto `engine`. Throws one ArdError listing every
+ * missing, mis-shaped or non-float tensor before uploading anything.
+ */
+export async function loadAudioLLM(engine: Engine, dir: string, opts: LoadOptions = {}): Promise<AudioLLM> {
+  const dtype = opts.dtype ?? 'f32';
+  if (dtype !== 'f32' && dtype !== 'f16') throw new ArdError(`loadAudioLLM: dtype must be 'f32' or 'f16' (got ${JSON.stringify(dtype)})`);
+  if (dtype === 'f16' && !engine.f16) throw new ArdError(`loadAudioLLM: dtype f16 needs the shader-f16 feature, which this adapter lacks`);
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new ArdError(`${dir}: not a model directory`);
+  const config = loadQwen2AudioConfig(dir);
+  const frontend = loadFrontendConfig(dir);
+  if (frontend.nMels !== config.audio_config.num_mel_bins) {
+    throw new ArdError(`${dir}: preprocessor_config.json feature_size ${frontend.nMels} does not match audio_config.num_mel_bins ${config.audio_config.num_mel_bins}`);
+  }
+  if (Math.floor(frontend.nSamples / frontend.hopLength) !== 2 * config.audio_config.max_source_positions) {
+    throw new ArdError(
+      `${dir}: preprocessor_config.json n_samples ${frontend.nSamples} gives ${Math.floor(frontend.nSamples / frontend.hopLength)} frames, but the encoder takes 2 × max_source_positions = ${2 * config.audio_config.max_source_positions}`,
+    );
+  }
+  const tokFile = path.join(dir, 'tokenizer.json');
+  const tokenizer = opts.tokenizer !== false && fs.existsSync(tokFile) ? loadTokenizer(tokFile) : null;
+  const generation = loadGenerationDefaults(dir, config, tokenizer);
+
+  const ckpt = openCheckpoint(dir);
+  let r: WeightReader | null = null;
+  try {
+    // the buffer pool rounds sizes up by at most 1/8: keep the rounded buffer within the limit
+    const devMax = Math.floor(Math.min(engine.limits.maxStorageBufferBindingSize, engine.limits.maxBufferSize) / 1.125);
+    const maxBytes = Math.min(opts.maxBindingBytes ?? Infinity, devMax);
+    r = new WeightReader(engine, ckpt, dtype, maxBytes, opts.onProgress, expectedTensorShapes(config).size);
+    checkTensors({ tensors: r.infos, source: ckpt.source }, config);
+    const encoder = readEncoder(r, config);
+    const decoder = readDecoder(r, config);
+    await engine.sync();
+    return new AudioLLM(engine, { config, frontend, encoder, decoder, tokenizer, generation, dtype, source: dir });
+  } catch (e) {
+    for (const t of r?.created ?? []) t.dispose();
+    throw e;
+  } finally {
+    ckpt.close();
+  }
+}
