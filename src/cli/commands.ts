@@ -5,6 +5,22 @@ import { formatBench, runBench } from '../../bench/run.js';
 import { UsageError } from '../util/errors.js';
 import { makeCorpus } from '../corpus/index.js';
 import { Progress } from './progress.js';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { packageRoot } from '../gpu/registry.js';
+import { loadAudioLLM } from '../model/load.js';
+import type { AudioLLM } from '../model/audiollm.js';
+import { askDetailed } from '../model/chat.js';
+import { capture, DEFAULT_CAPTURE_PROMPT } from '../ard/capture.js';
+import { computeTimelines, readCaptureManifest, retrieve, runPaths } from '../ard/retrieve.js';
+import { rank, readFeatures } from '../ard/rank.js';
+import { describeFeatures } from '../ard/describe.js';
+import { evaluate } from '../ard/evaluate.js';
+import { writeReport } from '../ard/report.js';
+import { explain } from '../ard/explain.js';
+import { SparseAutoencoder } from '../sae/model.js';
+import { clipResiduals, modelDescriber, wavSamples } from '../ard/stages.js';
+import { ArdError } from '../util/errors.js';
 
 export interface GlobalFlags {
   json?: boolean;
@@ -36,6 +52,56 @@ export function listFlag(name: string, v: unknown): number[] | undefined {
   const parts = String(v).split(',').filter(Boolean).map(Number);
   if (!parts.length || parts.some((x) => !Number.isFinite(x))) throw new UsageError(`--${name}: expected comma-separated numbers, got '${v}'`);
   return parts;
+}
+
+export function defaultModelDir(): string {
+  return path.join(packageRoot(), 'weights');
+}
+
+export async function openModel(engine: Engine, dir: string | undefined, quiet?: boolean): Promise<AudioLLM> {
+  const d = dir ?? defaultModelDir();
+  if (!fs.existsSync(path.join(d, 'config.json'))) throw new ArdError(`${d}: no model here (config.json missing)`);
+  let bar: Progress | null = null;
+  const model = await loadAudioLLM(engine, d, {
+    dtype: engine.f16 ? 'f16' : 'f32',
+    onProgress: (done, total) => {
+      bar ??= new Progress('load model', total, { quiet, unit: 'tensors' });
+      bar.update(done);
+    },
+  });
+  return model;
+}
+
+function needRun(run: unknown): string {
+  if (!run || typeof run !== 'string') throw new UsageError('--run <dir> is required');
+  return run;
+}
+
+function layerOf(flags: { layer?: unknown }, run?: string): number {
+  if (flags.layer !== undefined) return intFlag('layer', flags.layer, 0)!;
+  if (run && fs.existsSync(path.join(run, 'capture', 'manifest.json'))) {
+    const layers = readCaptureManifest(run).layers;
+    if (layers.length === 1) return layers[0]!;
+    throw new UsageError(`--layer is required (the run captured layers ${layers.join(', ')})`);
+  }
+  throw new UsageError('--layer is required');
+}
+
+function loadSae(engine: Engine, run: string, layer: number): SparseAutoencoder {
+  const file = runPaths(run, layer).sae;
+  if (!fs.existsSync(file)) throw new ArdError(`${file}: no SAE for layer ${layer} (run \`ardgpu train-sae --run ${run} --layer ${layer}\` first)`);
+  return SparseAutoencoder.load(engine, file);
+}
+
+function bar(label: string, flags: GlobalFlags, unit = 'it') {
+  let b: Progress | null = null;
+  return {
+    update: (done: number, total: number) => {
+      b ??= new Progress(label, total, { quiet: flags.quiet, unit });
+      b.update(done);
+    },
+    finish: () => (b as Progress | null)?.finish(),
+  };
 }
 
 function withGlobals<T extends { option: (...a: any[]) => T }>(cmd: T): T {
@@ -101,5 +167,145 @@ export function registerCommands(cli: CAC): void {
       emit(flags, { out: r.out, clips: r.entries.length, rendered: r.rendered, skipped: r.skipped, seconds: r.seconds, info: r.info }, () =>
         `corpus: ${r.entries.length} clips in ${r.out} (${r.rendered} rendered, ${r.skipped} already there) in ${r.seconds.toFixed(1)} s\nmanifest: ${r.out}/manifest.jsonl`,
       );
+    });
+
+  withGlobals(cli.command('ask <wav>', 'Ask the AudioLLM a question about a WAV file'))
+    .option('--prompt <text>', 'The question', { default: 'Describe the sound.' })
+    .option('--model <dir>', 'Model folder (default: the embedded weights/)')
+    .option('--max-tokens <n>', 'Maximum new tokens', { default: 64 })
+    .option('--seed <s>', 'Sample with this seed (default: greedy)')
+    .option('--temperature <t>', 'Sampling temperature (with --seed)', { default: 0.7 })
+    .option('--top-p <p>', 'Nucleus sampling (with --seed)', { default: 0.9 })
+    .action(async (wav: string, flags: GlobalFlags & { prompt: string; model?: string; maxTokens: number; seed?: string; temperature: number; topP: number }) => {
+      const engine = await openEngine(flags);
+      const model = await openModel(engine, flags.model, true);
+      const sampled = flags.seed !== undefined;
+      const t0 = Date.now();
+      const r = await askDetailed(model, wav, String(flags.prompt), {
+        maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1),
+        ...(sampled ? { seed: intFlag('seed', flags.seed, 0), temperature: Number(flags.temperature), topP: Number(flags.topP) } : {}),
+        onText: flags.json ? undefined : (piece: string) => void process.stdout.write(piece),
+      });
+      const ms = Date.now() - t0;
+      if (flags.json) emit(flags, { answer: r.text, tokens: r.tokens.length, ms, stopReason: r.stopReason }, () => '');
+      else process.stdout.write('\n');
+      model.dispose();
+      engine.destroy();
+    });
+
+  withGlobals(cli.command('capture', 'Capture residual-stream activations of chosen decoder layers over a corpus'))
+    .option('--corpus <dir>', 'Corpus folder (manifest.jsonl, or any folder of WAVs)')
+    .option('--out <dir>', 'Run folder (alias of --run)')
+    .option('--run <dir>', 'Run folder')
+    .option('--layers <list>', 'Decoder layers, e.g. 1,3', { default: '1' })
+    .option('--model <dir>', 'Model folder (default: weights/)')
+    .option('--prompt <text>', 'Fixed prompt', { default: DEFAULT_CAPTURE_PROMPT })
+    .option('--all-positions', 'Store every prompt position, not only the audio tokens')
+    .option('--dtype <t>', 'Shard dtype: f16 or f32', { default: 'f16' })
+    .option('--limit <n>', 'At most this many clips')
+    .option('--force', 'Recompute even if inputs are unchanged')
+    .action(async (flags: GlobalFlags & { corpus?: string; out?: string; run?: string; layers: string; model?: string; prompt: string; allPositions?: boolean; dtype: string; limit?: string; force?: boolean }) => {
+      if (!flags.corpus) throw new UsageError('--corpus <dir> is required');
+      const run = needRun(flags.run ?? flags.out);
+      if (flags.dtype !== 'f16' && flags.dtype !== 'f32') throw new UsageError(`--dtype: expected f16 or f32, got '${flags.dtype}'`);
+      const engine = await openEngine(flags);
+      const model = await openModel(engine, flags.model, flags.quiet);
+      const b = bar('capture', flags, 'clips');
+      const r = await capture({
+        model, corpus: flags.corpus, run, layers: listFlag('layers', flags.layers)!, prompt: flags.prompt,
+        positions: flags.allPositions ? 'all' : 'audio', dtype: flags.dtype, limit: intFlag('limit', flags.limit, 1), force: flags.force,
+        onProgress: b.update,
+        onBadClip: (file, error) => void (flags.quiet || process.stderr.write(`\nskipped ${error}\n`)),
+      });
+      b.finish();
+      emit(flags, r, () => r.skipped ? `capture: unchanged, kept ${r.manifest}` : `capture: ${r.clips} clips, ${r.rows} rows in ${r.seconds.toFixed(1)} s → ${r.manifest}${r.bad.length ? ` (${r.bad.length} bad clips skipped)` : ''}`);
+      model.dispose();
+      engine.destroy();
+    });
+
+  withGlobals(cli.command('retrieve', 'Per feature × clip: mean activation, coverage, H^k/L^k; rank features by monosemanticity'))
+    .option('--run <dir>', 'Run folder')
+    .option('--layer <n>', 'Decoder layer')
+    .option('--p <n>', 'Clips in H^k and L^k', { default: 10 })
+    .option('--keep <n>', 'Keep the top C features', { default: 50 })
+    .option('--force', 'Recompute even if inputs are unchanged')
+    .action(async (flags: GlobalFlags & { run?: string; layer?: string; p: number; keep: number; force?: boolean }) => {
+      const run = needRun(flags.run);
+      const layer = layerOf(flags, run);
+      const engine = await openEngine(flags);
+      const sae = loadSae(engine, run, layer);
+      const b = bar('retrieve', flags, 'rows');
+      const r = await retrieve({ engine, run, layer, sae, p: intFlag('p', flags.p, 1), force: flags.force, onProgress: b.update });
+      b.finish();
+      const f = rank({ run, layer, C: intFlag('keep', flags.keep, 1) });
+      await computeTimelines({ engine, run, layer, sae });
+      emit(flags, { retrieve: r, kept: f.features.length, features: runPaths(run, layer).features }, () =>
+        `retrieve: ${r.nClips} clips × ${r.m} features${r.skipped ? ' (unchanged)' : ` in ${r.seconds.toFixed(1)} s`}; kept ${f.features.length} features → ${runPaths(run, layer).features}`,
+      );
+      engine.destroy();
+    });
+
+  withGlobals(cli.command('describe', 'Caption each kept feature\'s top clips with the AudioLLM and name the concept'))
+    .option('--run <dir>', 'Run folder')
+    .option('--layer <n>', 'Decoder layer')
+    .option('--model <dir>', 'Model folder (default: weights/)')
+    .option('--clips <n>', 'Captions per feature', { default: 5 })
+    .option('--force', 'Re-describe features that already have a name')
+    .action(async (flags: GlobalFlags & { run?: string; layer?: string; model?: string; clips: number; force?: boolean }) => {
+      const run = needRun(flags.run);
+      const layer = layerOf(flags, run);
+      const engine = await openEngine(flags);
+      const model = await openModel(engine, flags.model, flags.quiet);
+      const b = bar('describe', flags, 'features');
+      const doc = await describeFeatures({ run, layer, describer: modelDescriber(model), clipsPerFeature: intFlag('clips', flags.clips, 1), force: flags.force, onProgress: b.update });
+      b.finish();
+      emit(flags, doc.features.map((f) => ({ id: f.id, name: f.name })), () => doc.features.map((f) => `#${f.id}\t${f.name ?? '?'}`).join('\n'));
+      model.dispose();
+      engine.destroy();
+    });
+
+  withGlobals(cli.command('evaluate', 'Precision, recall, F1, mAP of features vs labels, with neuron and random baselines'))
+    .option('--run <dir>', 'Run folder')
+    .option('--layer <n>', 'Decoder layer')
+    .option('--seed <s>', 'Seed for the random-direction baseline', { default: 0 })
+    .action(async (flags: GlobalFlags & { run?: string; layer?: string; seed: number }) => {
+      const run = needRun(flags.run);
+      const layer = layerOf(flags, run);
+      const r = evaluate({ run, layer, seed: intFlag('seed', flags.seed, 0) });
+      emit(flags, r, () =>
+        ['| method | precision | recall | F1 | mAP |', '| --- | ---: | ---: | ---: | ---: |',
+          ...(['sae', 'neurons', 'random'] as const).map((k) => `| ${k} | ${r[k].precision.toFixed(3)} | ${r[k].recall.toFixed(3)} | ${r[k].f1.toFixed(3)} | ${r[k].map.toFixed(3)} |`),
+          `name accuracy: ${r.name_accuracy === null || r.name_accuracy === undefined ? 'n/a (no named features)' : r.name_accuracy.toFixed(3)}`].join('\n'),
+      );
+    });
+
+  withGlobals(cli.command('report', 'Write RUN/report.html: one self-contained page with every result'))
+    .option('--run <dir>', 'Run folder')
+    .action(async (flags: GlobalFlags & { run?: string }) => {
+      const run = needRun(flags.run);
+      const r = writeReport(run);
+      emit(flags, r, () => `report: ${r.file} (${(r.bytes / 1e6).toFixed(1)} MB)`);
+    });
+
+  withGlobals(cli.command('explain <wav>', 'Which named features fire when in a clip: a terminal timeline, or JSON'))
+    .option('--run <dir>', 'Run folder')
+    .option('--layer <n>', 'Decoder layer')
+    .option('--model <dir>', 'Model folder (default: weights/)')
+    .option('--threshold <x>', 'Fire above this fraction of a feature\'s typical activation', { default: 0 })
+    .action(async (wav: string, flags: GlobalFlags & { run?: string; layer?: string; model?: string; threshold: number }) => {
+      const run = needRun(flags.run);
+      const layer = layerOf(flags, run);
+      const features = readFeatures(runPaths(run, layer).features).features.filter((f) => f.name);
+      const samples = wavSamples(wav);
+      const engine = await openEngine(flags);
+      const model = await openModel(engine, flags.model, true);
+      const sae = loadSae(engine, run, layer);
+      const acts = clipResiduals(model, samples, layer, readCaptureManifest(run).prompt);
+      const frameSeconds = (model.frontend.hopLength / model.frontend.samplingRate) * 4;
+      const r = await explain({ engine, sae, acts, frameSeconds, features, threshold: Number(flags.threshold) });
+      acts.dispose();
+      emit(flags, { file: wav, duration: r.duration, features: r.features.map(({ activations: _a, ...rest }) => rest) }, () => r.timeline);
+      model.dispose();
+      engine.destroy();
     });
 }
