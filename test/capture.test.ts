@@ -85,7 +85,7 @@ describe('capture', () => {
     // the rows are the residual stream at the audio placeholder positions of the prompt
     const clip = m.clips[2]!;
     const samples = (await import('../src/audio/wav.js')).readWav(clip.file).samples;
-    const ids = buildChatPrompt(model.tokenizer!, model.audioTokenCounts(samples.length), 'Describe the sound.');
+    const ids = buildChatPrompt(model.tokenizer!, [model.audioTokens(samples.length)], 'Describe the sound.');
     const first = ids.indexOf(model.audioTokenIndex);
     let full: Tensor | null = null;
     const h = model.hooks.add({ layer: 1, fn: (resid, ctx) => void (ctx.step === 0 && (full = keep(contiguous(resid)))) });

@@ -206,10 +206,10 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
       o.onProgress?.(prog.next + pendingClips.length + pendingBad.length, clips.length, 'bad clip skipped');
       continue;
     }
-    const counts = model.audioTokenCounts(samples.length);
-    const ids = buildChatPrompt(model.tokenizer, counts, o.prompt!, { audioTokenIndex: model.audioTokenIndex });
+    // one audio block per clip (its windows' tokens back to back), exactly as ask() builds it
+    const nAudio = model.audioTokens(samples.length);
+    const ids = buildChatPrompt(model.tokenizer, [nAudio], o.prompt!, { audioTokenIndex: model.audioTokenIndex });
     const first = ids.indexOf(model.audioTokenIndex);
-    const nAudio = counts.reduce((a, b) => a + b, 0);
     const [rowFrom, rowCount] = o.positions === 'all' ? [0, ids.length] : [first, nAudio];
     const got = new Map<number, Tensor>();
     const handles = layers.map((l) =>

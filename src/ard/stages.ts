@@ -24,10 +24,9 @@ export function modelDescriber(model: AudioLLM, opts: { prompt?: string; maxNewT
  */
 export function clipResiduals(model: AudioLLM, samples: Float32Array, layer: number, prompt = DEFAULT_CAPTURE_PROMPT): Tensor {
   if (!model.tokenizer) throw new ArdError(`${model.source}: no tokenizer.json`);
-  const counts = model.audioTokenCounts(samples.length);
-  const ids = buildChatPrompt(model.tokenizer, counts, prompt, { audioTokenIndex: model.audioTokenIndex });
+  const n = model.audioTokens(samples.length); // one audio block per clip, as ask() and capture build it
+  const ids = buildChatPrompt(model.tokenizer, [n], prompt, { audioTokenIndex: model.audioTokenIndex });
   const first = ids.indexOf(model.audioTokenIndex);
-  const n = counts.reduce((a, b) => a + b, 0);
   let out: Tensor | null = null;
   const h = model.hooks.add({
     layer,

@@ -20,6 +20,7 @@ import { writeReport } from '../ard/report.js';
 import { explain } from '../ard/explain.js';
 import { SparseAutoencoder } from '../sae/model.js';
 import { clipResiduals, modelDescriber, wavSamples } from '../ard/stages.js';
+import { steerCommand } from '../ard/steer.js';
 import { ArdError } from '../util/errors.js';
 
 export interface GlobalFlags {
@@ -306,6 +307,32 @@ export function registerCommands(cli: CAC): void {
       acts.dispose();
       emit(flags, { file: wav, duration: r.duration, features: r.features.map(({ activations: _a, ...rest }) => rest) }, () => r.timeline);
       model.dispose();
+      engine.destroy();
+    });
+
+  withGlobals(cli.command('steer <wav>', 'Generate with one SAE feature set or offset to each value (reconstruction error kept)'))
+    .option('--run <dir>', 'Run folder')
+    .option('--layer <n>', 'Decoder layer')
+    .option('--feature <id>', 'Feature id')
+    .option('--values <list>', 'Values to sweep', { default: '0,5,10,20' })
+    .option('--prompt <text>', 'The question', { default: 'What is the gender of the speaker?' })
+    .option('--mode <m>', 'add: z_F + value (0 = unsteered, exactly); set: z_F = value', { default: 'add' })
+    .option('--positions <p>', 'all: prompt and generated tokens; audio: audio tokens only', { default: 'all' })
+    .option('--model <dir>', 'Model folder (default: weights/)')
+    .option('--max-tokens <n>', 'Maximum new tokens', { default: 32 })
+    .action(async (wav: string, flags: GlobalFlags & { run?: string; layer?: string; feature?: string; values: string; prompt: string; mode: string; positions: string; model?: string; maxTokens: number }) => {
+      const run = needRun(flags.run);
+      const layer = layerOf(flags, run);
+      if (flags.feature === undefined) throw new UsageError('--feature <id> is required');
+      if (flags.mode !== 'add' && flags.mode !== 'set') throw new UsageError(`--mode: expected add or set, got '${flags.mode}'`);
+      if (flags.positions !== 'all' && flags.positions !== 'audio') throw new UsageError(`--positions: expected all or audio, got '${flags.positions}'`);
+      const engine = await openEngine(flags);
+      const r = await steerCommand({
+        engine, modelDir: flags.model ?? defaultModelDir(), run, layer, feature: intFlag('feature', flags.feature, 0)!,
+        values: listFlag('values', flags.values)!, prompt: String(flags.prompt), wav, mode: flags.mode, positions: flags.positions,
+        maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1),
+      });
+      emit(flags, r, () => [`feature #${r.feature}${(r as any).name ? ` (${(r as any).name})` : ''} at layer ${r.layer}, ${r.mode} — ${r.question}`, `  unsteered: ${r.baseline}`, ...r.values.map((v) => `  ${String(v.value).padStart(6)}: ${v.answer}`)].join('\n'));
       engine.destroy();
     });
 }

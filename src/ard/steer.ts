@@ -1,0 +1,613 @@
+// Steering: prove a feature is causal by intervening on it during generation.
+//
+// A Top-K SAE at decoder layer L reads the residual stream x [rows, d] and decodes codes z as
+//   x̂(z) = (W_decᵀ·z + b_dec) / s                     (s = the SAE's inputScale)
+// To give feature F the value z'_F while keeping everything the SAE does not explain, the
+// residual becomes the decoded edited codes plus the reconstruction error of the original:
+//   x' = x̂(z') + (x − x̂(z)) = x + (W_decᵀ·(z' − z)) / s = x + (z'_F − z_F)·W_dec[F] / s
+// since z' and z differ only at F (b_dec cancels). Hence
+//   mode 'set': x' = x + (value − z_F(x))·W_dec[F]/s, z_F(x) = the Top-K code of F (0 when F is
+//               not among the k largest pre-activations)
+//   mode 'add': x' = x + value·W_dec[F]/s               (z'_F = z_F + value)
+// Re-encoding x' gives z_F = value exactly only when F was active, W_enc[:, F]·W_dec[F] = 1
+// (tied weights) and F stays in the top k; for a trained SAE it is close, not equal.
+// 'add' with value 0 installs no hook at all, so it reproduces the unsteered run bit for bit.
+//
+// Positions: 'all' edits every row of the prompt pass and of each generated token's pass;
+// 'audio' edits only the audio-placeholder rows of the prompt pass (later tokens see the edit
+// through the KV cache of the layers above L).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readWav } from '../audio/wav.js';
+import type { WavAudio } from '../audio/wav.js';
+import type { Engine } from '../gpu/engine.js';
+import type { AudioLLM } from '../model/audiollm.js';
+import { buildChatPrompt } from '../model/chat.js';
+import { generate } from '../model/generate.js';
+import type { GenerateOptions } from '../model/generate.js';
+import type { HookContext, HookHandle } from '../model/hooks.js';
+import { loadAudioLLM } from '../model/load.js';
+import type { Tokenizer } from '../model/tokenizer.js';
+import { SparseAutoencoder } from '../sae/model.js';
+import { cast, map } from '../tensor/ops/elementwise.js';
+import { slice } from '../tensor/ops/layout.js';
+import { sum } from '../tensor/ops/reduce.js';
+import { keep } from '../tensor/scope.js';
+import { Tensor, tensor } from '../tensor/tensor.js';
+import { ArdError } from '../util/errors.js';
+import { writeJsonAtomic } from '../util/fs.js';
+import { stem } from './describe.js';
+import { readFeatures } from './rank.js';
+import type { FeatureEntry } from './rank.js';
+import { runPaths } from './retrieve.js';
+
+export type SteerMode = 'add' | 'set';
+export type SteerPositions = 'all' | 'audio';
+
+export interface SteeringSpec {
+  sae: SparseAutoencoder;
+  layer: number;
+  feature: number;
+  value: number;
+  /** Default 'add'. */
+  mode?: SteerMode;
+  /** Default 'all'. */
+  positions?: SteerPositions;
+  /** The prompt's token ids (needed for positions 'audio': rows holding the audio placeholder). */
+  promptIds?: readonly number[];
+}
+
+/**
+ * z_F(x) [rows, 1] (f32): feature F's Top-K code for each row of x, in the SAE's normalised units
+ * (the post-ReLU pre-activation when F is among the row's k largest, else 0). Taken from the SAE's
+ * own encode, so membership of the top k is decided exactly as the SAE decides it.
+ */
+export function featureActivation(sae: SparseAutoencoder, x: Tensor, feature: number): Tensor {
+  checkFeature(sae, feature);
+  return sae.engine.noGradScope(() => {
+    const x32 = x.dtype === 'f32' ? x : cast(x, 'f32');
+    const { values, indices } = sae.encode(x32);
+    if (x32 !== x) x32.dispose();
+    // indices are < 2^24, so comparing them as f32 is exact
+    const picked = map([indices, values], 'select(0.0, b, a == P.alpha)', { name: 'steer_pick', alpha: feature, out: 'f32', ct: 'f32' });
+    values.dispose();
+    indices.dispose();
+    const z = sum(picked, 1, true);
+    picked.dispose();
+    return z;
+  });
+}
+
+function checkFeature(sae: SparseAutoencoder, feature: number): void {
+  if (!Number.isInteger(feature) || feature < 0 || feature >= sae.m) throw new ArdError(`steer: feature ${feature} is outside the SAE's 0–${sae.m - 1}`);
+}
+
+function checkSpec(model: AudioLLM, s: SteeringSpec): { mode: SteerMode; positions: SteerPositions } {
+  const mode = s.mode ?? 'add';
+  const positions = s.positions ?? 'all';
+  if (mode !== 'add' && mode !== 'set') throw new ArdError(`steer: mode '${String(mode)}' must be 'add' or 'set'`);
+  if (positions !== 'all' && positions !== 'audio') throw new ArdError(`steer: positions '${String(positions)}' must be 'all' or 'audio'`);
+  if (!Number.isFinite(s.value)) throw new ArdError(`steer: value ${s.value} is not a finite number`);
+  checkFeature(s.sae, s.feature);
+  const d = model.config.text_config.hidden_size;
+  if (s.sae.d !== d) throw new ArdError(`steer: the SAE has d = ${s.sae.d} but the model's hidden size is ${d}`);
+  const nl = model.decoder.layers.length;
+  if (!Number.isInteger(s.layer) || s.layer < 0 || s.layer >= nl) throw new ArdError(`steer: layer ${s.layer} out of range (the model has ${nl} decoder layers, 0–${nl - 1})`);
+  if (positions === 'audio' && !s.promptIds) throw new ArdError("steer: positions 'audio' needs the prompt's token ids");
+  return { mode, positions };
+}
+
+/**
+ * Registers the steering hook on the model (decoder layer `layer`); remove() takes it off and
+ * frees what it holds. Hooks added before it see the unsteered residual, hooks added after it
+ * the steered one.
+ */
+export function addSteeringHook(model: AudioLLM, spec: SteeringSpec): HookHandle {
+  const { mode, positions } = checkSpec(model, spec);
+  const { sae, feature, value } = spec;
+  if (mode === 'add' && value === 0) return { remove() {} }; // exactly the unsteered model
+  const engine = model.engine;
+  // W_dec[F] / s as a [1, d] row, broadcast over the rows of the residual
+  const dir = keep(
+    engine.noGradScope(() => {
+      const row = slice(sae.W_dec, 0, feature, feature + 1);
+      const out = map([row], 'P.alpha * a', { name: 'steer_dir', alpha: 1 / sae.inputScale, out: 'f32' });
+      row.dispose();
+      return out;
+    }),
+  );
+  const constCoef = mode === 'add' && positions === 'all' ? keep(tensor(engine, [value], [1, 1])) : null;
+  let audioMask: Float32Array | null = null;
+  if (positions === 'audio') audioMask = Float32Array.from(spec.promptIds!, (id) => (id === model.audioTokenIndex ? 1 : 0));
+
+  const fn = (resid: Tensor, ctx: HookContext): Tensor | void => {
+    let mask: Tensor | null = null;
+    if (audioMask) {
+      if (ctx.step !== 0) return;
+      const m = audioMask.subarray(ctx.start, ctx.start + ctx.rows);
+      if (m.length !== ctx.rows || !m.some((v) => v !== 0)) return;
+      mask = tensor(engine, m, [ctx.rows, 1]);
+    }
+    // coefficient per row: how far to move along the direction (0 = leave the row alone)
+    let coef: Tensor;
+    if (mode === 'add') coef = mask ? map([mask], 'P.alpha * a', { name: 'steer_coef', alpha: value }) : constCoef!;
+    else {
+      const z = featureActivation(sae, resid, feature);
+      coef = mask
+        ? map([z, mask], 'select(0.0, P.alpha - a, b != 0.0)', { name: 'steer_coef', alpha: value })
+        : map([z], 'P.alpha - a', { name: 'steer_coef', alpha: value });
+      z.dispose();
+    }
+    // rows with a zero coefficient are copied untouched (bit for bit)
+    const out = map([resid, coef, dir], 'select(a, a + b * c, b != 0.0)', { name: 'steer', out: resid.dtype });
+    if (coef !== constCoef) coef.dispose();
+    mask?.dispose();
+    return out;
+  };
+  const h = model.hooks.add({ layer: spec.layer, fn });
+  let removed = false;
+  return {
+    remove() {
+      if (removed) return;
+      removed = true;
+      h.remove();
+      dir.dispose();
+      constCoef?.dispose();
+    },
+  };
+}
+
+// ---- generation --------------------------------------------------------------------------------
+
+/** A WAV path, 16 kHz mono samples or decoded WAV audio. */
+export type SteerAudio = string | Float32Array | WavAudio;
+
+function samplesOf(a: SteerAudio): Float32Array {
+  if (typeof a === 'string') return readWav(a).samples;
+  if (a instanceof Float32Array) return a;
+  if (a && a.samples instanceof Float32Array) {
+    if (a.sampleRate !== 16000) throw new ArdError(`steer: audio at ${a.sampleRate} Hz (16000 expected)`);
+    return a.samples;
+  }
+  throw new ArdError('steer: audio must be a WAV path, a Float32Array of 16 kHz samples or decoded WAV audio');
+}
+
+/** A clip encoded once and a question, reused by every generation of a sweep. */
+interface Prepared {
+  ids: number[];
+  feats: Tensor;
+  tok: Tokenizer;
+}
+
+/** Encodes the clip (unless `feats` are given: they stay the caller's) and builds the prompt. */
+function prepare(model: AudioLLM, audio: SteerAudio, question: string, tokenizer?: Tokenizer, feats?: Tensor): Prepared {
+  const tok = tokenizer ?? model.tokenizer;
+  if (!tok) throw new ArdError(`${model.source}: no tokenizer.json (pass a tokenizer)`);
+  const samples = samplesOf(audio);
+  // the same prompt as chat.ts askDetailed: one <|AUDIO|> block for the whole clip
+  const ids = buildChatPrompt(tok, [model.audioTokens(samples.length)], question, { audioTokenIndex: model.audioTokenIndex });
+  return { ids, feats: feats ?? model.encodeAudio(samples), tok };
+}
+
+export interface SteerGenOptions {
+  maxNewTokens?: number;
+  /** Sampling (greedy unless temperature > 0) and its seed. */
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  seed?: number;
+  tokenizer?: Tokenizer;
+}
+
+function genOpts(o: SteerGenOptions): GenerateOptions {
+  return {
+    maxNewTokens: o.maxNewTokens ?? 32,
+    ...(o.temperature !== undefined ? { temperature: o.temperature } : {}),
+    ...(o.topP !== undefined ? { topP: o.topP } : {}),
+    ...(o.topK !== undefined ? { topK: o.topK } : {}),
+    seed: o.seed ?? 0,
+  };
+}
+
+export interface SteerAnswer {
+  answer: string;
+  tokens: number[];
+}
+
+async function run(model: AudioLLM, p: Prepared, spec: Omit<SteeringSpec, 'promptIds'> | null, o: SteerGenOptions): Promise<SteerAnswer> {
+  const h = spec ? addSteeringHook(model, { ...spec, promptIds: p.ids }) : null;
+  try {
+    const r = await generate(model, { ids: p.ids, audio: p.feats }, genOpts(o));
+    return { answer: p.tok.decode(r.tokens, { skipSpecial: true }), tokens: r.tokens };
+  } finally {
+    h?.remove();
+  }
+}
+
+export interface SteerGenerateOptions extends SteerGenOptions {
+  model: AudioLLM;
+  sae: SparseAutoencoder;
+  layer: number;
+  feature: number;
+  value: number;
+  mode?: SteerMode;
+  positions?: SteerPositions;
+  audio: SteerAudio;
+  question: string;
+}
+
+/** Asks `question` about `audio` with feature F steered to `value` (see the top of this file). */
+export async function steerGenerate(o: SteerGenerateOptions): Promise<SteerAnswer & { promptIds: number[] }> {
+  checkSpec(o.model, { ...o, promptIds: [] });
+  const p = prepare(o.model, o.audio, o.question, o.tokenizer);
+  try {
+    const r = await run(o.model, p, o, o);
+    return { ...r, promptIds: p.ids };
+  } finally {
+    p.feats.dispose();
+  }
+}
+
+export interface SteerSweepOptions extends SteerGenOptions {
+  model: AudioLLM;
+  sae: SparseAutoencoder;
+  layer: number;
+  feature: number;
+  values: readonly number[];
+  mode?: SteerMode;
+  positions?: SteerPositions;
+  audio: SteerAudio;
+  question: string;
+}
+
+export interface SteerSweep {
+  feature: number;
+  name?: string;
+  layer: number;
+  mode: SteerMode;
+  positions: SteerPositions;
+  question: string;
+  /** The answer with no intervention. */
+  baseline: string;
+  values: { value: number; answer: string }[];
+}
+
+function checkValues(values: readonly number[]): void {
+  if (!Array.isArray(values) || values.length === 0) throw new ArdError('steer: no values to sweep');
+  for (const v of values) if (!Number.isFinite(v)) throw new ArdError(`steer: value ${v} is not a finite number`);
+}
+
+/** One clip, one question, the answer at each value (the audio is encoded once). */
+export async function steerSweep(o: SteerSweepOptions): Promise<SteerSweep> {
+  checkValues(o.values);
+  const mode = o.mode ?? 'add';
+  const positions = o.positions ?? 'all';
+  checkSpec(o.model, { ...o, value: 0, mode, positions, promptIds: [] });
+  const p = prepare(o.model, o.audio, o.question, o.tokenizer);
+  try {
+    const baseline = await run(o.model, p, null, o);
+    const values: SteerSweep['values'] = [];
+    for (const value of o.values) {
+      const r = mode === 'add' && value === 0 ? baseline : await run(o.model, p, { sae: o.sae, layer: o.layer, feature: o.feature, value, mode, positions }, o);
+      values.push({ value, answer: r.answer });
+    }
+    return { feature: o.feature, layer: o.layer, mode, positions, question: o.question, baseline: baseline.answer, values };
+  } finally {
+    p.feats.dispose();
+  }
+}
+
+export interface SteerCommandOptions {
+  engine: Engine;
+  modelDir: string;
+  run: string;
+  layer: number;
+  feature: number;
+  values: readonly number[];
+  prompt: string;
+  wav: string;
+  mode?: SteerMode;
+  positions?: SteerPositions;
+  maxNewTokens?: number;
+  dtype?: 'f32' | 'f16';
+}
+
+/**
+ * `ardgpu steer <wav> --run RUN --layer L --feature F --values … --prompt … [--mode add|set]`:
+ * loads the model and RUN/sae-L.safetensors, sweeps, frees both. Prints nothing.
+ */
+export async function steerCommand(o: SteerCommandOptions): Promise<SteerSweep> {
+  const paths = runPaths(o.run, o.layer);
+  if (!fs.existsSync(paths.sae)) throw new ArdError(`${paths.sae}: no SAE for layer ${o.layer} (train one first)`);
+  if (!fs.existsSync(o.wav)) throw new ArdError(`${o.wav}: no such file`);
+  checkValues(o.values);
+  const sae = SparseAutoencoder.load(o.engine, paths.sae);
+  let model: AudioLLM | null = null;
+  try {
+    model = await loadAudioLLM(o.engine, o.modelDir, o.dtype ? { dtype: o.dtype } : {});
+    const sweep = await steerSweep({
+      model,
+      sae,
+      layer: o.layer,
+      feature: o.feature,
+      values: o.values,
+      mode: o.mode ?? 'add',
+      positions: o.positions ?? 'all',
+      audio: o.wav,
+      question: o.prompt,
+      maxNewTokens: o.maxNewTokens ?? 32,
+    });
+    const name = featureName(paths.features, o.feature);
+    return name ? { ...sweep, name } : sweep;
+  } finally {
+    model?.dispose();
+    sae.dispose();
+  }
+}
+
+function featureName(file: string, id: number): string | undefined {
+  if (!fs.existsSync(file)) return undefined;
+  try {
+    return readFeatures(file).features.find((f) => f.id === id)?.name;
+  } catch {
+    return undefined; // a broken features file does not stop a sweep
+  }
+}
+
+// ---- answers -----------------------------------------------------------------------------------
+
+const OPPOSITE: Record<string, string> = { male: 'female', female: 'male', positive: 'negative', negative: 'positive' };
+const NEGATIONS = new Set(['not', 'no', 'never', 'neither', 'nor', 'isnt', 'arent', 'wasnt', 'non']);
+const SKIP = new Set(['a', 'an', 'the', 'very', 'clearly', 'definitely']);
+
+/** Canonical words of a text (synonyms mapped: "man" → male, "woman" → female), with negation marks. */
+function words(text: string): { canon: string; negated: boolean }[] {
+  const ws = text.toLowerCase().replace(/[’']/g, '').split(/[^a-z0-9]+/).filter(Boolean);
+  const out: { canon: string; negated: boolean }[] = [];
+  for (let i = 0; i < ws.length; i++) {
+    let j = i - 1;
+    while (j >= 0 && SKIP.has(ws[j]!)) j--;
+    out.push({ canon: stem(ws[i]!), negated: j >= 0 && NEGATIONS.has(ws[j]!) });
+  }
+  return out;
+}
+
+/**
+ * Does an answer assert `target`? Word-level with synonyms ("a man" says male; "female" does not,
+ * being another word), not negated ("not male"), and not also asserting the opposite ("male or
+ * female" is no answer).
+ */
+export function answerSays(answer: string, target: string): boolean {
+  const t = stem(target.toLowerCase().trim());
+  const opp = OPPOSITE[t];
+  const w = words(answer);
+  const says = (c: string) => w.some((x) => x.canon === c && !x.negated);
+  return says(t) && !(opp !== undefined && says(opp));
+}
+
+function sameAnswer(a: string, b: string): boolean {
+  const n = (s: string) => s.toLowerCase().replace(/\s+/g, ' ').replace(/[\s.!?,;:]+$/, '').trim();
+  return n(a) === n(b);
+}
+
+// ---- the gender experiment --------------------------------------------------------------------
+
+export interface ExperimentClip {
+  file: string;
+  gender?: string | null;
+}
+
+export interface SteeringExperimentOptions extends SteerGenOptions {
+  model: AudioLLM;
+  sae: SparseAutoencoder;
+  run: string;
+  layer: number;
+  /** Clips to steer; those whose gender is the target's opposite are used (all, when it has none). */
+  corpusClips: readonly ExperimentClip[];
+  /** Relative clip paths are resolved against this folder. */
+  corpus?: string;
+  /** Default: found by name in RUN/features-L.json (see `strategy`). */
+  feature?: number;
+  /** Mode for an explicitly given feature (default 'add'). */
+  mode?: SteerMode;
+  positions?: SteerPositions;
+  /** Magnitudes to sweep (default 0, 5, 10, 20, 40). */
+  values?: readonly number[];
+  question?: string;
+  controlQuestion?: string;
+  target?: string;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface ExperimentClipResult {
+  file: string;
+  baseline: string;
+  baseline_says_target: boolean;
+  answers: { value: number; answer: string; says_target: boolean }[];
+  flipped: boolean;
+  flip_value: number | null;
+  control: { value: number; baseline: string; answer: string; unchanged: boolean };
+}
+
+export interface SteeringResult {
+  feature: number;
+  name: string | null;
+  layer: number;
+  mode: SteerMode;
+  positions: SteerPositions;
+  strategy: string;
+  feature_source: string;
+  values: number[];
+  question: string;
+  control_question: string;
+  target: string;
+  flip_rate: number;
+  unchanged_rate: number;
+  baseline_target_rate: number;
+  clips: number;
+  definitions: Record<string, string>;
+  per_clip: ExperimentClipResult[];
+  sweeps: {
+    feature: number;
+    name?: string;
+    layer: number;
+    question: string;
+    target: string;
+    mode: SteerMode;
+    values: { value: number; flipRate: number; answers: string[] }[];
+  }[];
+}
+
+/** Picks the feature to steer and how, from the names in features-L.json. */
+export function chooseGenderFeature(
+  features: readonly FeatureEntry[],
+  target: string,
+  values: readonly number[],
+): { feature: number; name: string; mode: SteerMode; values: number[]; strategy: string } | null {
+  const t = stem(target.toLowerCase());
+  const opp = OPPOSITE[t];
+  const named = (c: string) =>
+    features.find((f) => {
+      if (!f.name) return false;
+      const ws = words(f.name);
+      const has = (x: string) => ws.some((w) => w.canon === x && !w.negated);
+      return has(c) && !(c === t ? opp !== undefined && has(opp) : has(t));
+    });
+  const up = named(t);
+  if (up) {
+    const vs = values.map((v) => Math.abs(v));
+    return { feature: up.id, name: up.name!, mode: 'add', values: vs, strategy: `raise the '${t}'-named feature: mode add, z_F + v for v in [${vs.join(', ')}]` };
+  }
+  const down = opp ? named(opp) : undefined;
+  if (down) {
+    const vs = values.map((v) => -Math.abs(v) + 0); // + 0: no −0 in the JSON
+    return {
+      feature: down.id,
+      name: down.name!,
+      mode: 'set',
+      values: vs,
+      strategy: `no feature is named '${t}': suppress the '${opp}'-named feature: mode set, z_F := v for v in [${vs.join(', ')}] (0 = clamped off)`,
+    };
+  }
+  return null;
+}
+
+/**
+ * The paper's gender experiment: for each clip of the other gender, ask `question` with the
+ * feature swept over `values`; a clip flips when some value makes the answer say `target` (and the
+ * unsteered answer did not). Control: `controlQuestion` at the flip value (or the largest value)
+ * must get the unsteered answer. Writes RUN/steering.json.
+ */
+export async function steeringExperiment(o: SteeringExperimentOptions): Promise<SteeringResult> {
+  const target = (o.target ?? 'male').toLowerCase().trim();
+  const question = o.question ?? 'What is the gender of the speaker?';
+  const controlQuestion = o.controlQuestion ?? 'Is anyone speaking?';
+  const positions = o.positions ?? 'all';
+  const magnitudes = o.values ?? [0, 5, 10, 20, 40];
+  checkValues(magnitudes);
+  const paths = runPaths(o.run, o.layer);
+
+  let feature: number;
+  let name: string | null = null;
+  let mode: SteerMode;
+  let values: number[];
+  let strategy: string;
+  let source: string;
+  if (o.feature !== undefined) {
+    feature = o.feature;
+    mode = o.mode ?? 'add';
+    values = [...magnitudes];
+    strategy = `feature given: mode ${mode} with values [${values.join(', ')}]`;
+    source = 'given by the caller';
+    if (fs.existsSync(paths.features)) name = featureName(paths.features, feature) ?? null;
+  } else {
+    if (!fs.existsSync(paths.features)) throw new ArdError(`${paths.features}: no features file to find a gender feature in (name the features first, or pass a feature)`);
+    const c = chooseGenderFeature(readFeatures(paths.features).features, target, magnitudes);
+    if (!c) throw new ArdError(`${paths.features}: no feature is named '${target}' or its opposite (pass a feature)`);
+    ({ feature, mode, values, strategy } = c);
+    name = c.name;
+    source = `${path.basename(paths.features)}: first ranked feature whose name says so ("${c.name}")`;
+  }
+  checkSpec(o.model, { sae: o.sae, layer: o.layer, feature, value: 0, mode, positions, promptIds: [] });
+
+  const opp = OPPOSITE[stem(target)];
+  const clips = o.corpusClips.filter((c) => (opp === undefined || c.gender == null ? true : stem(String(c.gender).toLowerCase()) === opp));
+  if (clips.length === 0) throw new ArdError(`steering: no clips${opp ? ` with gender '${opp}'` : ''} to steer`);
+  const spec = (value: number) => ({ sae: o.sae, layer: o.layer, feature, value, mode, positions });
+  // the control is run at the largest intervention of the sweep
+  const largest = values.reduce((a, v) => (Math.abs(v) > Math.abs(a) ? v : a), values[0]!);
+
+  const perClip: ExperimentClipResult[] = [];
+  o.onProgress?.(0, clips.length);
+  for (const c of clips) {
+    const file = o.corpus && !path.isAbsolute(c.file) ? path.join(o.corpus, c.file) : c.file;
+    const samples = readWav(file).samples;
+    const p = prepare(o.model, samples, question, o.tokenizer);
+    let base: SteerAnswer;
+    const answers: ExperimentClipResult['answers'] = [];
+    let control: ExperimentClipResult['control'];
+    let hit: ExperimentClipResult['answers'][number] | undefined;
+    try {
+      base = await run(o.model, p, null, o);
+      for (const v of values) {
+        const r = mode === 'add' && v === 0 ? base : await run(o.model, p, spec(v), o);
+        answers.push({ value: v, answer: r.answer, says_target: answerSays(r.answer, target) });
+      }
+      hit = answerSays(base.answer, target) ? undefined : answers.find((a) => a.says_target);
+      const cv = hit ? hit.value : largest;
+      const pc = prepare(o.model, samples, controlQuestion, o.tokenizer, p.feats); // same audio features
+      const b = await run(o.model, pc, null, o);
+      const s = mode === 'add' && cv === 0 ? b : await run(o.model, pc, spec(cv), o);
+      control = { value: cv, baseline: b.answer, answer: s.answer, unchanged: sameAnswer(b.answer, s.answer) };
+    } finally {
+      p.feats.dispose();
+    }
+    const baseSays = answerSays(base.answer, target);
+    perClip.push({ file: c.file, baseline: base.answer, baseline_says_target: baseSays, answers, flipped: !!hit, flip_value: hit ? hit.value : null, control });
+    o.onProgress?.(perClip.length, clips.length);
+  }
+
+  const n = perClip.length;
+  const rate = (f: (c: ExperimentClipResult) => boolean) => perClip.filter(f).length / n;
+  const result: SteeringResult = {
+    feature,
+    name,
+    layer: o.layer,
+    mode,
+    positions,
+    strategy,
+    feature_source: source,
+    values,
+    question,
+    control_question: controlQuestion,
+    target,
+    flip_rate: rate((c) => c.flipped),
+    unchanged_rate: rate((c) => c.control.unchanged),
+    baseline_target_rate: rate((c) => c.baseline_says_target),
+    clips: n,
+    definitions: {
+      says_target: `the answer contains '${target}' or a synonym as a word, not negated, and not also its opposite`,
+      flip: 'the unsteered answer does not say the target and the answer at some value does',
+      control: 'the control answer at the flip value (or the largest value when no flip) equals the unsteered control answer (case, spacing and final punctuation ignored)',
+      flipRate: 'per value: share of clips whose answer at that value says the target',
+    },
+    per_clip: perClip,
+    sweeps: [
+      {
+        feature,
+        ...(name ? { name } : {}),
+        layer: o.layer,
+        question,
+        target,
+        mode,
+        values: values.map((value, i) => ({
+          value,
+          flipRate: perClip.filter((c) => c.answers[i]!.says_target).length / n,
+          answers: perClip.map((c) => c.answers[i]!.answer),
+        })),
+      },
+    ],
+  };
+  writeJsonAtomic(paths.steering, result);
+  return result;
+}
