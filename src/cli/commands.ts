@@ -21,6 +21,9 @@ import { explain } from '../ard/explain.js';
 import { SparseAutoencoder } from '../sae/model.js';
 import { clipResiduals, modelDescriber, wavSamples } from '../ard/stages.js';
 import { steerCommand } from '../ard/steer.js';
+import { trainSaeStage } from '../ard/train-sae.js';
+import { DEMO_STAGES, runDemo } from '../ard/demo.js';
+import { fmtTime } from './progress.js';
 import { ArdError } from '../util/errors.js';
 
 export interface GlobalFlags {
@@ -333,6 +336,72 @@ export function registerCommands(cli: CAC): void {
         maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1),
       });
       emit(flags, r, () => [`feature #${r.feature}${(r as any).name ? ` (${(r as any).name})` : ''} at layer ${r.layer}, ${r.mode} — ${r.question}`, `  unsteered: ${r.baseline}`, ...r.values.map((v) => `  ${String(v.value).padStart(6)}: ${v.answer}`)].join('\n'));
+      engine.destroy();
+    });
+
+  withGlobals(cli.command('train-sae', 'Train a Top-K sparse autoencoder on one captured layer → RUN/sae-L.safetensors'))
+    .option('--run <dir>', 'Run folder')
+    .option('--layer <n>', 'Decoder layer')
+    .option('--latents <m>', 'Number of latents (default 8·d)')
+    .option('--k <k>', 'Active latents per token', { default: 16 })
+    .option('--steps <n>', 'Training steps (default: about 20 epochs, 200–4000)')
+    .option('--batch <n>', 'Batch size', { default: 4096 })
+    .option('--lr <x>', 'Learning rate (default 2e-4/sqrt(m/16384))')
+    .option('--seed <s>', 'Seed', { default: 0 })
+    .option('--force', 'Retrain even if inputs are unchanged')
+    .action(async (flags: GlobalFlags & { run?: string; layer?: string; latents?: string; k: number; steps?: string; batch: number; lr?: string; seed: number; force?: boolean }) => {
+      const run = needRun(flags.run);
+      const layer = layerOf(flags, run);
+      const engine = await openEngine(flags);
+      let b: Progress | null = null;
+      const r = await trainSaeStage({
+        engine, run, layer, m: intFlag('latents', flags.latents, 1), k: intFlag('k', flags.k, 1), steps: intFlag('steps', flags.steps, 1),
+        batchSize: intFlag('batch', flags.batch, 1), lr: flags.lr === undefined ? undefined : Number(flags.lr), seed: intFlag('seed', flags.seed, 0), force: flags.force,
+        onLog: (l, steps) => {
+          b ??= new Progress('train-sae', steps, { quiet: flags.quiet, unit: 'steps' });
+          b.update(Math.min(l.step + 1, steps), `fvu ${l.fvu.toFixed(3)} dead ${(l.deadShare * 100).toFixed(0)}%`);
+        },
+      });
+      (b as Progress | null)?.finish();
+      emit(flags, r, () => r.skipped ? `train-sae: unchanged, kept ${r.file}` : `train-sae: FVU ${r.metrics!.fvu.toFixed(4)}, MSE ${r.metrics!.mse.toExponential(3)}, L0 ${r.metrics!.l0}, dead ${(r.metrics!.deadShare * 100).toFixed(1)}%, ${r.metrics!.tokensPerS.toFixed(0)} tokens/s → ${r.file}`);
+      engine.destroy();
+    });
+
+  withGlobals(cli.command('demo', 'The whole AR&D loop on the embedded default model, ending with RUN/report.html'))
+    .option('--out <dir>', 'Run folder', { default: 'runs/demo' })
+    .option('--model <dir>', 'Model folder (default: weights/)')
+    .option('--layer <n>', 'Decoder layer (default: the middle one)')
+    .option('--size <n>', 'Corpus clips', { default: 1200 })
+    .option('--seed <s>', 'Seed', { default: 0 })
+    .option('--force', 'Recompute every stage')
+    .action(async (flags: GlobalFlags & { out: string; model?: string; layer?: string; size: number; seed: number; force?: boolean }) => {
+      const engine = await openEngine(flags);
+      const model = await openModel(engine, flags.model, flags.quiet);
+      const say = (line: string) => void (flags.quiet || process.stderr.write(`${line}\n`));
+      let bar: Progress | null = null;
+      let current = '';
+      const t0 = Date.now();
+      const r = await runDemo({
+        engine, model, out: flags.out, layer: intFlag('layer', flags.layer, 0), size: intFlag('size', flags.size, 30), seed: intFlag('seed', flags.seed, 0), force: flags.force,
+        onStage: (name, i, n) => {
+          (bar as Progress | null)?.finish();
+          bar = null;
+          current = name;
+          say(`[${i}/${n}] ${name}  (elapsed ${fmtTime((Date.now() - t0) / 1000)})`);
+        },
+        onProgress: (stage, done, total) => {
+          if (stage !== current) return;
+          bar ??= new Progress(`  ${stage}`, total, { quiet: flags.quiet });
+          bar.update(done);
+        },
+        log: (line) => {
+          (bar as Progress | null)?.finish();
+          bar = null;
+          say(`  ${line}`);
+        },
+      });
+      emit(flags, r, () => `demo finished in ${fmtTime(r.seconds)} (${DEMO_STAGES.length} stages, layer ${r.layer})\nreport: ${path.resolve(r.report)}`);
+      model.dispose();
       engine.destroy();
     });
 }

@@ -1,0 +1,117 @@
+// The train-sae stage: a Top-K SAE on one captured layer, streamed from the capture shards.
+// Writes RUN/sae-L.safetensors (with the inputs' hash in its metadata, so an unchanged run is
+// skipped) and RUN/sae-L.train.json (the log the report plots); checkpoints go to
+// RUN/sae-L.ckpt.safetensors every few hundred steps, so an interrupted run resumes.
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Engine } from '../gpu/engine.js';
+import { openSafetensors } from '../model/safetensors.js';
+import { ShardReader } from '../sae/data.js';
+import { SparseAutoencoder } from '../sae/model.js';
+import { trainSae, TrainLog, TrainMetrics } from '../sae/train.js';
+import { ArdError } from '../util/errors.js';
+import { writeJsonAtomic } from '../util/fs.js';
+import { readCaptureManifest, runPaths } from './retrieve.js';
+
+export interface TrainSaeStageOptions {
+  engine: Engine;
+  run: string;
+  layer: number;
+  /** Latents (default 8·d). */
+  m?: number;
+  k?: number;
+  steps?: number;
+  batchSize?: number;
+  lr?: number;
+  seed?: number;
+  force?: boolean;
+  onLog?: (log: TrainLog, steps: number) => void;
+}
+
+export interface TrainSaeStageResult {
+  file: string;
+  skipped: boolean;
+  metrics: TrainMetrics | null;
+}
+
+function readMeta(file: string): Record<string, string> {
+  const f = openSafetensors(file);
+  try {
+    return { ...f.metadata };
+  } finally {
+    f.close();
+  }
+}
+
+export async function trainSaeStage(o: TrainSaeStageOptions): Promise<TrainSaeStageResult> {
+  const paths = runPaths(o.run, o.layer);
+  const manifest = readCaptureManifest(o.run);
+  const shards = manifest.shards[String(o.layer)];
+  if (!shards?.length) throw new ArdError(`${paths.manifest}: layer ${o.layer} was not captured (layers: ${manifest.layers.join(', ')})`);
+  const d = manifest.d;
+  const rows = manifest.clips.reduce((a, c) => a + c.rowCount, 0);
+  const m = o.m ?? 8 * d;
+  const k = o.k ?? Math.min(32, Math.max(1, Math.floor(m / 16)));
+  const batchSize = Math.min(o.batchSize ?? 4096, Math.max(64, rows));
+  const steps = o.steps ?? Math.max(200, Math.min(4000, Math.ceil((20 * rows) / batchSize)));
+  const seed = o.seed ?? 0;
+  const hash = createHash('sha256')
+    .update(JSON.stringify({ v: 1, capture: manifest.inputsHash, layer: o.layer, m, k, steps, batchSize, lr: o.lr ?? null, seed }))
+    .digest('hex')
+    .slice(0, 16);
+  if (!o.force && fs.existsSync(paths.sae)) {
+    try {
+      if (JSON.parse(readMeta(paths.sae).inputs_hash ?? '""') === hash) return { file: paths.sae, skipped: true, metrics: null };
+    } catch {
+      /* unreadable: retrain */
+    }
+  }
+  const ckpt = path.join(o.run, `sae-${o.layer}.ckpt.safetensors`);
+  if (o.force) fs.rmSync(ckpt, { force: true });
+  // a checkpoint from different inputs must not be resumed
+  if (fs.existsSync(ckpt)) {
+    let same = false;
+    try {
+      same = JSON.parse(readMeta(ckpt).inputs_hash ?? '""') === hash;
+    } catch {
+      same = false;
+    }
+    if (!same) fs.rmSync(ckpt, { force: true });
+  }
+  const source = new ShardReader(
+    shards.map((s) => path.resolve(paths.captureDir, s.file)),
+    d,
+  );
+  const log: TrainLog[] = [];
+  const { sae, metrics } = await trainSae({
+    engine: o.engine,
+    source,
+    d,
+    m,
+    k,
+    steps,
+    batchSize,
+    lr: o.lr,
+    seed,
+    layer: o.layer,
+    checkpointPath: ckpt,
+    checkpointEvery: 250,
+    logEvery: Math.max(1, Math.floor(steps / 100)),
+    provenance: { run: path.resolve(o.run), capture: manifest.inputsHash, model: manifest.model, prompt: manifest.prompt, inputs_hash: hash },
+    onLog: (l) => {
+      log.push(l);
+      o.onLog?.(l, steps);
+    },
+  });
+  try {
+    await sae.save(paths.sae, { inputs_hash: hash, layer: o.layer, rows, capture: manifest.inputsHash });
+    writeJsonAtomic(paths.saeTrain, { layer: o.layer, d, m, k, steps, batchSize, rows, metrics, log });
+  } finally {
+    sae.dispose();
+  }
+  fs.rmSync(ckpt, { force: true });
+  return { file: paths.sae, skipped: false, metrics };
+}
+
+export { SparseAutoencoder };
