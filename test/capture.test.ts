@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeWav } from '../src/audio/wav.js';
 import { capture } from '../src/ard/capture.js';
+import { trainSaeStage } from '../src/ard/train-sae.js';
 import { readCaptureManifest } from '../src/ard/retrieve.js';
 import { loadAudioLLM } from '../src/model/load.js';
 import type { AudioLLM } from '../src/model/audiollm.js';
@@ -128,5 +129,32 @@ describe('capture', () => {
     expect(resumed.skipped).toBe(false);
     expect(readCaptureManifest(run).clips).toEqual(readCaptureManifest(ref).clips);
     expect(Array.from(readShardRows(run, 0))).toEqual(Array.from(readShardRows(ref, 0)));
+  });
+
+  it('train-sae on the capture: an interrupted run resumes from its checkpoint to the same SAE; unchanged runs skip', async () => {
+    const engine = await getEngine();
+    const ref = path.join(tmp, 'run-ref');
+    const opts = { engine, layer: 0, m: 128, k: 8, steps: 60, batchSize: 32, checkpointEvery: 20, seed: 3 };
+    const a = await trainSaeStage({ ...opts, run: ref });
+    expect(a.skipped).toBe(false);
+    expect(a.metrics!.fvu).toBeLessThan(1);
+    expect((await trainSaeStage({ ...opts, run: ref })).skipped).toBe(true);
+    const run = path.join(tmp, 'run-sae-b');
+    fs.cpSync(path.join(ref, 'capture'), path.join(run, 'capture'), { recursive: true });
+    await expect(
+      trainSaeStage({ ...opts, run, onLog: (l) => { if (l.step >= 45) throw new Error('interrupted'); } }),
+    ).rejects.toThrow('interrupted');
+    expect(fs.existsSync(path.join(run, 'sae-0.ckpt.safetensors'))).toBe(true);
+    expect(fs.existsSync(path.join(run, 'sae-0.safetensors'))).toBe(false);
+    const b = await trainSaeStage({ ...opts, run });
+    expect(b.metrics!.resumedFrom).toBeGreaterThan(0);
+    const read = (f: string) => {
+      const st = openSafetensors(f);
+      const out = ['W_enc', 'b_enc', 'W_dec', 'b_dec'].map((n) => Array.from(toFloat32(st.read(n), 'F32')));
+      st.close();
+      return out;
+    };
+    expect(read(path.join(run, 'sae-0.safetensors'))).toEqual(read(path.join(ref, 'sae-0.safetensors')));
+    expect(fs.existsSync(path.join(run, 'sae-0.ckpt.safetensors'))).toBe(false);
   });
 });

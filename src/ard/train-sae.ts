@@ -26,6 +26,8 @@ export interface TrainSaeStageOptions {
   lr?: number;
   seed?: number;
   force?: boolean;
+  /** Steps between checkpoints (default 250). */
+  checkpointEvery?: number;
   onLog?: (log: TrainLog, steps: number) => void;
 }
 
@@ -96,7 +98,8 @@ export async function trainSaeStage(o: TrainSaeStageOptions): Promise<TrainSaeSt
     seed,
     layer: o.layer,
     checkpointPath: ckpt,
-    checkpointEvery: 250,
+    checkpointEvery: o.checkpointEvery ?? 250,
+    checkpointMetadata: { inputs_hash: hash },
     logEvery: Math.max(1, Math.floor(steps / 100)),
     provenance: { run: path.resolve(o.run), capture: manifest.inputsHash, model: manifest.model, prompt: manifest.prompt, inputs_hash: hash },
     onLog: (l) => {
