@@ -1,8 +1,10 @@
 // Machine-peak probes for `ardgpu bench` (see src/tensor/ops/peak.ts).
 //
-// entry fma:  each invocation runs P.iters steps of CHAINS independent vec4 FMA chains
-//             (x = fma(x, a, b)); a and b come from the uniform block so nothing folds, and the
-//             chains are summed into O so nothing is dead. FLOPs = invocations·iters·CHAINS·4·2.
+// entry fma:  each invocation runs P.iters loop iterations of 4 steps of 5 independent vec4 FMA
+//             chains (x = fma(x, a, b)); a and b come from the uniform block so nothing folds, and
+//             the chains are summed into O so nothing is dead. FLOPs = invocations·iters·4·5·4·2.
+//             Four steps per iteration: on lavapipe one loop iteration costs about as much as
+//             40 vector FMAs, so a one-step loop would measure the loop, not the FMA units.
 //             Bindings: 0 uniform P; 1 O (array<vec4<f32>>, one per invocation).
 // entry copy: O[i] = I[i] over P.n vec4s (bandwidth: 32 bytes moved per element).
 //             Bindings: 0 uniform P; 1 I (array<vec4<f32>>); 2 O (array<vec4<f32>>).
@@ -27,11 +29,10 @@ fn fma_peak(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
   var x3 = x0 + 3.0;
   var x4 = x0 + 4.0;
   for (var t = 0u; t < P.iters; t++) {
-    x0 = fma(x0, a, b);
-    x1 = fma(x1, a, b);
-    x2 = fma(x2, a, b);
-    x3 = fma(x3, a, b);
-    x4 = fma(x4, a, b);
+    x0 = fma(x0, a, b); x1 = fma(x1, a, b); x2 = fma(x2, a, b); x3 = fma(x3, a, b); x4 = fma(x4, a, b);
+    x0 = fma(x0, a, b); x1 = fma(x1, a, b); x2 = fma(x2, a, b); x3 = fma(x3, a, b); x4 = fma(x4, a, b);
+    x0 = fma(x0, a, b); x1 = fma(x1, a, b); x2 = fma(x2, a, b); x3 = fma(x3, a, b); x4 = fma(x4, a, b);
+    x0 = fma(x0, a, b); x1 = fma(x1, a, b); x2 = fma(x2, a, b); x3 = fma(x3, a, b); x4 = fma(x4, a, b);
   }
   if (i < P.n) { O[i] = x0 + x1 + x2 + x3 + x4; }
 }

@@ -1,7 +1,7 @@
 // Every subcommand: its flags and a thin call into the library.
 import type { CAC } from 'cac';
 import { Engine } from '../gpu/engine.js';
-import { formatBench, runBench } from '../../bench/run.js';
+import { formatBench, modelTasks, runBench, SAE_TASKS } from '../../bench/run.js';
 import { UsageError } from '../util/errors.js';
 import { makeCorpus } from '../corpus/index.js';
 import { Progress } from './progress.js';
@@ -23,6 +23,7 @@ import { clipResiduals, modelDescriber, wavSamples } from '../ard/stages.js';
 import { steerCommand } from '../ard/steer.js';
 import { trainSaeStage } from '../ard/train-sae.js';
 import { DEMO_STAGES, runDemo } from '../ard/demo.js';
+import { evalModel } from '../model/eval-model.js';
 import { fmtTime } from './progress.js';
 import { ArdError } from '../util/errors.js';
 
@@ -138,11 +139,13 @@ export function registerCommands(cli: CAC): void {
   withGlobals(cli.command('bench', 'Kernel microbenchmarks next to the measured FMA peak and copy bandwidth'))
     .option('--only <name>', 'Run only benchmarks whose name contains this')
     .option('--seconds <s>', 'Timing budget per benchmark', { default: 1 })
-    .action(async (flags: GlobalFlags & { only?: string; seconds?: number }) => {
+    .option('--model <dir>', 'Model for the encoder/decoder benchmarks (default: weights/)')
+    .action(async (flags: GlobalFlags & { only?: string; seconds?: number; model?: string }) => {
       const engine = await openEngine(flags);
       const { entries, json } = await runBench(engine, {
         only: flags.only,
         seconds: Number(flags.seconds),
+        extra: [...SAE_TASKS, ...modelTasks(flags.model ?? defaultModelDir())],
         onProgress: (n) => {
           if (!flags.quiet) process.stderr.write(`bench: ${n}\n`);
         },
@@ -401,6 +404,36 @@ export function registerCommands(cli: CAC): void {
         },
       });
       emit(flags, r, () => `demo finished in ${fmtTime(r.seconds)} (${DEMO_STAGES.length} stages, layer ${r.layer})\nreport: ${path.resolve(r.report)}`);
+      model.dispose();
+      engine.destroy();
+    });
+
+  withGlobals(cli.command('eval-model', 'Held-out quality of the AudioLLM: gender and speaking accuracy, label precision/recall, latency'))
+    .option('--corpus <dir>', 'Corpus folder (manifest.jsonl with splits)')
+    .option('--model <dir>', 'Model folder (default: weights/)')
+    .option('--split <s>', 'train, val or test', { default: 'test' })
+    .option('--out <file>', 'Write the result as JSON here', { default: 'eval-model.json' })
+    .option('--limit <n>', 'At most this many clips')
+    .action(async (flags: GlobalFlags & { corpus?: string; model?: string; split: string; out: string; limit?: string }) => {
+      if (!flags.corpus) throw new UsageError('--corpus <dir> is required (make one with `ardgpu make-corpus --out DIR`)');
+      if (!['train', 'val', 'test'].includes(flags.split)) throw new UsageError(`--split: expected train, val or test, got '${flags.split}'`);
+      const engine = await openEngine(flags);
+      const model = await openModel(engine, flags.model, flags.quiet);
+      const r = await evalModel({
+        engine, model, corpus: flags.corpus, split: flags.split as 'test', maxClips: intFlag('limit', flags.limit, 1), out: flags.out,
+        log: (line) => void (flags.quiet || process.stderr.write(`${line}\n`)),
+      });
+      const { examples: _e, ...summary } = r;
+      emit(flags, summary, () =>
+        [
+          `${r.split} split, ${r.clips} clips (${r.model})`,
+          `gender question accuracy     ${(r.gender.accuracy * 100).toFixed(1)}% (${r.gender.correct}/${r.gender.total})`,
+          `"Is anyone speaking?"        ${(r.speaking.accuracy * 100).toFixed(1)}% (${r.speaking.correct}/${r.speaking.total})`,
+          `labels named: precision      ${(r.labels.precision * 100).toFixed(1)}%, recall ${(r.labels.recall * 100).toFixed(1)}%`,
+          `ask() latency                median ${r.latency.medianMs.toFixed(0)} ms, max ${r.latency.maxMs.toFixed(0)} ms`,
+          `written to ${flags.out}`,
+        ].join('\n'),
+      );
       model.dispose();
       engine.destroy();
     });

@@ -7,3 +7,4 @@ export * from './ops/reduce.js';
 export * from './ops/index.js';
 export * from './optim.js';
 export * from './ops/nn.js';
+export * from './ops/matmul.js';

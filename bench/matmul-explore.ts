@@ -1,0 +1,78 @@
+// Matmul benchmark: GFLOP/s of kernel variants (tile shape, operand layout) at several sizes next
+// to the FMA peak measured in the same process. The machine is shared, so each figure is the best
+// of --rounds, and rates are given both per wall-clock second and per CPU-second of this process
+// (lavapipe runs kernels on this process's threads, so the latter ignores competing processes).
+//   npx tsx bench/matmul-explore.ts [--sizes 256,512,1024,2048] [--variants a,b] [--rounds 3] [--secs 0.3]
+import { Engine } from '../src/gpu/engine.js';
+import { tensor, tidy } from '../src/tensor/index.js';
+import { MatmulOptions, matmul } from '../src/tensor/ops/matmul.js';
+import { measurePeakFma, timeRepeatedCpu } from '../src/tensor/ops/peak.js';
+
+interface Variant {
+  name: string;
+  opts: MatmulOptions;
+}
+const VARIANTS: Variant[] = [
+  { name: 'nn', opts: {} },
+  { name: 'nt', opts: { transB: true } },
+  { name: 'tn', opts: { transA: true } },
+  { name: 'tt', opts: { transA: true, transB: true } },
+  { name: 'nn-tm8', opts: { tune: { tm: 8 } } },
+  { name: 'nn-wgs2', opts: { tune: { wgs: 2 } } },
+  { name: 'nn-wgs4', opts: { tune: { wgs: 4 } } },
+  { name: 'nn-nosg', opts: { tune: { noSubgroups: true } } },
+  { name: 'nt-bias-gelu', opts: { transB: true, act: 'gelu' } }, // bias added below
+];
+
+function arg(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1]! : def;
+}
+const sizes = arg('sizes', '256,512,1024').split(',').map(Number);
+const wanted = arg('variants', 'nn,nt');
+const rounds = Number(arg('rounds', '2'));
+const secs = Number(arg('secs', '0.3'));
+const variants = wanted === 'all' ? VARIANTS : VARIANTS.filter((v) => wanted.split(',').includes(v.name));
+
+const engine = await Engine.create();
+const rand = (n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.618) * 0.5);
+
+async function best(fn: () => void): Promise<{ wall: number; cpu: number }> {
+  let t = { wall: Infinity, cpu: Infinity };
+  for (let r = 0; r < rounds; r++) {
+    const u = await timeRepeatedCpu(engine, fn, secs);
+    t = { wall: Math.min(t.wall, u.wall), cpu: Math.min(t.cpu, u.cpu) };
+  }
+  return t;
+}
+async function peak(): Promise<{ wall: number; cpu: number }> {
+  let w = 0, c = 0;
+  for (let r = 0; r < rounds; r++) {
+    w = Math.max(w, await measurePeakFma(engine, { minSeconds: secs }));
+    c = Math.max(c, await measurePeakFma(engine, { minSeconds: secs, clock: 'cpu' }));
+  }
+  return { wall: w, cpu: c };
+}
+
+console.log(`adapter: ${engine.adapter?.name}`);
+const p0 = await peak();
+console.log(`FMA peak: ${p0.wall.toFixed(1)} GFLOP/s wall, ${p0.cpu.toFixed(1)} GFLOP per CPU-second`);
+console.log(`variant       ${sizes.map((s) => String(s).padStart(11)).join(' ')}   GFLOP/s wall / per CPU-s`);
+for (const v of variants) {
+  const cells: string[] = [];
+  for (const S of sizes) {
+    const a = tensor(engine, rand(S * S), [S, S]);
+    const b = tensor(engine, rand(S * S), [S, S]);
+    const bias = v.opts.act ? tensor(engine, rand(S), [S]) : undefined;
+    const t = await best(() => tidy(() => void matmul(a, b, { ...v.opts, bias })));
+    a.dispose();
+    b.dispose();
+    bias?.dispose();
+    const f = 2 * S * S * S;
+    cells.push(`${(f / t.wall / 1e9).toFixed(1)}/${(f / t.cpu / 1e9).toFixed(1)}`);
+  }
+  console.log(`${v.name.padEnd(13)} ${cells.map((x) => x.padStart(11)).join(' ')}`);
+}
+const p1 = await peak();
+console.log(`FMA peak after: ${p1.wall.toFixed(1)} GFLOP/s wall, ${p1.cpu.toFixed(1)} GFLOP per CPU-second`);
+engine.destroy();
