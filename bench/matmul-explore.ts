@@ -6,7 +6,7 @@
 import { Engine } from '../src/gpu/engine.js';
 import { tensor, tidy } from '../src/tensor/index.js';
 import { MatmulOptions, matmul } from '../src/tensor/ops/matmul.js';
-import { measurePeakFma, timeRepeatedCpu } from '../src/tensor/ops/peak.js';
+import { measureCopyBandwidth, measurePeakFma, timeRepeatedCpu } from '../src/tensor/ops/peak.js';
 
 interface Variant {
   name: string;
@@ -57,6 +57,7 @@ async function peak(): Promise<{ wall: number; cpu: number }> {
 console.log(`adapter: ${engine.adapter?.name}`);
 const p0 = await peak();
 console.log(`FMA peak: ${p0.wall.toFixed(1)} GFLOP/s wall, ${p0.cpu.toFixed(1)} GFLOP per CPU-second`);
+console.log(`copy bandwidth: ${(await measureCopyBandwidth(engine, { minSeconds: secs })).toFixed(2)} GB/s`);
 console.log(`variant       ${sizes.map((s) => String(s).padStart(11)).join(' ')}   GFLOP/s wall / per CPU-s`);
 for (const v of variants) {
   const cells: string[] = [];

@@ -234,6 +234,22 @@ describe('matmul', () => {
     expectClose(await y.read(), refMatmul({ data: permData, batch: [2, 3], R: M, C: K }, { ...B, batch: [1] }), ...tolerance(K), 'permuted × expanded');
     y.dispose();
     for (const t of [tBig, tb, tPad, vPad, tAt, view, tA2, tA3, perm, bExp]) t.dispose();
+
+    // a caller's buffer whose size is not a multiple of 16 bytes: rows of 3 at stride 4, the last
+    // row ending 4 bytes before the end of a 140-byte buffer (vec4 reads there would be clamped)
+    const rows = 9;
+    const raw = randn(4 * rows - 1, 8);
+    const buf = e.device.createBuffer({ size: raw.byteLength, usage: 0x80 | 0x08 | 0x04 });
+    e.write(buf, 0, raw);
+    const wrapped = T.fromBuffer(e, buf, [raw.length]);
+    const v3 = wrapped.view([rows, 3], [4, 1], 0);
+    const B3 = logical([], 3, 70, 9);
+    const tB3 = T.tensor(e, B3.data, [3, 70]);
+    y = matmul(v3, tB3);
+    const v3L: Logical = { data: Float32Array.from({ length: rows * 3 }, (_, i) => raw[Math.floor(i / 3) * 4 + (i % 3)]!), batch: [], R: rows, C: 3 };
+    expectClose(await y.read(), refMatmul(v3L, B3), ...tolerance(3), 'odd-sized caller buffer');
+    for (const t of [y, v3, wrapped, tB3]) t.dispose();
+    buf.destroy();
   });
 
   it('fuses bias and each activation into the epilogue', async () => {

@@ -10,7 +10,7 @@
 import { Params } from '../../gpu/engine.js';
 import { ArdError } from '../../util/errors.js';
 import { record } from '../autograd.js';
-import { DType, Tensor, empty, shapeStr } from '../tensor.js';
+import { DTYPE_BYTES, DType, Tensor, empty, shapeStr } from '../tensor.js';
 import { broadcastShapes, map, zeros } from './elementwise.js';
 import { reshape, transpose } from './layout.js';
 import { sum, sumToShape } from './reduce.js';
@@ -73,11 +73,15 @@ interface OperandPlan {
  * How to read a [R, C] matrix whose element (r, c) sits at off + r·sr + c·sc, where the kernel
  * wants "ROWV" = vec4 along C (sc = 1) or "COLV" = vec4 along R (sr = 1).
  */
-function planOperand(off: number, R: number, C: number, sr: number, sc: number, batchStrides: number[]): OperandPlan {
+function planOperand(t: Tensor, off: number, R: number, C: number, sr: number, sc: number, batchStrides: number[]): OperandPlan {
   const r = R === 1 ? 0 : sr;
   const c = C === 1 ? 0 : sc;
   const aligned = (x: number) => x % 4 === 0;
-  const vecOk = aligned(off) && batchStrides.every(aligned);
+  // the vec4 holding the view's last element must lie inside the buffer (a caller's buffer need
+  // not be a multiple of 16 bytes; a vec4 read past its end would be clamped to other data)
+  const last = off + t.shape.reduce((acc, d, i) => acc + (d - 1) * t.strides[i]!, 0);
+  const inBuffer = (Math.floor(last / 4) + 1) * 4 * DTYPE_BYTES[t.dtype] <= t.buffer.size;
+  const vecOk = inBuffer && aligned(off) && batchStrides.every(aligned);
   if (vecOk && (C === 1 || c === 1) && aligned(r)) {
     return { mode: 'ROWV', off: off / 4, sOuter: r / 4, sInner: 1, batchStrides: batchStrides.map((s) => s / 4) };
   }
@@ -174,8 +178,8 @@ function matmulRaw(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean):
   const [sa0, sa1] = a.strides.slice(-2) as [number, number];
   const [sb0, sb1] = b.strides.slice(-2) as [number, number];
   // A as [M, K]: element (m, k); B as [K, N]: element (k, n)
-  const pa = planOperand(a.offset, M, K, transA ? sa1 : sa0, transA ? sa0 : sa1, c.sa);
-  const pb = planOperand(b.offset, K, N, transB ? sb1 : sb0, transB ? sb0 : sb1, c.sb);
+  const pa = planOperand(a, a.offset, M, K, transA ? sa1 : sa0, transA ? sa0 : sa1, c.sa);
+  const pb = planOperand(b, b.offset, K, N, transB ? sb1 : sb0, transB ? sb0 : sb1, c.sb);
 
   const tune = opts.tune ?? {};
   const noSg = Boolean(tune.noSubgroups) || !has8LaneSubgroups(a);
