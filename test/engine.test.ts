@@ -64,6 +64,29 @@ describe('engine', () => {
     expect(e.memory().liveBytes).toBe(after1);
   });
 
+  it('buffers evicted from the pool mid-batch are destroyed only after the batch is submitted', async () => {
+    const e = await Engine.create();
+    try {
+      e.pool.maxPooledBytes = 0; // every freed buffer is evicted
+      const x = T.tensor(e, randn(1000, 7));
+      // a chain in one batch: each intermediate is freed (and evicted) while later commands
+      // recorded in the same open batch still read it
+      let y = T.exp(x);
+      for (let i = 0; i < 20; i++) {
+        const next = T.add(y, x);
+        y.dispose();
+        y = next;
+      }
+      const ref = Array.from(await x.read(), (v) => Math.exp(v) + 20 * v);
+      const got = await y.read();
+      for (let i = 0; i < ref.length; i++) expect(Math.abs(got[i]! - ref[i]!)).toBeLessThan(1e-4 * (1 + Math.abs(ref[i]!)));
+      await e.sync(); // no "used in submit while destroyed"
+      expect(e.memory().pooledBytes).toBe(0);
+    } finally {
+      e.destroy();
+    }
+  });
+
   it('errors name the kernel and surface at the next sync point', async () => {
     const e = await getEngine();
     // a WGSL compile error in a specialisation

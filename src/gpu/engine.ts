@@ -124,7 +124,10 @@ export class Engine {
   }
 
   free(buf: GPUBuffer): void {
-    if (!this.destroyed) this.pool.release(buf);
+    if (this.destroyed) return;
+    this.pool.release(buf);
+    // evicted buffers may be used by the open batch: they go once it is submitted (flush)
+    if (!this.encoder) this.pool.destroyEvicted();
   }
 
   dispatch(d: Dispatch): void {
@@ -218,6 +221,7 @@ export class Engine {
     this.arenaUsed = 0;
     this.device.queue.submit([cmd]);
     timing?.resolve.destroy(); // after submit: freed once the GPU is done with it
+    this.pool.destroyEvicted(); // likewise: submitted work may still use them, recorded work no longer exists
     this.submitCount++;
     this.batchKernels = [];
     for (const kind of ['out of memory', 'validation error']) {

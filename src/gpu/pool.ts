@@ -21,6 +21,11 @@ export class BufferPool {
   peakLiveBytes = 0;
   /** Idle bytes kept for reuse before buffers are destroyed. */
   maxPooledBytes = 1 << 30;
+  /**
+   * Buffers over the idle cap, waiting to be destroyed: commands already recorded in the open
+   * batch may still use them, so the engine destroys them only after that batch is submitted.
+   */
+  readonly evicted: GPUBuffer[] = [];
 
   constructor(private device: GPUDevice) {}
 
@@ -44,7 +49,7 @@ export class BufferPool {
     this.liveBytes -= size;
     this.liveBuffers--;
     if (this.pooledBytes + size > this.maxPooledBytes) {
-      buf.destroy();
+      this.evicted.push(buf);
       return;
     }
     let list = this.free.get(size);
@@ -53,8 +58,13 @@ export class BufferPool {
     this.pooledBytes += size;
   }
 
-  /** Destroy every idle buffer (live ones are untouched). */
+  destroyEvicted(): void {
+    for (const b of this.evicted.splice(0)) b.destroy();
+  }
+
+  /** Destroy every idle buffer (live ones are untouched). Only call with no batch open. */
   trim(): void {
+    this.destroyEvicted();
     for (const list of this.free.values()) for (const b of list) b.destroy();
     this.free.clear();
     this.pooledBytes = 0;
