@@ -1,6 +1,7 @@
 // Shared test helpers: one engine per test file (a real adapter or the test fails), seeded
 // random data, and closeness checks that report the worst element.
 import { Engine } from '../src/gpu/engine.js';
+import { mulberry32 } from '../src/util/random.js';
 
 let enginePromise: Promise<Engine> | null = null;
 
@@ -13,17 +14,8 @@ export function getEngine(): Promise<Engine> {
   return enginePromise;
 }
 
-/** mulberry32: small, fast, seeded. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded uniform [0, 1) generator (the project's one PRNG). */
+export const rng = mulberry32;
 
 export function randn(n: number, seed: number, scale = 1): Float32Array {
   const r = rng(seed);

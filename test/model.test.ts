@@ -1,4 +1,5 @@
 // The AudioLLM against the float64 PyTorch reference fixtures (tools/reference, tiny model).
+import { tinyTokenizerJson } from './tiny-model.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -255,13 +256,7 @@ describe('AudioLLM (tiny Qwen2-Audio) vs the PyTorch reference', () => {
       '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nAudio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\nWhat is it?<|im_end|>\n<|im_start|>assistant\n',
     );
     // the tokenizer fixture, with the tiny model's special ids
-    const json = JSON.parse(fs.readFileSync(path.join(import.meta.dirname, 'fixtures', 'tokenizer', 'tiny.json'), 'utf8'));
-    const specials = ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|audio_bos|>', '<|audio_eos|>', '<|AUDIO|>'];
-    json.added_tokens = [
-      ...Array.from({ length: 28 }, (_, i) => ({ id: 266 + i, content: `<|extra_${i}|>` })),
-      ...specials.map((content, i) => ({ id: 294 + i, content })),
-    ].map((t) => ({ ...t, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
-    const tok = Tokenizer.fromJSON(json, 'tiny+specials');
+    const tok = Tokenizer.fromJSON(tinyTokenizerJson(), 'tiny+specials');
     const ids = buildChatPrompt(tok, [25], 'Hi?');
     expect(ids[0]).toBe(295);
     const first = ids.indexOf(299);

@@ -1,3 +1,4 @@
+import { mulberry32 } from '../src/util/random.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -24,19 +25,9 @@ import {
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ardgpu-st-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randF32(n: number, seed: number, scale = 1): Float32Array {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   return Float32Array.from({ length: n }, () => (r() * 2 - 1) * scale);
 }
 
@@ -154,7 +145,7 @@ describe('dtype conversion', () => {
   });
 
   it('f32 → F16 bits rounds to nearest even like the reference library', () => {
-    const r = rng(42);
+    const r = mulberry32(42);
     const u = new Uint32Array(200000);
     for (let i = 0; i < u.length; i++) u[i] = Math.floor(r() * 2 ** 32);
     // Plus the edges: halfway cases, overflow boundary, subnormals, specials.

@@ -1,3 +1,4 @@
+import { mulberry32 } from '../src/util/random.js';
 import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,16 +16,6 @@ import { QWEN2_AUDIO_SPECIAL_TOKENS, trainBpe } from '../src/model/bpe-train.js'
 
 const FIXTURE = path.join(import.meta.dirname, 'fixtures', 'tokenizer', 'tiny.json');
 
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Random Unicode text: words, whitespace runs (incl. \r\n, tabs, NEL, NBSP), controls, CJK, emoji
 // (astral, ZWJ sequences), combining marks, digits, punctuation, special-token look-alikes and
@@ -144,7 +135,7 @@ describe('tiny handcrafted tokenizer.json', () => {
   });
 
   it('round-trips thousands of random Unicode strings exactly, also when streamed', () => {
-    const r = rng(12345);
+    const r = mulberry32(12345);
     for (let i = 0; i < 3000; i++) {
       const s = randomText(r);
       const allowSpecial = i % 2 === 0;
@@ -187,7 +178,7 @@ describe('tiny handcrafted tokenizer.json', () => {
       }
       return syms.map((s) => id(s));
     };
-    const r = rng(7);
+    const r = mulberry32(7);
     const alphabet = ['h', 'e', 'l', 'o', 'r', ' ', 't', '中', 'x'];
     for (let i = 0; i < 2000; i++) {
       const len = 1 + Math.floor(r() * 14);
@@ -237,7 +228,7 @@ describe('tiny handcrafted tokenizer.json', () => {
 
 // Caption-like corpus for the trainer, seeded.
 function corpus(n: number, seed: number): string[] {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const subj = ['a dog', 'a woman', 'the man', 'a bird', 'rain', 'an engine', 'a crowd', 'the child', 'a cat'];
   const verb = ['barks', 'speaks', 'sings', 'chirps', 'falls', 'hums', 'cheers', 'laughs', 'meows'];
@@ -292,7 +283,7 @@ describe('BPE training', () => {
     }
     // In-domain text should compress several-fold over raw bytes.
     expect(tokens).toBeLessThan(bytes / 3);
-    const r = rng(2024);
+    const r = mulberry32(2024);
     for (let i = 0; i < 1000; i++) {
       const s = randomText(r);
       expect(tok.decode(tok.encode(s))).toBe(s);

@@ -15,6 +15,7 @@
 // mean of x·r, which equals (clip mean of x)·r, so the per-clip residual means are all it needs.
 // AP is the non-interpolated average precision (as sklearn's average_precision_score): the sum
 // over distinct score thresholds of (recall step) × precision, ties counted together.
+import { mulberry32 } from '../util/random.js';
 import * as fs from 'node:fs';
 import { ArdError } from '../util/errors.js';
 import { writeJsonAtomic } from '../util/fs.js';
@@ -289,14 +290,7 @@ export function neuronCandidates(resid: Float32Array, rows: number, d: number): 
 
 /** m seeded random unit directions [d, m] (Gaussian, normalised per direction). */
 export function randomDirections(d: number, m: number, seed: number): Float32Array {
-  let a = seed >>> 0;
-  const u = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const u = mulberry32(seed);
   const R = new Float32Array(d * m);
   for (let j = 0; j < m; j++) {
     let norm = 0;

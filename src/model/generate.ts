@@ -2,6 +2,7 @@
 // step per new token. Greedy picks the argmax on the GPU (4 bytes come back per token); sampling
 // (temperature, top-k, top-p) reads the last logits row and draws with a seeded generator, so a
 // run reproduces. Every tensor a step creates is freed with it; the cache is allocated once.
+import { mulberry32 } from '../util/random.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { argmax } from '../tensor/ops/reduce.js';
@@ -47,17 +48,6 @@ export interface Prompt {
   audio?: Tensor | null;
 }
 
-/** mulberry32: small, seeded, good enough for sampling. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Draws a token from logits with temperature, top-k and top-p (host side, f64). */
 export function sampleToken(logits: Float32Array, opts: SamplingOptions, random: () => number): number {
@@ -112,7 +102,7 @@ export async function generate(model: AudioLLM, prompt: Prompt, opts: GenerateOp
   const maxNew = opts.maxNewTokens ?? 128;
   const stop = new Set(opts.stopTokens ?? model.generation.eosTokenIds);
   const greedy = !((opts.temperature ?? 0) > 0);
-  const random = rng(opts.seed ?? 0);
+  const random = mulberry32(opts.seed ?? 0);
   const engine = model.engine;
   const tokens: number[] = [];
   const t0 = performance.now();
