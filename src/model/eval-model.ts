@@ -1,0 +1,199 @@
+// Held-out evaluation of an AudioLLM on the corpus: asks each clip of a split the training
+// questions (greedy decoding, the chat template of chat.ts) and scores the answers against the
+// manifest:
+//   gender accuracy   — "What is the gender of the speaker?" on speech clips
+//   speaking accuracy — "Is anyone speaking?" on every clip
+//   label precision / recall (micro, over clips) — labels named in "What sounds can you hear?",
+//                       read by matching the known label strings (parseLabels)
+//   latency           — wall time of ask() (WAV → log-mel → encoder → prefill → decode) per answer
+// Each clip's audio is encoded once and shared by its questions; latency is measured separately
+// with the full ask() on the first few clips.
+import * as path from 'node:path';
+import { readWav } from '../audio/wav.js';
+import { CONCEPT_LABELS, readManifest, type ManifestEntry } from '../corpus/manifest.js';
+import type { Engine } from '../gpu/engine.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { ArdError } from '../util/errors.js';
+import { writeJsonAtomic } from '../util/fs.js';
+import { AudioLLM } from './audiollm.js';
+import { askDetailed, buildChatPrompt } from './chat.js';
+import { generate } from './generate.js';
+import { loadAudioLLM } from './load.js';
+import { PROMPTS, type PromptKind, labelsAnswer, parseGender, parseLabels, parseYesNo } from './train-data.js';
+
+export interface EvalOptions {
+  engine: Engine;
+  /** A model directory, or a loaded model. */
+  model: string | AudioLLM;
+  corpus: string;
+  split?: 'train' | 'val' | 'test';
+  /** Evaluate at most this many clips of the split (in manifest order). */
+  maxClips?: number;
+  /** Clips whose ask() latency is timed (default 8). */
+  latencyClips?: number;
+  /** Write the result as JSON here. */
+  out?: string;
+  /** Longest answer (default 48 tokens). */
+  maxNewTokens?: number;
+  log?: (line: string) => void;
+}
+
+export interface ClipAnswers {
+  file: string;
+  labels: string[];
+  answers: Partial<Record<PromptKind, string>>;
+}
+
+export interface EvalResult {
+  model: string;
+  corpus: string;
+  split: string;
+  clips: number;
+  gender: { accuracy: number; correct: number; total: number; unparsed: number };
+  speaking: { accuracy: number; correct: number; total: number; unparsed: number };
+  labels: {
+    precision: number;
+    recall: number;
+    f1: number;
+    /** Clips whose named label set equals the truth. */
+    exactMatch: number;
+    truePositives: number;
+    falsePositives: number;
+    falseNegatives: number;
+    perLabel: Record<string, { precision: number; recall: number; support: number }>;
+  };
+  latency: { clips: number; question: string; meanMs: number; medianMs: number; maxMs: number };
+  /** Seconds the evaluation took. */
+  seconds: number;
+  examples: ClipAnswers[];
+}
+
+const ratio = (a: number, b: number) => (b > 0 ? a / b : 0);
+
+/** Scores answers of one clip into running totals (exported for tests). */
+export function scoreLabels(named: readonly string[], truth: readonly string[]): { tp: number; fp: number; fn: number } {
+  const t = new Set(truth);
+  const n = new Set(named);
+  let tp = 0;
+  for (const l of n) if (t.has(l)) tp++;
+  return { tp, fp: n.size - tp, fn: t.size - tp };
+}
+
+export async function evalModel(o: EvalOptions): Promise<EvalResult> {
+  const t0 = performance.now();
+  const log = o.log ?? (() => {});
+  const split = o.split ?? 'test';
+  const own = typeof o.model === 'string';
+  const model = typeof o.model === 'string' ? await loadAudioLLM(o.engine, o.model) : o.model;
+  try {
+    const tok = model.tokenizer;
+    if (!tok) throw new ArdError(`${model.source}: the model has no tokenizer.json`);
+    let entries = readManifest(o.corpus).filter((e) => e.split === split);
+    if (o.maxClips) entries = entries.slice(0, o.maxClips);
+    if (entries.length === 0) throw new ArdError(`${o.corpus}: no ${split} clips`);
+    const known = [...new Set([...CONCEPT_LABELS, ...readManifest(o.corpus).flatMap((e) => e.labels)])];
+    const maxNew = o.maxNewTokens ?? 48;
+    const decode = (ids: number[]) => tok.decode(ids, { skipSpecial: true }).trim();
+
+    const gender = { correct: 0, total: 0, unparsed: 0 };
+    const speaking = { correct: 0, total: 0, unparsed: 0 };
+    let tp = 0, fp = 0, fn = 0, exact = 0;
+    const per = new Map<string, { tp: number; fp: number; fn: number }>();
+    const perOf = (l: string) => per.get(l) ?? (per.set(l, { tp: 0, fp: 0, fn: 0 }), per.get(l)!);
+    const examples: ClipAnswers[] = [];
+
+    for (let i = 0; i < entries.length; i++) {
+      const e: ManifestEntry = entries[i]!;
+      const samples = readWav(path.join(o.corpus, e.file)).samples;
+      const counts = model.audioTokenCounts(samples.length);
+      const feats: Tensor = model.encodeAudio(samples);
+      const answers: Partial<Record<PromptKind, string>> = {};
+      try {
+        const kinds: PromptKind[] = e.speech ? ['describe', 'gender', 'sounds', 'speaking'] : ['describe', 'sounds', 'speaking'];
+        for (const kind of kinds) {
+          const ids = buildChatPrompt(tok, counts, PROMPTS[kind], { audioTokenIndex: model.audioTokenIndex });
+          const r = await generate(model, { ids, audio: feats }, { maxNewTokens: maxNew });
+          answers[kind] = decode(r.tokens);
+        }
+      } finally {
+        feats.dispose();
+      }
+      if (e.speech) {
+        const g = parseGender(answers.gender ?? '');
+        gender.total++;
+        if (g === null) gender.unparsed++;
+        else if (g === e.gender) gender.correct++;
+      }
+      const yn = parseYesNo(answers.speaking ?? '');
+      speaking.total++;
+      if (yn === null) speaking.unparsed++;
+      else if (yn === e.speech) speaking.correct++;
+      const named = parseLabels(answers.sounds ?? '', known);
+      const s = scoreLabels(named, e.labels);
+      tp += s.tp;
+      fp += s.fp;
+      fn += s.fn;
+      if (s.fp === 0 && s.fn === 0) exact++;
+      for (const l of named) (e.labels.includes(l) ? perOf(l).tp++ : perOf(l).fp++);
+      for (const l of e.labels) if (!named.includes(l)) perOf(l).fn++;
+      if (examples.length < 24) examples.push({ file: e.file, labels: e.labels, answers });
+      if ((i + 1) % 20 === 0 || i + 1 === entries.length) {
+        log(`eval ${split}: ${i + 1}/${entries.length} clips, gender ${(100 * ratio(gender.correct, gender.total)).toFixed(1)} %, speaking ${(100 * ratio(speaking.correct, speaking.total)).toFixed(1)} %, labels P ${(100 * ratio(tp, tp + fp)).toFixed(1)} % R ${(100 * ratio(tp, tp + fn)).toFixed(1)} %`);
+      }
+    }
+
+    // latency of the whole ask() path, WAV file in, text out
+    const nLat = Math.min(o.latencyClips ?? 8, entries.length);
+    const times: number[] = [];
+    for (let i = 0; i < nLat; i++) {
+      const ts = performance.now();
+      await askDetailed(model, path.join(o.corpus, entries[i]!.file), PROMPTS.sounds, { maxNewTokens: maxNew });
+      times.push(performance.now() - ts);
+    }
+    const sorted = [...times].sort((a, b) => a - b);
+    const precision = ratio(tp, tp + fp);
+    const recall = ratio(tp, tp + fn);
+    const perLabel: EvalResult['labels']['perLabel'] = {};
+    for (const [l, c] of [...per].sort((a, b) => a[0].localeCompare(b[0]))) {
+      perLabel[l] = { precision: ratio(c.tp, c.tp + c.fp), recall: ratio(c.tp, c.tp + c.fn), support: c.tp + c.fn };
+    }
+    const result: EvalResult = {
+      model: model.source,
+      corpus: o.corpus,
+      split,
+      clips: entries.length,
+      gender: { accuracy: ratio(gender.correct, gender.total), ...gender },
+      speaking: { accuracy: ratio(speaking.correct, speaking.total), ...speaking },
+      labels: {
+        precision,
+        recall,
+        f1: ratio(2 * precision * recall, precision + recall),
+        exactMatch: ratio(exact, entries.length),
+        truePositives: tp,
+        falsePositives: fp,
+        falseNegatives: fn,
+        perLabel,
+      },
+      latency: {
+        clips: nLat,
+        question: PROMPTS.sounds,
+        meanMs: times.reduce((a, b) => a + b, 0) / Math.max(1, times.length),
+        medianMs: sorted[Math.floor(sorted.length / 2)] ?? 0,
+        maxMs: sorted[sorted.length - 1] ?? 0,
+      },
+      seconds: (performance.now() - t0) / 1000,
+      examples,
+    };
+    log(
+      `eval ${split} (${entries.length} clips): gender ${(100 * result.gender.accuracy).toFixed(1)} %, speaking ${(100 * result.speaking.accuracy).toFixed(1)} %, ` +
+        `labels precision ${(100 * precision).toFixed(1)} % recall ${(100 * recall).toFixed(1)} %, ask() ${result.latency.medianMs.toFixed(0)} ms median`,
+    );
+    if (o.out) writeJsonAtomic(o.out, result);
+    return result;
+  } finally {
+    if (own) model.dispose();
+  }
+}
+
+/** The expected answer to the labels question (for reports). */
+export { labelsAnswer };

@@ -1,0 +1,238 @@
+// Instruction data for training the small default AudioLLM: corpus manifest entries become chat
+// examples in Qwen2-Audio's template (chat.ts), with the loss on answer tokens only.
+//
+//   "Describe the sound."                 → the caption
+//   "What is the gender of the speaker?"  → "female" / "male"          (speech clips only)
+//   "What sounds can you hear?"           → the labels, ", "-joined     ("female speech, white noise")
+//   "Is anyone speaking?"                 → "yes" / "no"
+//
+// Every example is single-turn — exactly the prompt inference feeds. (Several questions about one
+// clip in one multi-turn conversation would save decoder work, but then every later answer can be
+// read off the earlier ones — "a woman speaking" gives away gender, labels and yes/no — and a small
+// model learns that shortcut instead of listening.) A clip may instead be asked several questions
+// in separate sequences that share one encoder pass.
+import { mulberry32 } from '../util/random.js';
+import type { ManifestEntry } from '../corpus/manifest.js';
+import { ArdError } from '../util/errors.js';
+import { QWEN2_AUDIO_SPECIAL_TOKENS, TokenizerJson, trainBpe } from './bpe-train.js';
+import { chatPromptText } from './chat.js';
+import type { Tokenizer } from './tokenizer.js';
+
+export const PROMPTS = {
+  describe: 'Describe the sound.',
+  gender: 'What is the gender of the speaker?',
+  sounds: 'What sounds can you hear?',
+  speaking: 'Is anyone speaking?',
+} as const;
+export type PromptKind = keyof typeof PROMPTS;
+export const PROMPT_KINDS = Object.keys(PROMPTS) as PromptKind[];
+
+/** Target value for positions without loss (crossEntropy's ignoreIndex). */
+export const IGNORE = -100;
+
+export interface QA {
+  kind: PromptKind;
+  question: string;
+  answer: string;
+}
+
+/** The label answer: the clip's labels in manifest (foreground-first) order. */
+export function labelsAnswer(labels: readonly string[]): string {
+  return labels.join(', ');
+}
+
+/** Every question that applies to a clip, with its answer (fixed order: PROMPT_KINDS). */
+export function clipQAs(e: ManifestEntry): QA[] {
+  const out: QA[] = [{ kind: 'describe', question: PROMPTS.describe, answer: e.caption }];
+  if (e.speech) {
+    if (e.gender !== 'female' && e.gender !== 'male') throw new ArdError(`${e.file}: a speech clip without a gender`);
+    out.push({ kind: 'gender', question: PROMPTS.gender, answer: e.gender });
+  }
+  out.push({ kind: 'sounds', question: PROMPTS.sounds, answer: labelsAnswer(e.labels) });
+  out.push({ kind: 'speaking', question: PROMPTS.speaking, answer: e.speech ? 'yes' : 'no' });
+  return out;
+}
+
+/**
+ * Labels named in a free-text answer: every known label found as a whole phrase, longest first,
+ * each match blanked out so 'female speech' is not also read as 'male speech'. Sorted as `known`.
+ */
+export function parseLabels(answer: string, known: readonly string[]): string[] {
+  let text = ` ${answer.toLowerCase().replace(/[^a-z0-9]+/g, ' ')} `;
+  const found = new Set<string>();
+  for (const label of [...known].sort((a, b) => b.length - a.length)) {
+    const needle = ` ${label.toLowerCase().replace(/[^a-z0-9]+/g, ' ').trim()} `;
+    if (needle.trim() === '') continue;
+    if (text.includes(needle)) {
+      found.add(label);
+      text = text.split(needle).join(' | ');
+    }
+  }
+  return known.filter((l) => found.has(l));
+}
+
+/** Reads a yes/no answer: true, false, or null when it is neither. */
+export function parseYesNo(answer: string): boolean | null {
+  const w = answer.trim().toLowerCase().replace(/[^a-z]+/g, ' ').trim().split(' ')[0];
+  return w === 'yes' ? true : w === 'no' ? false : null;
+}
+
+/** Reads a gender answer: 'female', 'male', or null. */
+export function parseGender(answer: string): 'female' | 'male' | null {
+  const t = ` ${answer.toLowerCase().replace(/[^a-z]+/g, ' ')} `;
+  const f = /\s(female|woman|women)\s/.test(t);
+  const m = /\s(male|man|men)\s/.test(t);
+  return f && !m ? 'female' : m && !f ? 'male' : null;
+}
+
+// ---- the chat template ----------------------------------------------------------------------
+// Qwen2-Audio's template from chat.ts (what inference feeds), for one audio in the first user
+// turn; later turns follow the same template ("<|im_start|>user\n…<|im_end|>\n"). Text segments
+// are tokenised separately at special tokens and newlines, where the pre-tokeniser splits anyway,
+// so the ids equal those of buildChatPrompt (tested).
+
+const AUDIO_MARK = '<|AUDIO|>';
+
+/** The single-turn prompt around the audio: [text before the placeholders, text after them]. */
+export function singleTurnParts(question: string): [string, string] {
+  const text = chatPromptText(1, question);
+  const i = text.indexOf(AUDIO_MARK);
+  if (i < 0 || text.indexOf(AUDIO_MARK, i + 1) >= 0) throw new ArdError('train-data: the chat template must hold one audio placeholder');
+  return [text.slice(0, i), text.slice(i + AUDIO_MARK.length)];
+}
+
+/** Text of a later question (after the previous answer's <|im_end|>). */
+export function chatNextQuestion(question: string): string {
+  return `\n<|im_start|>user\n${question}<|im_end|>\n<|im_start|>assistant\n`;
+}
+
+export interface EncodedConversation {
+  /** Token ids (the audio placeholder repeated nAudio times). */
+  ids: number[];
+  /** Next-token targets aligned with ids: targets[i] is the label for the logits at row i. */
+  targets: number[];
+  /** Where the audio placeholders start. */
+  audioStart: number;
+  nAudio: number;
+  /** Row (in ids) of the last prompt token before each answer (its logits predict the answer's first token). */
+  answerRows: number[];
+}
+
+/** Token ids of the special tokens the template needs. */
+export interface TemplateIds {
+  audio: number;
+  imEnd: number;
+  imStart: number;
+  endOfText: number;
+}
+
+export function templateIds(tok: Tokenizer): TemplateIds {
+  const id = (t: string): number => {
+    const v = tok.tokenToId(t);
+    if (v === undefined) throw new ArdError(`${tok.source}: tokenizer has no ${t} token`);
+    return v;
+  };
+  return { audio: id('<|AUDIO|>'), imEnd: id('<|im_end|>'), imStart: id('<|im_start|>'), endOfText: id('<|endoftext|>') };
+}
+
+/**
+ * A conversation about one clip: the audio with the first question, then any others as later
+ * turns (training uses one question per sequence). Loss on each answer's tokens and the
+ * <|im_end|> that closes it.
+ */
+export function encodeConversation(tok: Tokenizer, nAudio: number, qas: readonly QA[]): EncodedConversation {
+  if (!Number.isInteger(nAudio) || nAudio < 1) throw new ArdError(`encodeConversation: ${nAudio} audio tokens`);
+  if (qas.length === 0) throw new ArdError('encodeConversation: no questions');
+  const t = templateIds(tok);
+  const ids: number[] = [];
+  const lossMask: boolean[] = [];
+  const push = (part: number[], loss: boolean) => {
+    for (const x of part) {
+      ids.push(x);
+      lossMask.push(loss);
+    }
+  };
+  const [before, after] = singleTurnParts(qas[0]!.question);
+  push(tok.encode(before), false);
+  const audioStart = ids.length;
+  push(new Array<number>(nAudio).fill(t.audio), false);
+  const answerRows: number[] = [];
+  qas.forEach((qa, i) => {
+    push(tok.encode(i === 0 ? after : chatNextQuestion(qa.question)), false);
+    answerRows.push(ids.length - 1);
+    push(tok.encode(qa.answer, { allowSpecial: false }), true);
+    push([t.imEnd], true);
+  });
+  // targets[i] = ids[i + 1] where that token carries loss
+  const targets = ids.map((_, i) => (i + 1 < ids.length && lossMask[i + 1] ? ids[i + 1]! : IGNORE));
+  return { ids, targets, audioStart, nAudio, answerRows };
+}
+
+/** Every string the tokenizer has to encode well: template text, questions, answers. */
+export function tokenizerTexts(entries: readonly ManifestEntry[]): string[] {
+  const out: string[] = [];
+  for (const e of entries) {
+    const qas = clipQAs(e);
+    out.push(chatPromptText(1, qas[0]!.question) + qas[0]!.answer + '<|im_end|>');
+    for (const qa of qas.slice(1)) out.push(chatNextQuestion(qa.question) + qa.answer + '<|im_end|>');
+  }
+  return out;
+}
+
+/** Byte-level BPE on all the text the model will read and write (vocab may come out smaller). */
+export function trainTokenizer(entries: readonly ManifestEntry[], vocabSize = 1024): TokenizerJson {
+  return trainBpe(tokenizerTexts(entries), { vocabSize, specialTokens: QWEN2_AUDIO_SPECIAL_TOKENS });
+}
+
+// ---- deterministic sampling -----------------------------------------------------------------
+// All training randomness is a pure function of (seed, what, indices), so resuming needs only the
+// step number to continue exactly.
+
+/** 32-bit hash of integers (splitmix-style avalanche). */
+export function hashInts(...xs: number[]): number {
+  let h = 0x9e3779b9;
+  for (const x of xs) {
+    h = Math.imul(h ^ (x >>> 0), 0x85ebca6b) >>> 0;
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35) >>> 0;
+    h ^= h >>> 16;
+  }
+  return h >>> 0;
+}
+
+export function shuffled<T>(items: readonly T[], rand: () => number): T[] {
+  const a = [...items];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+  return a;
+}
+
+/**
+ * The clips of batch `step`: epochs are seeded permutations of the training clips, consumed
+ * `batch` at a time (an epoch's tail that does not fill a batch moves to the next epoch's order).
+ */
+export function batchClips(seed: number, step: number, batch: number, nClips: number): number[] {
+  if (nClips < 1) throw new ArdError('training: no training clips');
+  const perEpoch = Math.max(1, Math.floor(nClips / batch));
+  const epoch = Math.floor(step / perEpoch);
+  const k = step % perEpoch;
+  const order = shuffled(
+    Array.from({ length: nClips }, (_, i) => i),
+    mulberry32(hashInts(seed, 0x51ed, epoch)),
+  );
+  const out: number[] = [];
+  for (let i = 0; i < batch; i++) out.push(order[(k * batch + i) % nClips]!);
+  return out;
+}
+
+/** The question order for clip `clip` at step `step`. */
+export function questionOrder(seed: number, step: number, clip: number, qas: readonly QA[]): QA[] {
+  return shuffled(qas, mulberry32(hashInts(seed, 0x0a5e, step, clip)));
+}
+
+/** `k` distinct questions (fewer if the clip has fewer) for clip `clip` at step `step`. */
+export function pickQuestions(seed: number, step: number, clip: number, qas: readonly QA[], k: number): QA[] {
+  return questionOrder(seed, step, clip, qas).slice(0, Math.max(1, k));
+}

@@ -1,0 +1,288 @@
+// Training the AudioLLM with ardgpu's autograd, on a tiny corpus and a tiny model: the instruction
+// data, the training forward against the inference path, a directional gradient check, loss going
+// down, exact resume, export/load, and flat memory across steps.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readWav } from '../src/audio/wav.js';
+import { makeCorpus } from '../src/corpus/make-corpus.js';
+import { CONCEPT_LABELS, type ManifestEntry } from '../src/corpus/manifest.js';
+import type { Engine } from '../src/gpu/engine.js';
+import { backward, param, zeroGrad } from '../src/tensor/autograd.js';
+import { AdamW } from '../src/tensor/optim.js';
+import { tidy } from '../src/tensor/scope.js';
+import { tensor, type Tensor } from '../src/tensor/tensor.js';
+import { buildChatPrompt } from '../src/model/chat.js';
+import { loadAudioLLM } from '../src/model/load.js';
+import { Tokenizer } from '../src/model/tokenizer.js';
+import {
+  IGNORE, PROMPTS, batchClips, clipQAs, encodeConversation, parseGender, parseLabels, parseYesNo, pickQuestions, questionOrder, templateIds, trainTokenizer,
+} from '../src/model/train-data.js';
+import {
+  type ModelDims, cachedMels, frontendFor, initWeights, lrAt, lossSvg, makeConfig, packBatch, trainAudioLLM, trainLogits, trainLoss, trainableWeights, writeModelDir,
+} from '../src/model/train.js';
+import { getEngine } from './helpers.js';
+
+const TINY: Partial<ModelDims> = { encDim: 32, encLayers: 1, encHeads: 2, encFfn: 64, hidden: 32, layers: 2, heads: 4, kvHeads: 2, intermediate: 64 };
+
+let engine: Engine;
+let tmp: string;
+let corpus: string;
+let entries: ManifestEntry[];
+let tok: Tokenizer;
+let tokJson: string;
+
+beforeAll(async () => {
+  engine = await getEngine();
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ardgpu-train-'));
+  corpus = path.join(tmp, 'corpus');
+  entries = (await makeCorpus({ out: corpus, seed: 5, size: 40 })).entries;
+  const train = entries.filter((e) => e.split === 'train');
+  tokJson = JSON.stringify(trainTokenizer(train, 1024));
+  tok = Tokenizer.fromJSON(JSON.parse(tokJson));
+}, 60_000);
+
+afterAll(() => {
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('instruction data', () => {
+  it('builds conversations in the chat template with loss on answers only', () => {
+    const speech = entries.find((e) => e.speech)!;
+    const quiet = entries.find((e) => !e.speech)!;
+    expect(clipQAs(speech).map((q) => q.kind)).toEqual(['describe', 'gender', 'sounds', 'speaking']);
+    expect(clipQAs(quiet).map((q) => q.kind)).toEqual(['describe', 'sounds', 'speaking']);
+    expect(clipQAs(quiet).find((q) => q.kind === 'speaking')!.answer).toBe('no');
+    const qas = questionOrder(3, 7, 0, clipQAs(speech));
+    const c = encodeConversation(tok, 17, qas);
+    // the first turn is exactly what inference feeds
+    const prompt = buildChatPrompt(tok, [17], qas[0]!.question);
+    expect(c.ids.slice(0, prompt.length)).toEqual(prompt);
+    expect(c.answerRows[0]).toBe(prompt.length - 1);
+    // the supervised tokens are the answers, each closed by <|im_end|>
+    const { imEnd } = templateIds(tok);
+    const sup = c.targets.filter((t) => t !== IGNORE);
+    const pieces: string[] = [];
+    let cur: number[] = [];
+    for (const t of sup) {
+      if (t === imEnd) {
+        pieces.push(tok.decode(cur));
+        cur = [];
+      } else cur.push(t);
+    }
+    expect(cur).toEqual([]);
+    expect(pieces).toEqual(qas.map((q) => q.answer));
+    // targets are next tokens
+    c.targets.forEach((t, i) => {
+      if (t !== IGNORE) expect(t).toBe(c.ids[i + 1]);
+    });
+    expect(c.ids.filter((id) => id === templateIds(tok).audio).length).toBe(17);
+  });
+
+  it('reads answers back into labels, genders and yes/no', () => {
+    expect(parseLabels('female speech, white noise', CONCEPT_LABELS)).toEqual(['female speech', 'white noise']);
+    expect(parseLabels('male speech and rain', CONCEPT_LABELS)).toEqual(['male speech', 'rain']);
+    expect(parseLabels('a low tone', CONCEPT_LABELS)).toEqual(['low tone']);
+    expect(parseLabels('nothing I know', CONCEPT_LABELS)).toEqual([]);
+    expect(parseGender('female')).toBe('female');
+    expect(parseGender('male')).toBe('male');
+    expect(parseGender('no idea')).toBe(null);
+    expect(parseYesNo('Yes.')).toBe(true);
+    expect(parseYesNo('no')).toBe(false);
+    expect(parseYesNo('maybe')).toBe(null);
+  });
+
+  it('visits every clip once per epoch and schedules the learning rate', () => {
+    const seen = [0, 1, 2, 3, 4].flatMap((s) => batchClips(9, s, 4, 20));
+    expect([...seen].sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(batchClips(9, 5, 4, 20)).not.toEqual(batchClips(9, 0, 4, 20));
+    const qas = clipQAs(entries.find((e) => e.speech)!);
+    const two = pickQuestions(9, 3, 1, qas, 2);
+    expect(new Set(two.map((q) => q.kind)).size).toBe(2);
+    expect(pickQuestions(9, 3, 1, qas, 9).map((q) => q.kind).sort()).toEqual(qas.map((q) => q.kind).sort());
+    // over many steps every question gets asked
+    const kinds = new Set<string>();
+    for (let s = 0; s < 20; s++) for (const q of pickQuestions(9, s, 1, qas, 1)) kinds.add(q.kind);
+    expect(kinds.size).toBe(4);
+    expect(lrAt(0, 100, 1, 10, 0.1)).toBeCloseTo(0.1);
+    expect(lrAt(9, 100, 1, 10, 0.1)).toBeCloseTo(1);
+    expect(lrAt(99, 100, 1, 10, 0.1)).toBeGreaterThan(0.099);
+    expect(lrAt(99, 100, 1, 10, 0.1)).toBeLessThan(0.11);
+    expect(lrAt(55, 100, 1, 10, 0.1)).toBeCloseTo(0.55, 1);
+  });
+});
+
+/** Two clips' conversations, packed, with their cached log-mels on the GPU. */
+async function sampleBatch(config: ReturnType<typeof makeConfig>, picks: ManifestEntry[]) {
+  const fe = frontendFor({ ...(await import('../src/model/train.js')).DEFAULT_DIMS, ...TINY });
+  const clips = await cachedMels(engine, corpus, picks, fe, config.audio_config.max_source_positions, path.join(tmp, `mels-${picks.length}.safetensors`));
+  const convs = clips.map((c) => encodeConversation(tok, c.nAudio, clipQAs(c.entry)));
+  const t = templateIds(tok);
+  return { clips, convs, batch: packBatch(convs, t.endOfText, t.audio) };
+}
+
+describe('training forward', () => {
+  it('matches the inference path of the loaded model (f32, 1e-4)', async () => {
+    const dims = { ...(await import('../src/model/train.js')).DEFAULT_DIMS, ...TINY };
+    const config = makeConfig(dims, tok);
+    const w = initWeights(engine, config, 11);
+    const dir = path.join(tmp, 'f32-model');
+    await writeModelDir(dir, w, config, frontendFor(dims), tokJson, { dtype: 'F32' });
+    const model = await loadAudioLLM(engine, dir);
+    // a speech clip and a shorter one, so the batch is padded
+    const picks = [entries.find((e) => e.speech)!, [...entries].sort((a, b) => a.duration - b.duration)[0]!];
+    const { clips, convs, batch } = await sampleBatch(config, picks);
+    const mels = clips.map((c) => ({ mel: tensor(engine, c.mel, [dims.nMels, c.frames]), validFrames: c.validFrames }));
+    const logits = tidy(() => trainLogits(engine, w, config, mels, batch, null));
+    const got = await logits.toFloat32();
+    logits.dispose();
+    const V = config.text_config.vocab_size;
+    let maxErr = 0;
+    let maxAbs = 0;
+    for (let b = 0; b < picks.length; b++) {
+      const samples = readWav(path.join(corpus, picks[b]!.file)).samples;
+      expect(model.audioTokens(samples.length)).toBe(clips[b]!.nAudio);
+      const feats = model.encodeAudio(samples);
+      const ref = model.forward(convs[b]!.ids, feats, { logits: 'all' })!;
+      const want = await ref.toFloat32();
+      feats.dispose();
+      ref.dispose();
+      for (let i = 0; i < want.length; i++) {
+        maxErr = Math.max(maxErr, Math.abs(want[i]! - got[b * batch.L * V + i]!));
+        maxAbs = Math.max(maxAbs, Math.abs(want[i]!));
+      }
+    }
+    expect(maxAbs).toBeGreaterThan(0.05);
+    expect(maxErr).toBeLessThan(1e-4);
+    for (const m of mels) m.mel.dispose();
+    model.dispose();
+    for (const t of w.values()) t.dispose();
+  }, 60_000);
+
+  it('has gradients that agree with a finite difference of the loss', async () => {
+    const dims = { ...(await import('../src/model/train.js')).DEFAULT_DIMS, ...TINY };
+    const config = makeConfig(dims, tok);
+    const w = initWeights(engine, config, 12);
+    const params = trainableWeights(w);
+    for (const [n, t] of params) param(t, n);
+    const { clips, batch } = await sampleBatch(config, entries.filter((e) => e.split === 'train').slice(0, 2));
+    const mels = () => clips.map((c) => ({ mel: tensor(engine, c.mel, [dims.nMels, c.frames]), validFrames: c.validFrames }));
+    tidy(() => backward(trainLoss(engine, w, config, mels(), batch)));
+    // direction: the gradient itself (normalised), so the directional derivative is |g|
+    const host = new Map<string, { w: Float32Array; g: Float32Array }>();
+    let sq = 0;
+    for (const [n, t] of params) {
+      const g = await t.grad!.toFloat32();
+      host.set(n, { w: await t.toFloat32(), g });
+      for (const x of g) sq += x * x;
+    }
+    const norm = Math.sqrt(sq);
+    expect(norm).toBeGreaterThan(0);
+    // every trainable tensor takes part
+    for (const [n, h] of host) expect(h.g.some((x) => x !== 0), n).toBe(true);
+    const eps = 1e-2;
+    const lossAt = async (s: number) => {
+      for (const [n, t] of params) {
+        const h = host.get(n)!;
+        engine.write(t.buffer, 0, h.w.map((x, i) => x + (s * eps * h.g[i]!) / norm));
+      }
+      const l = engine.noGradScope(() => tidy(() => trainLoss(engine, w, config, mels(), batch)));
+      const v = await l.item();
+      l.dispose();
+      return v;
+    };
+    const fd = ((await lossAt(1)) - (await lossAt(-1))) / (2 * eps);
+    expect(Math.abs(fd - norm) / norm).toBeLessThan(0.03);
+    zeroGrad([...params.values()]);
+    for (const t of w.values()) t.dispose();
+  }, 60_000);
+});
+
+describe('training runs', () => {
+  const base = () => ({ corpus, steps: 30, batch: 3, seed: 3, dims: TINY, engine, valEvery: 10, checkpointEvery: 5, lr: 3e-3, warmup: 3 });
+
+  it('lowers the loss, resumes exactly, and exports a loadable f16 model', async () => {
+    const outA = path.join(tmp, 'run-a');
+    const a = await trainAudioLLM({ ...base(), out: outA });
+    const losses = a.records.map((r) => r.loss);
+    expect(losses).toHaveLength(30);
+    const head = losses.slice(0, 5).reduce((s, x) => s + x, 0) / 5;
+    const tail = losses.slice(-5).reduce((s, x) => s + x, 0) / 5;
+    expect(tail).toBeLessThan(head - 1);
+    expect(a.records.filter((r) => r.valLoss !== undefined)).toHaveLength(3);
+
+    // interrupted after step 8 (checkpoints at 5 and at the stop), then resumed
+    const outB = path.join(tmp, 'run-b');
+    const b1 = await trainAudioLLM({ ...base(), out: outB, stopAfter: 8 });
+    expect(b1.exported).toBe(false);
+    expect(fs.existsSync(path.join(outB, 'model.safetensors'))).toBe(false);
+    const b2 = await trainAudioLLM({ ...base(), out: outB, resume: true });
+    expect(b2.records.map((r) => [r.step, r.loss, r.auxLoss, r.gradNorm, r.valLoss])).toEqual(a.records.map((r) => [r.step, r.loss, r.auxLoss, r.gradNorm, r.valLoss]));
+    expect(fs.readFileSync(path.join(outB, 'model.safetensors'))).toEqual(fs.readFileSync(path.join(outA, 'model.safetensors')));
+    // resuming a run with other settings is refused
+    await expect(trainAudioLLM({ ...base(), out: outB, resume: true, lr: 1e-3 })).rejects.toThrow(/other settings/);
+
+    // the export: f16 tensors under HF names that the loader accepts, with the tokenizer's vocabulary
+    const st = (await import('../src/model/safetensors.js')).openSafetensors(path.join(outA, 'model.safetensors'));
+    expect([...st.tensors.values()].every((t) => t.dtype === 'F16')).toBe(true);
+    expect(st.tensors.has('language_model.model.layers.1.self_attn.k_proj.bias')).toBe(true);
+    expect(st.tensors.has('audio_tower.layers.0.self_attn.k_proj.bias')).toBe(false);
+    // the auxiliary label head is trained (its loss falls) but never exported
+    expect([...st.tensors.keys()].some((n) => n.startsWith('aux.'))).toBe(false);
+    const aux = a.records.map((r) => r.auxLoss!);
+    expect(aux.every((x) => Number.isFinite(x))).toBe(true);
+    expect(aux.slice(-5).reduce((s, x) => s + x, 0)).toBeLessThan(aux.slice(0, 5).reduce((s, x) => s + x, 0));
+    st.close();
+    const model = await loadAudioLLM(engine, outA);
+    expect(model.config.text_config.vocab_size).toBe(tok.vocabSize);
+    expect(model.tokenizer?.vocabSize).toBe(tok.vocabSize);
+    expect(model.generation.eosTokenIds).toContain(templateIds(tok).imEnd);
+    expect(model.windowSamples).toBe(64000);
+    const { ask } = await import('../src/model/chat.js');
+    const text = await ask(model, path.join(corpus, entries[0]!.file), PROMPTS.speaking, { maxNewTokens: 4 });
+    expect(typeof text).toBe('string');
+    model.dispose();
+    expect(fs.readFileSync(path.join(outA, 'loss.svg'), 'utf8')).toMatch(/^<svg[\s\S]*<path d="M/);
+    expect(fs.readFileSync(path.join(outA, 'train-log.jsonl'), 'utf8').trim().split('\n')).toHaveLength(30);
+  }, 120_000);
+
+  it('keeps GPU memory flat across steps', async () => {
+    const dims = { ...(await import('../src/model/train.js')).DEFAULT_DIMS, ...TINY };
+    const config = makeConfig(dims, tok);
+    const w = initWeights(engine, config, 13);
+    const params = trainableWeights(w);
+    for (const [n, t] of params) param(t, n);
+    const opt = new AdamW({ params: [...params.values()], lr: 1e-3 });
+    const picks = entries.filter((e) => e.split === 'train').slice(0, 2);
+    const { clips } = await sampleBatch(config, picks);
+    // two single-turn questions per clip, sharing the clip's encoder pass
+    const t = templateIds(tok);
+    const convs = clips.flatMap((c) => pickQuestions(1, 0, 0, clipQAs(c.entry), 2).map((qa) => encodeConversation(tok, c.nAudio, [qa])));
+    const batch = packBatch(convs, t.endOfText, t.audio);
+    const clipOf = [0, 0, 1, 1];
+    const live: number[] = [];
+    for (let s = 0; s < 6; s++) {
+      const loss: Tensor = tidy(() => {
+        const l = trainLoss(engine, w, config, clips.map((c) => ({ mel: tensor(engine, c.mel, [dims.nMels, c.frames]), validFrames: c.validFrames })), batch, clipOf);
+        backward(l);
+        opt.step();
+        return l;
+      });
+      opt.zeroGrad();
+      expect(Number.isFinite(await loss.item())).toBe(true);
+      loss.dispose();
+      await engine.sync();
+      live.push(engine.memory().liveBytes);
+    }
+    expect(new Set(live.slice(1)).size).toBe(1);
+    opt.dispose();
+    for (const t of w.values()) t.dispose();
+  }, 60_000);
+
+  it('draws the loss curve', () => {
+    const svg = lossSvg([0, 1, 2, 3].map((i) => ({ step: i, loss: 5 - i, lr: 1, gradNorm: 1, tokens: 1, positions: 1, ms: 1, ...(i === 3 ? { valLoss: 2.5 } : {}) })));
+    expect(svg).toContain('<circle');
+    expect(svg.match(/<path /g)).toHaveLength(2);
+  });
+});

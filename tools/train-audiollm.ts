@@ -1,0 +1,102 @@
+// Trains the small default AudioLLM in weights/ from the synthetic corpus, with ardgpu's autograd:
+//
+//   npx tsx tools/train-audiollm.ts --corpus DIR --out weights/ --steps N --seed S [--resume]
+//
+// Options (defaults in src/model/train.ts): --batch, --lr, --warmup, --work DIR (caches, checkpoint,
+// loss log; default OUT/.ardgpu-cache/train), --checkpoint-every, --val-every, --vocab,
+// --dims '{"hidden":192,...}', --no-eval (skip the held-out evaluation and README),
+// --eval-split test|val, --eval-max N (clips).
+// Interrupted? Run the same command with --resume: it continues from the last checkpoint and the
+// loss sequence is the one an uninterrupted run gives.
+import * as path from 'node:path';
+import { cac } from 'cac';
+import { Engine } from '../src/gpu/engine.js';
+import { evalModel } from '../src/model/eval-model.js';
+import { type ModelDims, trainAudioLLM, writeWeightsReadme } from '../src/model/train.js';
+import { ArdError, UsageError } from '../src/util/errors.js';
+
+function num(v: unknown, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number (got ${String(v)})`);
+  return n;
+}
+
+async function main(): Promise<void> {
+  const cli = cac('train-audiollm');
+  cli
+    .option('--corpus <dir>', 'corpus directory (manifest.jsonl)')
+    .option('--out <dir>', 'model directory to write', { default: 'weights' })
+    .option('--steps <n>', 'optimizer steps')
+    .option('--seed <n>', 'seed', { default: 0 })
+    .option('--resume', 'continue from the checkpoint in the work directory')
+    .option('--work <dir>', 'caches, checkpoint and loss log')
+    .option('--batch <n>', 'clips per step')
+    .option('--lr <x>', 'peak learning rate')
+    .option('--warmup <n>', 'warm-up steps')
+    .option('--checkpoint-every <n>', 'steps between checkpoints')
+    .option('--val-every <n>', 'steps between validation losses')
+    .option('--vocab <n>', 'requested tokenizer vocabulary')
+    .option('--dims <json>', 'model dims overriding the defaults, as JSON')
+    .option('--no-eval', 'skip the held-out evaluation and README')
+    .option('--eval-split <split>', 'split to evaluate on', { default: 'test' })
+    .option('--eval-max <n>', 'evaluate at most N clips')
+    .help();
+  const { options: o } = cli.parse();
+  if (o.help) return;
+  if (!o.corpus) throw new UsageError('--corpus is required');
+  const steps = num(o.steps, 'steps');
+  if (steps === undefined) throw new UsageError('--steps is required');
+  let dims: Partial<ModelDims> | undefined;
+  if (o.dims) {
+    try {
+      dims = JSON.parse(String(o.dims));
+    } catch {
+      throw new UsageError(`--dims is not valid JSON: ${o.dims}`);
+    }
+  }
+  const out = path.resolve(String(o.out));
+  const engine = await Engine.create();
+  const stamp = () => new Date().toISOString().slice(11, 19);
+  const log = (l: string) => process.stdout.write(`[${stamp()}] ${l}\n`);
+  log(`adapter: ${engine.adapter?.name ?? 'unknown'} (${engine.adapter?.backend ?? '?'})`);
+  const res = await trainAudioLLM({
+    corpus: String(o.corpus),
+    out,
+    steps,
+    seed: num(o.seed, 'seed'),
+    resume: Boolean(o.resume),
+    work: o.work ? String(o.work) : undefined,
+    batch: num(o.batch, 'batch'),
+    lr: num(o.lr, 'lr'),
+    warmup: num(o.warmup, 'warmup'),
+    checkpointEvery: num(o.checkpointEvery, 'checkpoint-every'),
+    valEvery: num(o.valEvery, 'val-every'),
+    vocabSize: num(o.vocab, 'vocab'),
+    dims,
+    engine,
+    log,
+  });
+  log(`training: ${res.steps} steps, ${(res.totalMs / 60000).toFixed(1)} min of training in all`);
+  if (o.eval !== false && res.exported) {
+    const split = String(o.evalSplit);
+    if (split !== 'test' && split !== 'val') throw new UsageError('--eval-split must be test or val');
+    const ev = await evalModel({ engine, model: out, corpus: String(o.corpus), split, maxClips: num(o.evalMax, 'eval-max'), log, out: path.join(out, `eval-${split}.json`) });
+    writeWeightsReadme(out, { command: commandLine(), result: res, eval: ev, adapter: engine.adapter?.name ?? 'unknown' });
+    log(`README written (${path.join(out, 'README.md')})`);
+  }
+  engine.destroy();
+}
+
+function commandLine(): string {
+  const args = process.argv.slice(2).map((a) => (/^[\w./:=,-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`));
+  return ['npx tsx tools/train-audiollm.ts', ...args.filter((a) => a !== '--resume')].join(' ');
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    process.stderr.write(`error: ${e instanceof ArdError ? e.message : (e?.stack ?? e)}\n`);
+    process.exit(e instanceof ArdError ? e.exitCode : 1);
+  },
+);
