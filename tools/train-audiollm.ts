@@ -2,7 +2,8 @@
 //
 //   npx tsx tools/train-audiollm.ts --corpus DIR --out weights/ --steps N --seed S [--resume]
 //
-// Options (defaults in src/model/train.ts): --batch, --lr, --warmup, --work DIR (caches, checkpoint,
+// Options (defaults in src/model/train.ts): --batch, --lr, --warmup, --encoder-lr-scale, --aux-weight,
+// --questions, --work DIR (caches, checkpoint,
 // loss log; default OUT/.ardgpu-cache/train), --checkpoint-every, --val-every, --vocab,
 // --dims '{"hidden":192,...}', --no-eval (skip the held-out evaluation and README),
 // --eval-split test|val, --eval-max N (clips).
@@ -34,6 +35,9 @@ async function main(): Promise<void> {
     .option('--batch <n>', 'clips per step')
     .option('--lr <x>', 'peak learning rate')
     .option('--warmup <n>', 'warm-up steps')
+    .option('--encoder-lr-scale <x>', 'learning-rate multiplier of the audio tower')
+    .option('--aux-weight <x>', 'weight of the training-only auxiliary label loss (0: off)')
+    .option('--questions <n>', 'questions asked about each clip per step')
     .option('--checkpoint-every <n>', 'steps between checkpoints')
     .option('--val-every <n>', 'steps between validation losses')
     .option('--vocab <n>', 'requested tokenizer vocabulary')
@@ -41,6 +45,7 @@ async function main(): Promise<void> {
     .option('--no-eval', 'skip the held-out evaluation and README')
     .option('--eval-split <split>', 'split to evaluate on', { default: 'test' })
     .option('--eval-max <n>', 'evaluate at most N clips')
+    .option('--stop-after <n>', 'stop (checkpointed, not exported) after this step, as if interrupted')
     .help();
   const { options: o } = cli.parse();
   if (o.help) return;
@@ -70,10 +75,14 @@ async function main(): Promise<void> {
     batch: num(o.batch, 'batch'),
     lr: num(o.lr, 'lr'),
     warmup: num(o.warmup, 'warmup'),
+    encoderLrScale: num(o.encoderLrScale, 'encoder-lr-scale'),
+    auxWeight: num(o.auxWeight, 'aux-weight'),
+    questionsPerClip: num(o.questions, 'questions'),
     checkpointEvery: num(o.checkpointEvery, 'checkpoint-every'),
     valEvery: num(o.valEvery, 'val-every'),
     vocabSize: num(o.vocab, 'vocab'),
     dims,
+    stopAfter: num(o.stopAfter, 'stop-after'),
     engine,
     log,
   });

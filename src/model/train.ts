@@ -495,6 +495,8 @@ export interface TrainOptions {
   questionsPerClip?: number;
   /** Weight of the training-only auxiliary label loss (default 1; 0 turns it off). */
   auxWeight?: number;
+  /** Learning-rate multiplier of the audio tower (default 1). */
+  encoderLrScale?: number;
   /** Peak learning rate (default 2e-3), reached after `warmup` steps, then cosine decay to lr·minLrRatio. */
   lr?: number;
   warmup?: number;
@@ -612,6 +614,7 @@ export interface RunSpec {
   batch: number;
   questionsPerClip: number;
   auxWeight: number;
+  encoderLrScale: number;
   /** The auxiliary head's classes (the corpus labels). */
   auxClasses: string[];
   steps: number;
@@ -627,7 +630,7 @@ export interface RunSpec {
   corpus: string;
 }
 
-const RUN_VERSION = 4;
+const RUN_VERSION = 5;
 const CKPT = 'checkpoint.safetensors';
 
 function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec {
@@ -638,6 +641,7 @@ function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec 
     batch: o.batch ?? 8,
     questionsPerClip: o.questionsPerClip ?? 2,
     auxWeight: o.auxWeight ?? 1,
+    encoderLrScale: o.encoderLrScale ?? 1,
     auxClasses: [],
     steps: o.steps,
     lr: o.lr ?? 2e-3,
@@ -653,23 +657,34 @@ function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec 
   };
 }
 
-async function saveCheckpoint(file: string, step: number, totalMs: number, params: Map<string, Tensor>, opt: AdamW): Promise<void> {
-  const tensors: Record<string, TensorToWrite> = {};
-  for (const [name, t] of params) tensors[`param.${name}`] = { dtype: 'F32', shape: [...t.shape], data: await t.toFloat32() };
-  const st = await opt.state();
-  const names = [...params.keys()];
-  for (const buf of ['m', 'v'] as const) {
-    st.buffers[buf]!.forEach((a, i) => {
-      if (a) tensors[`adam.${buf}.${names[i]}`] = { dtype: 'F32', shape: [a.length], data: a };
-    });
-  }
-  writeSafetensors(file, tensors, { step: String(step), totalMs: String(Math.round(totalMs)), optimizer: JSON.stringify({ kind: st.kind, steps: st.steps, hyper: st.hyper }) });
+/** AdamW instances, each over a named group of parameters (the groups differ in learning rate). */
+interface OptGroup {
+  opt: AdamW;
+  names: string[];
+  /** Learning-rate multiplier of the group. */
+  scale: number;
 }
 
-async function loadCheckpoint(engine: Engine, file: string, params: Map<string, Tensor>, opt: AdamW): Promise<{ step: number; totalMs: number }> {
+async function saveCheckpoint(file: string, step: number, totalMs: number, params: Map<string, Tensor>, groups: readonly OptGroup[]): Promise<void> {
+  const tensors: Record<string, TensorToWrite> = {};
+  for (const [name, t] of params) tensors[`param.${name}`] = { dtype: 'F32', shape: [...t.shape], data: await t.toFloat32() };
+  const steps: Record<string, number> = {};
+  for (const g of groups) {
+    const st = await g.opt.state();
+    g.names.forEach((n, i) => {
+      steps[n] = st.steps[i]!;
+      for (const buf of ['m', 'v'] as const) {
+        const a = st.buffers[buf]![i];
+        if (a) tensors[`adam.${buf}.${n}`] = { dtype: 'F32', shape: [a.length], data: a };
+      }
+    });
+  }
+  writeSafetensors(file, tensors, { step: String(step), totalMs: String(Math.round(totalMs)), optimizer: JSON.stringify({ kind: 'adamw', steps }) });
+}
+
+async function loadCheckpoint(engine: Engine, file: string, params: Map<string, Tensor>, groups: readonly OptGroup[]): Promise<{ step: number; totalMs: number }> {
   const st = openSafetensors(file);
   try {
-    const names = [...params.keys()];
     for (const [name, t] of params) {
       const key = `param.${name}`;
       if (!st.tensors.has(key)) throw new ArdError(`${file}: no tensor ${key} (a checkpoint of another model?)`);
@@ -677,13 +692,19 @@ async function loadCheckpoint(engine: Engine, file: string, params: Map<string, 
       if (data.length !== t.size) throw new ArdError(`${file}: ${key} has ${data.length} values, the model needs ${t.size}`);
       engine.write(t.buffer, t.offset * 4, data);
     }
-    const meta = JSON.parse(st.metadata.optimizer ?? 'null') as { kind: 'adamw'; steps: number[]; hyper: Record<string, number> } | null;
-    if (!meta) throw new ArdError(`${file}: no optimizer state`);
-    const buffers: Record<string, (Float32Array | null)[]> = { m: [], v: [] };
-    for (const buf of ['m', 'v']) {
-      buffers[buf] = names.map((n) => (st.tensors.has(`adam.${buf}.${n}`) ? st.readFloat32(`adam.${buf}.${n}`) : null));
+    const meta = JSON.parse(st.metadata.optimizer ?? 'null') as { kind: 'adamw'; steps: Record<string, number> } | null;
+    if (!meta || typeof meta.steps !== 'object') throw new ArdError(`${file}: no optimizer state`);
+    for (const g of groups) {
+      const buffers: Record<string, (Float32Array | null)[]> = {};
+      for (const buf of ['m', 'v']) buffers[buf] = g.names.map((n) => (st.tensors.has(`adam.${buf}.${n}`) ? st.readFloat32(`adam.${buf}.${n}`) : null));
+      const o = g.opt;
+      g.opt.loadState({
+        kind: 'adamw',
+        steps: g.names.map((n) => meta.steps[n] ?? 0),
+        hyper: { lr: o.lr, beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weightDecay: o.weightDecay },
+        buffers,
+      });
     }
-    opt.loadState({ kind: meta.kind, steps: meta.steps, hyper: meta.hyper, buffers });
     return { step: Number(st.metadata.step), totalMs: Number(st.metadata.totalMs ?? 0) };
   } finally {
     st.close();
@@ -738,7 +759,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
   const engine = o.engine ?? (await Engine.create());
   const ownsEngine = !o.engine;
   let weights: Weights | null = null;
-  let opt: AdamW | null = null;
+  let groups: OptGroup[] = [];
   try {
     // tokenizer: trained once per run, on the training clips' text
     let tok: Tokenizer;
@@ -766,11 +787,16 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
     const auxIndex = new Map(spec.auxClasses.map((l, i) => [l, i]));
     const params = trainableWeights(weights);
     for (const [n, t] of params) param(t, n);
-    opt = new AdamW({ params: [...params.values()], lr: spec.lr, betas: [spec.beta1, spec.beta2], eps: 1e-8, weightDecay: spec.weightDecay });
+    // the audio tower may learn at its own rate; everything else (projector, decoder, aux head) at lr
+    const groupOf = (n: string) => (n.startsWith('audio_tower.') ? 0 : 1);
+    groups = [0, 1]
+      .map((gi) => ({ names: [...params.keys()].filter((n) => groupOf(n) === gi), scale: gi === 0 ? spec.encoderLrScale : 1 }))
+      .filter((g) => g.names.length)
+      .map((g) => ({ ...g, opt: new AdamW({ params: g.names.map((n) => params.get(n)!), lr: spec.lr * g.scale, betas: [spec.beta1, spec.beta2], eps: 1e-8, weightDecay: spec.weightDecay }) }));
     let start = 0;
     let totalMs = 0;
     if (o.resume) {
-      const ck = await loadCheckpoint(engine, ckptFile, params, opt);
+      const ck = await loadCheckpoint(engine, ckptFile, params, groups);
       start = ck.step;
       totalMs = ck.totalMs;
       log(`resumed at step ${start}`);
@@ -796,7 +822,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
         });
         const batch = packBatch(convs, tid.endOfText, tid.audio);
         const lr = lrAt(step, spec.steps, spec.lr, spec.warmup, spec.minLrRatio);
-        opt.lr = lr;
+        for (const g of groups) g.opt.lr = lr * g.scale;
         let auxTargets: Float32Array | undefined;
         if (nAux) {
           auxTargets = new Float32Array(pick.length * nAux);
@@ -808,11 +834,11 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
           const mels = pick.map((c) => ({ mel: tensor(engine, clips[c]!.mel, [dims.nMels, clips[c]!.frames]), validFrames: clips[c]!.validFrames }));
           const parts = trainLossParts(engine, weights!, config, mels, batch, clipOf, auxTargets ? { targets: auxTargets, weight: spec.auxWeight } : undefined);
           backward(parts.loss);
-          const n = clipGradNorm(opt!.params, spec.clipNorm);
-          opt!.step();
+          const n = clipGradNorm([...params.values()], spec.clipNorm);
+          for (const g of groups) g.opt.step();
           return { lm: parts.lm, aux: parts.aux, norm: n };
         });
-        opt.zeroGrad();
+        for (const g of groups) g.opt.zeroGrad();
         const lossV = await lm.item();
         const auxV = aux ? await aux.item() : undefined;
         const normV = await norm.item();
@@ -829,7 +855,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
           log(`step ${step + 1}/${spec.steps} loss ${lossV.toFixed(4)}${auxV !== undefined ? ` aux ${auxV.toFixed(4)}` : ''}${rec.valLoss !== undefined ? ` val ${rec.valLoss.toFixed(4)}` : ''} lr ${lr.toExponential(2)} |g| ${normV.toFixed(3)} ${(rec.ms / 1000).toFixed(2)} s/step`);
         }
         if ((step + 1) % every === 0 || step + 1 === end) {
-          await saveCheckpoint(ckptFile, step + 1, totalMs, params, opt);
+          await saveCheckpoint(ckptFile, step + 1, totalMs, params, groups);
         }
       }
     } finally {
@@ -844,7 +870,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
     }
     return { config, steps: end, records, ms: performance.now() - t0, totalMs, exported, work };
   } finally {
-    opt?.dispose();
+    for (const g of groups) g.opt.dispose();
     if (weights) for (const t of weights.values()) t.dispose();
     if (ownsEngine) engine.destroy();
   }
@@ -1088,7 +1114,10 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
     info.command,
     '```',
     '',
-    `- ${spec.steps} steps of ${spec.batch} clips, seed ${spec.seed}; AdamW (β ${spec.beta1}/${spec.beta2}, weight decay ${spec.weightDecay}), learning rate ${spec.lr} after ${spec.warmup} warm-up steps, cosine decay to ${spec.lr * spec.minLrRatio}; gradients clipped to norm ${spec.clipNorm}.`,
+    `- ${spec.steps} steps of ${spec.batch} clips, seed ${spec.seed}; AdamW (β ${spec.beta1}/${spec.beta2}, weight decay ${spec.weightDecay}), learning rate ${spec.lr}${spec.encoderLrScale !== 1 ? ` (× ${spec.encoderLrScale} for the audio tower)` : ''} after ${spec.warmup} warm-up steps, cosine decay to ${spec.lr * spec.minLrRatio}; gradients clipped to norm ${spec.clipNorm}.`,
+    ...(spec.auxWeight > 0
+      ? [`- A training-only auxiliary loss (weight ${spec.auxWeight}, not exported): a linear head on each clip's time-averaged audio features predicts its labels (binary cross-entropy over ${spec.auxClasses.length} classes), so the encoder gets a direct signal from the start.`]
+      : []),
     `- Wall time: ${(info.result.totalMs / 60000).toFixed(1)} min of training (${(meanStep / 1000).toFixed(2)} s per step on average) on ${info.adapter}.`,
     `- Loss: ${recs[0] ? recs[0].loss.toFixed(3) : '?'} at the first step, ${tailLoss.toFixed(3)} averaged over the last ${tail.length} steps${vals.length ? `; validation loss ${vals[vals.length - 1]!.valLoss!.toFixed(3)} at the end` : ''}.`,
     '- Interrupted runs continue with `--resume` (checkpoints hold the weights, AdamW state and step; the data order is a function of seed and step, so the loss sequence equals an uninterrupted run\'s).',
