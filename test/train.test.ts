@@ -17,7 +17,7 @@ import { buildChatPrompt } from '../src/model/chat.js';
 import { loadAudioLLM } from '../src/model/load.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import {
-  IGNORE, PROMPTS, batchClips, clipQAs, encodeConversation, parseGender, parseLabels, parseYesNo, pickQuestions, questionOrder, templateIds, trainTokenizer,
+  IGNORE, PROMPTS, batchClips, clipQAs, encodeConversation, parseGender, parseLabels, parseYesNo, checkQuestionWeights, pickQuestions, questionOrder, templateIds, trainTokenizer,
 } from '../src/model/train-data.js';
 import {
   type ModelDims, cachedMels, frontendFor, initWeights, lrAt, lossSvg, makeConfig, packBatch, trainAudioLLM, trainLogits, trainLoss, trainableWeights, writeModelDir,
@@ -105,6 +105,20 @@ describe('instruction data', () => {
     const kinds = new Set<string>();
     for (let s = 0; s < 20; s++) for (const q of pickQuestions(9, s, 1, qas, 1)) kinds.add(q.kind);
     expect(kinds.size).toBe(4);
+    // weighted draws: weight 0 is never asked, a heavy kind comes first most of the time, same draws for same seed
+    let genderFirst = 0;
+    for (let s = 0; s < 200; s++) {
+      const q = pickQuestions(9, s, 1, qas, 2, { gender: 8, describe: 0 });
+      expect(q.map((x) => x.kind)).not.toContain('describe');
+      expect(q).toHaveLength(2);
+      if (q[0]!.kind === 'gender') genderFirst++;
+    }
+    expect(genderFirst).toBeGreaterThan(140); // 8/(8+1+1) = 80 % expected
+    expect(genderFirst).toBeLessThan(190);
+    expect(pickQuestions(9, 4, 1, qas, 2, { gender: 3 })).toEqual(pickQuestions(9, 4, 1, qas, 2, { gender: 3 }));
+    expect(() => checkQuestionWeights({ describe: 0, sounds: 0, speaking: 0 })).toThrow(/no question left/);
+    expect(() => checkQuestionWeights({ colour: 1 } as never)).toThrow(/unknown question kind 'colour'/);
+    expect(() => checkQuestionWeights({ gender: -1 })).toThrow(/gender must be a number/);
     expect(lrAt(0, 100, 1, 10, 0.1)).toBeCloseTo(0.1);
     expect(lrAt(9, 100, 1, 10, 0.1)).toBeCloseTo(1);
     expect(lrAt(99, 100, 1, 10, 0.1)).toBeGreaterThan(0.099);
@@ -245,7 +259,24 @@ describe('training runs', () => {
     model.dispose();
     expect(fs.readFileSync(path.join(outA, 'loss.svg'), 'utf8')).toMatch(/^<svg[\s\S]*<path d="M/);
     expect(fs.readFileSync(path.join(outA, 'train-log.jsonl'), 'utf8').trim().split('\n')).toHaveLength(30);
-  }, 120_000);
+
+    // a second stage starts from the exported model: with a negligible learning rate its export is the same model
+    const outC = path.join(tmp, 'run-c');
+    const c = await trainAudioLLM({ ...base(), out: outC, steps: 2, lr: 1e-12, warmup: 1, initFrom: outA, questionWeights: { gender: 4 } });
+    expect(c.exported).toBe(true);
+    expect(fs.readFileSync(path.join(outC, 'tokenizer.json'), 'utf8')).toBe(fs.readFileSync(path.join(outA, 'tokenizer.json'), 'utf8'));
+    const sa = (await import('../src/model/safetensors.js')).openSafetensors(path.join(outA, 'model.safetensors'));
+    const sc = (await import('../src/model/safetensors.js')).openSafetensors(path.join(outC, 'model.safetensors'));
+    for (const name of ['language_model.model.embed_tokens.weight', 'audio_tower.conv1.weight', 'multi_modal_projector.linear.weight']) {
+      expect(sc.readFloat32(name)).toEqual(sa.readFloat32(name));
+    }
+    sa.close();
+    sc.close();
+    // its first loss is the trained model's, far below a fresh model's
+    expect(c.records[0]!.loss).toBeLessThan(a.records[0]!.loss - 1);
+    await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-d'), steps: 2, initFrom: outA, dims: { ...TINY, hidden: TINY.hidden * 2 } })).rejects.toThrow(/model\.safetensors: .* values, the model needs/);
+    await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-d'), steps: 2, initFrom: path.join(tmp, 'nowhere') })).rejects.toThrow(/nowhere\/model\.safetensors: not found/);
+  }, 180_000);
 
   it('keeps GPU memory flat across steps', async () => {
     const dims = { ...(await import('../src/model/train.js')).DEFAULT_DIMS, ...TINY };

@@ -6,9 +6,11 @@
 // --questions, --work DIR (caches, checkpoint,
 // loss log; default OUT/.ardgpu-cache/train), --checkpoint-every, --val-every, --vocab,
 // --dims '{"hidden":192,...}', --no-eval (skip the held-out evaluation and README),
-// --eval-split test|val, --eval-max N (clips).
+// --eval-split test|val, --eval-max N (clips), --init DIR (second stage from an exported model),
+// --question-weights 'gender=4,sounds=2', --stop-after N.
 // Interrupted? Run the same command with --resume: it continues from the last checkpoint and the
 // loss sequence is the one an uninterrupted run gives.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cac } from 'cac';
 import { Engine } from '../src/gpu/engine.js';
@@ -45,6 +47,8 @@ async function main(): Promise<void> {
     .option('--no-eval', 'skip the held-out evaluation and README')
     .option('--eval-split <split>', 'split to evaluate on', { default: 'test' })
     .option('--eval-max <n>', 'evaluate at most N clips')
+    .option('--init <dir>', 'start from this exported model (a second stage) instead of a random initialisation')
+    .option('--question-weights <list>', "relative draw weights of the questions, e.g. 'gender=4,sounds=2' (kinds: describe, gender, sounds, speaking)")
     .option('--stop-after <n>', 'stop (checkpointed, not exported) after this step, as if interrupted')
     .help();
   const { options: o } = cli.parse();
@@ -83,6 +87,8 @@ async function main(): Promise<void> {
     vocabSize: num(o.vocab, 'vocab'),
     dims,
     stopAfter: num(o.stopAfter, 'stop-after'),
+    initFrom: o.init ? String(o.init) : undefined,
+    questionWeights: o.questionWeights ? parseWeights(String(o.questionWeights)) : undefined,
     engine,
     log,
   });
@@ -91,10 +97,31 @@ async function main(): Promise<void> {
     const split = String(o.evalSplit);
     if (split !== 'test' && split !== 'val') throw new UsageError('--eval-split must be test or val');
     const ev = await evalModel({ engine, model: out, corpus: String(o.corpus), split, maxClips: num(o.evalMax, 'eval-max'), log, out: path.join(out, `eval-${split}.json`) });
-    writeWeightsReadme(out, { command: commandLine(), result: res, eval: ev, adapter: engine.adapter?.name ?? 'unknown' });
+    let previousCommands: string[] | undefined;
+    if (o.init && path.resolve(String(o.init)) !== out) {
+      // keep the first stage's account next to the second's
+      const init = path.resolve(String(o.init));
+      for (const [from, to] of [['README.md', 'README.stage1.md'], ['loss.svg', 'loss.stage1.svg']]) {
+        if (fs.existsSync(path.join(init, from))) fs.copyFileSync(path.join(init, from), path.join(out, to));
+      }
+      const m = fs.existsSync(path.join(init, 'README.md')) ? /```\n(npx tsx tools\/train-audiollm\.ts[^\n]*)\n/.exec(fs.readFileSync(path.join(init, 'README.md'), 'utf8')) : null;
+      if (m) previousCommands = [m[1]!];
+    }
+    writeWeightsReadme(out, { command: commandLine(), previousCommands, result: res, eval: ev, adapter: engine.adapter?.name ?? 'unknown' });
     log(`README written (${path.join(out, 'README.md')})`);
   }
   engine.destroy();
+}
+
+function parseWeights(v: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of v.split(',').filter(Boolean)) {
+    const [k, x] = part.split('=');
+    const n = Number(x);
+    if (!k || x === undefined || !Number.isFinite(n)) throw new UsageError(`--question-weights: '${part}' is not kind=number`);
+    out[k.trim()] = n;
+  }
+  return out;
 }
 
 function commandLine(): string {

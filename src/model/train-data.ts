@@ -232,7 +232,30 @@ export function questionOrder(seed: number, step: number, clip: number, qas: rea
   return shuffled(qas, mulberry32(hashInts(seed, 0x0a5e, step, clip)));
 }
 
-/** `k` distinct questions (fewer if the clip has fewer) for clip `clip` at step `step`. */
-export function pickQuestions(seed: number, step: number, clip: number, qas: readonly QA[], k: number): QA[] {
-  return questionOrder(seed, step, clip, qas).slice(0, Math.max(1, k));
+/** Relative draw weights of the question kinds (a missing kind weighs 1; 0 never asks it). */
+export type QuestionWeights = Partial<Record<PromptKind, number>>;
+
+/** Checks question weights: finite, ≥ 0, and some question left for a clip without speech. */
+export function checkQuestionWeights(w: QuestionWeights): void {
+  for (const [kind, v] of Object.entries(w)) {
+    if (!(PROMPT_KINDS as string[]).includes(kind)) throw new ArdError(`question weights: unknown question kind '${kind}' (kinds: ${PROMPT_KINDS.join(', ')})`);
+    if (!(Number.isFinite(v) && v! >= 0)) throw new ArdError(`question weights: ${kind} must be a number ≥ 0 (got ${v})`);
+  }
+  if ((['describe', 'sounds', 'speaking'] as const).every((k) => (w[k] ?? 1) === 0)) throw new ArdError('question weights: a clip without speech would have no question left');
+}
+
+/**
+ * `k` distinct questions (fewer if the clip has fewer) for clip `clip` at step `step`. With
+ * weights: a weighted draw without replacement (each question's key u^(1/w), largest first).
+ */
+export function pickQuestions(seed: number, step: number, clip: number, qas: readonly QA[], k: number, weights?: QuestionWeights | null): QA[] {
+  if (!weights) return questionOrder(seed, step, clip, qas).slice(0, Math.max(1, k));
+  const r = mulberry32(hashInts(seed, 0x0a5e, step, clip));
+  return qas
+    .map((qa) => ({ qa, w: weights[qa.kind] ?? 1, u: r() }))
+    .filter((e) => e.w > 0)
+    .map((e) => ({ qa: e.qa, key: Math.log(Math.max(e.u, 1e-300)) / e.w }))
+    .sort((a, b) => b.key - a.key)
+    .slice(0, Math.max(1, k))
+    .map((e) => e.qa);
 }

@@ -39,7 +39,7 @@ import { Qwen2AudioConfig, expectedTensorShapes, parseQwen2AudioConfig, qwen2Aud
 import { openSafetensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import { Tokenizer } from './tokenizer.js';
 import {
-  IGNORE, type EncodedConversation, batchClips, clipQAs, encodeConversation, hashInts, pickQuestions, templateIds, trainTokenizer,
+  IGNORE, type EncodedConversation, type QuestionWeights, batchClips, checkQuestionWeights, clipQAs, encodeConversation, hashInts, pickQuestions, templateIds, trainTokenizer,
 } from './train-data.js';
 
 // ---- model size -----------------------------------------------------------------------------
@@ -493,6 +493,13 @@ export interface TrainOptions {
   batch?: number;
   /** Questions asked about each clip per step, one sequence each, sharing the clip's encoder pass (default 2). */
   questionsPerClip?: number;
+  /** Relative draw weights of the question kinds (default: all 1, a uniform draw). */
+  questionWeights?: QuestionWeights;
+  /**
+   * Start from this exported model directory (its weights and tokenizer) instead of a random
+   * initialisation: a second training stage. The dims must match.
+   */
+  initFrom?: string;
   /** Weight of the training-only auxiliary label loss (default 1; 0 turns it off). */
   auxWeight?: number;
   /** Learning-rate multiplier of the audio tower (default 1). */
@@ -613,6 +620,9 @@ export interface RunSpec {
   dims: ModelDims;
   batch: number;
   questionsPerClip: number;
+  questionWeights: QuestionWeights | null;
+  /** The model a second stage starts from: its directory and a hash of its weights file. */
+  initFrom: { dir: string; key: string } | null;
   auxWeight: number;
   encoderLrScale: number;
   /** The auxiliary head's classes (the corpus labels). */
@@ -630,7 +640,7 @@ export interface RunSpec {
   corpus: string;
 }
 
-const RUN_VERSION = 5;
+const RUN_VERSION = 6;
 const CKPT = 'checkpoint.safetensors';
 
 function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec {
@@ -640,6 +650,8 @@ function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec 
     dims,
     batch: o.batch ?? 8,
     questionsPerClip: o.questionsPerClip ?? 2,
+    questionWeights: o.questionWeights ?? null,
+    initFrom: null,
     auxWeight: o.auxWeight ?? 1,
     encoderLrScale: o.encoderLrScale ?? 1,
     auxClasses: [],
@@ -721,6 +733,22 @@ function readLog(file: string, upTo: number): StepRecord[] {
     .filter((r) => r.step < upTo);
 }
 
+/** Overwrites `w` (the model's tensors; training-only ones are left alone) with an exported model's. */
+function loadInitWeights(engine: Engine, w: Weights, file: string): void {
+  const st = openSafetensors(file);
+  try {
+    for (const [name, t] of w) {
+      if (name.startsWith('aux.')) continue;
+      if (!st.tensors.has(name)) throw new ArdError(`${file}: no tensor ${name} (a model of other dims?)`);
+      const data = st.readFloat32(name);
+      if (data.length !== t.size) throw new ArdError(`${file}: ${name} has ${data.length} values, the model needs ${t.size} (other dims?)`);
+      engine.write(t.buffer, t.offset * 4, data);
+    }
+  } finally {
+    st.close();
+  }
+}
+
 /** Runs (or resumes) a training run; exports the model to `out` at the end. */
 export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
   const t0 = performance.now();
@@ -735,6 +763,14 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
   const valEntries = all.filter((e) => e.split === 'val').slice(0, o.valClips ?? 48);
   if (trainEntries.length === 0) throw new ArdError(`${o.corpus}: no training clips in the manifest`);
   const spec = specOf(o, dims, fnvHex(JSON.stringify(trainEntries.map((e) => [e.file, e.labels, e.caption]))));
+  if (spec.questionWeights) checkQuestionWeights(spec.questionWeights);
+  if (o.initFrom) {
+    const dir = path.resolve(o.initFrom);
+    for (const f of ['model.safetensors', 'tokenizer.json']) {
+      if (!fs.existsSync(path.join(dir, f))) throw new ArdError(`${path.join(dir, f)}: not found (--init needs an exported model directory)`);
+    }
+    spec.initFrom = { dir, key: fnvHex(fs.readFileSync(path.join(dir, 'model.safetensors')).toString('latin1')) };
+  }
   if (spec.auxWeight > 0) {
     const seen = new Set(trainEntries.flatMap((e) => e.labels));
     spec.auxClasses = [...CONCEPT_LABELS.filter((l) => seen.has(l)), ...[...seen].filter((l) => !CONCEPT_LABELS.includes(l)).sort()];
@@ -764,7 +800,12 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
     // tokenizer: trained once per run, on the training clips' text
     let tok: Tokenizer;
     if (o.resume && fs.existsSync(tokFile)) tok = Tokenizer.load(tokFile);
-    else {
+    else if (spec.initFrom) {
+      // a second stage keeps the first stage's tokenizer (the embeddings are indexed by it)
+      const text = fs.readFileSync(path.join(spec.initFrom.dir, 'tokenizer.json'), 'utf8');
+      writeFileAtomic(tokFile, text);
+      tok = Tokenizer.load(tokFile);
+    } else {
       const tj = trainTokenizer(trainEntries, spec.vocabSize);
       writeFileAtomic(tokFile, JSON.stringify(tj));
       tok = Tokenizer.fromJSON(tj, tokFile);
@@ -782,6 +823,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
     const tid = templateIds(tok);
 
     weights = initWeights(engine, config, spec.seed);
+    if (spec.initFrom && !o.resume) loadInitWeights(engine, weights, path.join(spec.initFrom.dir, 'model.safetensors'));
     const nAux = spec.auxClasses.length;
     if (nAux) initAux(engine, weights, config, nAux, spec.seed);
     const auxIndex = new Map(spec.auxClasses.map((l, i) => [l, i]));
@@ -815,7 +857,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
         const convs: EncodedConversation[] = [];
         const clipOf: number[] = [];
         pick.forEach((c, i) => {
-          for (const qa of pickQuestions(spec.seed, step, c, qas[c]!, spec.questionsPerClip)) {
+          for (const qa of pickQuestions(spec.seed, step, c, qas[c]!, spec.questionsPerClip, spec.questionWeights)) {
             convs.push(encodeConversation(tok, clips[c]!.nAudio, [qa]));
             clipOf.push(i);
           }
@@ -1028,6 +1070,8 @@ export function lossSvg(records: readonly StepRecord[]): string {
 // ---- weights/README.md ----------------------------------------------------------------------
 
 export interface ReadmeInfo {
+  /** Commands of earlier stages (a run with initFrom), printed before `command`. */
+  previousCommands?: string[];
   command: string;
   result: TrainResult;
   eval: import('./eval-model.js').EvalResult;
@@ -1102,7 +1146,7 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
     '| What sounds can you hear? | the labels, comma-separated (e.g. "female speech, white noise") |',
     '| Is anyone speaking? | yes / no |',
     '',
-    `Each step takes ${spec.batch} clips and asks each ${spec.questionsPerClip} of its questions (seeded draws), one sequence per`,
+    `Each step takes ${spec.batch} clips and asks each ${spec.questionsPerClip} of its questions (seeded draws${spec.questionWeights ? `, weighted ${Object.entries(spec.questionWeights).map(([k, v]) => `${k} ${v}`).join(', ')}, others 1` : ''}), one sequence per`,
     'question, sharing the clip\'s encoder pass. The loss is on answer tokens and their <|im_end|> only.',
     'Log-mels are computed once per clip and cached. (A multi-turn chat with every question about a clip',
     'would be cheaper, but later answers can be read off earlier ones, and the model learned that shortcut',
@@ -1111,9 +1155,13 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
     '## Training',
     '',
     '```',
+    ...(info.previousCommands ?? []),
     info.command,
     '```',
     '',
+    ...(spec.initFrom
+      ? [`- A second stage: it starts from the stage-1 model (the first command; its own README is kept as README.stage1.md, its loss curve as loss.stage1.svg) instead of a random initialisation, with the stage-1 tokenizer. Figures below are this stage's.`]
+      : []),
     `- ${spec.steps} steps of ${spec.batch} clips, seed ${spec.seed}; AdamW (β ${spec.beta1}/${spec.beta2}, weight decay ${spec.weightDecay}), learning rate ${spec.lr}${spec.encoderLrScale !== 1 ? ` (× ${spec.encoderLrScale} for the audio tower)` : ''} after ${spec.warmup} warm-up steps, cosine decay to ${spec.lr * spec.minLrRatio}; gradients clipped to norm ${spec.clipNorm}.`,
     ...(spec.auxWeight > 0
       ? [`- A training-only auxiliary loss (weight ${spec.auxWeight}, not exported): a linear head on each clip's time-averaged audio features predicts its labels (binary cross-entropy over ${spec.auxClasses.length} classes), so the encoder gets a direct signal from the start.`]
