@@ -297,6 +297,17 @@ describe('sweeps, the CLI entry and the experiment', () => {
     // set to 0 on a feature that fires everywhere moves the residual: some answer changes
     expect(doc2.per_clip.some((c: any) => c.answers.some((a: any) => a.answer !== c.baseline))).toBe(true);
 
+    // values in the feature's own units: scaled by its largest clip-mean activation
+    const scaled = names(true);
+    (scaled.features[2]!.scores as Record<string, number>) = { maxMean: 7.5 };
+    fs.writeFileSync(path.join(run, `features-${LAYER}.json`), JSON.stringify(scaled));
+    const r3 = await steeringExperiment({ model, sae, run, layer: LAYER, corpusClips: clips, corpus, values: [0, 8], valuesInFeatureUnits: true, maxNewTokens: 6 });
+    expect(r3).toMatchObject({ feature: 40, values: [0, 60], value_unit: 7.5 });
+    expect(r3.strategy).toMatch(/units of the feature's largest clip-mean activation, 7\.5/);
+    // the same sweep as values [0, 60] given directly (the first experiment above)
+    expect(r3.per_clip.map((c) => c.answers.map((a) => a.answer))).toEqual(r.per_clip.map((c) => c.answers.map((a) => a.answer)));
+    await expect(steeringExperiment({ model, sae, run, layer: LAYER, corpusClips: clips, corpus, feature: 3, values: [1], valuesInFeatureUnits: true })).rejects.toThrow(/no activation scale for feature 3/);
+
     fs.writeFileSync(path.join(run, `features-${LAYER}.json`), JSON.stringify({ layer: LAYER, features: [{ id: 3, name: 'dog barking', scores: {}, H: [], L: [] }] }));
     await expect(steeringExperiment({ model, sae, run, layer: LAYER, corpusClips: clips, corpus, values: [1] })).rejects.toThrow(/no feature is named 'male'/);
   });

@@ -47,6 +47,8 @@ export interface DemoResult {
   stages: Record<string, { seconds: number; skipped?: boolean }>;
 }
 
+/** The demo's steering sweep, in units of the feature's largest clip-mean activation. */
+export const DEMO_STEER_VALUES = [0, 1, 2, 4, 8];
 export const DEMO_STAGES = ['corpus', 'capture', 'train-sae', 'retrieve', 'describe', 'steer', 'evaluate', 'report'] as const;
 
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
@@ -109,7 +111,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         .filter((e) => e.split === 'test' && e.speech && e.gender)
         .map((e) => ({ file: path.resolve(corpus, e.file), gender: e.gender }));
       try {
-        const r = await steeringExperiment({ model, sae: saeModel, run, layer, corpusClips: clips, onProgress: progress('steer') });
+        const r = await steeringExperiment({ model, sae: saeModel, run, layer, corpusClips: clips, values: DEMO_STEER_VALUES, valuesInFeatureUnits: true, onProgress: progress('steer') });
         log(`steer: feature #${r.feature} (${r.name}) — flip rate ${(r.flip_rate * 100).toFixed(0)}%, control unchanged ${(r.unchanged_rate * 100).toFixed(0)}%`);
       } catch (e) {
         // no gender-named feature: the report says so; the rest of the demo still runs

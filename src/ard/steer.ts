@@ -413,6 +413,11 @@ export interface SteeringExperimentOptions extends SteerGenOptions {
   positions?: SteerPositions;
   /** Magnitudes to sweep (default 0, 5, 10, 20, 40). */
   values?: readonly number[];
+  /**
+   * Read `values` in units of the feature's own scale: its largest clip-mean activation
+   * (features-L.json scores.maxMean), so one sweep suits features of any magnitude.
+   */
+  valuesInFeatureUnits?: boolean;
   question?: string;
   controlQuestion?: string;
   target?: string;
@@ -438,6 +443,8 @@ export interface SteeringResult {
   strategy: string;
   feature_source: string;
   values: number[];
+  /** What one unit of the requested magnitudes was (1 unless valuesInFeatureUnits). */
+  value_unit: number;
   question: string;
   control_question: string;
   target: string;
@@ -528,6 +535,14 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
     name = c.name;
     source = `${path.basename(paths.features)}: first ranked feature whose name says so ("${c.name}")`;
   }
+  let unit = 1;
+  if (o.valuesInFeatureUnits) {
+    const f = fs.existsSync(paths.features) ? readFeatures(paths.features).features.find((x) => x.id === feature) : undefined;
+    if (!f || !(f.scores.maxMean > 0)) throw new ArdError(`${paths.features}: no activation scale for feature ${feature} (values in feature units need it ranked)`);
+    unit = f.scores.maxMean;
+    values = values.map((v) => Number((v * unit).toPrecision(4)) + 0);
+    strategy += ` (in units of the feature's largest clip-mean activation, ${unit.toPrecision(4)})`;
+  }
   checkSpec(o.model, { sae: o.sae, layer: o.layer, feature, value: 0, mode, positions, promptIds: [] });
 
   const opp = OPPOSITE[stem(target)];
@@ -578,6 +593,7 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
     strategy,
     feature_source: source,
     values,
+    value_unit: unit,
     question,
     control_question: controlQuestion,
     target,
