@@ -1162,7 +1162,7 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
     ...(spec.initFrom
       ? [`- A second stage: it starts from the stage-1 model (the first command; its own README is kept as README.stage1.md, its loss curve as loss.stage1.svg) instead of a random initialisation, with the stage-1 tokenizer. Figures below are this stage's.`]
       : []),
-    `- ${spec.steps} steps of ${spec.batch} clips, seed ${spec.seed}; AdamW (β ${spec.beta1}/${spec.beta2}, weight decay ${spec.weightDecay}), learning rate ${spec.lr}${spec.encoderLrScale !== 1 ? ` (× ${spec.encoderLrScale} for the audio tower)` : ''} after ${spec.warmup} warm-up steps, cosine decay to ${spec.lr * spec.minLrRatio}; gradients clipped to norm ${spec.clipNorm}.`,
+    `- ${spec.steps} steps of ${spec.batch} clips, seed ${spec.seed}; AdamW (β ${spec.beta1}/${spec.beta2}, weight decay ${spec.weightDecay}), learning rate ${spec.lr}${spec.encoderLrScale !== 1 ? ` (× ${spec.encoderLrScale} for the audio tower)` : ''} after ${spec.warmup} warm-up steps, cosine decay to ${+(spec.lr * spec.minLrRatio).toPrecision(3)}; gradients clipped to norm ${spec.clipNorm}.`,
     ...(spec.auxWeight > 0
       ? [`- A training-only auxiliary loss (weight ${spec.auxWeight}, not exported): a linear head on each clip's time-averaged audio features predicts its labels (binary cross-entropy over ${spec.auxClasses.length} classes), so the encoder gets a direct signal from the start.`]
       : []),
