@@ -272,6 +272,15 @@ describe('training runs', () => {
     }
     sa.close();
     sc.close();
+    // its README lists the earlier stage's command first and says which stage it is
+    const { evalModel } = await import('../src/model/eval-model.js');
+    const { writeWeightsReadme } = await import('../src/model/train.js');
+    const ev = await evalModel({ engine, model: outC, corpus, split: 'test', maxClips: 2, latencyClips: 1 });
+    writeWeightsReadme(outC, { command: 'npx tsx tools/train-audiollm.ts --stage-2', previousCommands: ['npx tsx tools/train-audiollm.ts --stage-1'], result: c, eval: ev, adapter: 'test' });
+    const readme = fs.readFileSync(path.join(outC, 'README.md'), 'utf8');
+    expect(readme).toMatch(/```\nnpx tsx tools\/train-audiollm\.ts --stage-1\nnpx tsx tools\/train-audiollm\.ts --stage-2\n```/);
+    expect(readme).toMatch(/Stage 2, the last command: it starts from the stage-1 model \(its README is kept as README\.stage1\.md/);
+    expect(readme).toMatch(/weighted gender 4, others 1/);
     // its first loss is the trained model's, far below a fresh model's
     expect(c.records[0]!.loss).toBeLessThan(a.records[0]!.loss - 1);
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-d'), steps: 2, initFrom: outA, dims: { ...TINY, hidden: TINY.hidden * 2 } })).rejects.toThrow(/model\.safetensors: .* values, the model needs/);

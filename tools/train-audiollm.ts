@@ -99,13 +99,17 @@ async function main(): Promise<void> {
     const ev = await evalModel({ engine, model: out, corpus: String(o.corpus), split, maxClips: num(o.evalMax, 'eval-max'), log, out: path.join(out, `eval-${split}.json`) });
     let previousCommands: string[] | undefined;
     if (o.init && path.resolve(String(o.init)) !== out) {
-      // keep the first stage's account next to the second's
+      // keep the earlier stages' accounts next to this one: stage k's README and loss curve as
+      // README.stage<k>.md / loss.stage<k>.svg, and their commands in this README
       const init = path.resolve(String(o.init));
-      for (const [from, to] of [['README.md', 'README.stage1.md'], ['loss.svg', 'loss.stage1.svg']]) {
+      const readme = fs.existsSync(path.join(init, 'README.md')) ? fs.readFileSync(path.join(init, 'README.md'), 'utf8') : '';
+      const block = /```\n([\s\S]*?)```/.exec(readme)?.[1] ?? '';
+      previousCommands = block.split('\n').filter((l) => l.startsWith('npx tsx tools/train-audiollm.ts'));
+      const k = Math.max(1, previousCommands.length);
+      for (const f of fs.readdirSync(init)) if (/^(README|loss)\.stage\d+\.(md|svg)$/.test(f)) fs.copyFileSync(path.join(init, f), path.join(out, f));
+      for (const [from, to] of [['README.md', `README.stage${k}.md`], ['loss.svg', `loss.stage${k}.svg`]]) {
         if (fs.existsSync(path.join(init, from))) fs.copyFileSync(path.join(init, from), path.join(out, to));
       }
-      const m = fs.existsSync(path.join(init, 'README.md')) ? /```\n(npx tsx tools\/train-audiollm\.ts[^\n]*)\n/.exec(fs.readFileSync(path.join(init, 'README.md'), 'utf8')) : null;
-      if (m) previousCommands = [m[1]!];
     }
     writeWeightsReadme(out, { command: commandLine(), previousCommands, result: res, eval: ev, adapter: engine.adapter?.name ?? 'unknown' });
     log(`README written (${path.join(out, 'README.md')})`);

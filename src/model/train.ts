@@ -1160,7 +1160,7 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
     '```',
     '',
     ...(spec.initFrom
-      ? [`- A second stage: it starts from the stage-1 model (the first command; its own README is kept as README.stage1.md, its loss curve as loss.stage1.svg) instead of a random initialisation, with the stage-1 tokenizer. Figures below are this stage's.`]
+      ? ((k) => [`- Stage ${k + 1}, the last command: it starts from the stage-${k} model (its README is kept as README.stage${k}.md, its loss curve as loss.stage${k}.svg; earlier stages likewise) instead of a random initialisation, with the stage-1 tokenizer. Figures below are this stage's.`])(Math.max(1, info.previousCommands?.length ?? 1))
       : []),
     `- ${spec.steps} steps of ${spec.batch} clips, seed ${spec.seed}; AdamW (β ${spec.beta1}/${spec.beta2}, weight decay ${spec.weightDecay}), learning rate ${spec.lr}${spec.encoderLrScale !== 1 ? ` (× ${spec.encoderLrScale} for the audio tower)` : ''} after ${spec.warmup} warm-up steps, cosine decay to ${+(spec.lr * spec.minLrRatio).toPrecision(3)}; gradients clipped to norm ${spec.clipNorm}.`,
     ...(spec.auxWeight > 0
