@@ -48,7 +48,7 @@ export interface DemoResult {
 }
 
 /** The demo's steering sweep, in units of the feature's largest clip-mean activation. */
-export const DEMO_STEER_VALUES = [0, 1, 2, 3, 4, 5, 6, 8];
+export const DEMO_STEER_VALUES = [0, 1, 2, 3, 4, 6, 8, 10, 12, 16];
 export const DEMO_STAGES = ['corpus', 'capture', 'train-sae', 'retrieve', 'describe', 'steer', 'evaluate', 'report'] as const;
 
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
