@@ -127,6 +127,16 @@ describe('instruction data', () => {
   });
 });
 
+/** The tiny model's dims and config, with fresh weights (seeded) whose trainable ones are parameters. */
+async function tinyTrainable(seed: number) {
+  const dims = { ...(await import('../src/model/train.js')).DEFAULT_DIMS, ...TINY };
+  const config = makeConfig(dims, tok);
+  const w = initWeights(engine, config, seed);
+  const params = trainableWeights(w);
+  for (const [n, t] of params) param(t, n);
+  return { dims, config, w, params };
+}
+
 /** Two clips' conversations, packed, with their cached log-mels on the GPU. */
 async function sampleBatch(config: ReturnType<typeof makeConfig>, picks: ManifestEntry[]) {
   const fe = frontendFor({ ...(await import('../src/model/train.js')).DEFAULT_DIMS, ...TINY });
@@ -175,11 +185,7 @@ describe('training forward', () => {
   }, 60_000);
 
   it('has gradients that agree with a finite difference of the loss', async () => {
-    const dims = { ...(await import('../src/model/train.js')).DEFAULT_DIMS, ...TINY };
-    const config = makeConfig(dims, tok);
-    const w = initWeights(engine, config, 12);
-    const params = trainableWeights(w);
-    for (const [n, t] of params) param(t, n);
+    const { dims, config, w, params } = await tinyTrainable(12);
     const { clips, batch } = await sampleBatch(config, entries.filter((e) => e.split === 'train').slice(0, 2));
     const mels = () => clips.map((c) => ({ mel: tensor(engine, c.mel, [dims.nMels, c.frames]), validFrames: c.validFrames }));
     tidy(() => backward(trainLoss(engine, w, config, mels(), batch)));
@@ -288,11 +294,7 @@ describe('training runs', () => {
   }, 180_000);
 
   it('keeps GPU memory flat across steps', async () => {
-    const dims = { ...(await import('../src/model/train.js')).DEFAULT_DIMS, ...TINY };
-    const config = makeConfig(dims, tok);
-    const w = initWeights(engine, config, 13);
-    const params = trainableWeights(w);
-    for (const [n, t] of params) param(t, n);
+    const { dims, config, w, params } = await tinyTrainable(13);
     const opt = new AdamW({ params: [...params.values()], lr: 1e-3 });
     const picks = entries.filter((e) => e.split === 'train').slice(0, 2);
     const { clips } = await sampleBatch(config, picks);

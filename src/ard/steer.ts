@@ -520,16 +520,18 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
   let values: number[];
   let strategy: string;
   let source: string;
+  // read once: the name, the by-name choice and the activation scale all come from it
+  const ranked = fs.existsSync(paths.features) ? readFeatures(paths.features).features : null;
   if (o.feature !== undefined) {
     feature = o.feature;
     mode = o.mode ?? 'add';
     values = [...magnitudes];
     strategy = `feature given: mode ${mode} with values [${values.join(', ')}]`;
     source = 'given by the caller';
-    if (fs.existsSync(paths.features)) name = featureName(paths.features, feature) ?? null;
+    name = ranked?.find((f) => f.id === feature)?.name ?? null;
   } else {
-    if (!fs.existsSync(paths.features)) throw new ArdError(`${paths.features}: no features file to find a gender feature in (name the features first, or pass a feature)`);
-    const c = chooseGenderFeature(readFeatures(paths.features).features, target, magnitudes);
+    if (!ranked) throw new ArdError(`${paths.features}: no features file to find a gender feature in (name the features first, or pass a feature)`);
+    const c = chooseGenderFeature(ranked, target, magnitudes);
     if (!c) throw new ArdError(`${paths.features}: no feature is named '${target}' or its opposite (pass a feature)`);
     ({ feature, mode, values, strategy } = c);
     name = c.name;
@@ -537,7 +539,7 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
   }
   let unit = 1;
   if (o.valuesInFeatureUnits) {
-    const f = fs.existsSync(paths.features) ? readFeatures(paths.features).features.find((x) => x.id === feature) : undefined;
+    const f = ranked?.find((x) => x.id === feature);
     if (!f || !(f.scores.maxMean > 0)) throw new ArdError(`${paths.features}: no activation scale for feature ${feature} (values in feature units need it ranked)`);
     unit = f.scores.maxMean;
     values = values.map((v) => Number((v * unit).toPrecision(4)) + 0);

@@ -697,13 +697,7 @@ async function saveCheckpoint(file: string, step: number, totalMs: number, param
 async function loadCheckpoint(engine: Engine, file: string, params: Map<string, Tensor>, groups: readonly OptGroup[]): Promise<{ step: number; totalMs: number }> {
   const st = openSafetensors(file);
   try {
-    for (const [name, t] of params) {
-      const key = `param.${name}`;
-      if (!st.tensors.has(key)) throw new ArdError(`${file}: no tensor ${key} (a checkpoint of another model?)`);
-      const data = st.readFloat32(key);
-      if (data.length !== t.size) throw new ArdError(`${file}: ${key} has ${data.length} values, the model needs ${t.size}`);
-      engine.write(t.buffer, t.offset * 4, data);
-    }
+    readInto(engine, st, file, params, (n) => `param.${n}`, ' (a checkpoint of another model?)');
     const meta = JSON.parse(st.metadata.optimizer ?? 'null') as { kind: 'adamw'; steps: Record<string, number> } | null;
     if (!meta || typeof meta.steps !== 'object') throw new ArdError(`${file}: no optimizer state`);
     for (const g of groups) {
@@ -733,17 +727,25 @@ function readLog(file: string, upTo: number): StepRecord[] {
     .filter((r) => r.step < upTo);
 }
 
+/**
+ * Copies tensors of an open safetensors file into `targets` (name → tensor), reading each from
+ * key keyOf(name): every one must be there with the tensor's size. `hint` ends both errors.
+ */
+function readInto(engine: Engine, st: ReturnType<typeof openSafetensors>, file: string, targets: Iterable<[string, Tensor]>, keyOf: (name: string) => string, hint: string): void {
+  for (const [name, t] of targets) {
+    const key = keyOf(name);
+    if (!st.tensors.has(key)) throw new ArdError(`${file}: no tensor ${key}${hint}`);
+    const data = st.readFloat32(key);
+    if (data.length !== t.size) throw new ArdError(`${file}: ${key} has ${data.length} values, the model needs ${t.size}${hint}`);
+    engine.write(t.buffer, t.offset * 4, data);
+  }
+}
+
 /** Overwrites `w` (the model's tensors; training-only ones are left alone) with an exported model's. */
 function loadInitWeights(engine: Engine, w: Weights, file: string): void {
   const st = openSafetensors(file);
   try {
-    for (const [name, t] of w) {
-      if (name.startsWith('aux.')) continue;
-      if (!st.tensors.has(name)) throw new ArdError(`${file}: no tensor ${name} (a model of other dims?)`);
-      const data = st.readFloat32(name);
-      if (data.length !== t.size) throw new ArdError(`${file}: ${name} has ${data.length} values, the model needs ${t.size} (other dims?)`);
-      engine.write(t.buffer, t.offset * 4, data);
-    }
+    readInto(engine, st, file, [...w].filter(([name]) => !name.startsWith('aux.')), (n) => n, ' (a model of other dims?)');
   } finally {
     st.close();
   }
@@ -1207,12 +1209,7 @@ export async function exportCheckpoint(engine: Engine, work: string, out: string
   const w = initWeights(engine, config, spec.seed);
   const st = openSafetensors(path.join(work, CKPT));
   try {
-    for (const [name, t] of w) {
-      if (FROZEN.has(name)) continue;
-      const key = `param.${name}`;
-      if (!st.tensors.has(key)) throw new ArdError(`${work}/${CKPT}: no tensor ${key}`);
-      engine.write(t.buffer, t.offset * 4, st.readFloat32(key));
-    }
+    readInto(engine, st, `${work}/${CKPT}`, [...w].filter(([name]) => !FROZEN.has(name)), (n) => `param.${n}`, '');
     await writeModelDir(out, w, config, frontendFor(spec.dims), tokenizerJson, { dtype: opts.dtype, metadata: { steps: st.metadata.step ?? '?' } });
     return Number(st.metadata.step);
   } finally {
