@@ -20,7 +20,7 @@ import {
   IGNORE, PROMPTS, batchClips, clipQAs, encodeConversation, parseGender, parseLabels, parseYesNo, checkQuestionWeights, pickQuestions, questionOrder, templateIds, trainTokenizer,
 } from '../src/model/train-data.js';
 import {
-  type ModelDims, cachedMels, frontendFor, initWeights, lrAt, lossSvg, makeConfig, packBatch, trainAudioLLM, trainLogits, trainLoss, trainableWeights, writeModelDir,
+  DEFAULT_DIMS, type ModelDims, cachedMels, frontendFor, initAux, initWeights, lrAt, lossSvg, makeConfig, packBatch, trainAudioLLM, trainLogits, trainLoss, trainableWeights, writeModelDir,
 } from '../src/model/train.js';
 import { getEngine } from './helpers.js';
 
@@ -292,6 +292,40 @@ describe('training runs', () => {
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-d'), steps: 2, initFrom: outA, dims: { ...TINY, hidden: TINY.hidden * 2 } })).rejects.toThrow(/model\.safetensors: .* values, the model needs/);
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-d'), steps: 2, initFrom: path.join(tmp, 'nowhere') })).rejects.toThrow(/nowhere\/model\.safetensors: not found/);
   }, 180_000);
+
+  it('trains the auxiliary head at its own learning rate', async () => {
+    // one step each from the same initialisation and data: Adam's first update is linear in the
+    // learning rate, so the head moves exactly auxLrScale times as far; everything else the same
+    const run = async (name: string, auxLrScale: number) => {
+      const out = path.join(tmp, name);
+      await trainAudioLLM({ ...base(), out, steps: 1, export: false, auxLrScale });
+      const st = (await import('../src/model/safetensors.js')).openSafetensors(path.join(out, '.ardgpu-cache', 'train', 'checkpoint.safetensors'));
+      const r = { head: st.readFloat32('param.aux.weight'), norm: st.readFloat32('param.language_model.model.norm.weight'), conv: st.readFloat32('param.audio_tower.conv1.weight') };
+      const spec = JSON.parse(fs.readFileSync(path.join(out, '.ardgpu-cache', 'train', 'run.json'), 'utf8')) as { auxLrScale: number; auxClasses: string[] };
+      st.close();
+      return { ...r, spec };
+    };
+    const one = await run('aux-1', 1);
+    const ten = await run('aux-10', 10);
+    expect(ten.spec.auxLrScale).toBe(10);
+    expect(ten.norm).toEqual(one.norm);
+    expect(ten.conv).toEqual(one.conv);
+    const w = new Map<string, Tensor>();
+    const config = makeConfig({ ...DEFAULT_DIMS, ...TINY }, tok);
+    initAux(engine, w, config, one.spec.auxClasses.length, base().seed);
+    const init = await w.get('aux.weight')!.toFloat32();
+    for (const t of w.values()) t.dispose();
+    let moved = 0;
+    init.forEach((x, i) => {
+      const d1 = one.head[i]! - x;
+      const d10 = ten.head[i]! - x;
+      if (Math.abs(d1) > 1e-5) {
+        moved++;
+        expect(d10 / d1).toBeCloseTo(10, 2);
+      }
+    });
+    expect(moved).toBeGreaterThan(init.length / 2);
+  }, 60_000);
 
   it('keeps GPU memory flat across steps', async () => {
     const { dims, config, w, params } = await tinyTrainable(13);

@@ -432,10 +432,15 @@ export function initAux(engine: Engine, w: Weights, config: Qwen2AudioConfig, cl
   w.set(AUX_BIAS, keep(tensor(engine, new Float32Array(classes), [classes])));
 }
 
+/** The auxiliary head's logits [clips, classes] from each clip's audio features (time-averaged). */
+export function auxLogits(w: Weights, features: readonly Tensor[]): Tensor {
+  const pooled = concat(features.map((f) => mean(f, 0, true)), 0); // [clips, D]
+  return linear(pooled, get(w, AUX_WEIGHT), get(w, AUX_BIAS));
+}
+
 /** Mean binary cross-entropy of the auxiliary head against multi-hot targets [clips, classes]. */
 export function auxLoss(engine: Engine, w: Weights, features: readonly Tensor[], targets: Float32Array): Tensor {
-  const pooled = concat(features.map((f) => mean(f, 0, true)), 0); // [clips, D]
-  const z = linear(pooled, get(w, AUX_WEIGHT), get(w, AUX_BIAS));
+  const z = auxLogits(w, features);
   const y = tensor(engine, targets, [...z.shape]);
   // softplus(z) − y·z, computed stably as max(z, 0) + log(1 + e^−|z|) − y·z
   const bce = sub(add(relu(z), log(addScalar(exp(neg(abs(z))), 1))), mul(y, z));
@@ -504,6 +509,12 @@ export interface TrainOptions {
   auxWeight?: number;
   /** Learning-rate multiplier of the audio tower (default 1). */
   encoderLrScale?: number;
+  /**
+   * Learning-rate multiplier of the auxiliary head (default 1). Its logits start near 0 for every
+   * clip; at the shared rate the head takes hundreds of steps to grow, and until then its loss sits
+   * at the label base rate and tells the encoder little.
+   */
+  auxLrScale?: number;
   /** Peak learning rate (default 2e-3), reached after `warmup` steps, then cosine decay to lr·minLrRatio. */
   lr?: number;
   warmup?: number;
@@ -625,6 +636,7 @@ export interface RunSpec {
   initFrom: { dir: string; key: string } | null;
   auxWeight: number;
   encoderLrScale: number;
+  auxLrScale: number;
   /** The auxiliary head's classes (the corpus labels). */
   auxClasses: string[];
   steps: number;
@@ -640,7 +652,7 @@ export interface RunSpec {
   corpus: string;
 }
 
-const RUN_VERSION = 6;
+const RUN_VERSION = 7;
 const CKPT = 'checkpoint.safetensors';
 
 function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec {
@@ -654,6 +666,7 @@ function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec 
     initFrom: null,
     auxWeight: o.auxWeight ?? 1,
     encoderLrScale: o.encoderLrScale ?? 1,
+    auxLrScale: o.auxLrScale ?? 1,
     auxClasses: [],
     steps: o.steps,
     lr: o.lr ?? 2e-3,
@@ -831,10 +844,11 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
     const auxIndex = new Map(spec.auxClasses.map((l, i) => [l, i]));
     const params = trainableWeights(weights);
     for (const [n, t] of params) param(t, n);
-    // the audio tower may learn at its own rate; everything else (projector, decoder, aux head) at lr
-    const groupOf = (n: string) => (n.startsWith('audio_tower.') ? 0 : 1);
-    groups = [0, 1]
-      .map((gi) => ({ names: [...params.keys()].filter((n) => groupOf(n) === gi), scale: gi === 0 ? spec.encoderLrScale : 1 }))
+    // the audio tower and the aux head may learn at their own rates; the projector and decoder at lr
+    const groupOf = (n: string) => (n.startsWith('audio_tower.') ? 0 : n.startsWith('aux.') ? 2 : 1);
+    const scaleOf = [spec.encoderLrScale, 1, spec.auxLrScale];
+    groups = [0, 1, 2]
+      .map((gi) => ({ names: [...params.keys()].filter((n) => groupOf(n) === gi), scale: scaleOf[gi]! }))
       .filter((g) => g.names.length)
       .map((g) => ({ ...g, opt: new AdamW({ params: g.names.map((n) => params.get(n)!), lr: spec.lr * g.scale, betas: [spec.beta1, spec.beta2], eps: 1e-8, weightDecay: spec.weightDecay }) }));
     let start = 0;
@@ -1166,7 +1180,7 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
       : []),
     `- ${spec.steps} steps of ${spec.batch} clips, seed ${spec.seed}; AdamW (β ${spec.beta1}/${spec.beta2}, weight decay ${spec.weightDecay}), learning rate ${spec.lr}${spec.encoderLrScale !== 1 ? ` (× ${spec.encoderLrScale} for the audio tower)` : ''} after ${spec.warmup} warm-up steps, cosine decay to ${+(spec.lr * spec.minLrRatio).toPrecision(3)}; gradients clipped to norm ${spec.clipNorm}.`,
     ...(spec.auxWeight > 0
-      ? [`- A training-only auxiliary loss (weight ${spec.auxWeight}, not exported): a linear head on each clip's time-averaged audio features predicts its labels (binary cross-entropy over ${spec.auxClasses.length} classes), so the encoder gets a direct signal from the start.`]
+      ? [`- A training-only auxiliary loss (weight ${spec.auxWeight}${spec.auxLrScale !== 1 ? `, learning rate × ${spec.auxLrScale}` : ''}, not exported): a linear head on each clip's time-averaged audio features predicts its labels (binary cross-entropy over ${spec.auxClasses.length} classes), so the encoder gets a direct signal from the start.`]
       : []),
     `- Wall time: ${(info.result.totalMs / 60000).toFixed(1)} min of training (${(meanStep / 1000).toFixed(2)} s per step on average) on ${info.adapter}.`,
     `- Loss: ${recs[0] ? recs[0].loss.toFixed(3) : '?'} at the first step, ${tailLoss.toFixed(3)} averaged over the last ${tail.length} steps${vals.length ? `; validation loss ${vals[vals.length - 1]!.valLoss!.toFixed(3)} at the end` : ''}.`,
