@@ -113,7 +113,7 @@ async function main(): Promise<void> {
         if (fs.existsSync(path.join(init, from))) fs.copyFileSync(path.join(init, from), path.join(out, to));
       }
     }
-    writeWeightsReadme(out, { command: commandLine(), previousCommands, result: res, eval: ev, adapter: engine.adapter?.name ?? 'unknown' });
+    writeWeightsReadme(out, { command: commandLine(), previousCommands, result: res, eval: ev, adapter: engine.adapter?.name ?? 'unknown', corpusCommand: corpusCommand(String(o.corpus)) });
     log(`README written (${path.join(out, 'README.md')})`);
   }
   engine.destroy();
@@ -128,6 +128,17 @@ function parseWeights(v: string): Record<string, number> {
     out[k.trim()] = n;
   }
   return out;
+}
+
+/** The make-corpus command that rebuilds the corpus, from its corpus.json (seed and size). */
+function corpusCommand(dir: string): string | undefined {
+  try {
+    const c = JSON.parse(fs.readFileSync(path.join(dir, 'corpus.json'), 'utf8')) as { seed?: number; size?: number };
+    if (typeof c.seed === 'number' && typeof c.size === 'number') return `\`ardgpu make-corpus --seed ${c.seed} --size ${c.size} --out DIR\``;
+  } catch {
+    // no readable corpus.json: the README keeps its default wording
+  }
+  return undefined;
 }
 
 function commandLine(): string {
