@@ -6,7 +6,7 @@
 import { Engine } from '../src/gpu/engine.js';
 import { tensor, tidy } from '../src/tensor/index.js';
 import { MatmulOptions, matmul } from '../src/tensor/ops/matmul.js';
-import { measureCopyBandwidth, measurePeakFma, timeRepeatedCpu } from '../src/tensor/ops/peak.js';
+import { measureCopyBandwidth, measureLoadRate, measurePeakFma, timeRepeatedCpu } from '../src/tensor/ops/peak.js';
 
 interface Variant {
   name: string;
@@ -58,6 +58,14 @@ console.log(`adapter: ${engine.adapter?.name}`);
 const p0 = await peak();
 console.log(`FMA peak: ${p0.wall.toFixed(1)} GFLOP/s wall, ${p0.cpu.toFixed(1)} GFLOP per CPU-second`);
 console.log(`copy bandwidth: ${(await measureCopyBandwidth(engine, { minSeconds: secs })).toFixed(2)} GB/s`);
+// what one loaded float costs in FMAs (per CPU-second, so other processes matter less): with at
+// most ~64 accumulators per lane, a matmul tile needs ≳ 0.09 loaded floats per FMA (see
+// kernels/matmul.wgsl), which bounds its share of the FMA peak
+for (const kind of ['vec4', 'mat4'] as const) {
+  let l = 0;
+  for (let r = 0; r < rounds; r++) l = Math.max(l, await measureLoadRate(engine, { minSeconds: secs, clock: 'cpu', kind }));
+  console.log(`storage loads (${kind}): ${l.toFixed(2)} G floats per CPU-second; one loaded float ≈ ${(p0.cpu / 2 / l).toFixed(1)} FMAs`);
+}
 console.log(`variant       ${sizes.map((s) => String(s).padStart(11)).join(' ')}   GFLOP/s wall / per CPU-s`);
 for (const v of variants) {
   const cells: string[] = [];

@@ -8,6 +8,12 @@
 //             Bindings: 0 uniform P; 1 O (array<vec4<f32>>, one per invocation).
 // entry copy: O[i] = I[i] over P.n vec4s (bandwidth: 32 bytes moved per element).
 //             Bindings: 0 uniform P; 1 I (array<vec4<f32>>); 2 O (array<vec4<f32>>).
+// entry load: each invocation reads P.iters groups of 16 floats at addresses that vary across
+//             lanes and iterations, and sums them into O (so nothing is dead): the cost of a
+//             storage-buffer load per float. LOAD_VEC4: four array<vec4<f32>> loads per group;
+//             LOAD_MAT4: one array<mat4x4<f32>> load (same 16 floats, one access). On lavapipe both
+//             run at the same rate: loads cost per float, not per access.
+//             Bindings: 0 uniform P (P.n = elements of I, in groups of 16 floats); 1 I; 2 O (array<vec4<f32>>).
 // Workgroup: 64 invocations; the grid may be 2-D (x ≤ 65535), kernels rebuild the linear id.
 
 struct Params { iters: u32, n: u32, a: f32, b: f32 };
@@ -47,5 +53,31 @@ fn copy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         @builtin(local_invocation_index) li: u32) {
   let i = (wg.x + wg.y * nwg.x) * 64u + li;
   if (i < P.n) { O[i] = I[i]; }
+}
+//#endif
+
+//#if LOAD
+//#if LOAD_MAT4
+@group(0) @binding(1) var<storage, read> I: array<mat4x4<f32>>;
+//#else
+@group(0) @binding(1) var<storage, read> I: array<vec4<f32>>;
+//#endif
+@group(0) @binding(2) var<storage, read_write> O: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn load(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let i = (wg.x + wg.y * nwg.x) * 64u + li;
+  var a = vec4<f32>(0.0);
+  for (var t = 0u; t < P.iters; t++) {
+    let j = (i + t * 1031u) % P.n; // a group of 16 floats
+//#if LOAD_MAT4
+    let m = I[j];
+    a += m[0]; a += m[1]; a += m[2]; a += m[3];
+//#else
+    a += I[4u * j]; a += I[4u * j + 1u]; a += I[4u * j + 2u]; a += I[4u * j + 3u];
+//#endif
+  }
+  O[i] = a;
 }
 //#endif

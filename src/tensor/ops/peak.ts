@@ -1,4 +1,5 @@
-// Machine-peak probes (kernels/peak.wgsl): vec4 FMA throughput and vec4 copy bandwidth, timed
+// Machine-peak probes (kernels/peak.wgsl): vec4 FMA throughput, vec4 copy bandwidth and the rate of
+// storage-buffer loads (floats per second), timed
 // with the wall clock around engine.sync(). Used by `ardgpu bench` and bench/matmul-explore.ts to
 // put kernel figures next to what the adapter can do in the same run.
 import { grid, Params } from '../../gpu/engine.js';
@@ -102,5 +103,37 @@ export async function measureCopyBandwidth(engine: Engine, opts: PeakOptions & {
   } finally {
     engine.free(src);
     engine.free(dst);
+  }
+}
+
+/**
+ * Storage-buffer loads in G floats/s: 16 floats per group, read as four vec4 loads ('vec4') or one
+ * mat4x4 load ('mat4'), at addresses that differ across lanes. Next to measurePeakFma it gives the
+ * price of a loaded float in FMAs, which bounds what a matmul can reach on the adapter.
+ */
+export async function measureLoadRate(engine: Engine, opts: PeakOptions & { kind?: 'vec4' | 'mat4' } = {}): Promise<number> {
+  const groups = 1 << 16; // 4 MiB of input
+  const wgs = 256;
+  const n = wgs * 64;
+  const iters = 64;
+  const src = engine.alloc(groups * 64, 'peak load in');
+  const out = engine.alloc(n * 16, 'peak load out');
+  try {
+    const params = new Params().u32(iters, groups).f32(0, 0).done();
+    const t = await timeRepeatedCpu(
+      engine,
+      () =>
+        engine.dispatch({
+          kernel: { family: 'peak', entry: 'load', defines: { LOAD: true, LOAD_MAT4: opts.kind === 'mat4' } },
+          params,
+          buffers: [src, out],
+          workgroups: grid(wgs),
+        }),
+      opts.minSeconds,
+    );
+    return (n * iters * 16) / (opts.clock === 'cpu' ? t.cpu : t.wall) / 1e9;
+  } finally {
+    engine.free(src);
+    engine.free(out);
   }
 }
