@@ -59,8 +59,8 @@ const p0 = await peak();
 console.log(`FMA peak: ${p0.wall.toFixed(1)} GFLOP/s wall, ${p0.cpu.toFixed(1)} GFLOP per CPU-second`);
 console.log(`copy bandwidth: ${(await measureCopyBandwidth(engine, { minSeconds: secs })).toFixed(2)} GB/s`);
 // what one loaded float costs in FMAs (per CPU-second, so other processes matter less): with at
-// most ~64 accumulators per lane, a matmul tile needs ≳ 0.09 loaded floats per FMA (see
-// kernels/matmul.wgsl), which bounds its share of the FMA peak
+// most ~64 accumulators per lane, a matmul tile needs ≳ 0.09 loaded floats per FMA, which bounds
+// its share of the FMA peak (bench/RESULTS.md, session 3)
 for (const kind of ['vec4', 'mat4'] as const) {
   let l = 0;
   for (let r = 0; r < rounds; r++) l = Math.max(l, await measureLoadRate(engine, { minSeconds: secs, clock: 'cpu', kind }));

@@ -10,10 +10,10 @@
 //             Bindings: 0 uniform P; 1 I (array<vec4<f32>>); 2 O (array<vec4<f32>>).
 // entry load: each invocation reads P.iters groups of 16 floats at addresses that vary across
 //             lanes and iterations, and sums them into O (so nothing is dead): the cost of a
-//             storage-buffer load per float. LOAD_VEC4: four array<vec4<f32>> loads per group;
-//             LOAD_MAT4: one array<mat4x4<f32>> load (same 16 floats, one access). On lavapipe both
-//             run at the same rate: loads cost per float, not per access.
-//             Bindings: 0 uniform P (P.n = elements of I, in groups of 16 floats); 1 I; 2 O (array<vec4<f32>>).
+//             storage-buffer load per float. Defines: LOAD; with LOAD_MAT4 each group is one
+//             array<mat4x4<f32>> load, without it four array<vec4<f32>> loads. On lavapipe both run
+//             at the same rate: loads cost per float, not per access.
+//             Bindings: 0 uniform P (P.n = groups of 16 floats in I); 1 I; 2 O (array<vec4<f32>>).
 // Workgroup: 64 invocations; the grid may be 2-D (x ≤ 65535), kernels rebuild the linear id.
 
 struct Params { iters: u32, n: u32, a: f32, b: f32 };

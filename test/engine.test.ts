@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Engine } from '../src/gpu/engine.js';
+import { Engine, Params } from '../src/gpu/engine.js';
 import { requestAdapter, requestDevice } from '../src/gpu/device.js';
 import { preprocess } from '../src/gpu/registry.js';
 import * as T from '../src/tensor/index.js';
@@ -85,6 +85,37 @@ describe('engine', () => {
     } finally {
       e.destroy();
     }
+  });
+
+  it('the load probe of kernels/peak.wgsl sums what it reads (vec4 and mat4x4 loads alike)', async () => {
+    // the probe behind measureLoadRate: invocation i reads groups (i + 1031t) mod n of 16 floats
+    const e = await getEngine();
+    const groups = 37;
+    const iters = 5;
+    const inv = 2 * 64;
+    const data = Float32Array.from(randn(groups * 16, 7));
+    const expected = new Float32Array(inv * 4);
+    for (let i = 0; i < inv; i++) {
+      for (let t = 0; t < iters; t++) {
+        const j = (i + t * 1031) % groups;
+        for (let q = 0; q < 4; q++) for (let c = 0; c < 4; c++) expected[i * 4 + c] += data[j * 16 + q * 4 + c]!;
+      }
+    }
+    const src = e.alloc(data.byteLength);
+    e.write(src, 0, data);
+    for (const mat4 of [false, true]) {
+      const out = e.alloc(inv * 16);
+      e.dispatch({
+        kernel: { family: 'peak', entry: 'load', defines: { LOAD: true, LOAD_MAT4: mat4 } },
+        params: new Params().u32(iters, groups).f32(0, 0).done(),
+        buffers: [src, out],
+        workgroups: [2],
+      });
+      const got = new Float32Array(await e.read(out, 0, inv * 16));
+      got.forEach((g, k) => expect(Math.abs(g - expected[k]!)).toBeLessThan(1e-4 * (1 + Math.abs(expected[k]!))));
+      e.free(out);
+    }
+    e.free(src);
   });
 
   it('errors name the kernel and surface at the next sync point', async () => {
