@@ -55,6 +55,20 @@ export async function timeRepeatedCpu(engine: Engine, once: () => void, minSecon
   return { wall: elapsed / calls, cpu: cpu / calls };
 }
 
+/** Seconds per dispatch of one kernels/peak.wgsl probe, by the clock opts.clock names. */
+async function timeProbe(
+  engine: Engine,
+  entry: string,
+  defines: Record<string, boolean>,
+  params: ArrayBuffer,
+  buffers: GPUBuffer[],
+  workgroups: ReturnType<typeof grid>,
+  opts: PeakOptions,
+): Promise<number> {
+  const t = await timeRepeatedCpu(engine, () => engine.dispatch({ kernel: { family: 'peak', entry, defines }, params, buffers, workgroups }), opts.minSeconds);
+  return opts.clock === 'cpu' ? t.cpu : t.wall;
+}
+
 /** vec4 FMA throughput in GFLOP/s (5 independent vec4 chains per invocation, 4 steps per loop iteration). */
 export async function measurePeakFma(engine: Engine, opts: PeakOptions = {}): Promise<number> {
   const wgs = 512;
@@ -63,18 +77,8 @@ export async function measurePeakFma(engine: Engine, opts: PeakOptions = {}): Pr
   const out = engine.alloc(n * 16, 'peak fma out');
   try {
     const params = new Params().u32(iters, n).f32(0.999, 0.001).done();
-    const t = await timeRepeatedCpu(
-      engine,
-      () =>
-        engine.dispatch({
-          kernel: { family: 'peak', entry: 'fma_peak', defines: { FMA: true } },
-          params,
-          buffers: [out],
-          workgroups: grid(wgs),
-        }),
-      opts.minSeconds,
-    );
-    return (n * iters * STEPS * CHAINS * 4 * 2) / (opts.clock === 'cpu' ? t.cpu : t.wall) / 1e9;
+    const s = await timeProbe(engine, 'fma_peak', { FMA: true }, params, [out], grid(wgs), opts);
+    return (n * iters * STEPS * CHAINS * 4 * 2) / s / 1e9;
   } finally {
     engine.free(out);
   }
@@ -88,18 +92,8 @@ export async function measureCopyBandwidth(engine: Engine, opts: PeakOptions & {
   const dst = engine.alloc(n * 16, 'peak copy out');
   try {
     const params = new Params().u32(0, n).f32(0, 0).done();
-    const t = await timeRepeatedCpu(
-      engine,
-      () =>
-        engine.dispatch({
-          kernel: { family: 'peak', entry: 'copy', defines: { COPY: true } },
-          params,
-          buffers: [src, dst],
-          workgroups: grid(Math.ceil(n / 64)),
-        }),
-      opts.minSeconds,
-    );
-    return (2 * n * 16) / (opts.clock === 'cpu' ? t.cpu : t.wall) / 1e9;
+    const s = await timeProbe(engine, 'copy', { COPY: true }, params, [src, dst], grid(Math.ceil(n / 64)), opts);
+    return (2 * n * 16) / s / 1e9;
   } finally {
     engine.free(src);
     engine.free(dst);
@@ -120,18 +114,8 @@ export async function measureLoadRate(engine: Engine, opts: PeakOptions & { kind
   const out = engine.alloc(n * 16, 'peak load out');
   try {
     const params = new Params().u32(iters, groups).f32(0, 0).done();
-    const t = await timeRepeatedCpu(
-      engine,
-      () =>
-        engine.dispatch({
-          kernel: { family: 'peak', entry: 'load', defines: { LOAD: true, LOAD_MAT4: opts.kind === 'mat4' } },
-          params,
-          buffers: [src, out],
-          workgroups: grid(wgs),
-        }),
-      opts.minSeconds,
-    );
-    return (n * iters * 16) / (opts.clock === 'cpu' ? t.cpu : t.wall) / 1e9;
+    const s = await timeProbe(engine, 'load', { LOAD: true, LOAD_MAT4: opts.kind === 'mat4' }, params, [src, out], grid(wgs), opts);
+    return (n * iters * 16) / s / 1e9;
   } finally {
     engine.free(src);
     engine.free(out);
