@@ -17,7 +17,7 @@ import { buildChatPrompt } from '../src/model/chat.js';
 import { loadAudioLLM } from '../src/model/load.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import {
-  IGNORE, PROMPTS, batchClips, clipQAs, encodeConversation, parseGender, parseLabels, parseYesNo, checkQuestionWeights, pickQuestions, questionOrder, templateIds, trainTokenizer,
+  IGNORE, PROMPTS, batchClips, clipQAs, epochPool, encodeConversation, parseGender, parseLabels, parseYesNo, checkQuestionWeights, pickQuestions, questionOrder, templateIds, trainTokenizer,
 } from '../src/model/train-data.js';
 import {
   DEFAULT_DIMS, type ModelDims, cachedMels, frontendFor, initAux, initWeights, lrAt, lossSvg, makeConfig, packBatch, trainAudioLLM, trainLogits, trainLoss, trainableWeights, writeModelDir,
@@ -91,6 +91,17 @@ describe('instruction data', () => {
     expect(parseYesNo('Yes.')).toBe(true);
     expect(parseYesNo('no')).toBe(false);
     expect(parseYesNo('maybe')).toBe(null);
+  });
+
+  it('repeats mixtures in the epoch pool and rejects a bad repeat count', () => {
+    expect(epochPool([1, 2, 1, 3], 1)).toEqual([0, 1, 2, 3]);
+    const pool = epochPool([1, 2, 1, 3], 3);
+    expect(pool).toEqual([0, 1, 1, 1, 2, 3, 3, 3]);
+    // an epoch over the pool visits each mixture three times, each single once
+    const seen = [0, 1, 2, 3].flatMap((s) => batchClips(4, s, 2, pool.length).map((i) => pool[i]!));
+    expect([...seen].sort((a, b) => a - b)).toEqual(pool);
+    expect(() => epochPool([1, 2], 0)).toThrow(/mixture repeat/);
+    expect(() => epochPool([1, 2], 1.5)).toThrow(/mixture repeat/);
   });
 
   it('visits every clip once per epoch and schedules the learning rate', () => {

@@ -2,7 +2,7 @@
 //
 //   npx tsx tools/train-audiollm.ts --corpus DIR --out weights/ --steps N --seed S [--resume]
 //
-// Options (defaults in src/model/train.ts): --batch, --lr, --warmup, --encoder-lr-scale, --aux-weight, --aux-lr-scale,
+// Options (defaults in src/model/train.ts): --batch, --lr, --warmup, --encoder-lr-scale, --aux-weight, --aux-lr-scale, --mixture-repeat,
 // --questions, --work DIR (caches, checkpoint,
 // loss log; default OUT/.ardgpu-cache/train), --checkpoint-every, --val-every, --vocab,
 // --dims '{"hidden":192,...}', --no-eval (skip the held-out evaluation and README),
@@ -40,6 +40,7 @@ async function main(): Promise<void> {
     .option('--encoder-lr-scale <x>', 'learning-rate multiplier of the audio tower')
     .option('--aux-weight <x>', 'weight of the training-only auxiliary label loss (0: off)')
     .option('--aux-lr-scale <x>', 'learning-rate multiplier of the auxiliary head')
+    .option('--mixture-repeat <n>', 'times a clip with several labels appears in each epoch (default 1)')
     .option('--questions <n>', 'questions asked about each clip per step')
     .option('--checkpoint-every <n>', 'steps between checkpoints')
     .option('--val-every <n>', 'steps between validation losses')
@@ -83,6 +84,7 @@ async function main(): Promise<void> {
     encoderLrScale: num(o.encoderLrScale, 'encoder-lr-scale'),
     auxWeight: num(o.auxWeight, 'aux-weight'),
     auxLrScale: num(o.auxLrScale, 'aux-lr-scale'),
+    mixtureRepeat: num(o.mixtureRepeat, 'mixture-repeat'),
     questionsPerClip: num(o.questions, 'questions'),
     checkpointEvery: num(o.checkpointEvery, 'checkpoint-every'),
     valEvery: num(o.valEvery, 'val-every'),

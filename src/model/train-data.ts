@@ -227,6 +227,16 @@ export function batchClips(seed: number, step: number, batch: number, nClips: nu
   return out;
 }
 
+/**
+ * The clip indices one epoch draws from: each clip once, and a clip with several labels (a
+ * mixture) `mixtureRepeat` times. Mixtures are a fifth of the corpus; seen once per epoch the model
+ * learned that an answer names one sound and named only the loudest of a mixture.
+ */
+export function epochPool(labelCounts: readonly number[], mixtureRepeat = 1): number[] {
+  if (!(Number.isInteger(mixtureRepeat) && mixtureRepeat >= 1)) throw new ArdError(`training: mixture repeat must be an integer ≥ 1 (got ${mixtureRepeat})`);
+  return labelCounts.flatMap((n, i) => Array<number>(n > 1 ? mixtureRepeat : 1).fill(i));
+}
+
 /** The question order for clip `clip` at step `step`. */
 export function questionOrder(seed: number, step: number, clip: number, qas: readonly QA[]): QA[] {
   return shuffled(qas, mulberry32(hashInts(seed, 0x0a5e, step, clip)));

@@ -39,7 +39,7 @@ import { Qwen2AudioConfig, expectedTensorShapes, parseQwen2AudioConfig, qwen2Aud
 import { openSafetensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import { Tokenizer } from './tokenizer.js';
 import {
-  IGNORE, type EncodedConversation, type QuestionWeights, batchClips, checkQuestionWeights, clipQAs, encodeConversation, hashInts, pickQuestions, templateIds, trainTokenizer,
+  IGNORE, type EncodedConversation, type QuestionWeights, batchClips, checkQuestionWeights, epochPool, clipQAs, encodeConversation, hashInts, pickQuestions, templateIds, trainTokenizer,
 } from './train-data.js';
 
 // ---- model size -----------------------------------------------------------------------------
@@ -515,6 +515,8 @@ export interface TrainOptions {
    * at the label base rate and tells the encoder little.
    */
   auxLrScale?: number;
+  /** Times a clip with several labels appears in each epoch (default 1): see epochPool. */
+  mixtureRepeat?: number;
   /** Peak learning rate (default 2e-3), reached after `warmup` steps, then cosine decay to lr·minLrRatio. */
   lr?: number;
   warmup?: number;
@@ -637,6 +639,7 @@ export interface RunSpec {
   auxWeight: number;
   encoderLrScale: number;
   auxLrScale: number;
+  mixtureRepeat: number;
   /** The auxiliary head's classes (the corpus labels). */
   auxClasses: string[];
   steps: number;
@@ -652,7 +655,7 @@ export interface RunSpec {
   corpus: string;
 }
 
-const RUN_VERSION = 7;
+const RUN_VERSION = 8;
 const CKPT = 'checkpoint.safetensors';
 
 function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec {
@@ -667,6 +670,7 @@ function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec 
     auxWeight: o.auxWeight ?? 1,
     encoderLrScale: o.encoderLrScale ?? 1,
     auxLrScale: o.auxLrScale ?? 1,
+    mixtureRepeat: o.mixtureRepeat ?? 1,
     auxClasses: [],
     steps: o.steps,
     lr: o.lr ?? 2e-3,
@@ -835,6 +839,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
     const valClips = valEntries.length ? await cachedMels(engine, o.corpus, valEntries, fe, maxPos, path.join(work, `mels-val.safetensors`)) : [];
     log(`log-mels ready (${((performance.now() - tm) / 1000).toFixed(1)} s)`);
     const qas = clips.map((c) => clipQAs(c.entry));
+    const pool = epochPool(clips.map((c) => c.entry.labels.length), spec.mixtureRepeat);
     const tid = templateIds(tok);
 
     weights = initWeights(engine, config, spec.seed);
@@ -869,7 +874,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
     try {
       for (let step = start; step < end; step++) {
         const ts = performance.now();
-        const pick = batchClips(spec.seed, step, spec.batch, clips.length);
+        const pick = batchClips(spec.seed, step, spec.batch, pool.length).map((i) => pool[i]!);
         const convs: EncodedConversation[] = [];
         const clipOf: number[] = [];
         pick.forEach((c, i) => {
@@ -1164,6 +1169,7 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
     '',
     `Each step takes ${spec.batch} clips and asks each ${spec.questionsPerClip} of its questions (seeded draws${spec.questionWeights ? `, weighted ${Object.entries(spec.questionWeights).map(([k, v]) => `${k} ${v}`).join(', ')}, others 1` : ''}), one sequence per`,
     'question, sharing the clip\'s encoder pass. The loss is on answer tokens and their <|im_end|> only.',
+    ...(spec.mixtureRepeat !== 1 ? [`Clips with several labels (mixtures) appear ${spec.mixtureRepeat} times in each epoch's order, every other clip once.`] : []),
     'Log-mels are computed once per clip and cached. (A multi-turn chat with every question about a clip',
     'would be cheaper, but later answers can be read off earlier ones, and the model learned that shortcut',
     'instead of listening.)',
