@@ -15,11 +15,13 @@
 //     selection sort leaves the best k in slots 0..k-1, best first.
 //   heap (otherwise; SLOTS = pow2(k)): a streaming min-heap of k pairs whose root is the worst
 //     kept pair; one compare per element, log k work when an element beats the root.
-// Defines: TX value type; SLOTS; WG workgroup size; HEAP;
+// Defines: TX value type; SLOTS; WG workgroup size; HEAP; POP (HEAP and FINAL: pop the heap so the
+//   output is sorted; without it a heap's k results are written in heap order);
 //   FIRST  input is X (values, rows `n` long starting at offX + row·n); VEC4: read as 16-byte
 //          quads (n, offX and chunk starts multiples of 4);
 //          else CIN: (key, index) pairs as u32 [rows, n, 2] from a previous pass.
-//   FINAL  write values V [rows, k] (TX) and indices I [rows, k] (i32) sorted best first;
+//   FINAL  write values V [rows, k] (TX) and indices I [rows, k] (i32), sorted best first (the
+//          filter variant always, the heap with POP);
 //          else COUT: k unsorted (key, index) pairs per (row, chunk) → [rows, chunks·k, 2].
 // Bindings: topk_select 0 P; 1 X (or X4) or CIN; FINAL: 2 V, 3 I; else 2 COUT.
 //
@@ -98,9 +100,9 @@ fn load_pair(j: u32) -> vec2<u32> {
 }
 
 //#if HEAP
-// Put (key, idx) at the root and restore the min-heap (root = worst) over the first `size` slots.
-fn sift_root(key: u32, idx: u32, size: u32) {
-  var pos = 0u;
+// Put (key, idx) at slot `start` and sift it down the min-heap (root = worst) over the first `size` slots.
+fn sift_down(start: u32, key: u32, idx: u32, size: u32) {
+  var pos = start;
   loop {
     let l = 2u * pos + 1u;
     if (l >= size) { break; }
@@ -178,16 +180,22 @@ fn topk_select(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
   let j1 = min(P.n, j0 + P.chunkLen);
 //#if HEAP
   // Streaming k-slot min-heap: one compare against the root per element, log k work per insert.
+  // The first k elements (sentinels past a short chunk's end) become a heap by Floyd's bottom-up
+  // construction, O(k), instead of k root insertions, O(k log k).
+  let seeded = min(k, j1 - j0);
   for (var s = 0u; s < k; s++) {
-    hk[slot(s)] = 0u;
-    hi[slot(s)] = SENTINEL_I;
+    var e = vec2<u32>(0u, SENTINEL_I);
+    if (s < seeded) { e = load_pair(j0 + s); }
+    hk[slot(s)] = e.x;
+    hi[slot(s)] = e.y;
   }
-  var rootK = 0u;
-  var rootI = SENTINEL_I;
-  for (var j = j0; j < j1; j++) {
+  for (var p = k / 2u; p > 0u; p--) { sift_down(p - 1u, hk[slot(p - 1u)], hi[slot(p - 1u)], k); }
+  var rootK = hk[slot(0u)];
+  var rootI = hi[slot(0u)];
+  for (var j = j0 + seeded; j < j1; j++) {
     let e = load_pair(j);
     if (worse(rootK, rootI, e.x, e.y)) {
-      sift_root(e.x, e.y, k);
+      sift_down(0u, e.x, e.y, k);
       rootK = hk[slot(0u)];
       rootI = hi[slot(0u)];
     }
@@ -258,13 +266,13 @@ fn topk_select(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
 //#endif
 //#if FINAL
   let ob = row * k;
-//#if HEAP
+//#if POP
   // pop the worst into the last output slot first: output is best first
   for (var t = k; t > 0u; t--) {
     V[ob + t - 1u] = ${TX}(from_key(hk[slot(0u)]));
     I[ob + t - 1u] = i32(hi[slot(0u)]);
     let last = t - 1u;
-    if (last > 0u) { sift_root(hk[slot(last)], hi[slot(last)], last); }
+    if (last > 0u) { sift_down(0u, hk[slot(last)], hi[slot(last)], last); }
   }
 //#else
   for (var s = 0u; s < k; s++) {

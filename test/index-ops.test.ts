@@ -280,12 +280,23 @@ describe('indexSelect and embedding', () => {
 
 // ---- top-k ----------------------------------------------------------------------------------
 
-async function checkTopk(e: Awaited<ReturnType<typeof getEngine>>, x: Float32Array, rows: number, n: number, k: number, what: string, t?: T.Tensor): Promise<void> {
+async function checkTopk(e: Awaited<ReturnType<typeof getEngine>>, x: Float32Array, rows: number, n: number, k: number, what: string, t?: T.Tensor, sorted = true): Promise<void> {
   const xt = t ?? T.tensor(e, x, [rows, n]);
-  const { values, indices } = topk(xt, k);
+  const { values, indices } = topk(xt, k, { sorted });
   const ref = topkRef(x, rows, n, k);
-  const gotI = Array.from(await indices.read());
-  const gotV = Array.from(await values.read());
+  let gotI = Array.from(await indices.read());
+  let gotV = Array.from(await values.read());
+  if (!sorted) {
+    // the same k (value, index) pairs per row in any order: put each row in the reference's order
+    const rank = (r: number, i: number) => ref.indices.slice(r * k, r * k + k).indexOf(i);
+    const perm = Array.from({ length: rows * k }, (_, p) => p);
+    for (let r = 0; r < rows; r++) {
+      const seg = perm.slice(r * k, r * k + k).sort((a, b) => (rank(r, gotI[a]!) >>> 0) - (rank(r, gotI[b]!) >>> 0));
+      perm.splice(r * k, k, ...seg);
+    }
+    gotI = perm.map((p) => gotI[p]!);
+    gotV = perm.map((p) => gotV[p]!);
+  }
   const firstBad = gotI.findIndex((v, i) => v !== ref.indices[i]);
   if (firstBad >= 0) {
     const r = Math.floor(firstBad / k);
@@ -321,6 +332,17 @@ describe('topk', () => {
         await checkTopk(e, x, rows, n, k, `randn rows=${rows} n=${n} k=${k}`);
         await checkTopk(e, q, rows, n, k, `ties rows=${rows} n=${n} k=${k}`);
       }
+    }
+  });
+
+  it('sorted: false returns the same k entries per row (heap order)', async () => {
+    const e = await getEngine();
+    let seed = 260;
+    for (const [rows, n, k] of [[300, 1000, 128], [65, 1001, 129], [7, 4097, 256], [5, 9, 9], [260, 33, 5]] as const) {
+      const x = randn(rows * n, seed++);
+      const q = x.map((v) => Math.round(v * 4) / 4);
+      await checkTopk(e, x, rows, n, k, `unsorted randn rows=${rows} n=${n} k=${k}`, undefined, false);
+      await checkTopk(e, q, rows, n, k, `unsorted ties rows=${rows} n=${n} k=${k}`, undefined, false);
     }
   });
 

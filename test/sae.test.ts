@@ -153,8 +153,11 @@ describe.each([
       const row = Array.from(pre.subarray(b * m, (b + 1) * m));
       const order = row.map((v, j) => j).sort((p, q) => row[q]! - row[p]! || p - q);
       const deadOrder = order.filter((j) => deadH[j]);
+      // AuxK codes are the top kAux dead latents as a set (in no particular order)
+      const auxGot = Array.from(ih.subarray(b * kTot + k, (b + 1) * kTot));
+      expect([...auxGot].sort((p, q) => p - q)).toEqual(deadOrder.slice(0, kAux).sort((p, q) => p - q));
       for (let s = 0; s < kTot; s++) {
-        const want = s < k ? order[s]! : deadOrder[s - k]!;
+        const want = s < k ? order[s]! : ih[b * kTot + s]!;
         expect(ih[b * kTot + s]).toBe(want);
         expectClose([zh[b * kTot + s]!], [Math.max(0, row[want]!)], 1e-5, 1e-6, 'z');
         Wdense[b * m + want]! += wz[b * kTot + s]!;

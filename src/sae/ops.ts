@@ -298,7 +298,7 @@ export interface EncodeOptions {
 /**
  * Top-K codes of x [B, d]: z = ReLU(TopK_k(pre)) with pre = (x − b_dec)·W_enc + b_enc, plus with
  * kAux > 0 the top min(kAux, nDead) pre-activations among the dead latents (gathered first, so the
- * AuxK selection costs in proportion to nDead). Autograd: z reaches W_enc, b_enc, b_dec (not x).
+ * AuxK selection costs in proportion to nDead; codes k.. are that set, in no particular order). Autograd: z reaches W_enc, b_enc, b_dec (not x).
  * The only dense work is the matmul.
  */
 export function encodeTopK(x: Tensor, W_enc: Tensor, b_enc: Tensor, b_dec: Tensor, k: number, opts: EncodeOptions = {}, build: { csr?: boolean } = {}): SparseCodes {
@@ -332,7 +332,7 @@ export function encodeTopK(x: Tensor, W_enc: Tensor, b_enc: Tensor, b_dec: Tenso
         buffers: [pre.buffer, dead!.buffer, deadPre.buffer],
         workgroups: rowGrid(nDead, 64, B),
       });
-      aux = topk(deadPre, kAux);
+      aux = topk(deadPre, kAux, { sorted: false }); // a set: its order does not matter
       deadPre.dispose();
     }
     pre.dispose();

@@ -296,9 +296,11 @@ function topkCap(k: number): number {
  *    partial selection sort of the list gives the result. Both passes read 16-byte quads.
  *  - heap (otherwise): a streaming k-slot min-heap, one compare per element against its root.
  * With fewer than 256 rows, rows are split into chunks whose k candidates each further passes of
- * the same kernel merge, so every core has work; the last pass writes the sorted result.
+ * the same kernel merge, so every core has work; the last pass writes the result.
+ * sorted: false lets the heap skip its final k pops (the same k entries, in heap order): for
+ * callers that only need the set, such as the SAE's AuxK selection (k_aux = 4k on a short row).
  */
-export function topk(x: Tensor, k: number): TopK {
+export function topk(x: Tensor, k: number, opts: { sorted?: boolean } = {}): TopK {
   floatCheck(x, 'topk');
   if (x.rank < 1) throw new ArdError('topk: needs a tensor of rank ≥ 1');
   const n = x.shape[x.rank - 1]!;
@@ -309,7 +311,7 @@ export function topk(x: Tensor, k: number): TopK {
   const outShape = [...x.shape.slice(0, -1), k];
   const values = empty(engine, outShape, x.dtype);
   const indices = empty(engine, outShape, 'i32');
-  if (rows > 0) topkRaw(engine, x, rows, n, k, values, indices);
+  if (rows > 0) topkRaw(engine, x, rows, n, k, values, indices, opts.sorted ?? true);
   const held = hold(indices, [x]);
   return {
     values: record(values, 'topk', [x], (g) => [topkBackward(g, held, x.shape, rows, n, k)]),
@@ -317,7 +319,7 @@ export function topk(x: Tensor, k: number): TopK {
   };
 }
 
-function topkRaw(engine: Engine, x: Tensor, rows: number, n: number, k: number, values: Tensor, indices: Tensor): void {
+function topkRaw(engine: Engine, x: Tensor, rows: number, n: number, k: number, values: Tensor, indices: Tensor, sorted: boolean): void {
   const dense = x.isContiguousIgnoringOffset() ? x : engine.noGradScope(() => contiguous(x));
   const cap = topkCap(k);
   let cand: Tensor | null = null; // (key, index) pairs from the previous pass, [rows, len]
@@ -336,7 +338,7 @@ function topkRaw(engine: Engine, x: Tensor, rows: number, n: number, k: number, 
     const wgSize = Math.max(1, Math.min(TOPK_WG, Math.floor(topkSlotsPerWg(engine) / slots)));
     const next: Tensor | null = final ? null : empty(engine, [rows, chunks * k * 2], 'u32');
     engine.dispatch({
-      kernel: { family: 'topk', entry: 'topk_select', defines: { TX: x.dtype, SLOTS: slots, FIRST: first, FINAL: final, WG: wgSize, HEAP: heap, VEC4: vec4 } },
+      kernel: { family: 'topk', entry: 'topk_select', defines: { TX: x.dtype, SLOTS: slots, FIRST: first, FINAL: final, WG: wgSize, HEAP: heap, POP: heap && final && sorted, VEC4: vec4 } },
       params: new Params().u32(rows, len, k, chunks, chunkLen, first ? dense.offset : 0, 0, 0).done(),
       buffers: [first ? dense.buffer : cand!.buffer, ...(final ? [values.buffer, indices.buffer] : [next!.buffer])],
       workgroups: grid(Math.ceil(lanes / wgSize)),
