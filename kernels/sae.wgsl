@@ -30,7 +30,6 @@
 //   PROJECT    G[j] −= ⟨G[j], W[j]⟩·W[j] (rows of W unit norm)                      1 W 2 G
 //   NORMALIZE  W[j] /= ‖W[j]‖                                                       1 W
 //   FIRED      LAST[IDX[b,s]] = step where Z[b,s] > 0, s < k                         1 Z 2 IDX 3 LAST
-//   GATHER_COLS O[b, q] = PRE[b, DEAD[q]]                                            1 PRE 2 DEAD 3 O
 //   LOSS_*     see the end of the file
 
 //#if DZF
@@ -572,20 +571,5 @@ fn loss_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
   _ = ST[0];
   _ = EH[0];
 //#endif
-}
-//#endif
-
-//#if GATHER_COLS
-@group(0) @binding(1) var<storage, read> PRE: array<f32>;
-@group(0) @binding(2) var<storage, read> DEAD: array<i32>;
-@group(0) @binding(3) var<storage, read_write> O: array<f32>;
-// O[b, q] = PRE[b, DEAD[q]] for q < k1 (the dead latents' pre-activations); grid: x covers k1, y (+z) rows
-@compute @workgroup_size(64)
-fn gather_cols(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) li: u32) {
-  let b = row_of(wg, nwg);
-  let q = wg.x * 64u + li;
-  if (b >= P.B || q >= P.k1) { return; }
-  O[b * P.k1 + q] = PRE[b * P.m + u32(DEAD[q])];
 }
 //#endif

@@ -17,19 +17,20 @@
 //     kept pair; one compare per element, log k work when an element beats the root.
 // Defines: TX value type; SLOTS; WG workgroup size; HEAP; POP (HEAP and FINAL: pop the heap so the
 //   output is sorted; without it a heap's k results are written in heap order);
-//   FIRST  input is X (values, rows `n` long starting at offX + row·n); VEC4: read as 16-byte
-//          quads (n, offX and chunk starts multiples of 4);
+//   FIRST  input is X (values, row `row` starting at offX + row·strideX, n long); VEC4: read as
+//          16-byte quads (n = strideX, offX and chunk starts multiples of 4); COLS: element j of a
+//          row is X[row start + COLS[j]] (a column subset, i32 [n], binding BCOLS; clamped to the row);
 //          else CIN: (key, index) pairs as u32 [rows, n, 2] from a previous pass.
 //   FINAL  write values V [rows, k] (TX) and indices I [rows, k] (i32), sorted best first (the
 //          filter variant always, the heap with POP);
 //          else COUT: k unsorted (key, index) pairs per (row, chunk) → [rows, chunks·k, 2].
-// Bindings: topk_select 0 P; 1 X (or X4) or CIN; FINAL: 2 V, 3 I; else 2 COUT.
+// Bindings: topk_select 0 P; 1 X (or X4) or CIN; FINAL: 2 V, 3 I; else 2 COUT; then COLS.
 //
 // Entry `scatter` (backward of the values): thread per (row, j < k):
 //   DX[row·n + I[row·k + j]] = G[row·k + j] (indices unique within a row; DX pre-zeroed).
 // Bindings: scatter 0 P; 1 G (array<${TX}>); 2 I (array<i32>); 3 DX (array<${TX}>).
 
-struct Params { rows: u32, n: u32, k: u32, chunks: u32, chunkLen: u32, offX: u32, pad0: u32, pad1: u32 };
+struct Params { rows: u32, n: u32, k: u32, chunks: u32, chunkLen: u32, offX: u32, strideX: u32, pad1: u32 };
 @group(0) @binding(0) var<uniform> P: Params;
 
 const SLOTS = ${SLOTS}u;
@@ -56,6 +57,9 @@ fn slot(s: u32) -> u32 { return s * ${WG}u + lid; }
 @group(0) @binding(3) var<storage, read_write> I: array<i32>;
 //#else
 @group(0) @binding(2) var<storage, read_write> COUT: array<u32>;
+//#endif
+//#if COLS
+@group(0) @binding(${BCOLS}) var<storage, read> COLS: array<i32>;
 //#endif
 
 fn to_key(v: f32) -> u32 {
@@ -92,7 +96,11 @@ fn load_pair(j: u32) -> vec2<u32> {
   let q = X4[(base + j) / 4u];
   return vec2<u32>(to_key(f32(q[(base + j) % 4u])), j);
 //#else
+//#if COLS
+  return vec2<u32>(to_key(f32(X[base + min(u32(COLS[j]), P.strideX - 1u)])), j);
+//#else
   return vec2<u32>(to_key(f32(X[base + j])), j);
+//#endif
 //#endif
 //#else
   return vec2<u32>(CIN[2u * (base + j)], CIN[2u * (base + j) + 1u]);
@@ -172,7 +180,7 @@ fn topk_select(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
   let chunk = lane % P.chunks;
   let k = P.k;
 //#if FIRST
-  base = P.offX + row * P.n;
+  base = P.offX + row * P.strideX;
 //#else
   base = row * P.n;
 //#endif

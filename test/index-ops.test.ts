@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import * as T from '../src/tensor/index.js';
-import { crossEntropy, embedding, gather, indexSelect, scatterAdd, topk } from '../src/tensor/ops/index.js';
+import { crossEntropy, embedding, gather, indexSelect, scatterAdd, topk, topkColumns } from '../src/tensor/ops/index.js';
 import { ArdError } from '../src/util/errors.js';
 import { gradCheck } from './gradcheck.js';
 import { expectClose, getEngine, randn, rng } from './helpers.js';
@@ -344,6 +344,45 @@ describe('topk', () => {
       await checkTopk(e, x, rows, n, k, `unsorted randn rows=${rows} n=${n} k=${k}`, undefined, false);
       await checkTopk(e, q, rows, n, k, `unsorted ties rows=${rows} n=${n} k=${k}`, undefined, false);
     }
+  });
+
+  it('topkColumns selects among a column subset in place (heap, filter, chunked rows, an offset view)', async () => {
+    const e = await getEngine();
+    let seed = 280;
+    // [rows, width, chosen columns, k]; the filter variant needs a long row (≥ 16k chosen)
+    for (const [rows, width, nCols, k] of [[300, 200, 50, 7], [260, 1030, 1001, 128], [7, 4097, 3000, 32], [3, 9000, 8193, 5]] as const) {
+      const x = randn(rows * width + 4, seed++);
+      const r = rng(seed++);
+      const cols = Array.from({ length: width }, (_, j) => j).sort(() => r() - 0.5).slice(0, nCols);
+      const view = T.tensor(e, x, [rows * width + 4]);
+      const xt = T.reshape(T.slice(view, 0, 3, 3 + rows * width), [rows, width]); // offset 3: no quad loads
+      const ct = T.tensor(e, Int32Array.from(cols), [nCols], 'i32');
+      const gathered = new Float32Array(rows * nCols);
+      for (let b = 0; b < rows; b++) for (let j = 0; j < nCols; j++) gathered[b * nCols + j] = x[3 + b * width + cols[j]!]!;
+      const ref = topkRef(gathered, rows, nCols, k);
+      for (const sorted of [true, false]) {
+        const { values, indices } = topkColumns(xt, ct, k, { sorted });
+        const gi = Array.from(await indices.read());
+        const gv = Array.from(await values.read());
+        for (let b = 0; b < rows; b++) {
+          const want = ref.indices.slice(b * k, b * k + k);
+          const got = gi.slice(b * k, b * k + k);
+          const what = `rows=${rows} cols=${nCols} k=${k} sorted=${sorted} row ${b}`;
+          if (sorted) expect(got, what).toEqual(want);
+          else expect([...got].sort((p, q) => p - q), what).toEqual([...want].sort((p, q) => p - q));
+          got.forEach((j, s) => expect(gv[b * k + s], what).toBe(gathered[b * nCols + j]));
+        }
+        values.dispose();
+        indices.dispose();
+      }
+      for (const t of [view, xt, ct]) t.dispose();
+    }
+    const x = T.tensor(e, randn(20, 1), [4, 5]);
+    const c = T.tensor(e, Int32Array.from([0, 2]), [2], 'i32');
+    expect(() => topkColumns(x, c, 3)).toThrow(/exceeds the 2 columns/);
+    expect(() => topkColumns(x, x, 1)).toThrow(/i32 list/);
+    x.dispose();
+    c.dispose();
   });
 
   it('handles constant, sorted and special-valued rows, offset/strided views and f16', async () => {

@@ -27,7 +27,7 @@ import { Tensor, empty, shapeStr } from '../tensor/tensor.js';
 import { sub, zeros } from '../tensor/ops/elementwise.js';
 import { sum } from '../tensor/ops/reduce.js';
 import { contiguous } from '../tensor/ops/layout.js';
-import { topk } from '../tensor/ops/index.js';
+import { topk, topkColumns } from '../tensor/ops/index.js';
 import { matmul } from '../tensor/ops/matmul.js';
 
 /** latent → entries map of a batch of codes: bucket j is list[rowStart[j] .. rowStart[j+1]). */
@@ -297,8 +297,9 @@ export interface EncodeOptions {
 
 /**
  * Top-K codes of x [B, d]: z = ReLU(TopK_k(pre)) with pre = (x − b_dec)·W_enc + b_enc, plus with
- * kAux > 0 the top min(kAux, nDead) pre-activations among the dead latents (gathered first, so the
- * AuxK selection costs in proportion to nDead; codes k.. are that set, in no particular order). Autograd: z reaches W_enc, b_enc, b_dec (not x).
+ * kAux > 0 the top min(kAux, nDead) pre-activations among the dead latents (only their columns are
+ * read, so the AuxK selection costs in proportion to nDead; codes k.. are that set, in no
+ * particular order). Autograd: z reaches W_enc, b_enc, b_dec (not x).
  * The only dense work is the matmul.
  */
 export function encodeTopK(x: Tensor, W_enc: Tensor, b_enc: Tensor, b_dec: Tensor, k: number, opts: EncodeOptions = {}, build: { csr?: boolean } = {}): SparseCodes {
@@ -323,18 +324,9 @@ export function encodeTopK(x: Tensor, W_enc: Tensor, b_enc: Tensor, b_dec: Tenso
     const pre = matmul(xc, W_enc, { bias: b_enc });
     const main = topk(pre, k);
     let aux = main;
-    if (kAux > 0) {
-      const nDead = dead!.size;
-      const deadPre = empty(engine, [B, nDead]);
-      engine.dispatch({
-        kernel: { family: 'sae', entry: 'gather_cols', defines: { GATHER_COLS: true } },
-        params: params({ B, m, k1: nDead }),
-        buffers: [pre.buffer, dead!.buffer, deadPre.buffer],
-        workgroups: rowGrid(nDead, 64, B),
-      });
-      aux = topk(deadPre, kAux, { sorted: false }); // a set: its order does not matter
-      deadPre.dispose();
-    }
+    // AuxK: the top kAux pre-activations among the dead latents' columns, read in place (a set:
+    // its order does not matter)
+    if (kAux > 0) aux = topkColumns(pre, dead!, kAux, { sorted: false });
     pre.dispose();
     const z = empty(engine, [B, kTot]);
     const idx = empty(engine, [B, kTot], 'i32');

@@ -311,7 +311,7 @@ export function topk(x: Tensor, k: number, opts: { sorted?: boolean } = {}): Top
   const outShape = [...x.shape.slice(0, -1), k];
   const values = empty(engine, outShape, x.dtype);
   const indices = empty(engine, outShape, 'i32');
-  if (rows > 0) topkRaw(engine, x, rows, n, k, values, indices, opts.sorted ?? true);
+  if (rows > 0) topkRaw(engine, x, rows, n, k, values, indices, opts.sorted ?? true, null);
   const held = hold(indices, [x]);
   return {
     values: record(values, 'topk', [x], (g) => [topkBackward(g, held, x.shape, rows, n, k)]),
@@ -319,8 +319,31 @@ export function topk(x: Tensor, k: number, opts: { sorted?: boolean } = {}): Top
   };
 }
 
-function topkRaw(engine: Engine, x: Tensor, rows: number, n: number, k: number, values: Tensor, indices: Tensor, sorted: boolean): void {
+/**
+ * topk over a subset of each row's columns, without a gradient: element j of row r is
+ * x[r, cols[j]] (cols i32 [n], each in [0, x's last dim); out-of-range ones are clamped). Returns
+ * positions into cols, not column ids. For the SAE's AuxK selection among dead latents: it reads
+ * the pre-activations in place instead of gathering the dead columns first.
+ */
+export function topkColumns(x: Tensor, cols: Tensor, k: number, opts: { sorted?: boolean } = {}): TopK {
+  floatCheck(x, 'topk');
+  if (cols.dtype !== 'i32' || cols.rank !== 1) throw new ArdError(`topk: cols must be an i32 list, got ${cols.dtype} ${shapeStr(cols.shape)}`);
+  if (x.rank < 1) throw new ArdError('topk: needs a tensor of rank ≥ 1');
+  const n = cols.size;
+  if (!Number.isInteger(k) || k < 1 || k > TOPK_MAX_K) throw new ArdError(`topk: k = ${k} must be an integer in [1, ${TOPK_MAX_K}]`);
+  if (k > n) throw new ArdError(`topk: k = ${k} exceeds the ${n} columns chosen`);
+  const engine = x.engine;
+  const rows = x.size / x.shape[x.rank - 1]!;
+  const outShape = [...x.shape.slice(0, -1), k];
+  const values = empty(engine, outShape, x.dtype);
+  const indices = empty(engine, outShape, 'i32');
+  if (rows > 0) topkRaw(engine, x, rows, n, k, values, indices, opts.sorted ?? true, cols);
+  return { values, indices };
+}
+
+function topkRaw(engine: Engine, x: Tensor, rows: number, n: number, k: number, values: Tensor, indices: Tensor, sorted: boolean, cols: Tensor | null): void {
   const dense = x.isContiguousIgnoringOffset() ? x : engine.noGradScope(() => contiguous(x));
+  const stride = x.shape[x.rank - 1]!;
   const cap = topkCap(k);
   let cand: Tensor | null = null; // (key, index) pairs from the previous pass, [rows, len]
   let len = n;
@@ -333,14 +356,19 @@ function topkRaw(engine: Engine, x: Tensor, rows: number, n: number, k: number, 
     const first = cand === null;
     const lanes = rows * chunks;
     const heap = !first || k > TOPK_FILTER_MAX || chunkLen < 16 * k;
-    const vec4 = first && len % 4 === 0 && dense.offset % 4 === 0;
+    const vec4 = first && !cols && len % 4 === 0 && dense.offset % 4 === 0;
+    const withCols = first && cols !== null;
     const slots = heap ? cap : 4 * cap;
     const wgSize = Math.max(1, Math.min(TOPK_WG, Math.floor(topkSlotsPerWg(engine) / slots)));
     const next: Tensor | null = final ? null : empty(engine, [rows, chunks * k * 2], 'u32');
     engine.dispatch({
-      kernel: { family: 'topk', entry: 'topk_select', defines: { TX: x.dtype, SLOTS: slots, FIRST: first, FINAL: final, WG: wgSize, HEAP: heap, POP: heap && final && sorted, VEC4: vec4 } },
-      params: new Params().u32(rows, len, k, chunks, chunkLen, first ? dense.offset : 0, 0, 0).done(),
-      buffers: [first ? dense.buffer : cand!.buffer, ...(final ? [values.buffer, indices.buffer] : [next!.buffer])],
+      kernel: {
+        family: 'topk',
+        entry: 'topk_select',
+        defines: { TX: x.dtype, SLOTS: slots, FIRST: first, FINAL: final, WG: wgSize, HEAP: heap, POP: heap && final && sorted, VEC4: vec4, COLS: withCols, BCOLS: final ? 4 : 3 },
+      },
+      params: new Params().u32(rows, len, k, chunks, chunkLen, first ? dense.offset : 0, first ? stride : 0, 0).done(),
+      buffers: [first ? dense.buffer : cand!.buffer, ...(final ? [values.buffer, indices.buffer] : [next!.buffer]), ...(withCols ? [cols!.buffer] : [])],
       workgroups: grid(Math.ceil(lanes / wgSize)),
     });
     cand?.dispose();
