@@ -26,6 +26,8 @@
 //          else COUT: k unsorted (key, index) pairs per (row, chunk) → [rows, chunks·k, 2].
 // Bindings: topk_select 0 P; 1 X (or X4) or CIN; FINAL: 2 V, 3 I; else 2 COUT; then COLS.
 //
+// Entry `topk_radix` (RADIX, with FIRST and FINAL): radix select for unsorted results; see there.
+//
 // Entry `scatter` (backward of the values): thread per (row, j < k):
 //   DX[row·n + I[row·k + j]] = G[row·k + j] (indices unique within a row; DX pre-zeroed).
 // Bindings: scatter 0 P; 1 G (array<${TX}>); 2 I (array<i32>); 3 DX (array<${TX}>).
@@ -296,6 +298,129 @@ fn topk_select(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
   }
 //#endif
 }
+
+//#if RADIX
+// Entry `topk_radix` (FIRST and FINAL, unsorted output): radix select, one invocation per row.
+// The streaming heap diverges on lavapipe when k is a large share of the row: with 8 rows per SIMD
+// vector nearly every element makes some lane sift (AuxK: k = 128 of ~1024 dead latents). Here
+// every element costs a load and a histogram increment, the same for all lanes:
+//   level L = 0..3 looks at key bits [24 − 8L, 32 − 8L) of the elements whose higher bits equal
+//   the prefix chosen so far: a 256-bin histogram gives the bin holding the need-th largest; the
+//   elements of higher bins are output; the bin's elements go on to the next level. Once a bin
+//   holds ≤ SLOTS elements they are collected into the slot list (in index order) and later levels
+//   scan only that list. At the last level (or when the whole bin is needed) the bin's first
+//   `need` elements in index order are output: equal keys keep the lower index, as in topk_select.
+// Workgroup memory per lane: the SLOTS-long slot list and 256 histogram bins.
+var<workgroup> rh: array<u32, 256 * ${WG}>;
+fn hslot(b: u32) -> u32 { return b * ${WG}u + lid; }
+
+fn put(ob: u32, s: u32, key: u32, idx: u32) {
+  V[ob + s] = ${TX}(from_key(key));
+  I[ob + s] = i32(idx);
+}
+
+@compute @workgroup_size(${WG})
+fn topk_radix(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+  let row = (wg.x + wg.y * nwg.x) * ${WG}u + li;
+  lid = li;
+  if (row >= P.rows) { return; }
+  base = P.offX + row * P.strideX;
+  let n = P.n;
+  let ob = row * P.k;
+  var out = 0u;        // outputs written
+  var need = P.k;      // still to choose
+  var pmask = 0u;      // key bits fixed so far ...
+  var prefix = 0u;     // ... and their values
+  var ncand = 0u;      // slot-list length, once collected
+  var collected = false;
+  for (var level = 0u; level < 4u; level++) {
+    let shift = 24u - 8u * level;
+    for (var b = 0u; b < 256u; b++) { rh[hslot(b)] = 0u; }
+    if (collected) {
+      for (var t = 0u; t < ncand; t++) {
+        let d = (hk[slot(t)] >> shift) & 255u;
+        rh[hslot(d)] += 1u;
+      }
+    } else {
+      for (var j = 0u; j < n; j++) {
+        let key = load_pair(j).x;
+        if ((key & pmask) == prefix) {
+          let d = (key >> shift) & 255u;
+          rh[hslot(d)] += 1u;
+        }
+      }
+    }
+    // the bin holding the need-th largest; the bins above it are all chosen
+    var above = 0u;
+    var bsel = 255u;
+    loop {
+      let h = rh[hslot(bsel)];
+      if (above + h >= need || bsel == 0u) { break; }
+      above += h;
+      bsel -= 1u;
+    }
+    let h = rh[hslot(bsel)];
+    need -= above;
+    // last: the bin's first `need` elements (index order) finish the selection
+    let last = level == 3u || h == need;
+    var taken = 0u;
+    if (collected) {
+      var w = 0u;
+      for (var t = 0u; t < ncand; t++) {
+        let key = hk[slot(t)];
+        let idx = hi[slot(t)];
+        let d = (key >> shift) & 255u;
+        if (d > bsel) {
+          put(ob, out, key, idx);
+          out += 1u;
+        } else if (d == bsel) {
+          if (last) {
+            if (taken < need) {
+              put(ob, out, key, idx);
+              out += 1u;
+              taken += 1u;
+            }
+          } else {
+            hk[slot(w)] = key;
+            hi[slot(w)] = idx;
+            w += 1u;
+          }
+        }
+      }
+      ncand = w;
+    } else {
+      let fits = h <= SLOTS;
+      for (var j = 0u; j < n; j++) {
+        let key = load_pair(j).x;
+        if ((key & pmask) == prefix) {
+          let d = (key >> shift) & 255u;
+          if (d > bsel) {
+            put(ob, out, key, j);
+            out += 1u;
+          } else if (d == bsel) {
+            if (last) {
+              if (taken < need) {
+                put(ob, out, key, j);
+                out += 1u;
+                taken += 1u;
+              }
+            } else if (fits) {
+              hk[slot(ncand)] = key;
+              hi[slot(ncand)] = j;
+              ncand += 1u;
+            }
+          }
+        }
+      }
+      collected = fits;
+    }
+    if (last) { break; }
+    pmask |= 255u << shift;
+    prefix |= bsel << shift;
+  }
+}
+//#endif
 
 @group(0) @binding(1) var<storage, read> G: array<${TX}>;
 @group(0) @binding(2) var<storage, read> GI: array<i32>;

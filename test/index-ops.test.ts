@@ -335,7 +335,7 @@ describe('topk', () => {
     }
   });
 
-  it('sorted: false returns the same k entries per row (heap order)', async () => {
+  it('sorted: false returns the same k entries per row (radix select where the heap would run)', async () => {
     const e = await getEngine();
     let seed = 260;
     for (const [rows, n, k] of [[300, 1000, 128], [65, 1001, 129], [7, 4097, 256], [5, 9, 9], [260, 33, 5]] as const) {
@@ -344,6 +344,19 @@ describe('topk', () => {
       await checkTopk(e, x, rows, n, k, `unsorted randn rows=${rows} n=${n} k=${k}`, undefined, false);
       await checkTopk(e, q, rows, n, k, `unsorted ties rows=${rows} n=${n} k=${k}`, undefined, false);
     }
+    // the radix select's last level: more equal keys than its slot list holds (constant rows, two
+    // values, -0 next to +0, and NaN / infinities)
+    const rows = 256, n = 700;
+    const special = [NaN, Infinity, -Infinity, -0, 0, 1e-40, -1e-40, 3.5];
+    const r = rng(99);
+    const x = Float32Array.from({ length: rows * n }, (_, i) => {
+      const row = Math.floor(i / n);
+      if (row % 4 === 0) return 1.25;
+      if (row % 4 === 1) return r() < 0.5 ? -2 : 2;
+      if (row % 4 === 2) return r() < 0.5 ? -0 : 0;
+      return special[Math.floor(r() * special.length)]!;
+    });
+    for (const k of [1, 100, 256]) await checkTopk(e, x, rows, n, k, `unsorted special rows k=${k}`, undefined, false);
   });
 
   it('topkColumns selects among a column subset in place (heap, filter, chunked rows, an offset view)', async () => {

@@ -271,6 +271,8 @@ const TOPK_LANES = 256;
 const TOPK_WG = 64;
 /** Largest k for the threshold-and-filter variant (4k slots per lane); larger k use the heap. */
 const TOPK_FILTER_MAX = 128;
+/** Slot-list length of the radix select (candidates collected once a bin is this small). */
+const TOPK_RADIX_SLOTS = 256;
 /** Slots per workgroup: 2 × 4 bytes each, within 32 KiB and the device's workgroup memory. */
 function topkSlotsPerWg(engine: Engine): number {
   return Math.min(32768, engine.limits.maxComputeWorkgroupStorageSize) / 8;
@@ -297,8 +299,10 @@ function topkCap(k: number): number {
  *  - heap (otherwise): a streaming k-slot min-heap, one compare per element against its root.
  * With fewer than 256 rows, rows are split into chunks whose k candidates each further passes of
  * the same kernel merge, so every core has work; the last pass writes the result.
- * sorted: false lets the heap skip its final k pops (the same k entries, in heap order): for
- * callers that only need the set, such as the SAE's AuxK selection (k_aux = 4k on a short row).
+ * sorted: false returns the same k entries in no particular order: for callers that only need the
+ * set, such as the SAE's AuxK selection (k_aux = 4k on a short row). Where the heap would run in a
+ * single pass, a radix select (topk_radix in kernels/topk.wgsl) runs instead: the heap's sifts
+ * diverge across the 8 rows of a SIMD vector when k is a large share of the row.
  */
 export function topk(x: Tensor, k: number, opts: { sorted?: boolean } = {}): TopK {
   floatCheck(x, 'topk');
@@ -356,16 +360,19 @@ function topkRaw(engine: Engine, x: Tensor, rows: number, n: number, k: number, 
     const first = cand === null;
     const lanes = rows * chunks;
     const heap = !first || k > TOPK_FILTER_MAX || chunkLen < 16 * k;
-    const vec4 = first && !cols && len % 4 === 0 && dense.offset % 4 === 0;
+    // an unsorted single-pass heap selection runs as a radix select instead (no divergent sifts)
+    const radix = heap && first && final && !sorted;
+    const vec4 = first && !cols && !radix && len % 4 === 0 && dense.offset % 4 === 0;
     const withCols = first && cols !== null;
-    const slots = heap ? cap : 4 * cap;
-    const wgSize = Math.max(1, Math.min(TOPK_WG, Math.floor(topkSlotsPerWg(engine) / slots)));
+    const slots = radix ? TOPK_RADIX_SLOTS : heap ? cap : 4 * cap;
+    // the radix select also keeps 256 histogram bins per lane (1 KiB: 128 slots' worth)
+    const wgSize = Math.max(1, Math.min(TOPK_WG, Math.floor(topkSlotsPerWg(engine) / (slots + (radix ? 128 : 0)))));
     const next: Tensor | null = final ? null : empty(engine, [rows, chunks * k * 2], 'u32');
     engine.dispatch({
       kernel: {
         family: 'topk',
-        entry: 'topk_select',
-        defines: { TX: x.dtype, SLOTS: slots, FIRST: first, FINAL: final, WG: wgSize, HEAP: heap, POP: heap && final && sorted, VEC4: vec4, COLS: withCols, BCOLS: final ? 4 : 3 },
+        entry: radix ? 'topk_radix' : 'topk_select',
+        defines: { TX: x.dtype, SLOTS: slots, FIRST: first, FINAL: final, WG: wgSize, HEAP: heap, POP: heap && final && sorted, VEC4: vec4, COLS: withCols, BCOLS: final ? 4 : 3, RADIX: radix },
       },
       params: new Params().u32(rows, len, k, chunks, chunkLen, first ? dense.offset : 0, first ? stride : 0, 0).done(),
       buffers: [first ? dense.buffer : cand!.buffer, ...(final ? [values.buffer, indices.buffer] : [next!.buffer]), ...(withCols ? [cols!.buffer] : [])],
