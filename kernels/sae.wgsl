@@ -177,6 +177,10 @@ fn rows_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
   var p0 = r0;
   if (P.c0 > 0u) { p0 = r0 + CNT[j * P.nC + P.c0 - 1u]; }
   let p1 = r0 + CNT[j * P.nC + P.c1 - 1u];
+//#if ACCUM
+  // nothing to add (AuxK entries touch only the dead latents): skip the read-modify-write of OUT
+  if (p0 == p1) { return; }
+//#endif
 //#if DZF
   var wv: array<vec4<f32>, ${Q}>;
   for (var q = 0u; q < ${Q}u; q++) {
