@@ -18,8 +18,9 @@
 // - A lane owns Q = 4 vec4 columns, so each entry's bookkeeping feeds 4 vec4 FMAs.
 // - The decoder backward computes dW_dec and dz in one pass when 8-lane subgroups exist and
 //   d ≤ 256 (the dot product is a subgroupAdd); otherwise dz runs by latent over the CSR.
-// - AuxK gathers the pre-activations of the listed dead latents first, so its top-k costs in
-//   proportion to the number of dead latents, not m.
+// - AuxK selects among the listed dead latents' pre-activations in place (topkColumns), so its
+//   top-k costs in proportion to the number of dead latents, not m; it runs as a radix select
+//   (k_aux is a large share of that row, where a heap's sifts diverge across the SIMD lanes).
 import { grid, Params } from '../gpu/engine.js';
 import { ArdError } from '../util/errors.js';
 import { record } from '../tensor/autograd.js';
