@@ -319,6 +319,20 @@ fn put(ob: u32, s: u32, key: u32, idx: u32) {
   I[ob + s] = i32(idx);
 }
 
+// One element whose key digit at this level is d: output it if its bin is above bsel, or if it is
+// in bsel on the last level and fewer than `need` of bsel's were taken; true: it goes on to the
+// next level (bin bsel, not the last level).
+fn choose(ob: u32, key: u32, idx: u32, d: u32, bsel: u32, last: bool, need: u32,
+          out: ptr<function, u32>, taken: ptr<function, u32>) -> bool {
+  if (d > bsel || (d == bsel && last && *taken < need)) {
+    put(ob, *out, key, idx);
+    *out += 1u;
+    if (d == bsel) { *taken += 1u; }
+    return false;
+  }
+  return d == bsel && !last;
+}
+
 @compute @workgroup_size(${WG})
 fn topk_radix(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
@@ -370,22 +384,10 @@ fn topk_radix(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
       for (var t = 0u; t < ncand; t++) {
         let key = hk[slot(t)];
         let idx = hi[slot(t)];
-        let d = (key >> shift) & 255u;
-        if (d > bsel) {
-          put(ob, out, key, idx);
-          out += 1u;
-        } else if (d == bsel) {
-          if (last) {
-            if (taken < need) {
-              put(ob, out, key, idx);
-              out += 1u;
-              taken += 1u;
-            }
-          } else {
-            hk[slot(w)] = key;
-            hi[slot(w)] = idx;
-            w += 1u;
-          }
+        if (choose(ob, key, idx, (key >> shift) & 255u, bsel, last, need, &out, &taken)) {
+          hk[slot(w)] = key;
+          hi[slot(w)] = idx;
+          w += 1u;
         }
       }
       ncand = w;
@@ -393,24 +395,10 @@ fn topk_radix(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
       let fits = h <= SLOTS;
       for (var j = 0u; j < n; j++) {
         let key = load_pair(j).x;
-        if ((key & pmask) == prefix) {
-          let d = (key >> shift) & 255u;
-          if (d > bsel) {
-            put(ob, out, key, j);
-            out += 1u;
-          } else if (d == bsel) {
-            if (last) {
-              if (taken < need) {
-                put(ob, out, key, j);
-                out += 1u;
-                taken += 1u;
-              }
-            } else if (fits) {
-              hk[slot(ncand)] = key;
-              hi[slot(ncand)] = j;
-              ncand += 1u;
-            }
-          }
+        if ((key & pmask) == prefix && choose(ob, key, j, (key >> shift) & 255u, bsel, last, need, &out, &taken) && fits) {
+          hk[slot(ncand)] = key;
+          hi[slot(ncand)] = j;
+          ncand += 1u;
         }
       }
       collected = fits;
