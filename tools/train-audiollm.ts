@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cac } from 'cac';
 import { Engine } from '../src/gpu/engine.js';
+import { CORPUS_FILE } from '../src/corpus/manifest.js';
 import { evalModel } from '../src/model/eval-model.js';
 import { type ModelDims, trainAudioLLM, writeWeightsReadme } from '../src/model/train.js';
 import { ArdError, UsageError } from '../src/util/errors.js';
@@ -135,7 +136,7 @@ function parseWeights(v: string): Record<string, number> {
 /** The make-corpus command that rebuilds the corpus, from its corpus.json (seed and size). */
 function corpusCommand(dir: string): string | undefined {
   try {
-    const c = JSON.parse(fs.readFileSync(path.join(dir, 'corpus.json'), 'utf8')) as { seed?: number; size?: number };
+    const c = JSON.parse(fs.readFileSync(path.join(dir, CORPUS_FILE), 'utf8')) as { seed?: number; size?: number };
     if (typeof c.seed === 'number' && typeof c.size === 'number') return `\`ardgpu make-corpus --seed ${c.seed} --size ${c.size} --out DIR\``;
   } catch {
     // no readable corpus.json: the README keeps its default wording

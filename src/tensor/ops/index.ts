@@ -308,14 +308,7 @@ export function topk(x: Tensor, k: number, opts: { sorted?: boolean } = {}): Top
   floatCheck(x, 'topk');
   if (x.rank < 1) throw new ArdError('topk: needs a tensor of rank ≥ 1');
   const n = x.shape[x.rank - 1]!;
-  if (!Number.isInteger(k) || k < 1 || k > TOPK_MAX_K) throw new ArdError(`topk: k = ${k} must be an integer in [1, ${TOPK_MAX_K}]`);
-  if (k > n) throw new ArdError(`topk: k = ${k} exceeds the last dimension of ${shapeStr(x.shape)}`);
-  const engine = x.engine;
-  const rows = x.size / n;
-  const outShape = [...x.shape.slice(0, -1), k];
-  const values = empty(engine, outShape, x.dtype);
-  const indices = empty(engine, outShape, 'i32');
-  if (rows > 0) topkRaw(engine, x, rows, n, k, values, indices, opts.sorted ?? true, null);
+  const { values, indices, rows } = selectTopk(x, n, k, opts.sorted ?? true, null, `the last dimension of ${shapeStr(x.shape)}`);
   const held = hold(indices, [x]);
   return {
     values: record(values, 'topk', [x], (g) => [topkBackward(g, held, x.shape, rows, n, k)]),
@@ -333,16 +326,21 @@ export function topkColumns(x: Tensor, cols: Tensor, k: number, opts: { sorted?:
   floatCheck(x, 'topk');
   if (cols.dtype !== 'i32' || cols.rank !== 1) throw new ArdError(`topk: cols must be an i32 list, got ${cols.dtype} ${shapeStr(cols.shape)}`);
   if (x.rank < 1) throw new ArdError('topk: needs a tensor of rank ≥ 1');
-  const n = cols.size;
-  if (!Number.isInteger(k) || k < 1 || k > TOPK_MAX_K) throw new ArdError(`topk: k = ${k} must be an integer in [1, ${TOPK_MAX_K}]`);
-  if (k > n) throw new ArdError(`topk: k = ${k} exceeds the ${n} columns chosen`);
-  const engine = x.engine;
-  const rows = x.size / x.shape[x.rank - 1]!;
-  const outShape = [...x.shape.slice(0, -1), k];
-  const values = empty(engine, outShape, x.dtype);
-  const indices = empty(engine, outShape, 'i32');
-  if (rows > 0) topkRaw(engine, x, rows, n, k, values, indices, opts.sorted ?? true, cols);
+  const { values, indices } = selectTopk(x, cols.size, k, opts.sorted ?? true, cols, `the ${cols.size} columns chosen`);
   return { values, indices };
+}
+
+/** Checks k against the n candidates per row (`what` names them), allocates the outputs, selects. */
+function selectTopk(x: Tensor, n: number, k: number, sorted: boolean, cols: Tensor | null, what: string): TopK & { rows: number } {
+  if (!Number.isInteger(k) || k < 1 || k > TOPK_MAX_K) throw new ArdError(`topk: k = ${k} must be an integer in [1, ${TOPK_MAX_K}]`);
+  if (k > n) throw new ArdError(`topk: k = ${k} exceeds ${what}`);
+  const width = x.shape[x.rank - 1]!;
+  const rows = width > 0 ? x.size / width : 0;
+  const outShape = [...x.shape.slice(0, -1), k];
+  const values = empty(x.engine, outShape, x.dtype);
+  const indices = empty(x.engine, outShape, 'i32');
+  if (rows > 0) topkRaw(x.engine, x, rows, n, k, values, indices, sorted, cols);
+  return { values, indices, rows };
 }
 
 function topkRaw(engine: Engine, x: Tensor, rows: number, n: number, k: number, values: Tensor, indices: Tensor, sorted: boolean, cols: Tensor | null): void {
