@@ -2,7 +2,7 @@
 //
 //   npx tsx tools/train-audiollm.ts --corpus DIR --out weights/ --steps N --seed S [--resume]
 //
-// Options (defaults in src/model/train.ts): --batch, --lr, --warmup, --encoder-lr-scale, --aux-weight, --aux-lr-scale, --mixture-repeat,
+// Options (defaults in src/model/train.ts): --batch, --lr, --warmup, --encoder-lr-scale, --aux-weight, --aux-lr-scale, --mixture-repeat, --mix-rate,
 // --questions, --work DIR (caches, checkpoint,
 // loss log; default OUT/.ardgpu-cache/train), --checkpoint-every, --val-every, --vocab,
 // --dims '{"hidden":192,...}', --no-eval (skip the held-out evaluation and README),
@@ -42,6 +42,7 @@ async function main(): Promise<void> {
     .option('--aux-weight <x>', 'weight of the training-only auxiliary label loss (0: off)')
     .option('--aux-lr-scale <x>', 'learning-rate multiplier of the auxiliary head')
     .option('--mixture-repeat <n>', 'times a clip with several labels appears in each epoch (default 1)')
+    .option('--mix-rate <p>', 'share of batch slots whose single-label clip becomes a fresh mixture (default 0)')
     .option('--questions <n>', 'questions asked about each clip per step')
     .option('--checkpoint-every <n>', 'steps between checkpoints')
     .option('--val-every <n>', 'steps between validation losses')
@@ -86,6 +87,7 @@ async function main(): Promise<void> {
     auxWeight: num(o.auxWeight, 'aux-weight'),
     auxLrScale: num(o.auxLrScale, 'aux-lr-scale'),
     mixtureRepeat: num(o.mixtureRepeat, 'mixture-repeat'),
+    mixRate: num(o.mixRate, 'mix-rate'),
     questionsPerClip: num(o.questions, 'questions'),
     checkpointEvery: num(o.checkpointEvery, 'checkpoint-every'),
     valEvery: num(o.valEvery, 'val-every'),

@@ -40,6 +40,13 @@ function compatible(a: string, b: string): boolean {
   return !FAMILIES.some((f) => f.includes(a) && f.includes(b));
 }
 
+/** Whether two labels may share a mixture: not silence, not two voices, not one family (as the corpus mixes). */
+export function mixable(a: string, b: string): boolean {
+  const speech = (l: string) => l === 'female speech' || l === 'male speech';
+  if (a === 'silence' || b === 'silence' || (speech(a) && speech(b))) return false;
+  return compatible(a, b);
+}
+
 export interface SpeechPlan {
   gender: Gender;
   /** espeak-ng voice, e.g. 'fr+m3'. */

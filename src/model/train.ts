@@ -35,6 +35,7 @@ import { linear, matmul } from '../tensor/ops/matmul.js';
 import { ArdError } from '../util/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { audioTokenCount, convOutLength } from './audio-encoder.js';
+import { mixMels, mixedEntry, planMix } from './train-mix.js';
 import { Qwen2AudioConfig, expectedTensorShapes, parseQwen2AudioConfig, qwen2AudioConfigToJson } from './config.js';
 import { openSafetensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import { Tokenizer } from './tokenizer.js';
@@ -517,6 +518,8 @@ export interface TrainOptions {
   auxLrScale?: number;
   /** Times a clip with several labels appears in each epoch (default 1): see epochPool. */
   mixtureRepeat?: number;
+  /** Share of batch slots (0–1, default 0) whose single-label clip becomes a fresh mixture: see train-mix.ts. */
+  mixRate?: number;
   /** Peak learning rate (default 2e-3), reached after `warmup` steps, then cosine decay to lr·minLrRatio. */
   lr?: number;
   warmup?: number;
@@ -640,6 +643,7 @@ export interface RunSpec {
   encoderLrScale: number;
   auxLrScale: number;
   mixtureRepeat: number;
+  mixRate: number;
   /** The auxiliary head's classes (the corpus labels). */
   auxClasses: string[];
   steps: number;
@@ -655,7 +659,7 @@ export interface RunSpec {
   corpus: string;
 }
 
-const RUN_VERSION = 8;
+const RUN_VERSION = 9;
 const CKPT = 'checkpoint.safetensors';
 
 function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec {
@@ -671,6 +675,7 @@ function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec 
     encoderLrScale: o.encoderLrScale ?? 1,
     auxLrScale: o.auxLrScale ?? 1,
     mixtureRepeat: o.mixtureRepeat ?? 1,
+    mixRate: o.mixRate ?? 0,
     auxClasses: [],
     steps: o.steps,
     lr: o.lr ?? 2e-3,
@@ -783,6 +788,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
   if (trainEntries.length === 0) throw new ArdError(`${o.corpus}: no training clips in the manifest`);
   const spec = specOf(o, dims, fnvHex(JSON.stringify(trainEntries.map((e) => [e.file, e.labels, e.caption]))));
   if (spec.questionWeights) checkQuestionWeights(spec.questionWeights);
+  if (!(spec.mixRate >= 0 && spec.mixRate <= 1)) throw new ArdError(`train: --mix-rate must be from 0 to 1 (got ${spec.mixRate})`);
   if (o.initFrom) {
     const dir = path.resolve(o.initFrom);
     for (const f of ['model.safetensors', 'tokenizer.json']) {
@@ -840,6 +846,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
     log(`log-mels ready (${((performance.now() - tm) / 1000).toFixed(1)} s)`);
     const qas = clips.map((c) => clipQAs(c.entry));
     const pool = epochPool(clips.map((c) => c.entry.labels.length), spec.mixtureRepeat);
+    const labelsOf = clips.map((c) => c.entry.labels);
     const tid = templateIds(tok);
 
     weights = initWeights(engine, config, spec.seed);
@@ -875,11 +882,23 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
       for (let step = start; step < end; step++) {
         const ts = performance.now();
         const pick = batchClips(spec.seed, step, spec.batch, pool.length).map((i) => pool[i]!);
+        // each slot's clip, or a fresh mixture in its place (train-mix.ts)
+        const slots = pick.map((c, i) => {
+          const m = planMix(spec.seed, step, i, c, labelsOf, spec.mixRate);
+          if (!m) return { clip: clips[c]!, qas: qas[c]! };
+          const fg = clips[m.fg]!;
+          const bg = clips[m.bg]!;
+          const validFrames = Math.max(fg.validFrames, bg.validFrames);
+          const entry = mixedEntry(fg.entry, bg.entry, m.captionSeed);
+          const part = (c: Clip) => ({ mel: c.mel, frames: c.frames, valid: c.validFrames });
+          const { mel, frames } = mixMels(part(fg), part(bg), dims.nMels, m.levelDb);
+          return { clip: { entry, mel, frames, validFrames, nAudio: audioTokenCount(validFrames) }, qas: clipQAs(entry) };
+        });
         const convs: EncodedConversation[] = [];
         const clipOf: number[] = [];
         pick.forEach((c, i) => {
-          for (const qa of pickQuestions(spec.seed, step, c, qas[c]!, spec.questionsPerClip, spec.questionWeights)) {
-            convs.push(encodeConversation(tok, clips[c]!.nAudio, [qa]));
+          for (const qa of pickQuestions(spec.seed, step, c, slots[i]!.qas, spec.questionsPerClip, spec.questionWeights)) {
+            convs.push(encodeConversation(tok, slots[i]!.clip.nAudio, [qa]));
             clipOf.push(i);
           }
         });
@@ -889,12 +908,12 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
         let auxTargets: Float32Array | undefined;
         if (nAux) {
           auxTargets = new Float32Array(pick.length * nAux);
-          pick.forEach((c, i) => {
-            for (const l of clips[c]!.entry.labels) auxTargets![i * nAux + auxIndex.get(l)!] = 1;
+          slots.forEach((sl, i) => {
+            for (const l of sl.clip.entry.labels) auxTargets![i * nAux + auxIndex.get(l)!] = 1;
           });
         }
         const { lm, aux, norm } = tidy(() => {
-          const mels = pick.map((c) => ({ mel: tensor(engine, clips[c]!.mel, [dims.nMels, clips[c]!.frames]), validFrames: clips[c]!.validFrames }));
+          const mels = slots.map(({ clip }) => ({ mel: tensor(engine, clip.mel, [dims.nMels, clip.frames]), validFrames: clip.validFrames }));
           const parts = trainLossParts(engine, weights!, config, mels, batch, clipOf, auxTargets ? { targets: auxTargets, weight: spec.auxWeight } : undefined);
           backward(parts.loss);
           const n = clipGradNorm([...params.values()], spec.clipNorm);
@@ -1169,6 +1188,7 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
     '',
     `Each step takes ${spec.batch} clips and asks each ${spec.questionsPerClip} of its questions (seeded draws${spec.questionWeights ? `, weighted ${Object.entries(spec.questionWeights).map(([k, v]) => `${k} ${v}`).join(', ')}, others 1` : ''}), one sequence per`,
     'question, sharing the clip\'s encoder pass. The loss is on answer tokens and their <|im_end|> only.',
+    ...(spec.mixRate > 0 ? [`A share of ${spec.mixRate} of the batch slots that hold a single-label clip get a fresh mixture instead: that clip with another single-label training clip added in the log-mel power domain (src/model/train-mix.ts).`] : []),
     ...(spec.mixtureRepeat !== 1 ? [`Clips with several labels (mixtures) appear ${spec.mixtureRepeat} times in each epoch's order, every other clip once.`] : []),
     'Log-mels are computed once per clip and cached. (A multi-turn chat with every question about a clip',
     'would be cheaper, but later answers can be read off earlier ones, and the model learned that shortcut',
