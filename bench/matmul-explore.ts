@@ -61,10 +61,12 @@ console.log(`copy bandwidth: ${(await measureCopyBandwidth(engine, { minSeconds:
 // what one loaded float costs in FMAs (per CPU-second, so other processes matter less): with at
 // most ~64 accumulators per lane, a matmul tile needs ≳ 0.09 loaded floats per FMA, which bounds
 // its share of the FMA peak (bench/RESULTS.md, session 3)
-for (const kind of ['vec4', 'mat4'] as const) {
+// f16x2: halves packed two per u32 (unpack2x16float): the cost is per 32-bit component loaded, so
+// packed halves arrive ~1.5× as fast as floats (session 5) — what an f16-input kernel could gain
+for (const kind of ['vec4', 'mat4', 'f16x2'] as const) {
   let l = 0;
   for (let r = 0; r < rounds; r++) l = Math.max(l, await measureLoadRate(engine, { minSeconds: secs, clock: 'cpu', kind }));
-  console.log(`storage loads (${kind}): ${l.toFixed(2)} G floats per CPU-second; one loaded float ≈ ${(p0.cpu / 2 / l).toFixed(1)} FMAs`);
+  console.log(`storage loads (${kind}): ${l.toFixed(2)} G values per CPU-second; one loaded value ≈ ${(p0.cpu / 2 / l).toFixed(1)} FMAs`);
 }
 console.log(`variant       ${sizes.map((s) => String(s).padStart(11)).join(' ')}   GFLOP/s wall / per CPU-s`);
 for (const v of variants) {

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Float16Array } from '@petamoriken/float16';
 import { describe, expect, it } from 'vitest';
 import { Engine, Params } from '../src/gpu/engine.js';
 import { requestAdapter, requestDevice } from '../src/gpu/device.js';
@@ -87,7 +88,7 @@ describe('engine', () => {
     }
   });
 
-  it('the load probe of kernels/peak.wgsl sums what it reads (vec4 and mat4x4 loads alike)', async () => {
+  it('the load probe of kernels/peak.wgsl sums what it reads (vec4, mat4x4 and packed-f16 loads alike)', async () => {
     // the probe behind measureLoadRate: invocation i reads groups (i + 1031t) mod n of 16 floats
     const e = await getEngine();
     const groups = 37;
@@ -116,6 +117,29 @@ describe('engine', () => {
       e.free(out);
     }
     e.free(src);
+
+    // LOAD_F16X2: the same groups of 16 values, as halves packed two per u32 (same component order)
+    const halves = Float16Array.from(data);
+    const expected16 = new Float32Array(inv * 4);
+    for (let i = 0; i < inv; i++) {
+      for (let t = 0; t < iters; t++) {
+        const j = (i + t * 1031) % groups;
+        for (let q = 0; q < 4; q++) for (let c = 0; c < 4; c++) expected16[i * 4 + c] += halves[j * 16 + q * 4 + c]!;
+      }
+    }
+    const src16 = e.alloc(halves.byteLength);
+    e.write(src16, 0, new Uint16Array(halves.buffer));
+    const out16 = e.alloc(inv * 16);
+    e.dispatch({
+      kernel: { family: 'peak', entry: 'load', defines: { LOAD: true, LOAD_F16X2: true } },
+      params: new Params().u32(iters, groups).f32(0, 0).done(),
+      buffers: [src16, out16],
+      workgroups: [2],
+    });
+    const got16 = new Float32Array(await e.read(out16, 0, inv * 16));
+    got16.forEach((g, k) => expect(Math.abs(g - expected16[k]!)).toBeLessThan(1e-4 * (1 + Math.abs(expected16[k]!))));
+    e.free(src16);
+    e.free(out16);
   });
 
   it('errors name the kernel and surface at the next sync point', async () => {

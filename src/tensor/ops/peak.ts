@@ -101,11 +101,12 @@ export async function measureCopyBandwidth(engine: Engine, opts: PeakOptions & {
 }
 
 /**
- * Storage-buffer loads in G floats/s: 16 floats per group, read as four vec4 loads ('vec4') or one
- * mat4x4 load ('mat4'), at addresses that differ across lanes. Next to measurePeakFma it gives the
+ * Storage-buffer loads in G values/s: 16 values per group, read as four vec4 loads ('vec4'), one
+ * mat4x4 load ('mat4'), or two vec4<u32> loads of packed halves ('f16x2'), at addresses that differ
+ * across lanes. Next to measurePeakFma it gives the
  * price of a loaded float in FMAs, which bounds what a matmul can reach on the adapter.
  */
-export async function measureLoadRate(engine: Engine, opts: PeakOptions & { kind?: 'vec4' | 'mat4' } = {}): Promise<number> {
+export async function measureLoadRate(engine: Engine, opts: PeakOptions & { kind?: 'vec4' | 'mat4' | 'f16x2' } = {}): Promise<number> {
   const groups = 1 << 16; // 4 MiB of input
   const wgs = 256;
   const n = wgs * 64;
@@ -114,7 +115,7 @@ export async function measureLoadRate(engine: Engine, opts: PeakOptions & { kind
   const out = engine.alloc(n * 16, 'peak load out');
   try {
     const params = new Params().u32(iters, groups).f32(0, 0).done();
-    const s = await timeProbe(engine, 'load', { LOAD: true, LOAD_MAT4: opts.kind === 'mat4' }, params, [src, out], grid(wgs), opts);
+    const s = await timeProbe(engine, 'load', { LOAD: true, LOAD_MAT4: opts.kind === 'mat4', LOAD_F16X2: opts.kind === 'f16x2' }, params, [src, out], grid(wgs), opts);
     return (n * iters * 16) / s / 1e9;
   } finally {
     engine.free(src);
