@@ -95,51 +95,35 @@ describe('engine', () => {
     const iters = 5;
     const inv = 2 * 64;
     const data = Float32Array.from(randn(groups * 16, 7));
-    const expected = new Float32Array(inv * 4);
-    for (let i = 0; i < inv; i++) {
-      for (let t = 0; t < iters; t++) {
-        const j = (i + t * 1031) % groups;
-        for (let q = 0; q < 4; q++) for (let c = 0; c < 4; c++) expected[i * 4 + c] += data[j * 16 + q * 4 + c]!;
+    const halves = Float16Array.from(data);
+    // LOAD_F16X2 reads the same groups of 16 values as halves packed two per u32 (same component order)
+    const kinds = [
+      { defines: { LOAD_MAT4: false }, bytes: data, values: data },
+      { defines: { LOAD_MAT4: true }, bytes: data, values: data },
+      { defines: { LOAD_F16X2: true }, bytes: new Uint16Array(halves.buffer), values: Float32Array.from(halves) },
+    ];
+    for (const { defines, bytes, values } of kinds) {
+      const expected = new Float32Array(inv * 4);
+      for (let i = 0; i < inv; i++) {
+        for (let t = 0; t < iters; t++) {
+          const j = (i + t * 1031) % groups;
+          for (let q = 0; q < 4; q++) for (let c = 0; c < 4; c++) expected[i * 4 + c] += values[j * 16 + q * 4 + c]!;
+        }
       }
-    }
-    const src = e.alloc(data.byteLength);
-    e.write(src, 0, data);
-    for (const mat4 of [false, true]) {
+      const src = e.alloc(bytes.byteLength);
+      e.write(src, 0, bytes);
       const out = e.alloc(inv * 16);
       e.dispatch({
-        kernel: { family: 'peak', entry: 'load', defines: { LOAD: true, LOAD_MAT4: mat4 } },
+        kernel: { family: 'peak', entry: 'load', defines: { LOAD: true, ...defines } },
         params: new Params().u32(iters, groups).f32(0, 0).done(),
         buffers: [src, out],
         workgroups: [2],
       });
       const got = new Float32Array(await e.read(out, 0, inv * 16));
       got.forEach((g, k) => expect(Math.abs(g - expected[k]!)).toBeLessThan(1e-4 * (1 + Math.abs(expected[k]!))));
+      e.free(src);
       e.free(out);
     }
-    e.free(src);
-
-    // LOAD_F16X2: the same groups of 16 values, as halves packed two per u32 (same component order)
-    const halves = Float16Array.from(data);
-    const expected16 = new Float32Array(inv * 4);
-    for (let i = 0; i < inv; i++) {
-      for (let t = 0; t < iters; t++) {
-        const j = (i + t * 1031) % groups;
-        for (let q = 0; q < 4; q++) for (let c = 0; c < 4; c++) expected16[i * 4 + c] += halves[j * 16 + q * 4 + c]!;
-      }
-    }
-    const src16 = e.alloc(halves.byteLength);
-    e.write(src16, 0, new Uint16Array(halves.buffer));
-    const out16 = e.alloc(inv * 16);
-    e.dispatch({
-      kernel: { family: 'peak', entry: 'load', defines: { LOAD: true, LOAD_F16X2: true } },
-      params: new Params().u32(iters, groups).f32(0, 0).done(),
-      buffers: [src16, out16],
-      workgroups: [2],
-    });
-    const got16 = new Float32Array(await e.read(out16, 0, inv * 16));
-    got16.forEach((g, k) => expect(Math.abs(g - expected16[k]!)).toBeLessThan(1e-4 * (1 + Math.abs(expected16[k]!))));
-    e.free(src16);
-    e.free(out16);
   });
 
   it('errors name the kernel and surface at the next sync point', async () => {
