@@ -299,6 +299,12 @@ describe('training runs', () => {
     expect(readme).toMatch(/```\nnpx tsx tools\/train-audiollm\.ts --stage-1\nnpx tsx tools\/train-audiollm\.ts --stage-2\n```/);
     expect(readme).toMatch(/Stage 2, the last command: it starts from the stage-1 model \(its README is kept as README\.stage1\.md/);
     expect(readme).toMatch(/weighted gender 4, others 1/);
+    // recall split by labels per clip adds up to the total
+    const bc = Object.values(ev.labels.byLabelCount);
+    expect(bc.reduce((a, c) => a + c.clips, 0)).toBe(2);
+    expect(bc.reduce((a, c) => a + c.found, 0)).toBe(ev.labels.truePositives);
+    expect(bc.reduce((a, c) => a + c.labels, 0)).toBe(ev.labels.truePositives + ev.labels.falseNegatives);
+    expect(readme).toMatch(/label recall on clips with \d label/);
     // its first loss is the trained model's, far below a fresh model's
     expect(c.records[0]!.loss).toBeLessThan(a.records[0]!.loss - 1);
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-d'), steps: 2, initFrom: outA, dims: { ...TINY, hidden: TINY.hidden * 2 } })).rejects.toThrow(/model\.safetensors: .* values, the model needs/);

@@ -61,6 +61,8 @@ export interface EvalResult {
     falsePositives: number;
     falseNegatives: number;
     perLabel: Record<string, { precision: number; recall: number; support: number }>;
+    /** Recall over the clips with 1, 2, 3… labels (mixtures are where labels go missing). */
+    byLabelCount: Record<string, { clips: number; labels: number; found: number; recall: number }>;
   };
   latency: { clips: number; question: string; meanMs: number; medianMs: number; maxMs: number };
   /** Seconds the evaluation took. */
@@ -101,6 +103,7 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
     const per = new Map<string, { tp: number; fp: number; fn: number }>();
     const perOf = (l: string) => per.get(l) ?? (per.set(l, { tp: 0, fp: 0, fn: 0 }), per.get(l)!);
     const examples: ClipAnswers[] = [];
+    const byCount = new Map<number, { clips: number; labels: number; found: number }>();
 
     for (let i = 0; i < entries.length; i++) {
       const e: ManifestEntry = entries[i]!;
@@ -134,6 +137,8 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
       fp += s.fp;
       fn += s.fn;
       if (s.fp === 0 && s.fn === 0) exact++;
+      const bc = byCount.get(e.labels.length) ?? { clips: 0, labels: 0, found: 0 };
+      byCount.set(e.labels.length, { clips: bc.clips + 1, labels: bc.labels + s.tp + s.fn, found: bc.found + s.tp });
       for (const l of named) (e.labels.includes(l) ? perOf(l).tp++ : perOf(l).fp++);
       for (const l of e.labels) if (!named.includes(l)) perOf(l).fn++;
       if (examples.length < 24) examples.push({ file: e.file, labels: e.labels, answers });
@@ -157,6 +162,8 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
     for (const [l, c] of [...per].sort((a, b) => a[0].localeCompare(b[0]))) {
       perLabel[l] = { precision: ratio(c.tp, c.tp + c.fp), recall: ratio(c.tp, c.tp + c.fn), support: c.tp + c.fn };
     }
+    const byLabelCount: EvalResult['labels']['byLabelCount'] = {};
+    for (const [n, c] of [...byCount].sort((a, b) => a[0] - b[0])) byLabelCount[String(n)] = { ...c, recall: ratio(c.found, c.labels) };
     const result: EvalResult = {
       model: model.source,
       corpus: o.corpus,
@@ -173,6 +180,7 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
         falsePositives: fp,
         falseNegatives: fn,
         perLabel,
+        byLabelCount,
       },
       latency: {
         clips: nLat,
@@ -186,7 +194,8 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
     };
     log(
       `eval ${split} (${entries.length} clips): gender ${(100 * result.gender.accuracy).toFixed(1)} %, speaking ${(100 * result.speaking.accuracy).toFixed(1)} %, ` +
-        `labels precision ${(100 * precision).toFixed(1)} % recall ${(100 * recall).toFixed(1)} %, ask() ${result.latency.medianMs.toFixed(0)} ms median`,
+        `labels precision ${(100 * precision).toFixed(1)} % recall ${(100 * recall).toFixed(1)} % ` +
+        `(by labels per clip: ${Object.entries(byLabelCount).map(([n, c]) => `${n}: ${(100 * c.recall).toFixed(1)} %`).join(', ')}), ask() ${result.latency.medianMs.toFixed(0)} ms median`,
     );
     if (o.out) writeJsonAtomic(o.out, result);
     return result;
