@@ -61,8 +61,8 @@ console.log(`copy bandwidth: ${(await measureCopyBandwidth(engine, { minSeconds:
 // what one loaded float costs in FMAs (per CPU-second, so other processes matter less): with at
 // most ~64 accumulators per lane, a matmul tile needs ≳ 0.09 loaded floats per FMA, which bounds
 // its share of the FMA peak (bench/RESULTS.md, session 3)
-// f16x2: halves packed two per u32 (unpack2x16float): the cost is per 32-bit component loaded, so
-// packed halves arrive ~1.5× as fast as floats (session 5) — what an f16-input kernel could gain
+// f16x2: halves packed two per u32 (unpack2x16float), what an f16-input kernel could gain: 1.13–1.15×
+// the values per CPU-second of vec4 f32 loads, 1.4–1.5× per wall second (session 5, idle machine)
 for (const kind of ['vec4', 'mat4', 'f16x2'] as const) {
   let l = 0;
   for (let r = 0; r < rounds; r++) l = Math.max(l, await measureLoadRate(engine, { minSeconds: secs, clock: 'cpu', kind }));
