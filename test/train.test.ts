@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readWav } from '../src/audio/wav.js';
 import { makeCorpus } from '../src/corpus/make-corpus.js';
-import { CONCEPT_LABELS, type ManifestEntry } from '../src/corpus/manifest.js';
+import { CONCEPT_LABELS, readManifest, type ManifestEntry } from '../src/corpus/manifest.js';
 import type { Engine } from '../src/gpu/engine.js';
 import { backward, param, zeroGrad } from '../src/tensor/autograd.js';
 import { AdamW } from '../src/tensor/optim.js';
@@ -22,6 +22,7 @@ import {
 import {
   DEFAULT_DIMS, type ModelDims, cachedMels, frontendFor, initAux, initWeights, lrAt, lossSvg, makeConfig, packBatch, trainAudioLLM, trainLogits, trainLoss, trainableWeights, writeModelDir,
 } from '../src/model/train.js';
+import { planMix } from '../src/model/train-mix.js';
 import { getEngine } from './helpers.js';
 
 const TINY: Partial<ModelDims> = { encDim: 32, encLayers: 1, encHeads: 2, encFfn: 64, hidden: 32, layers: 2, heads: 4, kvHeads: 2, intermediate: 64 };
@@ -254,6 +255,17 @@ describe('training runs', () => {
     expect(fs.readFileSync(path.join(outB, 'model.safetensors'))).toEqual(fs.readFileSync(path.join(outA, 'model.safetensors')));
     // resuming a run with other settings is refused
     await expect(trainAudioLLM({ ...base(), out: outB, resume: true, lr: 1e-3 })).rejects.toThrow(/other settings/);
+    await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-bad'), mixRate: 1.5 })).rejects.toThrow(/--mix-rate must be from 0 to 1 \(got 1\.5\)/);
+    // and those runs did mix: some of the 30 × 3 slots became mixtures
+    const trainLabels = readManifest(corpus).filter((e) => e.split === 'train').map((e) => e.labels);
+    const pool = epochPool(trainLabels.map((l) => l.length), 1);
+    let mixed = 0;
+    for (let step = 0; step < 30; step++) {
+      batchClips(3, step, 3, pool.length).forEach((i, slot) => {
+        if (planMix(3, step, slot, pool[i]!, trainLabels, 0.5)) mixed++;
+      });
+    }
+    expect(mixed).toBeGreaterThan(5);
 
     // the export: f16 tensors under HF names that the loader accepts, with the tokenizer's vocabulary
     const st = (await import('../src/model/safetensors.js')).openSafetensors(path.join(outA, 'model.safetensors'));
