@@ -36,8 +36,8 @@ describe('mixMels', () => {
     };
     const vFg = 70, vBg = 110; // frames holding sound (100 frames per second)
     const fFg = 73, fBg = framesAll; // what the cache keeps: a few frames after the sound, or all
-    const fgPart = { mel: crop(fgFull, fFg), frames: fFg, valid: vFg };
-    const bgPart = { mel: bgFull, frames: fBg, valid: vBg };
+    const fgPart = { mel: crop(fgFull, fFg), frames: fFg, validFrames: vFg };
+    const bgPart = { mel: bgFull, frames: fBg, validFrames: vBg };
     const gamma = 0.8; // bg's waveform gain
     const { mel, frames } = mixMelsAtGain(fgPart, bgPart, 80, gamma * gamma);
     expect(frames).toBe(fBg);
@@ -51,13 +51,13 @@ describe('mixMels', () => {
     // levels follow mel power: scaling bg's waveform does not change the mixture at a given level
     const bgLoud = logMelRef(bgWave.map((v) => 3 * v));
     const m1 = mixMels(fgPart, bgPart, 80, -3).mel;
-    const m2 = mixMels(fgPart, { mel: bgLoud, frames: fBg, valid: vBg }, 80, -3).mel;
+    const m2 = mixMels(fgPart, { mel: bgLoud, frames: fBg, validFrames: vBg }, 80, -3).mel;
     let d12 = 0;
     for (let i = 0; i < m1.length; i++) d12 = Math.max(d12, Math.abs(m1[i]! - m2[i]!));
     expect(d12).toBeLessThan(1e-3);
     // and the level is the mel-power ratio: at 0 dB bg's frames alone (after fg ends) carry fg's mean power
     const even = mixMels(fgPart, bgPart, 80, 0).mel;
-    const tail = (x: Float32Array) => melPower({ mel: x.map((v, i) => ((i % fBg) >= 75 ? v : -10)), frames: fBg, valid: fBg }, 80);
+    const tail = (x: Float32Array) => melPower({ mel: x.map((v, i) => ((i % fBg) >= 75 ? v : -10)), frames: fBg, validFrames: fBg }, 80);
     const bgOnlyShare = tail(bgFull) / melPower(bgPart, 80); // the part of bg's power in those frames
     expect(tail(even) / (melPower(fgPart, 80) * bgOnlyShare)).toBeCloseTo(1, 1);
 
@@ -68,7 +68,7 @@ describe('mixMels', () => {
   });
 
   it('refuses features of the wrong size', () => {
-    expect(() => mixMels({ mel: new Float32Array(10), frames: 2, valid: 2 }, { mel: new Float32Array(8), frames: 2, valid: 2 }, 4, 0)).toThrow(/nMels, frames/);
+    expect(() => mixMels({ mel: new Float32Array(10), frames: 2, validFrames: 2 }, { mel: new Float32Array(8), frames: 2, validFrames: 2 }, 4, 0)).toThrow(/nMels, frames/);
   });
 });
 

@@ -59,11 +59,11 @@ export function planMix(seed: number, step: number, slot: number, a: number, lab
   return null;
 }
 
-/** Log-mel features [nMels, frames] of one clip; `valid` of its frames hold the sound (they set its level). */
+/** Log-mel features [nMels, frames] of one clip (a training cache Clip is one); `validFrames` of its frames hold the sound (they set its level). */
 export interface MelPart {
   mel: Float32Array;
   frames: number;
-  valid: number;
+  validFrames: number;
 }
 
 const power = (v: number) => Math.pow(10, 4 * v - 4);
@@ -75,8 +75,8 @@ const power = (v: number) => Math.pow(10, 4 * v - 4);
  */
 export function melPower(p: MelPart, nMels: number): number {
   let s = 0;
-  for (let m = 0; m < nMels; m++) for (let t = 0; t < p.valid; t++) s += power(p.mel[m * p.frames + t]!);
-  return s / Math.max(1, nMels * p.valid);
+  for (let m = 0; m < nMels; m++) for (let t = 0; t < p.validFrames; t++) s += power(p.mel[m * p.frames + t]!);
+  return s / Math.max(1, nMels * p.validFrames);
 }
 
 /** Log-mel features of fg + bg with bg's mel power `levelDb` below fg's (see melPower). */
@@ -91,7 +91,7 @@ export function mixMels(fg: MelPart, bg: MelPart, nMels: number, levelDb: number
  */
 export function mixMelsAtGain(fg: MelPart, bg: MelPart, nMels: number, gain: number): { mel: Float32Array; frames: number } {
   for (const p of [fg, bg]) {
-    if (p.mel.length !== nMels * p.frames || p.valid > p.frames) throw new Error('mixMels: features must be [nMels, frames] with valid ≤ frames');
+    if (p.mel.length !== nMels * p.frames || p.validFrames > p.frames) throw new Error('mixMels: features must be [nMels, frames] with valid ≤ frames');
   }
   const floorOf = (p: MelPart) => p.mel.reduce((a, v) => Math.max(a, v), -Infinity) - 2;
   const frames = Math.max(fg.frames, bg.frames);

@@ -890,8 +890,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
           const bg = clips[m.bg]!;
           const validFrames = Math.max(fg.validFrames, bg.validFrames);
           const entry = mixedEntry(fg.entry, bg.entry, m.captionSeed);
-          const part = (c: Clip) => ({ mel: c.mel, frames: c.frames, valid: c.validFrames });
-          const { mel, frames } = mixMels(part(fg), part(bg), dims.nMels, m.levelDb);
+          const { mel, frames } = mixMels(fg, bg, dims.nMels, m.levelDb);
           return { clip: { entry, mel, frames, validFrames, nAudio: audioTokenCount(validFrames) }, qas: clipQAs(entry) };
         });
         const convs: EncodedConversation[] = [];
@@ -1222,7 +1221,7 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
     `| "Is anyone speaking?" accuracy | ${pct(ev.speaking.accuracy)} | ≥ 95 % | ${ok(ev.speaking.accuracy >= 0.95)} |`,
     `| label precision ("What sounds can you hear?") | ${pct(ev.labels.precision)} | ≥ 80 % | ${ok(ev.labels.precision >= 0.8)} |`,
     `| label recall | ${pct(ev.labels.recall)} | ≥ 80 % | ${ok(ev.labels.recall >= 0.8)} |`,
-    ...Object.entries(ev.labels.byLabelCount ?? {}).map(([n, c]) => `| label recall on clips with ${n} label${n === '1' ? '' : 's'} (${c.clips} clips, ${c.labels} labels) | ${pct(c.recall)} | | |`),
+    ...Object.entries(ev.labels.byLabelCount).map(([n, c]) => `| label recall on clips with ${n} label${n === '1' ? '' : 's'} (${c.clips} clips, ${c.labels} labels) | ${pct(c.recall)} | | |`),
     `| exact label set | ${pct(ev.labels.exactMatch)} | | |`,
     `| ask() latency, WAV in → answer out (median of ${ev.latency.clips}) | ${(ev.latency.medianMs / 1000).toFixed(2)} s | < 5 s | ${ok(ev.latency.medianMs < 5000)} |`,
     '',
