@@ -5,7 +5,11 @@
 // Defines:  NIN 1|2|3, TA/TB/TC/TO storage types, CT compute type, EXPR (uses a, b, c, P.alpha,
 //           P.beta and the index helpers), CONTIG (all inputs dense with the output's shape: no
 //           index arithmetic, the common case), OUT_STRIDED (O is a strided view: offO + Σ k·so;
-//           used to copy into a slice of a bigger tensor).
+//           used to copy into a slice of a bigger tensor); RANK (strided path: the rank after the
+//           op merged the dims it could, a constant so the index loop unrolls); FASTDIV (strided
+//           path, fewer than 2^24 elements: divides by an f32 reciprocal with an exact ±1 fix-up;
+//           llvmpipe runs an integer division lane by lane, which made permuted copies ~6× slower
+//           than dense ones).
 // Workgroup: 256 threads, one element each; grid may be 2-D (x ≤ 65535) for > 16M elements.
 
 struct Params {
@@ -22,6 +26,7 @@ struct Params {
   sb: array<vec4<u32>, 2>,
   sc: array<vec4<u32>, 2>,
   so: array<vec4<u32>, 2>,
+  inv: array<vec4<f32>, 2>, // 1 / shape[d]
 };
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -35,6 +40,9 @@ struct Params {
 @group(0) @binding(${OUT_BINDING}) var<storage, read_write> O: array<${TO}>;
 
 fn dim(arr: array<vec4<u32>, 2>, i: u32) -> u32 {
+  return arr[i / 4u][i % 4u];
+}
+fn dimf(arr: array<vec4<f32>, 2>, i: u32) -> f32 {
   return arr[i / 4u][i % 4u];
 }
 
@@ -76,11 +84,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   var ib = P.offB;
   var ic = P.offC;
   var io = P.offO;
-  for (var d = i32(P.rank) - 1; d >= 0; d--) {
+  for (var d = ${RANK}i - 1; d >= 0; d--) {
     let du = u32(d);
     let size = dim(P.shape, du);
-    let k = rem % size;
-    rem = rem / size;
+//#if FASTDIV
+    var q = u32(f32(rem) * dimf(P.inv, du)); // off by at most one
+    let r = i32(rem) - i32(q * size);
+    q = select(select(q, q + 1u, r >= i32(size)), q - 1u, r < 0i);
+//#else
+    let q = rem / size;
+//#endif
+    let k = rem - q * size;
+    rem = q;
     ia += k * dim(P.sa, du);
     ib += k * dim(P.sb, du);
     ic += k * dim(P.sc, du);

@@ -91,6 +91,44 @@ describe('layout', () => {
     expect(() => T.reshape(t, [5, 5])).toThrow(/does not hold 24 elements/);
   });
 
+  it('collapses dims an op can merge: size-1 dims go, runs that every operand steps through densely merge', () => {
+    // [B, L, H, hd] read as [B, H, L, hd] into a dense output: no neighbours step alike, 4 dims stay
+    const [B, L, H, hd] = [2, 5, 3, 4];
+    const c = T.collapseDims([B, H, L, hd], [[L * H * hd, hd, H * hd, 1], [H * L * hd, L * hd, hd, 1]]);
+    expect(c).toEqual({ shape: [B, H, L, hd], strides: [[L * H * hd, hd, H * hd, 1], [H * L * hd, L * hd, hd, 1]] });
+    expect(T.collapseDims([4, 1, 6], [[6, 0, 1], [6, 6, 1]])).toEqual({ shape: [24], strides: [[1], [1]] });
+    expect(T.collapseDims([3, 4, 5], [[0, 5, 1], [20, 5, 1]])).toEqual({ shape: [3, 20], strides: [[0, 1], [20, 1]] });
+    expect(T.collapseDims([2, 3, 4], [[1, 8, 2], [12, 4, 1]])).toEqual({ shape: [2, 12], strides: [[1, 2], [12, 1]] }); // 8 = 2·4 and 4 = 1·4
+    expect(T.collapseDims([2, 3, 4], [[1, 2, 6], [12, 4, 1]])).toEqual({ shape: [2, 3, 4], strides: [[1, 2, 6], [12, 4, 1]] });
+    expect(T.collapseDims([1, 1], [[1, 1], [1, 1]])).toEqual({ shape: [], strides: [[], []] });
+  });
+
+  it('permuted copies of awkward shapes, up to 2^24 elements (the f32-reciprocal index path)', async () => {
+    const e = await getEngine();
+    // the last: 3·5592405 = 2^24 − 1 elements; flat indices near 16777214 divided by 3 come out one
+    // too high from the f32 reciprocal alone, so this case fails without the kernel's fix-up
+    const cases: [number[], number[]][] = [[[3, 7, 5], [2, 0, 1]], [[2, 3, 5, 7, 11], [4, 2, 0, 3, 1]], [[16, 37, 4, 32], [0, 2, 1, 3]], [[1000, 999], [1, 0]], [[3, 5592405], [1, 0]]];
+    for (const [shape, perm] of cases) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const x = new Float32Array(n);
+      for (let i = 0; i < n; i++) x[i] = i; // every value exact in f32 below 2^24
+      const got = await T.tidy(() => T.contiguous(T.permute(T.tensor(e, x, shape), perm))).read();
+      const inStrides = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
+      const outShape = perm.map((p) => shape[p]!);
+      let bad = -1;
+      for (let o = 0; o < n && bad < 0; o++) {
+        let rem = o, src = 0;
+        for (let d = outShape.length - 1; d >= 0; d--) {
+          const k = rem % outShape[d]!;
+          rem = Math.floor(rem / outShape[d]!);
+          src += k * inStrides[perm[d]!]!;
+        }
+        if (got[o] !== src) bad = o;
+      }
+      expect(bad, `shape ${shape} perm ${perm}: first wrong element`).toBe(-1);
+    }
+  }, 60_000);
+
   it('concat along any axis, including empty parts', async () => {
     const e = await getEngine();
     const a = randn(2 * 3, 1);

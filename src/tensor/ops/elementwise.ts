@@ -51,6 +51,29 @@ export interface MapOptions {
   into?: Tensor;
 }
 
+/**
+ * The same index space with fewer dims: dims of size 1 go, and dim i merges into dim i + 1 where
+ * every operand steps over it as over dim i + 1 scaled (strides[i] = strides[i+1]·shape[i+1];
+ * broadcast dims have stride 0 in both). A bias added to every row of [B, L, D] keeps 2 dims;
+ * a slice of columns keeps 2; an index loop in the kernel costs two divisions per dim.
+ */
+export function collapseDims(shape: readonly number[], strideSets: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
+  const keep = shape.map((d, i) => i).filter((i) => shape[i] !== 1);
+  const outShape: number[] = [];
+  const outStrides: number[][] = strideSets.map(() => []);
+  for (const i of keep) {
+    const last = outShape.length - 1;
+    if (last >= 0 && strideSets.every((s, k) => outStrides[k]![last] === s[i]! * shape[i]!)) {
+      outShape[last] *= shape[i]!;
+      strideSets.forEach((s, k) => (outStrides[k]![last] = s[i]!));
+    } else {
+      outShape.push(shape[i]!);
+      strideSets.forEach((s, k) => outStrides[k]!.push(s[i]!));
+    }
+  }
+  return { shape: outShape, strides: outStrides };
+}
+
 /** Run one elementwise expression over 1–3 inputs (no autograd). */
 export function map(inputs: readonly Tensor[], expr: string, opts: MapOptions): Tensor {
   const engine = inputs[0]!.engine;
@@ -63,16 +86,19 @@ export function map(inputs: readonly Tensor[], expr: string, opts: MapOptions): 
   if (out.size === 0) return out;
   const outStrided = !out.isContiguousIgnoringOffset();
   const contig = !outStrided && inputs.every((t) => sameShape(t.shape, shape) && t.isContiguousIgnoringOffset());
-  const strides = inputs.map((t) => broadcastStrides(t, shape));
+  const dims = collapseDims(shape, [...inputs.map((t) => broadcastStrides(t, shape)), [...out.strides]]);
+  const strides = dims.strides.slice(0, inputs.length);
+  const inv = dims.shape.map((d) => 1 / d);
   const p = new Params()
-    .u32(out.size, shape.length, inputs[0]!.offset, inputs[1]?.offset ?? 0, inputs[2]?.offset ?? 0)
+    .u32(out.size, dims.shape.length, inputs[0]!.offset, inputs[1]?.offset ?? 0, inputs[2]?.offset ?? 0)
     .f32(opts.alpha ?? 0, opts.beta ?? 0)
     .u32(out.offset)
-    .u32Array(shape, MAX_RANK, 1)
+    .u32Array(dims.shape, MAX_RANK, 1)
     .u32Array(strides[0]!, MAX_RANK)
     .u32Array(strides[1] ?? [], MAX_RANK)
     .u32Array(strides[2] ?? [], MAX_RANK)
-    .u32Array(out.strides, MAX_RANK);
+    .u32Array(dims.strides[inputs.length]!, MAX_RANK)
+    .f32(...inv, ...new Array(MAX_RANK - inv.length).fill(1));
   const n = inputs.length;
   engine.dispatch({
     kernel: {
@@ -88,6 +114,8 @@ export function map(inputs: readonly Tensor[], expr: string, opts: MapOptions): 
         EXPR: expr,
         CONTIG: contig,
         OUT_STRIDED: outStrided,
+        RANK: contig ? 0 : dims.shape.length,
+        FASTDIV: !contig && out.size < 2 ** 24,
         OUT_BINDING: n + 1,
       },
     },
