@@ -20,10 +20,11 @@ import {
   IGNORE, PROMPTS, batchClips, clipQAs, epochPool, encodeConversation, parseGender, parseLabels, parseYesNo, checkQuestionWeights, pickQuestions, questionOrder, templateIds, trainTokenizer,
 } from '../src/model/train-data.js';
 import {
-  DEFAULT_DIMS, type ModelDims, cachedMels, frontendFor, initAux, initWeights, lrAt, lossSvg, makeConfig, packBatch, trainAudioLLM, trainLogits, trainLoss, trainableWeights, writeModelDir,
+  AUX_BIAS, AUX_WEIGHT, type AuxPool, DEFAULT_DIMS, type ModelDims, auxLogits, cachedMels, frontendFor, initAux, initWeights, lrAt, lossSvg, makeConfig, packBatch, trainAudioLLM, trainLogits, trainLoss, trainableWeights, writeModelDir,
 } from '../src/model/train.js';
 import { planMix } from '../src/model/train-mix.js';
-import { getEngine } from './helpers.js';
+import { gradCheck } from './gradcheck.js';
+import { getEngine, randn } from './helpers.js';
 
 const TINY: Partial<ModelDims> = { encDim: 32, encLayers: 1, encHeads: 2, encFfn: 64, hidden: 32, layers: 2, heads: 4, kvHeads: 2, intermediate: 64 };
 
@@ -229,6 +230,59 @@ describe('training forward', () => {
     zeroGrad([...params.values()]);
     for (const t of w.values()) t.dispose();
   }, 60_000);
+});
+
+describe('auxiliary head', () => {
+  // f64 reference of auxLogits: per clip, mean-pooled features through the head, or per-frame
+  // logits z[t, c] pooled as Σ_t softmax_t(z[·, c])·z[t, c]
+  const refLogits = (fs: Float64Array[], ns: number[], W: Float64Array, b: Float64Array, C: number, D: number, pool: AuxPool) => {
+    const out = new Float64Array(ns.length * C);
+    ns.forEach((n, i) => {
+      const f = fs[i]!;
+      for (let c = 0; c < C; c++) {
+        const z = Array.from({ length: n }, (_, t) => { let s = b[c]!; for (let k = 0; k < D; k++) s += W[c * D + k]! * f[t * D + k]!; return s; });
+        if (pool === 'mean') out[i * C + c] = z.reduce((a, x) => a + x, 0) / n;
+        else {
+          const mx = Math.max(...z);
+          const e = z.map((x) => Math.exp(x - mx));
+          const se = e.reduce((a, x) => a + x, 0);
+          out[i * C + c] = z.reduce((a, x, t) => a + (e[t]! / se) * x, 0);
+        }
+      }
+    });
+    return out;
+  };
+  for (const pool of ['mean', 'frames'] as AuxPool[]) {
+    it(`pools ${pool}: values and gradients against an f64 reference`, async () => {
+      const C = 5, D = 6, ns = [7, 3, 1]; // clip lengths, one of a single frame
+      const inputs = [
+        ...ns.map((n, i) => ({ data: randn(n * D, 10 + i), shape: [n, D] })),
+        { data: randn(C * D, 20).map((x) => x * 0.7), shape: [C, D] },
+        { data: randn(C, 21).map((x) => x * 0.3), shape: [C] },
+      ];
+      await gradCheck(
+        engine,
+        inputs,
+        (xs) => auxLogits(new Map([[AUX_WEIGHT, xs[ns.length]!], [AUX_BIAS, xs[ns.length + 1]!]]), xs.slice(0, ns.length), pool),
+        (xs) => refLogits(xs.slice(0, ns.length), ns, xs[ns.length]!, xs[ns.length + 1]!, C, D, pool),
+      );
+    });
+  }
+
+  it('lets a short sound in a long clip count under frame pooling, not under the mean', async () => {
+    // class 0 fires only in frame 2 of 40: the mean dilutes it, the softmax pool keeps it
+    const D = 2, n = 40;
+    const f = new Float32Array(n * D);
+    f[2 * D] = 6;
+    const w = new Map([[AUX_WEIGHT, tensor(engine, Float32Array.of(1, 0, 0, 1), [2, D])], [AUX_BIAS, tensor(engine, Float32Array.of(-2, -2), [2])]]);
+    const feats = [tensor(engine, f, [n, D])];
+    const frames = await auxLogits(w, feats, 'frames').toFloat32();
+    const meanL = await auxLogits(w, feats, 'mean').toFloat32();
+    expect(frames[0]).toBeGreaterThan(2); // ≈ 4 − a little: the one frame dominates its softmax
+    expect(meanL[0]).toBeCloseTo(-2 + 6 / n, 5);
+    expect(frames[1]).toBeCloseTo(-2, 5); // class 1 is absent everywhere
+    for (const t of [...w.values(), ...feats]) t.dispose();
+  });
 });
 
 describe('training runs', () => {

@@ -16,7 +16,7 @@ import { cac } from 'cac';
 import { Engine } from '../src/gpu/engine.js';
 import { CORPUS_FILE } from '../src/corpus/manifest.js';
 import { evalModel } from '../src/model/eval-model.js';
-import { type ModelDims, trainAudioLLM, writeWeightsReadme } from '../src/model/train.js';
+import { type AuxPool, type ModelDims, trainAudioLLM, writeWeightsReadme } from '../src/model/train.js';
 import { ArdError, UsageError } from '../src/util/errors.js';
 
 function num(v: unknown, name: string): number | undefined {
@@ -24,6 +24,12 @@ function num(v: unknown, name: string): number | undefined {
   const n = Number(v);
   if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number (got ${String(v)})`);
   return n;
+}
+
+function auxPoolOf(v: unknown): AuxPool | undefined {
+  if (v === undefined) return undefined;
+  if (v !== 'mean' && v !== 'frames') throw new UsageError(`--aux-pool must be mean or frames (got ${String(v)})`);
+  return v;
 }
 
 async function main(): Promise<void> {
@@ -88,6 +94,7 @@ async function main(): Promise<void> {
     auxLrScale: num(o.auxLrScale, 'aux-lr-scale'),
     mixtureRepeat: num(o.mixtureRepeat, 'mixture-repeat'),
     mixRate: num(o.mixRate, 'mix-rate'),
+    auxPool: auxPoolOf(o.auxPool),
     questionsPerClip: num(o.questions, 'questions'),
     checkpointEvery: num(o.checkpointEvery, 'checkpoint-every'),
     valEvery: num(o.valEvery, 'val-every'),

@@ -27,7 +27,7 @@ import { AdamW, clipGradNorm } from '../tensor/optim.js';
 import { keep, tidy } from '../tensor/scope.js';
 import { Tensor, tensor } from '../tensor/tensor.js';
 import { abs, add, addScalar, exp, gelu, log, mul, neg, relu, scale, sub, where } from '../tensor/ops/elementwise.js';
-import { mean } from '../tensor/ops/reduce.js';
+import { mean, sum } from '../tensor/ops/reduce.js';
 import { concat, contiguous, permute, reshape, slice, transpose } from '../tensor/ops/layout.js';
 import { crossEntropy, embedding, indexSelect } from '../tensor/ops/index.js';
 import { conv1d, layerNorm, rmsNorm, rope, softmax } from '../tensor/ops/nn.js';
@@ -356,29 +356,32 @@ export function packBatch(convs: readonly EncodedConversation[], padId: number, 
 
 /**
  * inputs_embeds [B·L, D]: token embeddings with the placeholder rows of conversation b taken, in
- * order, from features[b]. One gather and one row select per clip, all with gradients.
+ * order, from features[b]. One gather from the concatenated features and one row select for the
+ * whole batch, all with gradients (per clip, each would cost a full [B·L, D] pass: 8 clips made
+ * these two a quarter of a training step).
  */
 export function embedTrain(engine: Engine, w: Weights, batch: TrainBatch, features: readonly Tensor[]): Tensor {
   const n = batch.B * batch.L;
-  let x = embedding(get(w, 'language_model.model.embed_tokens.weight'), tensor(engine, batch.ids, [n], 'i32'));
+  const x = embedding(get(w, 'language_model.model.embed_tokens.weight'), tensor(engine, batch.ids, [n], 'i32'));
+  const src = new Int32Array(n);
+  const isSlot = new Float32Array(n);
   let k = 0;
   let base = 0;
   features.forEach((f, b) => {
-    const src = new Int32Array(n);
-    const isSlot = new Float32Array(n);
     const rows = f.shape[0]!;
     for (; k < batch.slotRows.length && batch.slotSrc[k]! < base + rows; k++) {
       const r = batch.slotRows[k]!;
       if (Math.floor(r / batch.L) !== b) throw new ArdError(`embedTrain: features of clip ${b} do not match its placeholders`);
-      src[r] = batch.slotSrc[k]! - base;
+      src[r] = batch.slotSrc[k]!; // a row of the concatenated features
       isSlot[r] = 1;
     }
     base += rows;
-    const spread = indexSelect(f, 0, tensor(engine, src, [n], 'i32'));
-    x = where(tensor(engine, isSlot, [n, 1]), spread, x);
   });
   if (k !== batch.slotRows.length) throw new ArdError(`embedTrain: ${batch.slotRows.length} placeholders but ${base} feature rows`);
-  return x;
+  if (features.length === 0) return x;
+  const all = features.length === 1 ? features[0]! : concat(features, 0);
+  const spread = indexSelect(all, 0, tensor(engine, src, [n], 'i32'));
+  return where(tensor(engine, isSlot, [n, 1]), spread, x);
 }
 
 export interface ClipMel {
@@ -433,15 +436,31 @@ export function initAux(engine: Engine, w: Weights, config: Qwen2AudioConfig, cl
   w.set(AUX_BIAS, keep(tensor(engine, new Float32Array(classes), [classes])));
 }
 
-/** The auxiliary head's logits [clips, classes] from each clip's audio features (time-averaged). */
-export function auxLogits(w: Weights, features: readonly Tensor[]): Tensor {
-  const pooled = concat(features.map((f) => mean(f, 0, true)), 0); // [clips, D]
-  return linear(pooled, get(w, AUX_WEIGHT), get(w, AUX_BIAS));
+/**
+ * How the auxiliary head pools over time. 'mean': one logit per class from the clip's time-averaged
+ * features (a sound that fills half the clip is blended with the other half). 'frames': logits per
+ * frame, pooled per class by a softmax over time of those logits (a smooth maximum), so each sound
+ * must be recognisable in the frames where it is loudest, whatever else the clip holds.
+ */
+export type AuxPool = 'mean' | 'frames';
+
+/** The auxiliary head's logits [clips, classes] from each clip's audio features [n_i, D]. */
+export function auxLogits(w: Weights, features: readonly Tensor[], pool: AuxPool = 'mean'): Tensor {
+  const W = get(w, AUX_WEIGHT), b = get(w, AUX_BIAS);
+  if (pool === 'mean') {
+    const pooled = concat(features.map((f) => mean(f, 0, true)), 0); // [clips, D]
+    return linear(pooled, W, b);
+  }
+  const rows = features.map((f) => {
+    const z = contiguous(transpose(linear(f, W, b))); // [classes, n]
+    return transpose(sum(mul(softmax(z), z), -1, true)); // Σ_t softmax_t(z)·z: [1, classes]
+  });
+  return concat(rows, 0);
 }
 
 /** Mean binary cross-entropy of the auxiliary head against multi-hot targets [clips, classes]. */
-export function auxLoss(engine: Engine, w: Weights, features: readonly Tensor[], targets: Float32Array): Tensor {
-  const z = auxLogits(w, features);
+export function auxLoss(engine: Engine, w: Weights, features: readonly Tensor[], targets: Float32Array, pool: AuxPool = 'mean'): Tensor {
+  const z = auxLogits(w, features, pool);
   const y = tensor(engine, targets, [...z.shape]);
   // softplus(z) − y·z, computed stably as max(z, 0) + log(1 + e^−|z|) − y·z
   const bce = sub(add(relu(z), log(addScalar(exp(neg(abs(z))), 1))), mul(y, z));
@@ -467,12 +486,12 @@ export function trainLossParts(
   mels: readonly ClipMel[],
   batch: TrainBatch,
   clipOf?: readonly number[],
-  aux?: { targets: Float32Array; weight: number },
+  aux?: { targets: Float32Array; weight: number; pool?: AuxPool },
 ): LossParts {
   const { logits, features } = trainForward(engine, w, config, mels, batch, batch.rows, clipOf);
   const lm = crossEntropy(logits, tensor(engine, batch.targets, [batch.targets.length], 'i32'), { ignoreIndex: IGNORE });
   if (!aux || aux.weight === 0) return { loss: lm, lm, aux: null };
-  const a = auxLoss(engine, w, features, aux.targets);
+  const a = auxLoss(engine, w, features, aux.targets, aux.pool);
   return { loss: add(lm, scale(a, aux.weight)), lm, aux: a };
 }
 
@@ -516,6 +535,8 @@ export interface TrainOptions {
    * at the label base rate and tells the encoder little.
    */
   auxLrScale?: number;
+  /** How the auxiliary head pools over time (default 'mean'): see AuxPool. */
+  auxPool?: AuxPool;
   /** Times a clip with several labels appears in each epoch (default 1): see epochPool. */
   mixtureRepeat?: number;
   /** Share of batch slots (0–1, default 0) whose single-label clip becomes a fresh mixture: see train-mix.ts. */
@@ -642,6 +663,7 @@ export interface RunSpec {
   auxWeight: number;
   encoderLrScale: number;
   auxLrScale: number;
+  auxPool: AuxPool;
   mixtureRepeat: number;
   mixRate: number;
   /** The auxiliary head's classes (the corpus labels). */
@@ -659,7 +681,7 @@ export interface RunSpec {
   corpus: string;
 }
 
-const RUN_VERSION = 9;
+const RUN_VERSION = 10;
 const CKPT = 'checkpoint.safetensors';
 
 function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec {
@@ -674,6 +696,7 @@ function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec 
     auxWeight: o.auxWeight ?? 1,
     encoderLrScale: o.encoderLrScale ?? 1,
     auxLrScale: o.auxLrScale ?? 1,
+    auxPool: o.auxPool ?? 'mean',
     mixtureRepeat: o.mixtureRepeat ?? 1,
     mixRate: o.mixRate ?? 0,
     auxClasses: [],
@@ -913,7 +936,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
         }
         const { lm, aux, norm } = tidy(() => {
           const mels = slots.map(({ clip }) => ({ mel: tensor(engine, clip.mel, [dims.nMels, clip.frames]), validFrames: clip.validFrames }));
-          const parts = trainLossParts(engine, weights!, config, mels, batch, clipOf, auxTargets ? { targets: auxTargets, weight: spec.auxWeight } : undefined);
+          const parts = trainLossParts(engine, weights!, config, mels, batch, clipOf, auxTargets ? { targets: auxTargets, weight: spec.auxWeight, pool: spec.auxPool } : undefined);
           backward(parts.loss);
           const n = clipGradNorm([...params.values()], spec.clipNorm);
           for (const g of groups) g.opt.step();
@@ -1205,7 +1228,7 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
       : []),
     `- ${spec.steps} steps of ${spec.batch} clips, seed ${spec.seed}; AdamW (β ${spec.beta1}/${spec.beta2}, weight decay ${spec.weightDecay}), learning rate ${spec.lr}${spec.encoderLrScale !== 1 ? ` (× ${spec.encoderLrScale} for the audio tower)` : ''} after ${spec.warmup} warm-up steps, cosine decay to ${+(spec.lr * spec.minLrRatio).toPrecision(3)}; gradients clipped to norm ${spec.clipNorm}.`,
     ...(spec.auxWeight > 0
-      ? [`- A training-only auxiliary loss (weight ${spec.auxWeight}${spec.auxLrScale !== 1 ? `, learning rate × ${spec.auxLrScale}` : ''}, not exported): a linear head on each clip's time-averaged audio features predicts its labels (binary cross-entropy over ${spec.auxClasses.length} classes), so the encoder gets a direct signal from the start.`]
+      ? [`- A training-only auxiliary loss (weight ${spec.auxWeight}${spec.auxLrScale !== 1 ? `, learning rate × ${spec.auxLrScale}` : ''}, not exported): ${spec.auxPool === 'frames' ? 'a linear head on every audio frame, pooled per class over time by a softmax of its own logits (a smooth maximum),' : "a linear head on each clip's time-averaged audio features"} predicts the clip's labels (binary cross-entropy over ${spec.auxClasses.length} classes), so the encoder gets a direct signal from the start.`]
       : []),
     `- Wall time: ${(info.result.totalMs / 60000).toFixed(1)} min of training (${(meanStep / 1000).toFixed(2)} s per step on average) on ${info.adapter}.`,
     `- Loss: ${recs[0] ? recs[0].loss.toFixed(3) : '?'} at the first step, ${tailLoss.toFixed(3)} averaged over the last ${tail.length} steps${vals.length ? `; validation loss ${vals[vals.length - 1]!.valLoss!.toFixed(3)} at the end` : ''}.`,
