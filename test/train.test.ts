@@ -310,6 +310,7 @@ describe('training runs', () => {
     // resuming a run with other settings is refused
     await expect(trainAudioLLM({ ...base(), out: outB, resume: true, lr: 1e-3 })).rejects.toThrow(/other settings/);
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-bad'), mixRate: 1.5 })).rejects.toThrow(/--mix-rate must be from 0 to 1 \(got 1\.5\)/);
+    await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-bad'), auxPool: 'max' as AuxPool })).rejects.toThrow(/--aux-pool must be mean or frames \(got max\)/);
     // and those runs did mix: some of the 30 × 3 slots became mixtures
     const trainLabels = readManifest(corpus).filter((e) => e.split === 'train').map((e) => e.labels);
     const pool = epochPool(trainLabels.map((l) => l.length), 1);
@@ -409,7 +410,14 @@ describe('training runs', () => {
       }
     });
     expect(moved).toBeGreaterThan(init.length / 2);
-  }, 60_000);
+    // --aux-pool frames reaches the run: recorded in run.json, the same step gives another aux loss
+    const out = path.join(tmp, 'aux-frames');
+    const fr = await trainAudioLLM({ ...base(), out, steps: 1, export: false, auxPool: 'frames' });
+    const mean = await trainAudioLLM({ ...base(), out: path.join(tmp, 'aux-mean'), steps: 1, export: false });
+    expect(JSON.parse(fs.readFileSync(path.join(out, '.ardgpu-cache', 'train', 'run.json'), 'utf8')).auxPool).toBe('frames');
+    expect(Number.isFinite(fr.records[0]!.auxLoss)).toBe(true);
+    expect(fr.records[0]!.auxLoss).not.toBe(mean.records[0]!.auxLoss);
+  }, 90_000);
 
   it('keeps GPU memory flat across steps', async () => {
     const { dims, config, w, params } = await tinyTrainable(13);

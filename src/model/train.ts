@@ -812,6 +812,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
   const spec = specOf(o, dims, fnvHex(JSON.stringify(trainEntries.map((e) => [e.file, e.labels, e.caption]))));
   if (spec.questionWeights) checkQuestionWeights(spec.questionWeights);
   if (!(spec.mixRate >= 0 && spec.mixRate <= 1)) throw new ArdError(`train: --mix-rate must be from 0 to 1 (got ${spec.mixRate})`);
+  if (spec.auxPool !== 'mean' && spec.auxPool !== 'frames') throw new ArdError(`train: --aux-pool must be mean or frames (got ${String(spec.auxPool)})`);
   if (o.initFrom) {
     const dir = path.resolve(o.initFrom);
     for (const f of ['model.safetensors', 'tokenizer.json']) {
