@@ -58,7 +58,7 @@ export interface MapOptions {
  * a slice of columns keeps 2; an index loop in the kernel costs two divisions per dim.
  */
 export function collapseDims(shape: readonly number[], strideSets: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
-  const keep = shape.map((d, i) => i).filter((i) => shape[i] !== 1);
+  const keep = shape.map((_, i) => i).filter((i) => shape[i] !== 1);
   const outShape: number[] = [];
   const outStrides: number[][] = strideSets.map(() => []);
   for (const i of keep) {
