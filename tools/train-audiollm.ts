@@ -2,7 +2,7 @@
 //
 //   npx tsx tools/train-audiollm.ts --corpus DIR --out weights/ --steps N --seed S [--resume]
 //
-// Options (defaults in src/model/train.ts): --batch, --lr, --warmup, --encoder-lr-scale, --aux-weight, --aux-lr-scale, --mixture-repeat, --mix-rate,
+// Options (defaults in src/model/train.ts): --batch, --lr, --warmup, --encoder-lr-scale, --aux-weight, --aux-lr-scale, --aux-pool, --mixture-repeat, --mix-rate,
 // --questions, --work DIR (caches, checkpoint,
 // loss log; default OUT/.ardgpu-cache/train), --checkpoint-every, --val-every, --vocab,
 // --dims '{"hidden":192,...}', --no-eval (skip the held-out evaluation and README),
@@ -47,6 +47,7 @@ async function main(): Promise<void> {
     .option('--encoder-lr-scale <x>', 'learning-rate multiplier of the audio tower')
     .option('--aux-weight <x>', 'weight of the training-only auxiliary label loss (0: off)')
     .option('--aux-lr-scale <x>', 'learning-rate multiplier of the auxiliary head')
+    .option('--aux-pool <how>', 'how the auxiliary head pools over time: mean (default) or frames (per-frame logits, softmax-pooled)')
     .option('--mixture-repeat <n>', 'times a clip with several labels appears in each epoch (default 1)')
     .option('--mix-rate <p>', 'share of batch slots whose single-label clip becomes a fresh mixture (default 0)')
     .option('--questions <n>', 'questions asked about each clip per step')
