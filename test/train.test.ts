@@ -276,8 +276,14 @@ describe('auxiliary head', () => {
     f[2 * D] = 6;
     const w = new Map([[AUX_WEIGHT, tensor(engine, Float32Array.of(1, 0, 0, 1), [2, D])], [AUX_BIAS, tensor(engine, Float32Array.of(-2, -2), [2])]]);
     const feats = [tensor(engine, f, [n, D])];
-    const frames = await auxLogits(w, feats, 'frames').toFloat32();
-    const meanL = await auxLogits(w, feats, 'mean').toFloat32();
+    const read = async (pool: AuxPool) => {
+      const z = auxLogits(w, feats, pool);
+      const v = await z.toFloat32();
+      z.dispose();
+      return v;
+    };
+    const frames = await read('frames');
+    const meanL = await read('mean');
     expect(frames[0]).toBeGreaterThan(2); // ≈ 4 − a little: the one frame dominates its softmax
     expect(meanL[0]).toBeCloseTo(-2 + 6 / n, 5);
     expect(frames[1]).toBeCloseTo(-2, 5); // class 1 is absent everywhere
