@@ -14,7 +14,7 @@
 
 struct Params {
   n: u32,
-  rank: u32,
+  pad: u32, // the rank is the RANK define (a constant loop bound, so the index loop unrolls)
   offA: u32,
   offB: u32,
   offC: u32,

@@ -90,7 +90,7 @@ export function map(inputs: readonly Tensor[], expr: string, opts: MapOptions): 
   const strides = dims.strides.slice(0, inputs.length);
   const inv = dims.shape.map((d) => 1 / d);
   const p = new Params()
-    .u32(out.size, dims.shape.length, inputs[0]!.offset, inputs[1]?.offset ?? 0, inputs[2]?.offset ?? 0)
+    .u32(out.size, 0, inputs[0]!.offset, inputs[1]?.offset ?? 0, inputs[2]?.offset ?? 0)
     .f32(opts.alpha ?? 0, opts.beta ?? 0)
     .u32(out.offset)
     .u32Array(dims.shape, MAX_RANK, 1)
