@@ -20,7 +20,7 @@ import {
   IGNORE, PROMPTS, batchClips, clipQAs, epochPool, encodeConversation, parseGender, parseLabels, parseYesNo, checkQuestionWeights, pickQuestions, questionOrder, templateIds, trainTokenizer,
 } from '../src/model/train-data.js';
 import {
-  AUX_BIAS, AUX_WEIGHT, type AuxPool, DEFAULT_DIMS, type ModelDims, auxLogits, cachedMels, frontendFor, initAux, initWeights, lrAt, lossSvg, makeConfig, packBatch, trainAudioLLM, trainLogits, trainLoss, trainableWeights, writeModelDir,
+  AUX_BIAS, AUX_WEIGHT, type AuxPool, DEFAULT_DIMS, type ModelDims, auxLogits, cachedMels, frontendFor, initAux, initWeights, lrAt, lossSvg, makeConfig, packBatch, packShared, trainAudioLLM, trainLogits, trainLoss, trainableWeights, writeModelDir,
 } from '../src/model/train.js';
 import { planMix } from '../src/model/train-mix.js';
 import { gradCheck } from './gradcheck.js';
@@ -230,6 +230,56 @@ describe('training forward', () => {
     zeroGrad([...params.values()]);
     for (const t of w.values()) t.dispose();
   }, 60_000);
+  it('shares each clip\'s prompt prefix: same loss and gradients as one full sequence per question', async () => {
+    const { dims, config, w, params } = await tinyTrainable(14);
+    // three clips of different lengths (left-padded prefixes), every question of each
+    const picks = [...entries.filter((e) => e.split === 'train')].sort((a, b) => a.duration - b.duration);
+    const chosen = [picks[0]!, picks[Math.floor(picks.length / 2)]!, picks.at(-1)!];
+    const { clips } = await sampleBatch(config, chosen);
+    const t = templateIds(tok);
+    const convs: ReturnType<typeof encodeConversation>[] = [];
+    const clipOf: number[] = [];
+    clips.forEach((c, i) => clipQAs(c.entry).forEach((qa) => (convs.push(encodeConversation(tok, c.nAudio, [qa])), clipOf.push(i))));
+    const full = packBatch(convs, t.endOfText, t.audio);
+    const shared = packShared(convs, clipOf, t.endOfText, t.audio);
+    expect(shared.prefix.B).toBe(3);
+    expect(shared.S).toBe(convs.length);
+    expect(Array.from(shared.targets)).toEqual(Array.from(full.targets));
+    expect(shared.prefix.B * shared.prefix.L + shared.S * shared.Ls).toBeLessThan(full.B * full.L);
+    const mels = () => clips.map((c) => ({ mel: tensor(engine, c.mel, [dims.nMels, c.frames]), validFrames: c.validFrames }));
+    const run = async (batch: Parameters<typeof trainLoss>[4]) => {
+      const l = tidy(() => {
+        const x = trainLoss(engine, w, config, mels(), batch, clipOf);
+        backward(x);
+        return x;
+      });
+      const v = await l.item();
+      l.dispose();
+      const grads = new Map<string, Float32Array>();
+      for (const [n, p] of params) grads.set(n, await p.grad!.toFloat32());
+      zeroGrad([...params.values()]);
+      return { v, grads };
+    };
+    const a = await run(full);
+    const b = await run(shared);
+    expect(Math.abs(a.v - b.v)).toBeLessThan(1e-5 * Math.abs(a.v));
+    for (const [n, ga] of a.grads) {
+      const gb = b.grads.get(n)!;
+      let scale = 0;
+      let err = 0;
+      for (let i = 0; i < ga.length; i++) {
+        scale = Math.max(scale, Math.abs(ga[i]!));
+        err = Math.max(err, Math.abs(ga[i]! - gb[i]!));
+      }
+      expect(scale, n).toBeGreaterThan(0);
+      expect(err, n).toBeLessThan(1e-4 * scale + 1e-7);
+    }
+    // conversations about one clip must agree up to the question
+    const other = encodeConversation(tok, clips[1]!.nAudio, [clipQAs(clips[1]!.entry)[0]!]);
+    expect(() => packShared([convs[0]!, other], [0, 0], t.endOfText, t.audio)).toThrow(/differ before the question/);
+    expect(() => packShared([convs[0]!], [1], t.endOfText, t.audio)).toThrow(/no conversation about clip 0/);
+    for (const t of w.values()) t.dispose();
+  }, 60_000);
 });
 
 describe('auxiliary head', () => {
@@ -333,11 +383,11 @@ describe('training runs', () => {
     expect([...st.tensors.values()].every((t) => t.dtype === 'F16')).toBe(true);
     expect(st.tensors.has('language_model.model.layers.1.self_attn.k_proj.bias')).toBe(true);
     expect(st.tensors.has('audio_tower.layers.0.self_attn.k_proj.bias')).toBe(false);
-    // the auxiliary label head is trained (its loss falls) but never exported
+    // the auxiliary label head is trained but never exported; it starts from the labels' prior
+    // (a zero bias would start every class at p = 0.5, a loss of ln 2 ≈ 0.69)
     expect([...st.tensors.keys()].some((n) => n.startsWith('aux.'))).toBe(false);
     const aux = a.records.map((r) => r.auxLoss!);
-    expect(aux.every((x) => Number.isFinite(x))).toBe(true);
-    expect(aux.slice(-5).reduce((s, x) => s + x, 0)).toBeLessThan(aux.slice(0, 5).reduce((s, x) => s + x, 0));
+    expect(aux.every((x) => Number.isFinite(x) && x < 0.45)).toBe(true);
     st.close();
     const model = await loadAudioLLM(engine, outA);
     expect(model.config.text_config.vocab_size).toBe(tok.vocabSize);
@@ -416,6 +466,22 @@ describe('training runs', () => {
       }
     });
     expect(moved).toBeGreaterThan(init.length / 2);
+    // the bias starts at each class's log-odds among training clips (one step of lr 3e-3 moves it little)
+    const bias = (await import('../src/model/safetensors.js')).openSafetensors(path.join(tmp, 'aux-1', '.ardgpu-cache', 'train', 'checkpoint.safetensors'));
+    const b1 = bias.readFloat32('param.aux.bias');
+    bias.close();
+    const train = entries.filter((e) => e.split === 'train');
+    one.spec.auxClasses.forEach((l, i) => {
+      const p = Math.min(1 - 0.5 / train.length, Math.max(0.5 / train.length, train.filter((e) => e.labels.includes(l)).length / train.length));
+      expect(Math.abs(b1[i]! - Math.log(p / (1 - p))), l).toBeLessThan(0.01);
+    });
+    const wp = new Map<string, Tensor>();
+    initAux(engine, wp, config, 2, 0, Float32Array.from([0.5, 0.1]));
+    const bp = await wp.get('aux.bias')!.toFloat32();
+    expect(bp[0]).toBeCloseTo(0, 6);
+    expect(bp[1]).toBeCloseTo(Math.log(0.1 / 0.9), 5);
+    for (const t of wp.values()) t.dispose();
+    expect(() => initAux(engine, new Map(), config, 3, 0, Float32Array.from([0.5]))).toThrow(/1 priors for 3 classes/);
     // --aux-pool frames reaches the run: recorded in run.json, the same step gives another aux loss
     const out = path.join(tmp, 'aux-frames');
     const fr = await trainAudioLLM({ ...base(), out, steps: 1, export: false, auxPool: 'frames' });

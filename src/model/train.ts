@@ -281,28 +281,50 @@ export function encodeTrain(w: Weights, config: Qwen2AudioConfig, mel: Tensor, v
   return linear(n === half ? pooled : slice(pooled, 0, 0, n), get(w, 'multi_modal_projector.linear.weight'), get(w, 'multi_modal_projector.linear.bias'));
 }
 
-function decoderLayer(w: Weights, p: string, x: Tensor, config: Qwen2AudioConfig, B: number, L: number): Tensor {
+/**
+ * Grouped-query attention over already-projected q [B, Lq, H, hd], k and v [B, Lk, KVH, hd]; query
+ * i sees keys j ≤ i + offset. `bias` [B, 1, 1, Lk] (0 or a large negative number) hides padding
+ * keys. Returns the heads merged, [B·Lq, H·hd].
+ */
+function attend(q: Tensor, k: Tensor, v: Tensor, config: Qwen2AudioConfig, offset: number, bias?: Tensor): Tensor {
   const t = config.text_config;
   const H = t.num_attention_heads;
   const KVH = t.num_key_value_heads;
   const hd = t.head_dim;
   const rep = H / KVH;
-  const eps = t.rms_norm_eps;
-  const h = rmsNorm(x, get(w, `${p}input_layernorm.weight`), eps);
-  const proj = (name: string, n: number) => reshape(linear(h, get(w, `${p}self_attn.${name}.weight`), get(w, `${p}self_attn.${name}.bias`)), [B, L, n, hd]);
-  const q = rope(proj('q_proj', H), 0, { theta: t.rope_theta }); // [B, L, H, hd]
-  const k = rope(proj('k_proj', KVH), 0, { theta: t.rope_theta });
-  const v = proj('v_proj', KVH);
-  // query heads grouped by their kv head: [B, KVH, rep·L, hd] (head j = g·rep + r)
-  const qg = reshape(contiguous(permute(q, [0, 2, 1, 3])), [B, KVH, rep * L, hd]);
-  const scores = matmul(qg, permute(k, [0, 2, 1, 3]), { transB: true }); // [B, KVH, rep·L, L]
-  const att = softmax(reshape(scores, [B, H, L, L]), { causal: true, causalOffset: 0, scale: 1 / Math.sqrt(hd) });
-  const o = matmul(reshape(att, [B, KVH, rep * L, L]), permute(v, [0, 2, 1, 3])); // [B, H, L, hd] in groups
-  const merged = reshape(contiguous(permute(reshape(o, [B, H, L, hd]), [0, 2, 1, 3])), [B * L, H * hd]);
+  const [B, Lq] = q.shape as [number, number];
+  const Lk = k.shape[1]!;
+  // query heads grouped by their kv head: [B, KVH, rep·Lq, hd] (head j = g·rep + r)
+  const qg = reshape(contiguous(permute(q, [0, 2, 1, 3])), [B, KVH, rep * Lq, hd]);
+  const scores = reshape(matmul(qg, permute(k, [0, 2, 1, 3]), { transB: true }), [B, H, Lq, Lk]);
+  const att = softmax(bias ? add(scores, bias) : scores, { causal: true, causalOffset: offset, scale: 1 / Math.sqrt(hd) });
+  const o = matmul(reshape(att, [B, KVH, rep * Lq, Lk]), permute(v, [0, 2, 1, 3])); // [B, H, Lq, hd] in groups
+  return reshape(contiguous(permute(reshape(o, [B, H, Lq, hd]), [0, 2, 1, 3])), [B * Lq, H * hd]);
+}
+
+/** q, k, v of one decoder layer for B sequences of L rows whose first row sits at position `start`. */
+function qkv(w: Weights, p: string, x: Tensor, config: Qwen2AudioConfig, B: number, L: number, start: number, withQ = true): { q: Tensor | null; k: Tensor; v: Tensor } {
+  const t = config.text_config;
+  const h = rmsNorm(x, get(w, `${p}input_layernorm.weight`), t.rms_norm_eps);
+  const proj = (name: string, n: number) => reshape(linear(h, get(w, `${p}self_attn.${name}.weight`), get(w, `${p}self_attn.${name}.bias`)), [B, L, n, t.head_dim]);
+  return {
+    q: withQ ? rope(proj('q_proj', t.num_attention_heads), start, { theta: t.rope_theta }) : null,
+    k: rope(proj('k_proj', t.num_key_value_heads), start, { theta: t.rope_theta }),
+    v: proj('v_proj', t.num_key_value_heads),
+  };
+}
+
+/** The rest of a decoder layer once attention is done: o_proj residual, then the SwiGLU MLP residual. */
+function finishLayer(w: Weights, p: string, x: Tensor, merged: Tensor, config: Qwen2AudioConfig): Tensor {
   const x1 = add(x, linear(merged, get(w, `${p}self_attn.o_proj.weight`)));
-  const h2 = rmsNorm(x1, get(w, `${p}post_attention_layernorm.weight`), eps);
+  const h2 = rmsNorm(x1, get(w, `${p}post_attention_layernorm.weight`), config.text_config.rms_norm_eps);
   const a = mul(linear(h2, get(w, `${p}mlp.gate_proj.weight`), undefined, 'silu'), linear(h2, get(w, `${p}mlp.up_proj.weight`)));
   return add(x1, linear(a, get(w, `${p}mlp.down_proj.weight`)));
+}
+
+function decoderLayer(w: Weights, p: string, x: Tensor, config: Qwen2AudioConfig, B: number, L: number): Tensor {
+  const { q, k, v } = qkv(w, p, x, config, B, L, 0);
+  return finishLayer(w, p, x, attend(q!, k, v, config, 0), config);
 }
 
 /** inputs_embeds [B·L, D] → the decoder's final-normed hidden states [B·L, D]. */
@@ -418,6 +440,139 @@ export function trainLogits(engine: Engine, w: Weights, config: Qwen2AudioConfig
   return trainForward(engine, w, config, mels, batch, rows, clipOf).logits;
 }
 
+// ---- sequences that share their clip's prompt prefix -------------------------------------------
+//
+// Every question about a clip starts with the same tokens: the system turn, the user header and
+// the audio placeholders; the question follows the audio. Under causal attention those prefix rows
+// never see the question, so their hidden states are the same in every sequence about the clip.
+// A shared batch runs each clip's prefix through the decoder once and the per-question suffixes
+// attend to it: the same logits and gradients as one full sequence per question (checked in
+// train.test.ts), without repeating ~80 % of the rows. Prefixes are left-padded (RoPE depends only
+// on distances, so shifting a whole sequence changes nothing) and their padding keys are hidden by
+// an additive bias; suffixes are right-padded (causal attention never looks ahead).
+
+/** A large negative score: exp underflows to 0 after the softmax's scale. */
+const HIDE = -1e9;
+
+export interface SharedBatch {
+  /** P left-padded prefixes, one per clip (rows/targets empty). */
+  prefix: TrainBatch;
+  /** [P·Lp]: 0 at real prefix positions, HIDE at the front padding. */
+  prefixBias: Float32Array;
+  /** S right-padded suffixes (question, assistant header, answer), Ls each. */
+  suffixIds: Int32Array;
+  S: number;
+  Ls: number;
+  /** The clip (prefix) of each suffix. */
+  suffixClip: Int32Array;
+  /** Row index (into S·Ls) of every target position, and the target ids. */
+  rows: Int32Array;
+  targets: Int32Array;
+}
+
+/**
+ * Splits conversations (conversation i about clip clipOf[i]; clips 0..P−1, each with at least one)
+ * after their last audio placeholder and packs the shared prefixes and the suffixes.
+ */
+export function packShared(convs: readonly EncodedConversation[], clipOf: readonly number[], padId: number, audioId: number): SharedBatch {
+  if (convs.length !== clipOf.length || convs.length === 0) throw new ArdError(`packShared: ${convs.length} conversations for ${clipOf.length} clip indices`);
+  const P = Math.max(...clipOf) + 1;
+  const prefixes: (number[] | null)[] = new Array(P).fill(null);
+  const nAudio = new Array<number>(P).fill(0);
+  const suffixes: { ids: number[]; targets: number[] }[] = [];
+  convs.forEach((c, i) => {
+    const cut = c.ids.lastIndexOf(audioId) + 1;
+    if (cut === 0) throw new ArdError(`packShared: conversation ${i} has no audio placeholder`);
+    if (c.targets.slice(0, cut).some((t) => t !== IGNORE)) throw new ArdError(`packShared: conversation ${i} has a target inside its audio prefix`);
+    const pre = c.ids.slice(0, cut);
+    const k = clipOf[i]!;
+    const seen = prefixes[k];
+    if (seen && (seen.length !== pre.length || seen.some((x, j) => x !== pre[j]))) throw new ArdError(`packShared: conversations about clip ${k} differ before the question`);
+    prefixes[k] = pre;
+    nAudio[k] = c.nAudio;
+    suffixes.push({ ids: c.ids.slice(cut), targets: c.targets.slice(cut) });
+  });
+  const missing = prefixes.findIndex((x) => x === null);
+  if (missing >= 0) throw new ArdError(`packShared: no conversation about clip ${missing}`);
+  const Lp = Math.max(...prefixes.map((x) => x!.length));
+  const ids = new Int32Array(P * Lp).fill(padId);
+  const prefixBias = new Float32Array(P * Lp);
+  const slotRows: number[] = [];
+  const slotSrc: number[] = [];
+  let feat = 0;
+  prefixes.forEach((pre, b) => {
+    const pad = Lp - pre!.length;
+    prefixBias.fill(HIDE, b * Lp, b * Lp + pad);
+    let n = 0;
+    pre!.forEach((id, i) => {
+      ids[b * Lp + pad + i] = id;
+      if (id === audioId) {
+        slotRows.push(b * Lp + pad + i);
+        slotSrc.push(feat + n++);
+      }
+    });
+    if (n !== nAudio[b]) throw new ArdError(`packShared: clip ${b} has ${n} placeholders for ${nAudio[b]} audio tokens`);
+    feat += n;
+  });
+  const S = suffixes.length;
+  const Ls = Math.max(...suffixes.map((x) => x.ids.length));
+  const suffixIds = new Int32Array(S * Ls).fill(padId);
+  const rows: number[] = [];
+  const targets: number[] = [];
+  suffixes.forEach((x, s) => {
+    x.ids.forEach((id, i) => {
+      suffixIds[s * Ls + i] = id;
+      if (x.targets[i] !== IGNORE) {
+        rows.push(s * Ls + i);
+        targets.push(x.targets[i]!);
+      }
+    });
+  });
+  const prefix: TrainBatch = { ids, rows: new Int32Array(0), targets: new Int32Array(0), B: P, L: Lp, slotRows: Int32Array.from(slotRows), slotSrc: Int32Array.from(slotSrc) };
+  return { prefix, prefixBias, suffixIds, S, Ls, suffixClip: Int32Array.from(clipOf), rows: Int32Array.from(rows), targets: Int32Array.from(targets) };
+}
+
+/**
+ * The decoder over a shared batch: inputs_embeds of the prefixes [P·Lp, D] and of the suffixes
+ * [S·Ls, D] → the suffixes' final-normed hidden states [S·Ls, D]. The prefixes' own outputs are
+ * never needed past the last layer's keys and values, so the last layer computes only those.
+ */
+export function decodeShared(engine: Engine, w: Weights, config: Qwen2AudioConfig, xp: Tensor, xs: Tensor, sb: SharedBatch): Tensor {
+  const t = config.text_config;
+  const P = sb.prefix.B;
+  const Lp = sb.prefix.L;
+  const { S, Ls } = sb;
+  const clip = tensor(engine, sb.suffixClip, [S], 'i32');
+  const biasP = tensor(engine, sb.prefixBias, [P, 1, 1, Lp]);
+  const suffixBias = new Float32Array(S * (Lp + Ls));
+  sb.suffixClip.forEach((k, s) => suffixBias.set(sb.prefixBias.subarray(k * Lp, (k + 1) * Lp), s * (Lp + Ls)));
+  const biasS = tensor(engine, suffixBias, [S, 1, 1, Lp + Ls]);
+  for (let i = 0; i < t.num_hidden_layers; i++) {
+    const p = `language_model.model.layers.${i}.`;
+    const last = i + 1 === t.num_hidden_layers;
+    const pre = qkv(w, p, xp, config, P, Lp, 0, !last);
+    const suf = qkv(w, p, xs, config, S, Ls, Lp);
+    const k = concat([indexSelect(pre.k, 0, clip), suf.k], 1); // [S, Lp + Ls, KVH, hd]
+    const v = concat([indexSelect(pre.v, 0, clip), suf.v], 1);
+    const xsNext = finishLayer(w, p, xs, attend(suf.q!, k, v, config, Lp, biasS), config);
+    if (!last) xp = finishLayer(w, p, xp, attend(pre.q!, pre.k, pre.v, config, 0, biasP), config);
+    xs = xsNext;
+  }
+  return rmsNorm(xs, get(w, 'language_model.model.norm.weight'), t.rms_norm_eps);
+}
+
+/** The shared-batch training forward: logits [targets, V] at the suffixes' target rows, and each clip's audio features. */
+export function sharedForward(engine: Engine, w: Weights, config: Qwen2AudioConfig, mels: readonly ClipMel[], sb: SharedBatch): { logits: Tensor; features: Tensor[] } {
+  if (mels.length !== sb.prefix.B) throw new ArdError(`sharedForward: ${mels.length} clips for ${sb.prefix.B} prefixes`);
+  const features = mels.map((m) => encodeTrain(w, config, m.mel, m.validFrames));
+  const xp = embedTrain(engine, w, sb.prefix, features);
+  const xs = embedding(get(w, 'language_model.model.embed_tokens.weight'), tensor(engine, sb.suffixIds, [sb.S * sb.Ls], 'i32'));
+  const hidden = decodeShared(engine, w, config, xp, xs, sb);
+  const picked = indexSelect(hidden, 0, tensor(engine, sb.rows, [sb.rows.length], 'i32'));
+  const head = config.text_config.tie_word_embeddings ? 'language_model.model.embed_tokens.weight' : 'language_model.lm_head.weight';
+  return { logits: linear(picked, get(w, head)), features };
+}
+
 // A training-only auxiliary head (never exported): multi-label logits of each clip's labels from
 // its time-averaged audio features. From scratch, the decoder and the encoder start as random
 // maps, and the answers' gradient reaches the encoder only through the decoder: the model first
@@ -426,14 +581,21 @@ export function trainLogits(engine: Engine, w: Weights, config: Qwen2AudioConfig
 export const AUX_WEIGHT = 'aux.weight';
 export const AUX_BIAS = 'aux.bias';
 
-/** Adds the auxiliary head's tensors ([classes, hidden] N(0, 0.02), bias 0) to `w`. */
-export function initAux(engine: Engine, w: Weights, config: Qwen2AudioConfig, classes: number, seed: number): void {
+/**
+ * Adds the auxiliary head's tensors to `w`: weight [classes, hidden] N(0, 0.02); bias the log-odds
+ * of each class's share of training clips (`prior`), else 0. From 0 (every class at p = 0.5) the
+ * first few hundred steps of the heavily weighted aux gradient would only teach "most labels are
+ * absent": an aux-only probe sat at the prior's loss for 200 steps.
+ */
+export function initAux(engine: Engine, w: Weights, config: Qwen2AudioConfig, classes: number, seed: number, prior?: Float32Array): void {
   const H = config.text_config.hidden_size;
   const r = mulberry32(hashInts(seed, 0xa0c5));
   const v = new Float32Array(classes * H);
   for (let i = 0; i < v.length; i++) v[i] = Math.sqrt(-2 * Math.log(Math.max(r(), 1e-12))) * Math.cos(2 * Math.PI * r()) * 0.02;
   w.set(AUX_WEIGHT, keep(tensor(engine, v, [classes, H])));
-  w.set(AUX_BIAS, keep(tensor(engine, new Float32Array(classes), [classes])));
+  if (prior && prior.length !== classes) throw new ArdError(`initAux: ${prior.length} priors for ${classes} classes`);
+  const bias = prior ? prior.map((p) => Math.log(p / (1 - p))) : new Float32Array(classes);
+  w.set(AUX_BIAS, keep(tensor(engine, bias, [classes])));
 }
 
 /**
@@ -484,11 +646,11 @@ export function trainLossParts(
   w: Weights,
   config: Qwen2AudioConfig,
   mels: readonly ClipMel[],
-  batch: TrainBatch,
+  batch: TrainBatch | SharedBatch,
   clipOf?: readonly number[],
   aux?: { targets: Float32Array; weight: number; pool?: AuxPool },
 ): LossParts {
-  const { logits, features } = trainForward(engine, w, config, mels, batch, batch.rows, clipOf);
+  const { logits, features } = 'prefix' in batch ? sharedForward(engine, w, config, mels, batch) : trainForward(engine, w, config, mels, batch, batch.rows, clipOf);
   const lm = crossEntropy(logits, tensor(engine, batch.targets, [batch.targets.length], 'i32'), { ignoreIndex: IGNORE });
   if (!aux || aux.weight === 0) return { loss: lm, lm, aux: null };
   const a = auxLoss(engine, w, features, aux.targets, aux.pool);
@@ -496,7 +658,7 @@ export function trainLossParts(
 }
 
 /** Mean cross-entropy over the batch's target positions (a scalar with gradients). */
-export function trainLoss(engine: Engine, w: Weights, config: Qwen2AudioConfig, mels: readonly ClipMel[], batch: TrainBatch, clipOf?: readonly number[]): Tensor {
+export function trainLoss(engine: Engine, w: Weights, config: Qwen2AudioConfig, mels: readonly ClipMel[], batch: TrainBatch | SharedBatch, clipOf?: readonly number[]): Tensor {
   return trainLossParts(engine, w, config, mels, batch, clipOf).lm;
 }
 
@@ -681,7 +843,7 @@ export interface RunSpec {
   corpus: string;
 }
 
-const RUN_VERSION = 10;
+const RUN_VERSION = 11;
 const CKPT = 'checkpoint.safetensors';
 
 function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec {
@@ -876,8 +1038,14 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
     weights = initWeights(engine, config, spec.seed);
     if (spec.initFrom && !o.resume) loadInitWeights(engine, weights, path.join(spec.initFrom.dir, 'model.safetensors'));
     const nAux = spec.auxClasses.length;
-    if (nAux) initAux(engine, weights, config, nAux, spec.seed);
     const auxIndex = new Map(spec.auxClasses.map((l, i) => [l, i]));
+    if (nAux) {
+      // each class's share of training clips, kept inside [1/2n, 1 − 1/2n]
+      const n = clips.length;
+      const share = new Float32Array(nAux);
+      for (const c of clips) for (const l of c.entry.labels) share[auxIndex.get(l)!]! += 1 / n;
+      initAux(engine, weights, config, nAux, spec.seed, share.map((p) => Math.min(1 - 0.5 / n, Math.max(0.5 / n, p))));
+    }
     const params = trainableWeights(weights);
     for (const [n, t] of params) param(t, n);
     // the audio tower and the aux head may learn at their own rates; the projector and decoder at lr
@@ -925,7 +1093,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
             clipOf.push(i);
           }
         });
-        const batch = packBatch(convs, tid.endOfText, tid.audio);
+        const batch = packShared(convs, clipOf, tid.endOfText, tid.audio);
         const lr = lrAt(step, spec.steps, spec.lr, spec.warmup, spec.minLrRatio);
         for (const g of groups) g.opt.lr = lr * g.scale;
         let auxTargets: Float32Array | undefined;
@@ -949,7 +1117,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
         const normV = await norm.item();
         for (const t of [lm, aux, norm]) t?.dispose();
         if (!Number.isFinite(lossV)) throw new ArdError(`train: loss became ${lossV} at step ${step}`);
-        const rec: StepRecord = { step, loss: lossV, ...(auxV !== undefined ? { auxLoss: auxV } : {}), lr, gradNorm: normV, tokens: batch.targets.length, positions: batch.B * batch.L, ms: Math.round(performance.now() - ts) };
+        const rec: StepRecord = { step, loss: lossV, ...(auxV !== undefined ? { auxLoss: auxV } : {}), lr, gradNorm: normV, tokens: batch.targets.length, positions: batch.prefix.B * batch.prefix.L + batch.S * batch.Ls, ms: Math.round(performance.now() - ts) };
         if (valEvery > 0 && valClips.length && ((step + 1) % valEvery === 0 || step + 1 === spec.steps)) {
           rec.valLoss = await validationLoss(engine, weights, config, tok, valClips, spec.batch);
         }
@@ -996,7 +1164,7 @@ export async function validationLoss(engine: Engine, w: Weights, config: Qwen2Au
         clipOf.push(j);
       }
     });
-    const batch = packBatch(convs, tid.endOfText, tid.audio);
+    const batch = packShared(convs, clipOf, tid.endOfText, tid.audio);
     const l = engine.noGradScope(() =>
       tidy(() => {
         const mels = part.map((c) => ({ mel: tensor(engine, c.mel, [config.audio_config.num_mel_bins, c.frames]), validFrames: c.validFrames }));
