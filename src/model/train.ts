@@ -678,7 +678,7 @@ export interface TrainOptions {
   dims?: Partial<ModelDims>;
   /** Clips per step (default 8). */
   batch?: number;
-  /** Questions asked about each clip per step, one sequence each, sharing the clip's encoder pass (default 2). */
+  /** Questions asked about each clip per step, one sequence each, sharing the clip's encoder pass and prompt prefix (default 2). */
   questionsPerClip?: number;
   /** Relative draw weights of the question kinds (default: all 1, a uniform draw). */
   questionWeights?: QuestionWeights;
@@ -1378,7 +1378,9 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
     '| Is anyone speaking? | yes / no |',
     '',
     `Each step takes ${spec.batch} clips and asks each ${spec.questionsPerClip} of its questions (seeded draws${spec.questionWeights ? `, weighted ${Object.entries(spec.questionWeights).map(([k, v]) => `${k} ${v}`).join(', ')}, others 1` : ''}), one sequence per`,
-    'question, sharing the clip\'s encoder pass. The loss is on answer tokens and their <|im_end|> only.',
+    'question, sharing the clip\'s encoder pass and the decoder\'s pass over the prompt up to the audio\'s end (the question comes after',
+    'the audio, so under causal attention those rows are the same in every sequence about the clip). The loss is on answer tokens and',
+    'their <|im_end|> only.',
     ...(spec.mixRate > 0 ? [`A share of ${spec.mixRate} of the batch slots that hold a single-label clip get a fresh mixture instead: that clip with another single-label training clip added in the log-mel power domain (src/model/train-mix.ts).`] : []),
     ...(spec.mixtureRepeat !== 1 ? [`Clips with several labels (mixtures) appear ${spec.mixtureRepeat} times in each epoch's order, every other clip once.`] : []),
     'Log-mels are computed once per clip and cached. (A multi-turn chat with every question about a clip',
@@ -1397,7 +1399,7 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
       : []),
     `- ${spec.steps} steps of ${spec.batch} clips, seed ${spec.seed}; AdamW (β ${spec.beta1}/${spec.beta2}, weight decay ${spec.weightDecay}), learning rate ${spec.lr}${spec.encoderLrScale !== 1 ? ` (× ${spec.encoderLrScale} for the audio tower)` : ''} after ${spec.warmup} warm-up steps, cosine decay to ${+(spec.lr * spec.minLrRatio).toPrecision(3)}; gradients clipped to norm ${spec.clipNorm}.`,
     ...(spec.auxWeight > 0
-      ? [`- A training-only auxiliary loss (weight ${spec.auxWeight}${spec.auxLrScale !== 1 ? `, learning rate × ${spec.auxLrScale}` : ''}, not exported): ${spec.auxPool === 'frames' ? 'a linear head on every audio frame, pooled per class over time by a softmax of its own logits (a smooth maximum),' : "a linear head on each clip's time-averaged audio features"} predicts the clip's labels (binary cross-entropy over ${spec.auxClasses.length} classes), so the encoder gets a direct signal from the start.`]
+      ? [`- A training-only auxiliary loss (weight ${spec.auxWeight}${spec.auxLrScale !== 1 ? `, learning rate × ${spec.auxLrScale}` : ''}, not exported): ${spec.auxPool === 'frames' ? 'a linear head on every audio frame, pooled per class over time by a softmax of its own logits (a smooth maximum),' : "a linear head on each clip's time-averaged audio features"} predicts the clip's labels (binary cross-entropy over ${spec.auxClasses.length} classes; its bias starts at each label's log-odds among training clips), so the encoder gets a direct signal from the start.`]
       : []),
     `- Wall time: ${(info.result.totalMs / 60000).toFixed(1)} min of training (${(meanStep / 1000).toFixed(2)} s per step on average) on ${info.adapter}.`,
     `- Loss: ${recs[0] ? recs[0].loss.toFixed(3) : '?'} at the first step, ${tailLoss.toFixed(3)} averaged over the last ${tail.length} steps${vals.length ? `; validation loss ${vals[vals.length - 1]!.valLoss!.toFixed(3)} at the end` : ''}.`,
