@@ -347,8 +347,11 @@ export interface TrainBatch {
   slotSrc: Int32Array;
 }
 
-/** Packs conversations (in the order of their features) into one right-padded batch. */
-export function packBatch(convs: readonly EncodedConversation[], padId: number, audioId: number): TrainBatch {
+/**
+ * Packs conversations (in the order of their features) into one batch, right-padded (or
+ * left-padded: `left`, for shared prefixes).
+ */
+export function packBatch(convs: readonly Pick<EncodedConversation, 'ids' | 'targets' | 'nAudio'>[], padId: number, audioId: number, left = false): TrainBatch {
   const B = convs.length;
   const L = Math.max(...convs.map((c) => c.ids.length));
   const ids = new Int32Array(B * L).fill(padId);
@@ -359,14 +362,15 @@ export function packBatch(convs: readonly EncodedConversation[], padId: number, 
   let feat = 0;
   convs.forEach((c, b) => {
     let n = 0;
+    const at = b * L + (left ? L - c.ids.length : 0);
     c.ids.forEach((id, i) => {
-      ids[b * L + i] = id;
+      ids[at + i] = id;
       if (c.targets[i]! !== IGNORE) {
-        rows.push(b * L + i);
+        rows.push(at + i);
         targets.push(c.targets[i]!);
       }
       if (id === audioId) {
-        slotRows.push(b * L + i);
+        slotRows.push(at + i);
         slotSrc.push(feat + n++);
       }
     });
@@ -429,10 +433,14 @@ export function trainForward(
   const feats = clipOf ? clipOf.map((c) => features[c]!) : features;
   if (feats.length !== batch.B) throw new ArdError(`trainForward: ${feats.length} feature sets for ${batch.B} sequences`);
   const x = embedTrain(engine, w, batch, feats);
-  const hidden = decodeTrain(w, config, x, batch.B, batch.L);
+  return { logits: lmHead(engine, w, config, decodeTrain(w, config, x, batch.B, batch.L), rows), features };
+}
+
+/** Logits [rows, V] of the final-normed hidden states at the given rows (all rows: null). */
+function lmHead(engine: Engine, w: Weights, config: Qwen2AudioConfig, hidden: Tensor, rows: Int32Array | null): Tensor {
   const picked = rows ? indexSelect(hidden, 0, tensor(engine, rows, [rows.length], 'i32')) : hidden;
   const head = config.text_config.tie_word_embeddings ? 'language_model.model.embed_tokens.weight' : 'language_model.lm_head.weight';
-  return { logits: linear(picked, get(w, head)), features };
+  return linear(picked, get(w, head));
 }
 
 /** Logits [rows, V] of the training forward (see trainForward). */
@@ -477,59 +485,27 @@ export interface SharedBatch {
 export function packShared(convs: readonly EncodedConversation[], clipOf: readonly number[], padId: number, audioId: number): SharedBatch {
   if (convs.length !== clipOf.length || convs.length === 0) throw new ArdError(`packShared: ${convs.length} conversations for ${clipOf.length} clip indices`);
   const P = Math.max(...clipOf) + 1;
-  const prefixes: (number[] | null)[] = new Array(P).fill(null);
-  const nAudio = new Array<number>(P).fill(0);
-  const suffixes: { ids: number[]; targets: number[] }[] = [];
+  const prefixes: ({ ids: number[]; targets: number[]; nAudio: number } | null)[] = new Array(P).fill(null);
+  const suffixes: { ids: number[]; targets: number[]; nAudio: number }[] = [];
   convs.forEach((c, i) => {
     const cut = c.ids.lastIndexOf(audioId) + 1;
     if (cut === 0) throw new ArdError(`packShared: conversation ${i} has no audio placeholder`);
     if (c.targets.slice(0, cut).some((t) => t !== IGNORE)) throw new ArdError(`packShared: conversation ${i} has a target inside its audio prefix`);
     const pre = c.ids.slice(0, cut);
     const k = clipOf[i]!;
-    const seen = prefixes[k];
+    const seen = prefixes[k]?.ids;
     if (seen && (seen.length !== pre.length || seen.some((x, j) => x !== pre[j]))) throw new ArdError(`packShared: conversations about clip ${k} differ before the question`);
-    prefixes[k] = pre;
-    nAudio[k] = c.nAudio;
-    suffixes.push({ ids: c.ids.slice(cut), targets: c.targets.slice(cut) });
+    prefixes[k] = { ids: pre, targets: c.targets.slice(0, cut), nAudio: c.nAudio };
+    suffixes.push({ ids: c.ids.slice(cut), targets: c.targets.slice(cut), nAudio: 0 });
   });
   const missing = prefixes.findIndex((x) => x === null);
   if (missing >= 0) throw new ArdError(`packShared: no conversation about clip ${missing}`);
-  const Lp = Math.max(...prefixes.map((x) => x!.length));
-  const ids = new Int32Array(P * Lp).fill(padId);
+  const prefix = packBatch(prefixes as { ids: number[]; targets: number[]; nAudio: number }[], padId, audioId, true);
+  const Lp = prefix.L;
   const prefixBias = new Float32Array(P * Lp);
-  const slotRows: number[] = [];
-  const slotSrc: number[] = [];
-  let feat = 0;
-  prefixes.forEach((pre, b) => {
-    const pad = Lp - pre!.length;
-    prefixBias.fill(HIDE, b * Lp, b * Lp + pad);
-    let n = 0;
-    pre!.forEach((id, i) => {
-      ids[b * Lp + pad + i] = id;
-      if (id === audioId) {
-        slotRows.push(b * Lp + pad + i);
-        slotSrc.push(feat + n++);
-      }
-    });
-    if (n !== nAudio[b]) throw new ArdError(`packShared: clip ${b} has ${n} placeholders for ${nAudio[b]} audio tokens`);
-    feat += n;
-  });
-  const S = suffixes.length;
-  const Ls = Math.max(...suffixes.map((x) => x.ids.length));
-  const suffixIds = new Int32Array(S * Ls).fill(padId);
-  const rows: number[] = [];
-  const targets: number[] = [];
-  suffixes.forEach((x, s) => {
-    x.ids.forEach((id, i) => {
-      suffixIds[s * Ls + i] = id;
-      if (x.targets[i] !== IGNORE) {
-        rows.push(s * Ls + i);
-        targets.push(x.targets[i]!);
-      }
-    });
-  });
-  const prefix: TrainBatch = { ids, rows: new Int32Array(0), targets: new Int32Array(0), B: P, L: Lp, slotRows: Int32Array.from(slotRows), slotSrc: Int32Array.from(slotSrc) };
-  return { prefix, prefixBias, suffixIds, S, Ls, suffixClip: Int32Array.from(clipOf), rows: Int32Array.from(rows), targets: Int32Array.from(targets) };
+  prefixes.forEach((pre, b) => prefixBias.fill(HIDE, b * Lp, (b + 1) * Lp - pre!.ids.length));
+  const suffix = packBatch(suffixes, padId, audioId);
+  return { prefix, prefixBias, suffixIds: suffix.ids, S: suffix.B, Ls: suffix.L, suffixClip: Int32Array.from(clipOf), rows: suffix.rows, targets: suffix.targets };
 }
 
 /**
@@ -567,10 +543,7 @@ export function sharedForward(engine: Engine, w: Weights, config: Qwen2AudioConf
   const features = mels.map((m) => encodeTrain(w, config, m.mel, m.validFrames));
   const xp = embedTrain(engine, w, sb.prefix, features);
   const xs = embedding(get(w, 'language_model.model.embed_tokens.weight'), tensor(engine, sb.suffixIds, [sb.S * sb.Ls], 'i32'));
-  const hidden = decodeShared(engine, w, config, xp, xs, sb);
-  const picked = indexSelect(hidden, 0, tensor(engine, sb.rows, [sb.rows.length], 'i32'));
-  const head = config.text_config.tie_word_embeddings ? 'language_model.model.embed_tokens.weight' : 'language_model.lm_head.weight';
-  return { logits: linear(picked, get(w, head)), features };
+  return { logits: lmHead(engine, w, config, decodeShared(engine, w, config, xp, xs, sb), sb.rows), features };
 }
 
 // A training-only auxiliary head (never exported): multi-label logits of each clip's labels from
