@@ -3,6 +3,7 @@
 //   npx tsx tools/train-audiollm.ts --corpus DIR --out weights/ --steps N --seed S [--resume]
 //
 // Options (defaults in src/model/train.ts): --batch, --lr, --warmup, --encoder-lr-scale, --aux-weight, --aux-lr-scale, --aux-pool, --mixture-repeat, --mix-rate,
+// --mix-third, --mix-corpus-levels,
 // --questions, --work DIR (caches, checkpoint,
 // loss log; default OUT/.ardgpu-cache/train), --checkpoint-every, --val-every, --vocab,
 // --dims '{"hidden":192,...}', --no-eval (skip the held-out evaluation and README),
@@ -50,6 +51,8 @@ async function main(): Promise<void> {
     .option('--aux-pool <how>', 'how the auxiliary head pools over time: mean (default) or frames (per-frame logits, softmax-pooled)')
     .option('--mixture-repeat <n>', 'times a clip with several labels appears in each epoch (default 1)')
     .option('--mix-rate <p>', 'share of batch slots whose single-label clip becomes a fresh mixture (default 0)')
+    .option('--mix-third <p>', 'share of those fresh mixtures that get a third sound (default 0)')
+    .option('--mix-corpus-levels', 'fresh mixtures of sounds only put noise-like sounds 3–8 dB lower, as the corpus does')
     .option('--questions <n>', 'questions asked about each clip per step')
     .option('--checkpoint-every <n>', 'steps between checkpoints')
     .option('--val-every <n>', 'steps between validation losses')
@@ -95,6 +98,8 @@ async function main(): Promise<void> {
     auxLrScale: num(o.auxLrScale, 'aux-lr-scale'),
     mixtureRepeat: num(o.mixtureRepeat, 'mixture-repeat'),
     mixRate: num(o.mixRate, 'mix-rate'),
+    mixThird: num(o.mixThird, 'mix-third'),
+    mixCorpusLevels: o.mixCorpusLevels ? true : undefined,
     auxPool: auxPoolOf(o.auxPool),
     questionsPerClip: num(o.questions, 'questions'),
     checkpointEvery: num(o.checkpointEvery, 'checkpoint-every'),

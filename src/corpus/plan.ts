@@ -33,7 +33,7 @@ const FAMILIES: readonly (readonly string[])[] = [
   ['rising chirp', 'falling chirp'],
 ];
 const MIXABLE = SOUND_CONCEPTS.filter((c) => c !== 'silence');
-const NOISE_LIKE = new Set<string>(['white noise', 'pink noise', 'brown noise', 'rain', 'engine hum']);
+export const NOISE_LIKE = new Set<string>(['white noise', 'pink noise', 'brown noise', 'rain', 'engine hum']);
 
 function compatible(a: string, b: string): boolean {
   if (a === b) return false;

@@ -18,45 +18,78 @@
 // answer names the speech, or the louder sound, first.
 import { makeCaption } from '../corpus/captions.js';
 import type { ManifestEntry } from '../corpus/manifest.js';
-import { mixable } from '../corpus/plan.js';
+import { NOISE_LIKE, mixable } from '../corpus/plan.js';
 import { Rng } from '../corpus/rng.js';
 import { mulberry32 } from '../util/random.js';
 import { hashInts } from './train-data.js';
 
 export interface MixPlan {
-  /** The foreground clip (the speech, or the louder sound) and the one added to it. */
+  /** The foreground clip (the speech, or the loudest sound) and the one added to it. */
   fg: number;
   bg: number;
   /** Level of `bg` relative to `fg` (mean power over their valid frames), dB (≤ 0). */
   levelDb: number;
+  /** A third sound (MixOptions.third), no louder than `bg`; its level is relative to `fg`. */
+  third?: { clip: number; levelDb: number };
   /** Seed of the mixture's caption. */
   captionSeed: number;
+}
+
+export interface MixOptions {
+  /**
+   * Share (0–1, default 0) of the fresh mixtures that get a third sound. Why: the corpus holds a
+   * few dozen three-sound training clips, and a model trained on two-sound mixtures never names
+   * three (session 8: none of 22 three-label test clips got a three-label answer).
+   */
+  third?: number;
+  /**
+   * Levels as the corpus draws them (plan.ts): in a mixture of sounds only, a noise-like sound
+   * (NOISE_LIKE) sits a further 3–8 dB lower. Default false: all sounds within ±4 dB.
+   */
+  corpusLevels?: boolean;
 }
 
 const isSpeech = (l: string) => l === 'female speech' || l === 'male speech';
 
 /**
  * Whether batch slot `slot` of `step`, holding clip `a`, becomes a mixture, and with what: a
- * seeded function of (seed, step, slot), so a resumed run makes the same mixtures.
+ * seeded function of (seed, step, slot), so a resumed run makes the same mixtures. With default
+ * options it makes exactly the mixtures it made before MixOptions existed (older runs replay).
  */
-export function planMix(seed: number, step: number, slot: number, a: number, labels: readonly (readonly string[])[], rate: number): MixPlan | null {
+export function planMix(seed: number, step: number, slot: number, a: number, labels: readonly (readonly string[])[], rate: number, opts: MixOptions = {}): MixPlan | null {
   if (!(rate > 0)) return null;
   const rand = mulberry32(hashInts(seed, 0x6d1f, step, slot));
   if (rand() >= rate || labels[a]!.length !== 1) return null;
-  const la = labels[a]![0]!;
-  for (let tries = 0; tries < 16; tries++) {
-    const b = Math.floor(rand() * labels.length);
-    if (labels[b]!.length !== 1 || !mixable(la, labels[b]![0]!)) continue;
-    const lb = labels[b]![0]!;
-    const captionSeed = hashInts(seed, 0xca9, step, slot);
-    if (isSpeech(la) || isSpeech(lb)) {
-      const [fg, bg] = isSpeech(la) ? [a, b] : [b, a];
-      return { fg, bg, levelDb: -6 * rand(), captionSeed };
+  const labelOf = (i: number) => labels[i]![0]!;
+  // a random single-label clip that may share a mixture with every sound in `have` (16 tries)
+  const pick = (have: string[]): number | null => {
+    for (let tries = 0; tries < 16; tries++) {
+      const b = Math.floor(rand() * labels.length);
+      if (labels[b]!.length === 1 && have.every((h) => mixable(h, labelOf(b)))) return b;
     }
-    const d = 8 * rand() - 4; // level of b relative to a
-    return d <= 0 ? { fg: a, bg: b, levelDb: d, captionSeed } : { fg: b, bg: a, levelDb: -d, captionSeed };
+    return null;
+  };
+  const b = pick([labelOf(a)]);
+  if (b === null) return null;
+  const captionSeed = hashInts(seed, 0xca9, step, slot);
+  const ids = [a, b];
+  if ((opts.third ?? 0) > 0 && rand() < opts.third!) {
+    const c = pick([labelOf(a), labelOf(b)]);
+    if (c !== null) ids.push(c);
   }
-  return null;
+  // levels in dB: relative to the speech, or to the first sound
+  const speech = ids.find((i) => isSpeech(labelOf(i)));
+  const levels = ids.map((i, j) => {
+    if (speech !== undefined) return i === speech ? 0 : -6 * rand(); // 0–6 dB under the voice
+    let l = j === 0 ? 0 : 8 * rand() - 4; // sounds within ±4 dB of each other
+    if (opts.corpusLevels && NOISE_LIKE.has(labelOf(i))) l -= 3 + 5 * rand();
+    return l;
+  });
+  // the speech, or the loudest sound, is the foreground and is named first; the rest loudest first
+  const rank = (j: number) => (ids[j] === speech ? Infinity : levels[j]!);
+  const order = ids.map((_, j) => j).sort((x, y) => rank(y) - rank(x) || x - y);
+  const rel = order.map((j) => ({ clip: ids[j]!, levelDb: levels[j]! - levels[order[0]!]! }));
+  return { fg: rel[0]!.clip, bg: rel[1]!.clip, levelDb: rel[1]!.levelDb, ...(rel[2] ? { third: rel[2] } : {}), captionSeed };
 }
 
 /** Log-mel features [nMels, frames] of one clip (a training cache Clip is one); `validFrames` of its frames hold the sound (they set its level). */
@@ -111,13 +144,26 @@ export function mixMelsAtGain(fg: MelPart, bg: MelPart, nMels: number, gain: num
   return { mel: out, frames };
 }
 
-/** The manifest entry a mixture answers for: labels foreground first, a fresh caption, the speech's gender. */
-export function mixedEntry(fg: ManifestEntry, bg: ManifestEntry, captionSeed: number): ManifestEntry {
-  const labels = [...fg.labels, ...bg.labels];
-  const sp = fg.speech ? fg : bg.speech ? bg : null;
+/** Log-mel features of a planned mixture of `clips` (indexed as the plan's): fg + bg (+ third). */
+export function planMels(plan: MixPlan, clips: readonly MelPart[], nMels: number): MelPart {
+  const fg = clips[plan.fg]!, bg = clips[plan.bg]!;
+  let mix: MelPart = { ...mixMels(fg, bg, nMels, plan.levelDb), validFrames: Math.max(fg.validFrames, bg.validFrames) };
+  if (plan.third) {
+    // the third's level is relative to fg alone (the sum's power would shift it by bg's share)
+    const t = clips[plan.third.clip]!;
+    const gain = Math.pow(10, plan.third.levelDb / 10) * (melPower(fg, nMels) / melPower(t, nMels));
+    mix = { ...mixMelsAtGain(mix, t, nMels, gain), validFrames: Math.max(mix.validFrames, t.validFrames) };
+  }
+  return mix;
+}
+
+/** The manifest entry a mixture answers for: labels in the given order (foreground first), a fresh caption, the speech's gender. */
+export function mixedEntry(parts: readonly ManifestEntry[], captionSeed: number): ManifestEntry {
+  const labels = parts.flatMap((p) => p.labels);
+  const sp = parts.find((p) => p.speech) ?? null;
   return {
-    ...fg,
-    file: `${fg.file}+${bg.file}`,
+    ...parts[0]!,
+    file: parts.map((p) => p.file).join('+'),
     labels,
     caption: makeCaption(new Rng(captionSeed), labels),
     speech: sp !== null,

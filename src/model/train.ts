@@ -35,7 +35,7 @@ import { linear, matmul } from '../tensor/ops/matmul.js';
 import { ArdError } from '../util/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { audioTokenCount, convOutLength } from './audio-encoder.js';
-import { mixMels, mixedEntry, planMix } from './train-mix.js';
+import { mixedEntry, planMels, planMix } from './train-mix.js';
 import { Qwen2AudioConfig, expectedTensorShapes, parseQwen2AudioConfig, qwen2AudioConfigToJson } from './config.js';
 import { openSafetensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import { Tokenizer } from './tokenizer.js';
@@ -676,6 +676,10 @@ export interface TrainOptions {
   mixtureRepeat?: number;
   /** Share of batch slots (0–1, default 0) whose single-label clip becomes a fresh mixture: see train-mix.ts. */
   mixRate?: number;
+  /** Share (0–1, default 0) of those fresh mixtures that get a third sound: see MixOptions. */
+  mixThird?: number;
+  /** Fresh mixtures of sounds only put noise-like sounds 3–8 dB lower, as the corpus does (default false): see MixOptions. */
+  mixCorpusLevels?: boolean;
   /** Peak learning rate (default 2e-3), reached after `warmup` steps, then cosine decay to lr·minLrRatio. */
   lr?: number;
   warmup?: number;
@@ -801,6 +805,8 @@ export interface RunSpec {
   auxPool: AuxPool;
   mixtureRepeat: number;
   mixRate: number;
+  mixThird: number;
+  mixCorpusLevels: boolean;
   /** The auxiliary head's classes (the corpus labels). */
   auxClasses: string[];
   steps: number;
@@ -834,6 +840,8 @@ function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec 
     auxPool: o.auxPool ?? 'mean',
     mixtureRepeat: o.mixtureRepeat ?? 1,
     mixRate: o.mixRate ?? 0,
+    mixThird: o.mixThird ?? 0,
+    mixCorpusLevels: o.mixCorpusLevels ?? false,
     auxClasses: [],
     steps: o.steps,
     lr: o.lr ?? 2e-3,
@@ -947,6 +955,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
   const spec = specOf(o, dims, fnvHex(JSON.stringify(trainEntries.map((e) => [e.file, e.labels, e.caption]))));
   if (spec.questionWeights) checkQuestionWeights(spec.questionWeights);
   if (!(spec.mixRate >= 0 && spec.mixRate <= 1)) throw new ArdError(`train: --mix-rate must be from 0 to 1 (got ${spec.mixRate})`);
+  if (!(spec.mixThird >= 0 && spec.mixThird <= 1)) throw new ArdError(`train: --mix-third must be from 0 to 1 (got ${spec.mixThird})`);
   if (spec.auxPool !== 'mean' && spec.auxPool !== 'frames') throw new ArdError(`train: --aux-pool must be mean or frames (got ${String(spec.auxPool)})`);
   if (o.initFrom) {
     const dir = path.resolve(o.initFrom);
@@ -1049,13 +1058,10 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
         const pick = batchClips(spec.seed, step, spec.batch, pool.length).map((i) => pool[i]!);
         // each slot's clip, or a fresh mixture in its place (train-mix.ts)
         const slots = pick.map((c, i) => {
-          const m = planMix(spec.seed, step, i, c, labelsOf, spec.mixRate);
+          const m = planMix(spec.seed, step, i, c, labelsOf, spec.mixRate, { third: spec.mixThird, corpusLevels: spec.mixCorpusLevels });
           if (!m) return { clip: clips[c]!, qas: qas[c]! };
-          const fg = clips[m.fg]!;
-          const bg = clips[m.bg]!;
-          const validFrames = Math.max(fg.validFrames, bg.validFrames);
-          const entry = mixedEntry(fg.entry, bg.entry, m.captionSeed);
-          const { mel, frames } = mixMels(fg, bg, dims.nMels, m.levelDb);
+          const entry = mixedEntry([m.fg, m.bg, ...(m.third ? [m.third.clip] : [])].map((j) => clips[j]!.entry), m.captionSeed);
+          const { mel, frames, validFrames } = planMels(m, clips, dims.nMels);
           return { clip: { entry, mel, frames, validFrames, nAudio: audioTokenCount(validFrames) }, qas: clipQAs(entry) };
         });
         const convs: EncodedConversation[] = [];
@@ -1354,7 +1360,7 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
     'question, sharing the clip\'s encoder pass and the decoder\'s pass over the prompt up to the audio\'s end (the question comes after',
     'the audio, so under causal attention those rows are the same in every sequence about the clip). The loss is on answer tokens and',
     'their <|im_end|> only.',
-    ...(spec.mixRate > 0 ? [`A share of ${spec.mixRate} of the batch slots that hold a single-label clip get a fresh mixture instead: that clip with another single-label training clip added in the log-mel power domain (src/model/train-mix.ts).`] : []),
+    ...(spec.mixRate > 0 ? [`A share of ${spec.mixRate} of the batch slots that hold a single-label clip get a fresh mixture instead: that clip with another single-label training clip added in the log-mel power domain (src/model/train-mix.ts)${spec.mixThird > 0 ? `; ${spec.mixThird} of those mixtures get a third sound` : ''}${spec.mixCorpusLevels ? '; in mixtures of sounds only, noise-like sounds sit 3–8 dB lower, as in the corpus' : ''}.`] : []),
     ...(spec.mixtureRepeat !== 1 ? [`Clips with several labels (mixtures) appear ${spec.mixtureRepeat} times in each epoch's order, every other clip once.`] : []),
     'Log-mels are computed once per clip and cached. (A multi-turn chat with every question about a clip',
     'would be cheaper, but later answers can be read off earlier ones, and the model learned that shortcut',
