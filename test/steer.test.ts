@@ -15,6 +15,7 @@ import {
   steerGenerate,
   steerSweep,
   steeringExperiment,
+  type SteeringCandidate,
 } from '../src/ard/steer.js';
 import type { FeatureEntry } from '../src/ard/rank.js';
 import type { Engine } from '../src/gpu/engine.js';
@@ -310,5 +311,39 @@ describe('sweeps, the CLI entry and the experiment', () => {
 
     fs.writeFileSync(path.join(run, `features-${LAYER}.json`), JSON.stringify({ layer: LAYER, features: [{ id: 3, name: 'dog barking', scores: {}, H: [], L: [] }] }));
     await expect(steeringExperiment({ model, sae, run, layer: LAYER, corpusClips: clips, corpus, values: [1] })).rejects.toThrow(/no feature is named 'male'/);
+  });
+
+  it('compares several named candidates on selection clips and steers the best on the scored clips', async () => {
+    const run = path.join(tmp, 'run-sel');
+    const corpus = path.join(tmp, 'corpus-sel');
+    fs.mkdirSync(path.join(corpus, 'clips'), { recursive: true });
+    const clip = (i: number, gender: string) => {
+      const file = `clips/c${i}.wav`;
+      writeWav(path.join(corpus, file), randn(10000 + 1500 * i, 70 + i, 0.2));
+      return { file, gender };
+    };
+    const scored = [clip(0, 'female'), clip(1, 'female')];
+    const selection = [clip(2, 'female'), clip(3, 'male'), clip(4, 'female')];
+    const cands = [{ id: 40, name: 'male speech' }, { id: F, name: 'a man talking' }, { id: 9, name: 'male voice' }];
+    fs.mkdirSync(run, { recursive: true });
+    fs.writeFileSync(path.join(run, `features-${LAYER}.json`), JSON.stringify({ layer: LAYER, features: [{ id: 3, name: 'female speech', scores: {}, H: [], L: [] }, ...cands.map((c) => ({ ...c, scores: {}, H: [], L: [] }))] }));
+    const base = { model, sae, run, layer: LAYER, corpus, values: [0, 60], maxNewTokens: 6 };
+    const r = await steeringExperiment({ ...base, corpusClips: scored, selectionClips: selection, maxCandidates: 2 });
+    expect(JSON.parse(fs.readFileSync(path.join(run, 'steering.json'), 'utf8')).selection.candidates).toHaveLength(2);
+    // the first two male-named features, each swept over the selection's female clips
+    expect(r.selection!.clips).toBe(2);
+    expect(r.selection!.candidates.map((c) => c.feature)).toEqual([40, F]);
+    for (const c of r.selection!.candidates) {
+      const alone = await steeringExperiment({ ...base, corpusClips: selection, feature: c.feature });
+      expect([c.flip_rate, c.unchanged_rate, c.clips]).toEqual([alone.flip_rate, alone.unchanged_rate, 2]);
+    }
+    const [a, b] = r.selection!.candidates as [SteeringCandidate, SteeringCandidate];
+    const better = b.flip_rate > a.flip_rate || (b.flip_rate === a.flip_rate && b.unchanged_rate > a.unchanged_rate) ? b : a;
+    expect(r.feature).toBe(better.feature);
+    expect(r.clips).toBe(2);
+    expect(r.per_clip.map((c) => c.file)).toEqual(scored.map((c) => c.file));
+    // one candidate, or no selection clips: no comparison
+    expect((await steeringExperiment({ ...base, corpusClips: scored })).selection).toBeUndefined();
+    expect((await steeringExperiment({ ...base, corpusClips: scored, selectionClips: selection, maxCandidates: 1 })).selection!.candidates).toHaveLength(1);
   });
 });

@@ -22,7 +22,7 @@ export interface DemoOptions {
   engine: Engine;
   model: AudioLLM;
   out: string;
-  /** Decoder layer to study (default: three quarters of the way up, layer 3 of the embedded model's 4). */
+  /** Decoder layer to study (default: a quarter of the way up, layer 1 of the embedded model's 4). */
   layer?: number;
   seed?: number;
   /** Corpus clips (default 1200). */
@@ -49,6 +49,12 @@ export interface DemoResult {
 
 /** The demo's steering sweep, in units of the feature's largest clip-mean activation. */
 export const DEMO_STEER_VALUES = [0, 1, 2, 3, 4, 6, 8, 10, 12, 16];
+/**
+ * Features the demo keeps (rank's C) and names. More than rank's default 50: speech features score
+ * lower on separation (speech pauses lower their coverage), and on the session-8 model the 'male
+ * speech' feature that steers ranked 129th at layer 1.
+ */
+export const DEMO_KEEP = 150;
 export const DEMO_STAGES = ['corpus', 'capture', 'train-sae', 'retrieve', 'describe', 'steer', 'evaluate', 'report'] as const;
 
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
@@ -57,8 +63,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const run = o.out;
   const corpus = path.join(run, 'corpus');
   const nLayers = model.config.text_config.num_hidden_layers;
-  // three quarters up: on the embedded model, layer 3's SAE beat both mAP baselines and layer 2's did not
-  const layer = o.layer ?? Math.floor((3 * nLayers) / 4);
+  // a quarter up: the later layers read the audio rows from here, so a feature steered here reaches
+  // the answer. Session 8's model: adding the male−female mean difference of the audio rows at
+  // layer 1 flipped 12 of 12 female clips at twice its length; at layer 3 (its last), three times
+  // its length flipped 5 of 20. Its SAE beats both mAP baselines at layer 1 too (0.73 vs 0.60).
+  const layer = o.layer ?? Math.floor(nLayers / 4);
   if (layer < 0 || layer >= nLayers) throw new ArdError(`demo: layer ${layer} out of range (0–${nLayers - 1})`);
   const log = o.log ?? (() => {});
   const stages: DemoResult['stages'] = {};
@@ -91,7 +100,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   try {
     await stage('retrieve', async () => {
       const r = await retrieve({ engine, run, layer, sae: saeModel, force: o.force, onProgress: progress('retrieve') });
-      const f = rank({ run, layer });
+      const f = rank({ run, layer, C: DEMO_KEEP });
       await computeTimelines({ engine, run, layer, sae: saeModel });
       log(`retrieve: ${r.nClips} clips × ${r.m} features; kept ${f.features.length} features`);
       return r;
@@ -108,11 +117,16 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         log('steer: unchanged');
         return { skipped: true };
       }
-      const clips = readManifest(corpus)
-        .filter((e) => e.split === 'test' && e.speech && e.gender)
-        .map((e) => ({ file: path.resolve(corpus, e.file), gender: e.gender }));
+      const speech = (split: string) =>
+        readManifest(corpus)
+          .filter((e) => e.split === split && e.speech && e.gender)
+          .map((e) => ({ file: path.resolve(corpus, e.file), gender: e.gender }));
       try {
-        const r = await steeringExperiment({ model, sae: saeModel, run, layer, corpusClips: clips, values: DEMO_STEER_VALUES, valuesInFeatureUnits: true, onProgress: progress('steer') });
+        // named candidates are compared on a few validation clips; the flip rate is measured on test clips
+        const r = await steeringExperiment({
+          model, sae: saeModel, run, layer, corpusClips: speech('test'), selectionClips: speech('val').slice(0, 16),
+          values: DEMO_STEER_VALUES, valuesInFeatureUnits: true, onProgress: progress('steer'),
+        });
         log(`steer: feature #${r.feature} (${r.name}) — flip rate ${(r.flip_rate * 100).toFixed(0)}%, control unchanged ${(r.unchanged_rate * 100).toFixed(0)}%`);
       } catch (e) {
         // no gender-named feature: the report says so; the rest of the demo still runs

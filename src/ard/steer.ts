@@ -418,10 +418,31 @@ export interface SteeringExperimentOptions extends SteerGenOptions {
    * (features-L.json scores.maxMean), so one sweep suits features of any magnitude.
    */
   valuesInFeatureUnits?: boolean;
+  /**
+   * Clips (of another split) on which the named candidates are compared when the features file
+   * names several for the target: each is swept over the other gender's clips among these, and
+   * the one with the highest flip rate (then control rate, then rank) is steered on `corpusClips`.
+   * Why: features named alike do not steer alike (session 8: of three 'male speech'-like
+   * features, raising one flipped every clip, one changed nothing, one gave garbage), and choosing
+   * on the clips that are scored would inflate the flip rate.
+   */
+  selectionClips?: readonly ExperimentClip[];
+  /** At most this many candidates are compared on `selectionClips` (default 5, in rank order). */
+  maxCandidates?: number;
   question?: string;
   controlQuestion?: string;
   target?: string;
   onProgress?: (done: number, total: number) => void;
+}
+
+/** One named candidate as compared on the selection clips. */
+export interface SteeringCandidate {
+  feature: number;
+  name: string;
+  mode: SteerMode;
+  flip_rate: number;
+  unchanged_rate: number;
+  clips: number;
 }
 
 export interface ExperimentClipResult {
@@ -454,6 +475,8 @@ export interface SteeringResult {
   clips: number;
   definitions: Record<string, string>;
   per_clip: ExperimentClipResult[];
+  /** The candidates compared on the selection clips, when there were several (see selectionClips). */
+  selection?: { clips: number; candidates: SteeringCandidate[] };
   sweeps: {
     feature: number;
     name?: string;
@@ -465,38 +488,48 @@ export interface SteeringResult {
   }[];
 }
 
-/** Picks the feature to steer and how, from the names in features-L.json. */
-export function chooseGenderFeature(
-  features: readonly FeatureEntry[],
-  target: string,
-  values: readonly number[],
-): { feature: number; name: string; mode: SteerMode; values: number[]; strategy: string } | null {
+export interface GenderChoice {
+  feature: number;
+  name: string;
+  mode: SteerMode;
+  values: number[];
+  strategy: string;
+}
+
+/**
+ * The features that could be steered toward `target`, from the names in features-L.json, in rank
+ * order: every feature named for the target (raised: mode add), or, when none is, every feature
+ * named for its opposite (suppressed: mode set to −v).
+ */
+export function genderCandidates(features: readonly FeatureEntry[], target: string, values: readonly number[]): GenderChoice[] {
   const t = stem(target.toLowerCase());
   const opp = OPPOSITE[t];
   const named = (c: string) =>
-    features.find((f) => {
+    features.filter((f) => {
       if (!f.name) return false;
       const ws = words(f.name);
       const has = (x: string) => ws.some((w) => w.canon === x && !w.negated);
       return has(c) && !(c === t ? opp !== undefined && has(opp) : has(t));
     });
   const up = named(t);
-  if (up) {
+  if (up.length > 0) {
     const vs = values.map((v) => Math.abs(v));
-    return { feature: up.id, name: up.name!, mode: 'add', values: vs, strategy: `raise the '${t}'-named feature: mode add, z_F + v for v in [${vs.join(', ')}]` };
+    return up.map((f) => ({ feature: f.id, name: f.name!, mode: 'add', values: vs, strategy: `raise the '${t}'-named feature: mode add, z_F + v for v in [${vs.join(', ')}]` }));
   }
-  const down = opp ? named(opp) : undefined;
-  if (down) {
-    const vs = values.map((v) => -Math.abs(v) + 0); // + 0: no −0 in the JSON
-    return {
-      feature: down.id,
-      name: down.name!,
-      mode: 'set',
-      values: vs,
-      strategy: `no feature is named '${t}': suppress the '${opp}'-named feature: mode set, z_F := v for v in [${vs.join(', ')}] (0 = clamped off)`,
-    };
-  }
-  return null;
+  const down = opp ? named(opp) : [];
+  const vs = values.map((v) => -Math.abs(v) + 0); // + 0: no −0 in the JSON
+  return down.map((f) => ({
+    feature: f.id,
+    name: f.name!,
+    mode: 'set',
+    values: vs,
+    strategy: `no feature is named '${t}': suppress the '${opp}'-named feature: mode set, z_F := v for v in [${vs.join(', ')}] (0 = clamped off)`,
+  }));
+}
+
+/** The first of genderCandidates, or null. */
+export function chooseGenderFeature(features: readonly FeatureEntry[], target: string, values: readonly number[]): GenderChoice | null {
+  return genderCandidates(features, target, values)[0] ?? null;
 }
 
 /**
@@ -513,79 +546,58 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
   const magnitudes = o.values ?? [0, 5, 10, 20, 40];
   checkValues(magnitudes);
   const paths = runPaths(o.run, o.layer);
+  const opp = OPPOSITE[stem(target)];
+  const otherGender = (cs: readonly ExperimentClip[]) => cs.filter((c) => (opp === undefined || c.gender == null ? true : stem(String(c.gender).toLowerCase()) === opp));
+  const clips = otherGender(o.corpusClips);
+  if (clips.length === 0) throw new ArdError(`steering: no clips${opp ? ` with gender '${opp}'` : ''} to steer`);
 
-  let feature: number;
-  let name: string | null = null;
-  let mode: SteerMode;
-  let values: number[];
-  let strategy: string;
-  let source: string;
   // read once: the name, the by-name choice and the activation scale all come from it
   const ranked = fs.existsSync(paths.features) ? readFeatures(paths.features).features : null;
+  // the requested magnitudes in the feature's own units (valuesInFeatureUnits), or as given
+  const scaled = (f: number, vs: readonly number[]): { values: number[]; unit: number; note: string } => {
+    if (!o.valuesInFeatureUnits) return { values: [...vs], unit: 1, note: '' };
+    const e = ranked?.find((x) => x.id === f);
+    if (!e || !(e.scores.maxMean > 0)) throw new ArdError(`${paths.features}: no activation scale for feature ${f} (values in feature units need it ranked)`);
+    const unit = e.scores.maxMean;
+    return { values: vs.map((v) => Number((v * unit).toPrecision(4)) + 0), unit, note: ` (in units of the feature's largest clip-mean activation, ${unit.toPrecision(4)})` };
+  };
+
+  let choice: GenderChoice;
+  let source: string;
+  let selection: SteeringResult['selection'];
   if (o.feature !== undefined) {
-    feature = o.feature;
-    mode = o.mode ?? 'add';
-    values = [...magnitudes];
-    strategy = `feature given: mode ${mode} with values [${values.join(', ')}]`;
+    const mode = o.mode ?? 'add';
+    choice = { feature: o.feature, name: ranked?.find((f) => f.id === o.feature)?.name ?? '', mode, values: [...magnitudes], strategy: `feature given: mode ${mode} with values [${magnitudes.join(', ')}]` };
     source = 'given by the caller';
-    name = ranked?.find((f) => f.id === feature)?.name ?? null;
   } else {
     if (!ranked) throw new ArdError(`${paths.features}: no features file to find a gender feature in (name the features first, or pass a feature)`);
-    const c = chooseGenderFeature(ranked, target, magnitudes);
-    if (!c) throw new ArdError(`${paths.features}: no feature is named '${target}' or its opposite (pass a feature)`);
-    ({ feature, mode, values, strategy } = c);
-    name = c.name;
-    source = `${path.basename(paths.features)}: first ranked feature whose name says so ("${c.name}")`;
-  }
-  let unit = 1;
-  if (o.valuesInFeatureUnits) {
-    const f = ranked?.find((x) => x.id === feature);
-    if (!f || !(f.scores.maxMean > 0)) throw new ArdError(`${paths.features}: no activation scale for feature ${feature} (values in feature units need it ranked)`);
-    unit = f.scores.maxMean;
-    values = values.map((v) => Number((v * unit).toPrecision(4)) + 0);
-    strategy += ` (in units of the feature's largest clip-mean activation, ${unit.toPrecision(4)})`;
-  }
-  checkSpec(o.model, { sae: o.sae, layer: o.layer, feature, value: 0, mode, positions, promptIds: [] });
-
-  const opp = OPPOSITE[stem(target)];
-  const clips = o.corpusClips.filter((c) => (opp === undefined || c.gender == null ? true : stem(String(c.gender).toLowerCase()) === opp));
-  if (clips.length === 0) throw new ArdError(`steering: no clips${opp ? ` with gender '${opp}'` : ''} to steer`);
-  const spec = (value: number) => ({ sae: o.sae, layer: o.layer, feature, value, mode, positions });
-  // the control is run at the largest intervention of the sweep
-  const largest = values.reduce((a, v) => (Math.abs(v) > Math.abs(a) ? v : a), values[0]!);
-
-  const perClip: ExperimentClipResult[] = [];
-  o.onProgress?.(0, clips.length);
-  for (const c of clips) {
-    const file = o.corpus && !path.isAbsolute(c.file) ? path.join(o.corpus, c.file) : c.file;
-    const samples = readWav(file).samples;
-    const p = prepare(o.model, samples, question, o.tokenizer);
-    let base: SteerAnswer;
-    const answers: ExperimentClipResult['answers'] = [];
-    let control: ExperimentClipResult['control'];
-    let hit: ExperimentClipResult['answers'][number] | undefined;
-    try {
-      base = await run(o.model, p, null, o);
-      for (const v of values) {
-        const r = mode === 'add' && v === 0 ? base : await run(o.model, p, spec(v), o);
-        answers.push({ value: v, answer: r.answer, says_target: answerSays(r.answer, target) });
+    const cands = genderCandidates(ranked, target, magnitudes);
+    if (cands.length === 0) throw new ArdError(`${paths.features}: no feature is named '${target}' or its opposite (pass a feature)`);
+    choice = cands[0]!;
+    source = `${path.basename(paths.features)}: first ranked feature whose name says so ("${choice.name}")`;
+    const sel = otherGender(o.selectionClips ?? []);
+    if (cands.length > 1 && sel.length > 0) {
+      // compare the first few candidates on the selection clips; steer the best on the scored ones
+      const compared: SteeringCandidate[] = [];
+      for (const c of cands.slice(0, o.maxCandidates ?? 5)) {
+        const per = await sweepClips(o, sel, { ...c, values: scaled(c.feature, c.values).values }, positions, question, controlQuestion, target);
+        compared.push({ feature: c.feature, name: c.name, mode: c.mode, flip_rate: share(per, (r) => r.flipped), unchanged_rate: share(per, (r) => r.control.unchanged), clips: per.length });
       }
-      hit = answerSays(base.answer, target) ? undefined : answers.find((a) => a.says_target);
-      const cv = hit ? hit.value : largest;
-      const pc = prepare(o.model, samples, controlQuestion, o.tokenizer, p.feats); // same audio features
-      const b = await run(o.model, pc, null, o);
-      const s = mode === 'add' && cv === 0 ? b : await run(o.model, pc, spec(cv), o);
-      control = { value: cv, baseline: b.answer, answer: s.answer, unchanged: sameAnswer(b.answer, s.answer) };
-    } finally {
-      p.feats.dispose();
+      const best = compared.reduce((a, c) => (c.flip_rate > a.flip_rate || (c.flip_rate === a.flip_rate && c.unchanged_rate > a.unchanged_rate) ? c : a));
+      choice = cands.find((c) => c.feature === best.feature)!;
+      selection = { clips: sel.length, candidates: compared };
+      source = `${path.basename(paths.features)}: of the ${compared.length} first ranked features whose names say so, the one that flipped most of ${sel.length} selection clips ("${choice.name}": ${(best.flip_rate * 100).toFixed(0)} %)`;
     }
-    const baseSays = answerSays(base.answer, target);
-    perClip.push({ file: c.file, baseline: base.answer, baseline_says_target: baseSays, answers, flipped: !!hit, flip_value: hit ? hit.value : null, control });
-    o.onProgress?.(perClip.length, clips.length);
   }
+  const { feature, mode } = choice;
+  const name = choice.name || null;
+  const { values, unit, note } = scaled(feature, choice.values);
+  const strategy = choice.strategy + note;
+  checkSpec(o.model, { sae: o.sae, layer: o.layer, feature, value: 0, mode, positions, promptIds: [] });
+  const perClip = await sweepClips(o, clips, { feature, mode, values }, positions, question, controlQuestion, target, o.onProgress);
 
   const n = perClip.length;
-  const rate = (f: (c: ExperimentClipResult) => boolean) => perClip.filter(f).length / n;
+  const rate = (f: (c: ExperimentClipResult) => boolean) => share(perClip, f);
   const result: SteeringResult = {
     feature,
     name,
@@ -610,6 +622,7 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
       flipRate: 'per value: share of clips whose answer at that value says the target',
     },
     per_clip: perClip,
+    ...(selection ? { selection } : {}),
     sweeps: [
       {
         feature,
@@ -628,4 +641,56 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
   };
   writeJsonAtomic(paths.steering, result);
   return result;
+}
+
+const share = <T>(xs: readonly T[], f: (x: T) => boolean) => xs.filter(f).length / xs.length;
+
+/**
+ * For each clip: the unsteered answer to `question`, the answer at each value, whether some value
+ * flips it to `target`, and the control question at the flip value (or the largest value).
+ */
+async function sweepClips(
+  o: SteeringExperimentOptions,
+  clips: readonly ExperimentClip[],
+  c: { feature: number; mode: SteerMode; values: readonly number[] },
+  positions: SteerPositions,
+  question: string,
+  controlQuestion: string,
+  target: string,
+  onProgress?: (done: number, total: number) => void,
+): Promise<ExperimentClipResult[]> {
+  const { feature, mode, values } = c;
+  const spec = (value: number) => ({ sae: o.sae, layer: o.layer, feature, value, mode, positions });
+  // the control is run at the largest intervention of the sweep
+  const largest = values.reduce((a, v) => (Math.abs(v) > Math.abs(a) ? v : a), values[0]!);
+  const perClip: ExperimentClipResult[] = [];
+  onProgress?.(0, clips.length);
+  for (const clip of clips) {
+    const file = o.corpus && !path.isAbsolute(clip.file) ? path.join(o.corpus, clip.file) : clip.file;
+    const samples = readWav(file).samples;
+    const p = prepare(o.model, samples, question, o.tokenizer);
+    let base: SteerAnswer;
+    const answers: ExperimentClipResult['answers'] = [];
+    let control: ExperimentClipResult['control'];
+    let hit: ExperimentClipResult['answers'][number] | undefined;
+    try {
+      base = await run(o.model, p, null, o);
+      for (const v of values) {
+        const r = mode === 'add' && v === 0 ? base : await run(o.model, p, spec(v), o);
+        answers.push({ value: v, answer: r.answer, says_target: answerSays(r.answer, target) });
+      }
+      hit = answerSays(base.answer, target) ? undefined : answers.find((a) => a.says_target);
+      const cv = hit ? hit.value : largest;
+      const pc = prepare(o.model, samples, controlQuestion, o.tokenizer, p.feats); // same audio features
+      const b = await run(o.model, pc, null, o);
+      const s = mode === 'add' && cv === 0 ? b : await run(o.model, pc, spec(cv), o);
+      control = { value: cv, baseline: b.answer, answer: s.answer, unchanged: sameAnswer(b.answer, s.answer) };
+    } finally {
+      p.feats.dispose();
+    }
+    const baseSays = answerSays(base.answer, target);
+    perClip.push({ file: clip.file, baseline: base.answer, baseline_says_target: baseSays, answers, flipped: !!hit, flip_value: hit ? hit.value : null, control });
+    onProgress?.(perClip.length, clips.length);
+  }
+  return perClip;
 }
