@@ -88,6 +88,8 @@ function syntheticRun(dir: string): void {
   fs.writeFileSync(
     path.join(dir, 'steering.json'),
     JSON.stringify({
+      feature: 10, clips: 20, flip_rate: 0.9, unchanged_rate: 0.95, feature_source: 'features-2.json: the best of 2 candidates',
+      selection: { clips: 5, candidates: [{ feature: 12, name: 'male voice', mode: 'add', flip_rate: 0.2, unchanged_rate: 1, clips: 5 }, { feature: 10, name: 'female speech', mode: 'set', flip_rate: 0.8, unchanged_rate: 1, clips: 5 }] },
       sweeps: [
         {
           feature: 10, name: 'female speech', layer: LAYER, question: 'Is the speaker male or female?', target: 'male',
@@ -192,6 +194,16 @@ describe('report', () => {
     fs.mkdirSync(empty);
     const r2 = writeReport(empty);
     expect(fs.readFileSync(r2.file, 'utf8')).toContain('<b>Capture</b> has not run yet');
+  });
+
+  it("shows the steering experiment's outcome and the candidates it compared", () => {
+    const dir = path.join(tmp, 'steer-summary');
+    syntheticRun(dir);
+    const html = fs.readFileSync(writeReport(dir, {}).file, 'utf8');
+    expect(html).toMatch(/Over 20 clips: flip rate <b>90 %<\/b>, control answer unchanged <b>95 %<\/b>/);
+    expect(html).toMatch(/Candidates compared on 5 selection clips/);
+    expect(html).toMatch(/<tr class="chosen"><td>#10<\/td><td>female speech<\/td><td class="num">80 %<\/td>/);
+    expect(html).toMatch(/<tr><td>#12<\/td><td>male voice<\/td><td class="num">20 %<\/td>/);
   });
 
   it('is one self-contained file that a real browser renders: non-blank, audio players with data: sources, no console errors', () => {

@@ -458,7 +458,22 @@ function steeringSection(file: string): [string, 'ok' | 'missing' | 'error'] {
       );
     })
     .join('');
-  return [title + body, 'ok'];
+  return [title + experimentSummary(doc) + body, 'ok'];
+}
+
+/** The gender experiment's outcome and, when several named features were compared, that comparison. */
+function experimentSummary(doc: any): string {
+  if (Array.isArray(doc) || typeof doc.flip_rate !== 'number') return '';
+  const pct = (x: unknown) => (typeof x === 'number' ? `${(x * 100).toFixed(0)} %` : '–');
+  let html = `<p>Over ${esc(doc.clips)} clips: flip rate <b>${pct(doc.flip_rate)}</b>, control answer unchanged <b>${pct(doc.unchanged_rate)}</b>${doc.feature_source ? ` <span class="dim">(${esc(doc.feature_source)})</span>` : ''}.</p>`;
+  const cands: any[] = Array.isArray(doc.selection?.candidates) ? doc.selection.candidates : [];
+  if (cands.length) {
+    const rows = cands
+      .map((c) => `<tr${c.feature === doc.feature ? ' class="chosen"' : ''}><td>#${esc(c.feature)}</td><td>${esc(c.name)}</td><td class="num">${pct(c.flip_rate)}</td><td class="num">${pct(c.unchanged_rate)}</td></tr>`)
+      .join('');
+    html += `<p class="dim">Candidates compared on ${esc(doc.selection.clips)} selection clips (the chosen one is steered on the clips above):</p><table class="ptable selection"><thead><tr><th>feature</th><th>name</th><th>flip rate</th><th>control unchanged</th></tr></thead><tbody>${rows}</tbody></table>`;
+  }
+  return html;
 }
 
 // ---- page ---------------------------------------------------------------------------------------
@@ -478,6 +493,7 @@ nav a:hover{color:var(--acc)}
 main section{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:18px 22px;margin:18px 0}
 h2{font-size:18px;margin:0 0 10px;font-weight:650}
 h3{font-size:15px;margin:0;font-weight:600}
+tr.chosen td{font-weight:600}
 h4{font-size:12px;text-transform:uppercase;letter-spacing:.6px;color:var(--dim);margin:10px 0 6px;font-weight:600}
 .lead{color:#374151;margin:4px 0 12px}
 .dim{color:var(--dim)}
