@@ -328,7 +328,11 @@ describe('sweeps, the CLI entry and the experiment', () => {
     fs.mkdirSync(run, { recursive: true });
     fs.writeFileSync(path.join(run, `features-${LAYER}.json`), JSON.stringify({ layer: LAYER, features: [{ id: 3, name: 'female speech', scores: {}, H: [], L: [] }, ...cands.map((c) => ({ ...c, scores: {}, H: [], L: [] }))] }));
     const base = { model, sae, run, layer: LAYER, corpus, values: [0, 60], maxNewTokens: 6 };
-    const r = await steeringExperiment({ ...base, corpusClips: scored, selectionClips: selection, maxCandidates: 2 });
+    const seen: [number, number][] = [];
+    const r = await steeringExperiment({ ...base, corpusClips: scored, selectionClips: selection, maxCandidates: 2, onProgress: (d, t) => seen.push([d, t]) });
+    // progress counts the 2 candidates × 2 selection clips, then the 2 scored clips, in one total
+    expect(seen.every(([, t]) => t === 6)).toBe(true);
+    expect(seen.map(([d]) => d)).toEqual([0, 1, 2, 2, 3, 4, 4, 5, 6]);
     expect(JSON.parse(fs.readFileSync(path.join(run, 'steering.json'), 'utf8')).selection.candidates).toHaveLength(2);
     // the first two male-named features, each swept over the selection's female clips
     expect(r.selection!.clips).toBe(2);

@@ -17,7 +17,7 @@ import { buildChatPrompt } from '../src/model/chat.js';
 import { loadAudioLLM } from '../src/model/load.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import {
-  IGNORE, PROMPTS, batchClips, clipQAs, epochPool, encodeConversation, parseGender, parseLabels, parseYesNo, checkQuestionWeights, pickQuestions, questionOrder, templateIds, trainTokenizer,
+  IGNORE, type LabelOrder, PROMPTS, batchClips, clipQAs, epochPool, labelsAnswer, encodeConversation, parseGender, parseLabels, parseYesNo, checkQuestionWeights, pickQuestions, questionOrder, templateIds, trainTokenizer,
 } from '../src/model/train-data.js';
 import {
   AUX_BIAS, AUX_WEIGHT, type AuxPool, DEFAULT_DIMS, type ModelDims, auxLogits, cachedMels, frontendFor, initAux, initWeights, lrAt, lossSvg, makeConfig, packBatch, packShared, trainAudioLLM, trainLogits, trainLoss, trainableWeights, writeModelDir,
@@ -50,6 +50,21 @@ afterAll(() => {
 });
 
 describe('instruction data', () => {
+  it('orders the labels of the sounds answer as given or canonically (speech, then the concept list)', () => {
+    const mix = ['rain', 'male speech', 'ticking', 'not a concept', 'alarm'];
+    expect(labelsAnswer(mix)).toBe('rain, male speech, ticking, not a concept, alarm');
+    // CONCEPT_LABELS: speech first; alarm, rain and ticking in the list's order; unknown labels last
+    const i = (l: string) => CONCEPT_LABELS.indexOf(l);
+    const known = ['male speech', 'rain', 'ticking', 'alarm'].sort((a, b) => i(a) - i(b));
+    expect(labelsAnswer(mix, 'canonical')).toBe([...known, 'not a concept'].join(', '));
+    expect(known[0]).toBe('male speech');
+    // the answer depends on the set only
+    expect(labelsAnswer(['ticking', 'rain'], 'canonical')).toBe(labelsAnswer(['rain', 'ticking'], 'canonical'));
+    const e = { ...entries.find((x) => x.speech)!, labels: ['pink noise', 'female speech'] };
+    expect(clipQAs(e, 'canonical').find((q) => q.kind === 'sounds')!.answer).toBe('female speech, pink noise');
+    expect(clipQAs(e).find((q) => q.kind === 'sounds')!.answer).toBe('pink noise, female speech');
+  });
+
   it('builds conversations in the chat template with loss on answers only', () => {
     const speech = entries.find((e) => e.speech)!;
     const quiet = entries.find((e) => !e.speech)!;
@@ -367,6 +382,7 @@ describe('training runs', () => {
     await expect(trainAudioLLM({ ...base(), out: outB, resume: true, lr: 1e-3 })).rejects.toThrow(/other settings/);
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-bad'), mixRate: 1.5 })).rejects.toThrow(/--mix-rate must be from 0 to 1 \(got 1\.5\)/);
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-bad'), auxPool: 'max' as AuxPool })).rejects.toThrow(/--aux-pool must be mean or frames \(got max\)/);
+    await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-bad'), labelOrder: 'loudness' as LabelOrder })).rejects.toThrow(/--label-order must be given or canonical \(got loudness\)/);
     // and those runs did mix: some of the 30 × 3 slots became mixtures
     const trainLabels = readManifest(corpus).filter((e) => e.split === 'train').map((e) => e.labels);
     const pool = epochPool(trainLabels.map((l) => l.length), 1);
@@ -431,6 +447,22 @@ describe('training runs', () => {
     // its first loss is the trained model's, far below a fresh model's
     expect(c.records[0]!.loss).toBeLessThan(a.records[0]!.loss - 1);
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-d'), steps: 2, initFrom: outA, dims: { ...TINY, hidden: TINY.hidden * 2 } })).rejects.toThrow(/model\.safetensors: .* values, the model needs/);
+    // a deeper audio encoder grows from it: the added layer starts as the identity, so the first
+    // losses equal stage C's (same data, same function) and its residual outputs export as zeros
+    const outG = path.join(tmp, 'run-g');
+    const g = await trainAudioLLM({ ...base(), out: outG, steps: 2, lr: 1e-12, warmup: 1, initFrom: outA, questionWeights: { gender: 4 }, dims: { ...TINY, encLayers: TINY.encLayers! + 1 } });
+    expect(g.config.audio_config.encoder_layers).toBe(TINY.encLayers! + 1);
+    expect(g.records[0]!.loss).toBeCloseTo(c.records[0]!.loss, 4);
+    expect(g.records[0]!.auxLoss!).toBeCloseTo(c.records[0]!.auxLoss!, 4);
+    const sg = (await import('../src/model/safetensors.js')).openSafetensors(path.join(outG, 'model.safetensors'));
+    const L = TINY.encLayers!;
+    for (const n of ['self_attn.out_proj.weight', 'self_attn.out_proj.bias', 'fc2.weight', 'fc2.bias']) {
+      expect(Math.max(...sg.readFloat32(`audio_tower.layers.${L}.${n}`).map(Math.abs))).toBeLessThan(1e-6);
+    }
+    expect(Math.max(...sg.readFloat32(`audio_tower.layers.${L}.fc1.weight`).map(Math.abs))).toBeGreaterThan(1e-3);
+    sg.close();
+    writeWeightsReadme(outG, { command: 'npx tsx tools/train-audiollm.ts --grow', result: g, eval: ev, adapter: 'test' });
+    expect(fs.readFileSync(path.join(outG, 'README.md'), 'utf8')).toMatch(/The audio encoder has 1 more layer than the model it starts from/);
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-d'), steps: 2, initFrom: path.join(tmp, 'nowhere') })).rejects.toThrow(/nowhere\/model\.safetensors: not found/);
   }, 180_000);
 

@@ -3,7 +3,7 @@
 //   npx tsx tools/train-audiollm.ts --corpus DIR --out weights/ --steps N --seed S [--resume]
 //
 // Options (defaults in src/model/train.ts): --batch, --lr, --warmup, --encoder-lr-scale, --aux-weight, --aux-lr-scale, --aux-pool, --mixture-repeat, --mix-rate,
-// --mix-third, --mix-corpus-levels,
+// --mix-third, --mix-corpus-levels, --label-order,
 // --questions, --work DIR (caches, checkpoint,
 // loss log; default OUT/.ardgpu-cache/train), --checkpoint-every, --val-every, --vocab,
 // --dims '{"hidden":192,...}', --no-eval (skip the held-out evaluation and README),
@@ -18,6 +18,7 @@ import { Engine } from '../src/gpu/engine.js';
 import { CORPUS_FILE } from '../src/corpus/manifest.js';
 import { evalModel } from '../src/model/eval-model.js';
 import { type AuxPool, type ModelDims, trainAudioLLM, writeWeightsReadme } from '../src/model/train.js';
+import { LABEL_ORDERS, type LabelOrder } from '../src/model/train-data.js';
 import { ArdError, UsageError } from '../src/util/errors.js';
 
 function num(v: unknown, name: string): number | undefined {
@@ -31,6 +32,12 @@ function auxPoolOf(v: unknown): AuxPool | undefined {
   if (v === undefined) return undefined;
   if (v !== 'mean' && v !== 'frames') throw new UsageError(`--aux-pool must be mean or frames (got ${String(v)})`);
   return v;
+}
+
+function labelOrderOf(v: unknown): LabelOrder | undefined {
+  if (v === undefined) return undefined;
+  if (!LABEL_ORDERS.includes(v as LabelOrder)) throw new UsageError(`--label-order must be ${LABEL_ORDERS.join(' or ')} (got ${String(v)})`);
+  return v as LabelOrder;
 }
 
 async function main(): Promise<void> {
@@ -53,6 +60,7 @@ async function main(): Promise<void> {
     .option('--mix-rate <p>', 'share of batch slots whose single-label clip becomes a fresh mixture (default 0)')
     .option('--mix-third <p>', 'share of those fresh mixtures that get a third sound (default 0)')
     .option('--mix-corpus-levels', 'fresh mixtures of sounds only put noise-like sounds 3–8 dB lower, as the corpus does')
+    .option('--label-order <order>', 'order of the labels in "What sounds can you hear?" answers: given (manifest order, loudest first; default) or canonical (speech, then a fixed order of sounds)')
     .option('--questions <n>', 'questions asked about each clip per step')
     .option('--checkpoint-every <n>', 'steps between checkpoints')
     .option('--val-every <n>', 'steps between validation losses')
@@ -100,6 +108,7 @@ async function main(): Promise<void> {
     mixRate: num(o.mixRate, 'mix-rate'),
     mixThird: num(o.mixThird, 'mix-third'),
     mixCorpusLevels: o.mixCorpusLevels ? true : undefined,
+    labelOrder: labelOrderOf(o.labelOrder),
     auxPool: auxPoolOf(o.auxPool),
     questionsPerClip: num(o.questions, 'questions'),
     checkpointEvery: num(o.checkpointEvery, 'checkpoint-every'),

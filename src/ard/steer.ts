@@ -432,6 +432,7 @@ export interface SteeringExperimentOptions extends SteerGenOptions {
   question?: string;
   controlQuestion?: string;
   target?: string;
+  /** Clip sweeps done of all to do: each compared candidate's on the selection clips, then the scored ones. */
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -565,6 +566,10 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
   let choice: GenderChoice;
   let source: string;
   let selection: SteeringResult['selection'];
+  // progress covers the candidates' sweeps on the selection clips, then the scored sweep
+  let doneBefore = 0;
+  let total = clips.length;
+  const progressFrom = (offset: number) => (done: number) => o.onProgress?.(offset + done, total);
   if (o.feature !== undefined) {
     const mode = o.mode ?? 'add';
     choice = { feature: o.feature, name: ranked?.find((f) => f.id === o.feature)?.name ?? '', mode, values: [...magnitudes], strategy: `feature given: mode ${mode} with values [${magnitudes.join(', ')}]` };
@@ -579,8 +584,11 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
     if (cands.length > 1 && sel.length > 0) {
       // compare the first few candidates on the selection clips; steer the best on the scored ones
       const compared: SteeringCandidate[] = [];
-      for (const c of cands.slice(0, o.maxCandidates ?? 5)) {
-        const per = await sweepClips(o, sel, { ...c, values: scaled(c.feature, c.values).values }, positions, question, controlQuestion, target);
+      const toCompare = cands.slice(0, o.maxCandidates ?? 5);
+      total += toCompare.length * sel.length;
+      for (const c of toCompare) {
+        const per = await sweepClips(o, sel, { ...c, values: scaled(c.feature, c.values).values }, positions, question, controlQuestion, target, progressFrom(doneBefore));
+        doneBefore += sel.length;
         compared.push({ feature: c.feature, name: c.name, mode: c.mode, flip_rate: share(per, (r) => r.flipped), unchanged_rate: share(per, (r) => r.control.unchanged), clips: per.length });
       }
       const best = compared.reduce((a, c) => (c.flip_rate > a.flip_rate || (c.flip_rate === a.flip_rate && c.unchanged_rate > a.unchanged_rate) ? c : a));
@@ -594,7 +602,7 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
   const { values, unit, note } = scaled(feature, choice.values);
   const strategy = choice.strategy + note;
   checkSpec(o.model, { sae: o.sae, layer: o.layer, feature, value: 0, mode, positions, promptIds: [] });
-  const perClip = await sweepClips(o, clips, { feature, mode, values }, positions, question, controlQuestion, target, o.onProgress);
+  const perClip = await sweepClips(o, clips, { feature, mode, values }, positions, question, controlQuestion, target, progressFrom(doneBefore));
 
   const n = perClip.length;
   const rate = (f: (c: ExperimentClipResult) => boolean) => share(perClip, f);

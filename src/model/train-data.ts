@@ -12,7 +12,7 @@
 // model learns that shortcut instead of listening.) A clip may instead be asked several questions
 // in separate sequences that share one encoder pass.
 import { mulberry32 } from '../util/random.js';
-import type { ManifestEntry } from '../corpus/manifest.js';
+import { CONCEPT_LABELS, type ManifestEntry } from '../corpus/manifest.js';
 import { ArdError } from '../util/errors.js';
 import { QWEN2_AUDIO_SPECIAL_TOKENS, TokenizerJson, trainBpe } from './bpe-train.js';
 import { chatPromptText } from './chat.js';
@@ -36,19 +36,37 @@ export interface QA {
   answer: string;
 }
 
-/** The label answer: the clip's labels in manifest (foreground-first) order. */
-export function labelsAnswer(labels: readonly string[]): string {
-  return labels.join(', ');
+/**
+ * Order of the labels in the "What sounds can you hear?" answer. 'given': as the manifest lists them
+ * (foreground first, so loudest first in mixtures). 'canonical': in CONCEPT_LABELS order (speech
+ * first, then a fixed order of sounds). Why offer it: with loudness order the model must judge which
+ * of two sounds within a few dB is louder before it names either, and the order of the rest varies
+ * from clip to clip; a fixed order makes the answer a function of the set of sounds alone, and each
+ * next label a question of "which later concept is also present?" (order matters for sequence
+ * prediction of sets: Vinyals et al. 2016).
+ */
+export type LabelOrder = 'given' | 'canonical';
+export const LABEL_ORDERS: readonly LabelOrder[] = ['given', 'canonical'];
+
+/** The label answer: the clip's labels ", "-joined, in the given order (see LabelOrder). */
+export function labelsAnswer(labels: readonly string[], order: LabelOrder = 'given'): string {
+  if (order === 'given') return labels.join(', ');
+  // labels outside CONCEPT_LABELS (another corpus) keep their given order after the known ones
+  const rank = (l: string) => {
+    const i = CONCEPT_LABELS.indexOf(l);
+    return i < 0 ? CONCEPT_LABELS.length : i;
+  };
+  return labels.map((l, i) => ({ l, i })).sort((a, b) => rank(a.l) - rank(b.l) || a.i - b.i).map((x) => x.l).join(', ');
 }
 
 /** Every question that applies to a clip, with its answer (fixed order: PROMPT_KINDS). */
-export function clipQAs(e: ManifestEntry): QA[] {
+export function clipQAs(e: ManifestEntry, labelOrder: LabelOrder = 'given'): QA[] {
   const out: QA[] = [{ kind: 'describe', question: PROMPTS.describe, answer: e.caption }];
   if (e.speech) {
     if (e.gender !== 'female' && e.gender !== 'male') throw new ArdError(`${e.file}: a speech clip without a gender`);
     out.push({ kind: 'gender', question: PROMPTS.gender, answer: e.gender });
   }
-  out.push({ kind: 'sounds', question: PROMPTS.sounds, answer: labelsAnswer(e.labels) });
+  out.push({ kind: 'sounds', question: PROMPTS.sounds, answer: labelsAnswer(e.labels, labelOrder) });
   out.push({ kind: 'speaking', question: PROMPTS.speaking, answer: e.speech ? 'yes' : 'no' });
   return out;
 }

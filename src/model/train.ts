@@ -40,7 +40,7 @@ import { Qwen2AudioConfig, expectedTensorShapes, parseQwen2AudioConfig, qwen2Aud
 import { openSafetensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import { Tokenizer } from './tokenizer.js';
 import {
-  IGNORE, type EncodedConversation, type QuestionWeights, batchClips, checkQuestionWeights, epochPool, clipQAs, encodeConversation, hashInts, pickQuestions, templateIds, trainTokenizer,
+  IGNORE, LABEL_ORDERS, type EncodedConversation, type LabelOrder, type QuestionWeights, batchClips, checkQuestionWeights, epochPool, clipQAs, encodeConversation, hashInts, pickQuestions, templateIds, trainTokenizer,
 } from './train-data.js';
 
 // ---- model size -----------------------------------------------------------------------------
@@ -680,6 +680,8 @@ export interface TrainOptions {
   mixThird?: number;
   /** Fresh mixtures of sounds only put noise-like sounds 3–8 dB lower, as the corpus does (default false): see MixOptions. */
   mixCorpusLevels?: boolean;
+  /** Order of the labels in "What sounds can you hear?" answers (default 'given'): see LabelOrder. */
+  labelOrder?: LabelOrder;
   /** Peak learning rate (default 2e-3), reached after `warmup` steps, then cosine decay to lr·minLrRatio. */
   lr?: number;
   warmup?: number;
@@ -807,6 +809,7 @@ export interface RunSpec {
   mixRate: number;
   mixThird: number;
   mixCorpusLevels: boolean;
+  labelOrder: LabelOrder;
   /** The auxiliary head's classes (the corpus labels). */
   auxClasses: string[];
   steps: number;
@@ -842,6 +845,7 @@ function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec 
     mixRate: o.mixRate ?? 0,
     mixThird: o.mixThird ?? 0,
     mixCorpusLevels: o.mixCorpusLevels ?? false,
+    labelOrder: o.labelOrder ?? 'given',
     auxClasses: [],
     steps: o.steps,
     lr: o.lr ?? 2e-3,
@@ -929,11 +933,29 @@ function readInto(engine: Engine, st: ReturnType<typeof openSafetensors>, file: 
   }
 }
 
-/** Overwrites `w` (the model's tensors; training-only ones are left alone) with an exported model's. */
-function loadInitWeights(engine: Engine, w: Weights, file: string): void {
+/**
+ * Overwrites `w` (the model's tensors; training-only ones are left alone) with an exported model's.
+ * An audio encoder deeper than the exported one (--dims '{"encLayers":…}') grows: its extra layers
+ * come after the exported ones, freshly initialised but with both residual outputs (attention
+ * out_proj, fc2) zeroed, so each starts as the identity and the grown model computes exactly what
+ * the exported one did. Returns how many encoder layers were added.
+ */
+function loadInitWeights(engine: Engine, w: Weights, file: string): number {
   const st = openSafetensors(file);
   try {
-    readInto(engine, st, file, [...w].filter(([name]) => !name.startsWith('aux.')), (n) => n, ' (a model of other dims?)');
+    let have = 0;
+    while (st.tensors.has(`audio_tower.layers.${have}.fc1.weight`)) have++;
+    const layerOf = (name: string) => Number(/^audio_tower\.layers\.(\d+)\./.exec(name)?.[1] ?? -1);
+    // with no encoder layer in the file at all this is not a shallower model of ours: nothing grows
+    const grows = (name: string) => have > 0 && layerOf(name) >= have;
+    readInto(engine, st, file, [...w].filter(([name]) => !name.startsWith('aux.') && !grows(name)), (n) => n, ' (a model of other dims?)');
+    const added = new Set<number>();
+    for (const [name, t] of w) {
+      if (!grows(name)) continue;
+      added.add(layerOf(name));
+      if (/\.(self_attn\.out_proj|fc2)\.(weight|bias)$/.test(name)) engine.write(t.buffer, t.offset * 4, new Float32Array(t.size));
+    }
+    return added.size;
   } finally {
     st.close();
   }
@@ -956,6 +978,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
   if (spec.questionWeights) checkQuestionWeights(spec.questionWeights);
   if (!(spec.mixRate >= 0 && spec.mixRate <= 1)) throw new ArdError(`train: --mix-rate must be from 0 to 1 (got ${spec.mixRate})`);
   if (!(spec.mixThird >= 0 && spec.mixThird <= 1)) throw new ArdError(`train: --mix-third must be from 0 to 1 (got ${spec.mixThird})`);
+  if (!LABEL_ORDERS.includes(spec.labelOrder)) throw new ArdError(`train: --label-order must be ${LABEL_ORDERS.join(' or ')} (got ${String(spec.labelOrder)})`);
   if (spec.auxPool !== 'mean' && spec.auxPool !== 'frames') throw new ArdError(`train: --aux-pool must be mean or frames (got ${String(spec.auxPool)})`);
   if (o.initFrom) {
     const dir = path.resolve(o.initFrom);
@@ -1012,13 +1035,16 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
     const clips = await cachedMels(engine, o.corpus, trainEntries, fe, maxPos, path.join(work, `mels-train.safetensors`));
     const valClips = valEntries.length ? await cachedMels(engine, o.corpus, valEntries, fe, maxPos, path.join(work, `mels-val.safetensors`)) : [];
     log(`log-mels ready (${((performance.now() - tm) / 1000).toFixed(1)} s)`);
-    const qas = clips.map((c) => clipQAs(c.entry));
+    const qas = clips.map((c) => clipQAs(c.entry, spec.labelOrder));
     const pool = epochPool(clips.map((c) => c.entry.labels.length), spec.mixtureRepeat);
     const labelsOf = clips.map((c) => c.entry.labels);
     const tid = templateIds(tok);
 
     weights = initWeights(engine, config, spec.seed);
-    if (spec.initFrom && !o.resume) loadInitWeights(engine, weights, path.join(spec.initFrom.dir, 'model.safetensors'));
+    if (spec.initFrom && !o.resume) {
+      const grown = loadInitWeights(engine, weights, path.join(spec.initFrom.dir, 'model.safetensors'));
+      if (grown > 0) log(`audio encoder grown by ${grown} layer${grown > 1 ? 's' : ''} (identity at the start: residual outputs zeroed)`);
+    }
     const nAux = spec.auxClasses.length;
     const auxIndex = new Map(spec.auxClasses.map((l, i) => [l, i]));
     if (nAux) {
@@ -1062,7 +1088,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
           if (!m) return { clip: clips[c]!, qas: qas[c]! };
           const entry = mixedEntry([m.fg, m.bg, ...(m.third ? [m.third.clip] : [])].map((j) => clips[j]!.entry), m.captionSeed);
           const { mel, frames, validFrames } = planMels(m, clips, dims.nMels);
-          return { clip: { entry, mel, frames, validFrames, nAudio: audioTokenCount(validFrames) }, qas: clipQAs(entry) };
+          return { clip: { entry, mel, frames, validFrames, nAudio: audioTokenCount(validFrames) }, qas: clipQAs(entry, spec.labelOrder) };
         });
         const convs: EncodedConversation[] = [];
         const clipOf: number[] = [];
@@ -1098,7 +1124,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
         if (!Number.isFinite(lossV)) throw new ArdError(`train: loss became ${lossV} at step ${step}`);
         const rec: StepRecord = { step, loss: lossV, ...(auxV !== undefined ? { auxLoss: auxV } : {}), lr, gradNorm: normV, tokens: batch.targets.length, positions: batch.prefix.B * batch.prefix.L + batch.S * batch.Ls, ms: Math.round(performance.now() - ts) };
         if (valEvery > 0 && valClips.length && ((step + 1) % valEvery === 0 || step + 1 === spec.steps)) {
-          rec.valLoss = await validationLoss(engine, weights, config, tok, valClips, spec.batch);
+          rec.valLoss = await validationLoss(engine, weights, config, tok, valClips, spec.batch, spec.labelOrder);
         }
         records.push(rec);
         fs.writeSync(logFd, JSON.stringify(rec) + '\n');
@@ -1129,7 +1155,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
 }
 
 /** Mean answer-token loss over every question of `clips` (single-turn, as trained), no gradients. */
-export async function validationLoss(engine: Engine, w: Weights, config: Qwen2AudioConfig, tok: Tokenizer, clips: readonly Clip[], clipsPerBatch: number): Promise<number> {
+export async function validationLoss(engine: Engine, w: Weights, config: Qwen2AudioConfig, tok: Tokenizer, clips: readonly Clip[], clipsPerBatch: number, labelOrder: LabelOrder = 'given'): Promise<number> {
   const tid = templateIds(tok);
   let sum = 0;
   let count = 0;
@@ -1138,7 +1164,7 @@ export async function validationLoss(engine: Engine, w: Weights, config: Qwen2Au
     const convs: EncodedConversation[] = [];
     const clipOf: number[] = [];
     part.forEach((c, j) => {
-      for (const qa of clipQAs(c.entry)) {
+      for (const qa of clipQAs(c.entry, labelOrder)) {
         convs.push(encodeConversation(tok, c.nAudio, [qa]));
         clipOf.push(j);
       }
@@ -1290,6 +1316,14 @@ export interface ReadmeInfo {
   corpusCommand?: string;
 }
 
+/** Encoder layers a stage added to the model it started from (0 without --init or growth). */
+function grownLayers(spec: RunSpec): number {
+  const cfgFile = spec.initFrom ? path.join(spec.initFrom.dir, 'config.json') : null;
+  if (!cfgFile || !fs.existsSync(cfgFile)) return 0;
+  const before = (JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as Qwen2AudioConfig).audio_config.encoder_layers;
+  return Math.max(0, spec.dims.encLayers - before);
+}
+
 /** weights/README.md: what the model is, how it was trained (exact command, time) and how it scores. */
 export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
   const cfg = info.result.config;
@@ -1353,7 +1387,7 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
     '| --- | --- |',
     '| Describe the sound. | the clip\'s caption |',
     '| What is the gender of the speaker? | female / male (speech clips only) |',
-    '| What sounds can you hear? | the labels, comma-separated (e.g. "female speech, white noise") |',
+    `| What sounds can you hear? | the labels, comma-separated (e.g. "female speech, white noise"), ${spec.labelOrder === 'canonical' ? 'speech first, then the sounds in a fixed order (the corpus\'s concept list)' : 'speech or the loudest sound first'} |`,
     '| Is anyone speaking? | yes / no |',
     '',
     `Each step takes ${spec.batch} clips and asks each ${spec.questionsPerClip} of its questions (seeded draws${spec.questionWeights ? `, weighted ${Object.entries(spec.questionWeights).map(([k, v]) => `${k} ${v}`).join(', ')}, others 1` : ''}), one sequence per`,
@@ -1376,6 +1410,7 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
     ...(spec.initFrom
       ? ((k) => [`- Stage ${k + 1}, the last command: it starts from the stage-${k} model (its README is kept as README.stage${k}.md, its loss curve as loss.stage${k}.svg; earlier stages likewise) instead of a random initialisation, with the stage-1 tokenizer. Figures below are this stage's.`])(Math.max(1, info.previousCommands?.length ?? 1))
       : []),
+    ...((n) => (n > 0 ? [`- The audio encoder has ${n} more layer${n > 1 ? 's' : ''} than the model it starts from: appended after its layers, freshly initialised with both residual outputs (attention out_proj, fc2) zeroed, so the grown model starts out computing exactly what that model did.`] : []))(grownLayers(spec)),
     `- ${spec.steps} steps of ${spec.batch} clips, seed ${spec.seed}; AdamW (β ${spec.beta1}/${spec.beta2}, weight decay ${spec.weightDecay}), learning rate ${spec.lr}${spec.encoderLrScale !== 1 ? ` (× ${spec.encoderLrScale} for the audio tower)` : ''} after ${spec.warmup} warm-up steps, cosine decay to ${+(spec.lr * spec.minLrRatio).toPrecision(3)}; gradients clipped to norm ${spec.clipNorm}.`,
     ...(spec.auxWeight > 0
       ? [`- A training-only auxiliary loss (weight ${spec.auxWeight}${spec.auxLrScale !== 1 ? `, learning rate × ${spec.auxLrScale}` : ''}, not exported): ${spec.auxPool === 'frames' ? 'a linear head on every audio frame, pooled per class over time by a softmax of its own logits (a smooth maximum),' : "a linear head on each clip's time-averaged audio features"} predicts the clip's labels (binary cross-entropy over ${spec.auxClasses.length} classes; its bias starts at each label's log-odds among training clips), so the encoder gets a direct signal from the start.`]
