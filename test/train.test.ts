@@ -447,6 +447,8 @@ describe('training runs', () => {
     // its first loss is the trained model's, far below a fresh model's
     expect(c.records[0]!.loss).toBeLessThan(a.records[0]!.loss - 1);
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-d'), steps: 2, initFrom: outA, dims: { ...TINY, hidden: TINY.hidden * 2 } })).rejects.toThrow(/model\.safetensors: .* values, the model needs/);
+    // a shallower model cannot start from it (its extra layers would be dropped)
+    await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-d'), steps: 2, initFrom: outA, dims: { ...TINY, layers: TINY.layers! - 1 } })).rejects.toThrow(/model\.safetensors: 2 decoder layers, more than the model being trained has \(1\)/);
     // a deeper audio encoder grows from it: the added layer starts as the identity, so the first
     // losses equal stage C's (same data, same function) and its residual outputs export as zeros
     const outG = path.join(tmp, 'run-g');
@@ -461,6 +463,7 @@ describe('training runs', () => {
     }
     expect(Math.max(...sg.readFloat32(`audio_tower.layers.${L}.fc1.weight`).map(Math.abs))).toBeGreaterThan(1e-3);
     sg.close();
+    await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-d'), steps: 2, initFrom: outG })).rejects.toThrow(/model\.safetensors: 2 audio encoder layers, more than the model being trained has \(1\)/);
     writeWeightsReadme(outG, { command: 'npx tsx tools/train-audiollm.ts --grow', result: g, eval: ev, adapter: 'test' });
     expect(fs.readFileSync(path.join(outG, 'README.md'), 'utf8')).toMatch(/The audio encoder has 1 more layer than the model it starts from/);
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-d'), steps: 2, initFrom: path.join(tmp, 'nowhere') })).rejects.toThrow(/nowhere\/model\.safetensors: not found/);

@@ -943,8 +943,19 @@ function readInto(engine: Engine, st: ReturnType<typeof openSafetensors>, file: 
 function loadInitWeights(engine: Engine, w: Weights, file: string): number {
   const st = openSafetensors(file);
   try {
-    let have = 0;
-    while (st.tensors.has(`audio_tower.layers.${have}.fc1.weight`)) have++;
+    const count = (has: (i: number) => boolean) => {
+      let n = 0;
+      while (has(n)) n++;
+      return n;
+    };
+    const have = count((i) => st.tensors.has(`audio_tower.layers.${i}.fc1.weight`));
+    const want = count((i) => w.has(`audio_tower.layers.${i}.fc1.weight`));
+    const decFile = count((i) => st.tensors.has(`language_model.model.layers.${i}.mlp.up_proj.weight`));
+    const decWant = count((i) => w.has(`language_model.model.layers.${i}.mlp.up_proj.weight`));
+    // layers the model lacks would be dropped silently: a shallower model is not a continuation
+    if (have > want || decFile > decWant) {
+      throw new ArdError(`${file}: ${have > want ? `${have} audio encoder layers` : `${decFile} decoder layers`}, more than the model being trained has (${have > want ? want : decWant}) (a model of other dims?)`);
+    }
     const layerOf = (name: string) => Number(/^audio_tower\.layers\.(\d+)\./.exec(name)?.[1] ?? -1);
     // with no encoder layer in the file at all this is not a shallower model of ours: nothing grows
     const grows = (name: string) => have > 0 && layerOf(name) >= have;
