@@ -118,8 +118,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         log('steer: unchanged');
         return { skipped: true };
       }
+      const entries = readManifest(corpus);
       const speech = (split: string) =>
-        readManifest(corpus)
+        entries
           .filter((e) => e.split === split && e.speech && e.gender)
           .map((e) => ({ file: path.resolve(corpus, e.file), gender: e.gender }));
       try {

@@ -665,14 +665,14 @@ async function sweepClips(
   question: string,
   controlQuestion: string,
   target: string,
-  onProgress?: (done: number, total: number) => void,
+  onDone?: (done: number) => void,
 ): Promise<ExperimentClipResult[]> {
   const { feature, mode, values } = c;
   const spec = (value: number) => ({ sae: o.sae, layer: o.layer, feature, value, mode, positions });
   // the control is run at the largest intervention of the sweep
   const largest = values.reduce((a, v) => (Math.abs(v) > Math.abs(a) ? v : a), values[0]!);
   const perClip: ExperimentClipResult[] = [];
-  onProgress?.(0, clips.length);
+  onDone?.(0);
   for (const clip of clips) {
     const file = o.corpus && !path.isAbsolute(clip.file) ? path.join(o.corpus, clip.file) : clip.file;
     const samples = readWav(file).samples;
@@ -698,7 +698,7 @@ async function sweepClips(
     }
     const baseSays = answerSays(base.answer, target);
     perClip.push({ file: clip.file, baseline: base.answer, baseline_says_target: baseSays, answers, flipped: !!hit, flip_value: hit ? hit.value : null, control });
-    onProgress?.(perClip.length, clips.length);
+    onDone?.(perClip.length);
   }
   return perClip;
 }
