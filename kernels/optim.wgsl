@@ -10,6 +10,9 @@
 //   buf ← μ·buf + (1−dampening)·d; d ← nesterov ? d + μ·buf : buf. Then p ← p − lr·d.
 // Bindings: 0 P; 1 PARAM (rw); 2 G; 3 BUF (rw, only with MOMENTUM).
 //
+// Entry `average` — a running average of a parameter (EMA, or a uniform mean with d = n/(n+1)):
+//   AVG ← d·AVG + (1−d)·p   with d = P.decay (f32).  Bindings: 0 P; 1 AVG (rw, dense); 2 AP (p, at offP).
+//
 // Entries for clipGradNorm (no host round trip):
 //   `sumsq`  one workgroup per CHUNK elements of one gradient: PART[offPart + wg] = Σ g²
 //            Bindings: 0 P; 1 G; 2 PART (rw).
@@ -89,6 +92,19 @@ fn sgd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<
   d = select(b, d + P.momentum * b, P.nesterov != 0u);
 //#endif
   SP[P.offP + i] = p - P.lr * d;
+}
+
+// ---- weight average ------------------------------------------------------------------------
+
+@group(0) @binding(1) var<storage, read_write> WAVG: array<f32>;
+@group(0) @binding(2) var<storage, read> WP: array<f32>;
+
+@compute @workgroup_size(256)
+fn average(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) li: u32) {
+  let i = linear_id(wg, nwg, li);
+  if (i >= P.n) { return; }
+  WAVG[i] = P.decay * WAVG[i] + (1.0 - P.decay) * WP[P.offP + i];
 }
 
 // ---- gradient norm -------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as T from '../src/tensor/index.js';
 import { crossEntropy } from '../src/tensor/ops/index.js';
-import { AdamW, SGD, clipGradNorm } from '../src/tensor/optim.js';
+import { AdamW, SGD, WeightAverage, clipGradNorm } from '../src/tensor/optim.js';
 import { ArdError } from '../src/util/errors.js';
 import { expectClose, getEngine, randn, rng } from './helpers.js';
 
@@ -123,6 +123,56 @@ describe('AdamW', () => {
     oa.dispose();
     ob.dispose();
     T.disposeAll(a, b);
+  });
+});
+
+describe('WeightAverage', () => {
+  it('keeps an EMA (decay ramped up) and a uniform mean of parameters that change, views with offsets included', async () => {
+    const e = await getEngine();
+    const { ps, host } = makeParams(e, 40);
+    const base = randn(20, 41);
+    const big = T.tensor(e, base, [20]);
+    const view = T.param(T.slice(big, 0, 3, 10)); // 7 elements at offset 3
+    const all = [...ps, view];
+    const cur = [...host.map((h) => Float64Array.from(h)), Float64Array.from(base.subarray(3, 10))];
+    const ema = new WeightAverage(all);
+    const mean = new WeightAverage(all);
+    const refEma = cur.map((c) => Float64Array.from(c));
+    const refSum = cur.map((c) => Float64Array.from(c));
+    const decay = 0.9;
+    for (let t = 1; t <= 5; t++) {
+      // new parameter values (as an optimiser step would leave them)
+      all.forEach((p, i) => {
+        const v = randn(p.size, 500 + 10 * t + i);
+        T.copyInto(p, T.tensor(e, v, p.shape));
+        cur[i] = Float64Array.from(v);
+      });
+      ema.ema(decay);
+      mean.mean();
+      const d = Math.min(decay, (1 + t) / (10 + t));
+      refEma.forEach((r, i) => r.forEach((x, j) => (r[j] = d * x + (1 - d) * cur[i]![j]!)));
+      refSum.forEach((r, i) => r.forEach((x, j) => (r[j] = x + cur[i]![j]!)));
+    }
+    expect(ema.updates).toBe(5);
+    for (let i = 0; i < all.length; i++) {
+      expect(ema.average(i).shape).toEqual(all[i]!.shape);
+      expectClose(await ema.average(i).read(), refEma[i]!, 1e-5, 1e-6, `ema ${i}`);
+      expectClose(await mean.average(i).read(), refSum[i]!.map((x) => x / 6), 1e-5, 1e-6, `mean ${i}`);
+    }
+    // the parameters themselves are untouched by the averaging
+    expectClose(await view.read(), cur[cur.length - 1]!, 0, 0, 'view');
+    // state round trip: a restored average continues identically
+    const restored = new WeightAverage(all);
+    restored.loadState(await ema.state());
+    ema.ema(decay);
+    restored.ema(decay);
+    for (let i = 0; i < all.length; i++) expect(Array.from(await restored.average(i).read())).toEqual(Array.from(await ema.average(i).read()));
+    expect(() => restored.update(1.5)).toThrow(/decay/);
+    const st = await ema.state();
+    expect(() => restored.loadState({ ...st, buffers: st.buffers.slice(1) })).toThrow(ArdError);
+    expect(() => restored.loadState({ ...st, buffers: st.buffers.map((b) => b.subarray(1)) })).toThrow(/values/);
+    for (const w of [ema, mean, restored]) w.dispose();
+    T.disposeAll(ps, view, big);
   });
 });
 

@@ -24,7 +24,7 @@ import {
 } from '../src/model/train.js';
 import { planMix } from '../src/model/train-mix.js';
 import { gradCheck } from './gradcheck.js';
-import { getEngine, randn } from './helpers.js';
+import { expectClose, getEngine, randn } from './helpers.js';
 
 const TINY: Partial<ModelDims> = { encDim: 32, encLayers: 1, encHeads: 2, encFfn: 64, hidden: 32, layers: 2, heads: 4, kvHeads: 2, intermediate: 64 };
 
@@ -467,6 +467,67 @@ describe('training runs', () => {
     writeWeightsReadme(outG, { command: 'npx tsx tools/train-audiollm.ts --grow', result: g, eval: ev, adapter: 'test' });
     expect(fs.readFileSync(path.join(outG, 'README.md'), 'utf8')).toMatch(/The audio encoder has 1 more layer than the model it starts from/);
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-d'), steps: 2, initFrom: path.join(tmp, 'nowhere') })).rejects.toThrow(/nowhere\/model\.safetensors: not found/);
+  }, 180_000);
+
+  it('exports a running average of the weights (--average-from, --ema) and resumes it exactly', async () => {
+    const { openSafetensors } = await import('../src/model/safetensors.js');
+    const o = { ...base(), steps: 6, valEvery: 3, checkpointEvery: 1 };
+    const NAMES = ['language_model.model.embed_tokens.weight', 'audio_tower.layers.0.fc1.weight', 'multi_modal_projector.linear.bias'];
+    const paramsAt = (work: string) => {
+      const st = openSafetensors(path.join(work, 'checkpoint.safetensors'));
+      const out = new Map(NAMES.map((n) => [n, st.readFloat32(`param.${n}`)]));
+      st.close();
+      return out;
+    };
+    // the weights after steps 5 and 6 of a plain run (its checkpoints); it is stopped and resumed
+    // from a run.json written before --ema / --average-from existed (keys missing, another order)
+    const plainDir = path.join(tmp, 'avg-plain');
+    const plainWork = path.join(plainDir, 'work');
+    await trainAudioLLM({ ...o, out: plainDir, work: plainWork, stopAfter: 5 });
+    const w5 = paramsAt(plainWork);
+    const spec = JSON.parse(fs.readFileSync(path.join(plainWork, 'run.json'), 'utf8')) as Record<string, unknown>;
+    delete spec.ema;
+    delete spec.averageFrom;
+    fs.writeFileSync(path.join(plainWork, 'run.json'), JSON.stringify(Object.fromEntries(Object.entries(spec).reverse())));
+    const plain = await trainAudioLLM({ ...o, out: plainDir, work: plainWork, resume: true });
+    const w6 = paramsAt(plainWork);
+    // the mean from step 5: the same training, an export of (w5 + w6) / 2 (f16), validated as such
+    const meanDir = path.join(tmp, 'avg-mean');
+    const mean = await trainAudioLLM({ ...o, out: meanDir, averageFrom: 5 });
+    expect(mean.records.map((r) => r.loss)).toEqual(plain.records.map((r) => r.loss));
+    expect(mean.records[2]!.valLoss).toBe(plain.records[2]!.valLoss); // step 3: before the average starts
+    expect(mean.records[5]!.valLoss).not.toBe(plain.records[5]!.valLoss);
+    const sm = openSafetensors(path.join(meanDir, 'model.safetensors'));
+    const ck = openSafetensors(path.join(meanDir, '.ardgpu-cache', 'train', 'checkpoint.safetensors'));
+    expect(ck.metadata.averageUpdates).toBe('1');
+    for (const n of NAMES) {
+      const want = w5.get(n)!.map((x, i) => (x + w6.get(n)![i]!) / 2);
+      const avg = ck.readFloat32(`average.${n}`);
+      expectClose(avg, want, 1e-6, 1e-8, n);
+      const diff = w6.get(n)!.reduce((m, x, i) => Math.max(m, Math.abs(x - want[i]!)), 0);
+      expect(diff).toBeGreaterThan(1e-5); // the average is not just the last weights
+      expectClose(sm.readFloat32(n), avg, 1e-3, 1e-7, `${n} (f16)`);
+    }
+    sm.close();
+    ck.close();
+    // EMA, interrupted before and after a checkpoint, then resumed: the same export as in one go
+    const emaA = path.join(tmp, 'avg-ema-a');
+    const emaB = path.join(tmp, 'avg-ema-b');
+    await trainAudioLLM({ ...o, out: emaA, ema: 0.9 });
+    await trainAudioLLM({ ...o, out: emaB, ema: 0.9, stopAfter: 4 });
+    await trainAudioLLM({ ...o, out: emaB, ema: 0.9, resume: true });
+    expect(fs.readFileSync(path.join(emaB, 'model.safetensors'))).toEqual(fs.readFileSync(path.join(emaA, 'model.safetensors')));
+    expect(fs.readFileSync(path.join(emaA, 'model.safetensors'))).not.toEqual(fs.readFileSync(path.join(plainDir, 'model.safetensors')));
+    // a mean-from run stopped before its average starts resumes into the same export
+    const meanB = path.join(tmp, 'avg-mean-b');
+    await trainAudioLLM({ ...o, out: meanB, averageFrom: 5, stopAfter: 3 });
+    await trainAudioLLM({ ...o, out: meanB, averageFrom: 5, resume: true });
+    expect(fs.readFileSync(path.join(meanB, 'model.safetensors'))).toEqual(fs.readFileSync(path.join(meanDir, 'model.safetensors')));
+    await expect(trainAudioLLM({ ...o, out: meanB, averageFrom: 4, resume: true })).rejects.toThrow(/other settings/);
+    const bad = path.join(tmp, 'avg-bad');
+    await expect(trainAudioLLM({ ...o, out: bad, ema: 1 })).rejects.toThrow(/--ema must be from 0 to below 1 \(got 1\)/);
+    await expect(trainAudioLLM({ ...o, out: bad, averageFrom: 7 })).rejects.toThrow(/--average-from must be a step from 1 to --steps 6 \(got 7\)/);
+    await expect(trainAudioLLM({ ...o, out: bad, ema: 0.9, averageFrom: 2 })).rejects.toThrow(/exclude each other/);
   }, 180_000);
 
   it('trains the auxiliary head at its own learning rate', async () => {

@@ -3,7 +3,7 @@
 //   npx tsx tools/train-audiollm.ts --corpus DIR --out weights/ --steps N --seed S [--resume]
 //
 // Options (defaults in src/model/train.ts): --batch, --lr, --warmup, --encoder-lr-scale, --aux-weight, --aux-lr-scale, --aux-pool, --mixture-repeat, --mix-rate,
-// --mix-third, --mix-corpus-levels, --label-order,
+// --mix-third, --mix-corpus-levels, --label-order, --ema DECAY, --average-from STEP,
 // --questions, --work DIR (caches, checkpoint,
 // loss log; default OUT/.ardgpu-cache/train), --checkpoint-every, --val-every, --vocab,
 // --dims '{"hidden":192,...}', --no-eval (skip the held-out evaluation and README),
@@ -61,6 +61,8 @@ async function main(): Promise<void> {
     .option('--mix-third <p>', 'share of those fresh mixtures that get a third sound (default 0)')
     .option('--mix-corpus-levels', 'fresh mixtures of sounds only put noise-like sounds 3–8 dB lower, as the corpus does')
     .option('--label-order <order>', 'order of the labels in "What sounds can you hear?" answers: given (manifest order, loudest first; default) or canonical (speech, then a fixed order of sounds)')
+    .option('--ema <decay>', 'export an exponential moving average of the weights with this decay (e.g. 0.995) instead of the last step\'s')
+    .option('--average-from <step>', 'export the mean of the weights after every step from this one to the end instead of the last step\'s')
     .option('--questions <n>', 'questions asked about each clip per step')
     .option('--checkpoint-every <n>', 'steps between checkpoints')
     .option('--val-every <n>', 'steps between validation losses')
@@ -111,6 +113,8 @@ async function main(): Promise<void> {
     labelOrder: labelOrderOf(o.labelOrder),
     auxPool: auxPoolOf(o.auxPool),
     questionsPerClip: num(o.questions, 'questions'),
+    ema: num(o.ema, 'ema'),
+    averageFrom: num(o.averageFrom, 'average-from'),
     checkpointEvery: num(o.checkpointEvery, 'checkpoint-every'),
     valEvery: num(o.valEvery, 'val-every'),
     vocabSize: num(o.vocab, 'vocab'),

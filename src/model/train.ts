@@ -23,7 +23,7 @@ import { readWav } from '../audio/wav.js';
 import { CONCEPT_LABELS, readManifest, type ManifestEntry } from '../corpus/manifest.js';
 import { Engine } from '../gpu/engine.js';
 import { backward, param } from '../tensor/autograd.js';
-import { AdamW, clipGradNorm } from '../tensor/optim.js';
+import { AdamW, WeightAverage, clipGradNorm } from '../tensor/optim.js';
 import { keep, tidy } from '../tensor/scope.js';
 import { Tensor, tensor } from '../tensor/tensor.js';
 import { abs, add, addScalar, exp, gelu, log, mul, neg, relu, scale, sub, where } from '../tensor/ops/elementwise.js';
@@ -682,6 +682,13 @@ export interface TrainOptions {
   mixCorpusLevels?: boolean;
   /** Order of the labels in "What sounds can you hear?" answers (default 'given'): see LabelOrder. */
   labelOrder?: LabelOrder;
+  /**
+   * Export (and validate) an exponential moving average of the weights with this decay instead of
+   * the last step's weights (0–1, default 0: off); see WeightAverage.ema.
+   */
+  ema?: number;
+  /** Export (and validate) the uniform mean of the weights after every step from this (1-based) step to the end (default: off). */
+  averageFrom?: number;
   /** Peak learning rate (default 2e-3), reached after `warmup` steps, then cosine decay to lr·minLrRatio. */
   lr?: number;
   warmup?: number;
@@ -810,6 +817,10 @@ export interface RunSpec {
   mixThird: number;
   mixCorpusLevels: boolean;
   labelOrder: LabelOrder;
+  /** Decay of the exported weight EMA (0: none). */
+  ema: number;
+  /** The exported weights are the mean over steps averageFrom…steps (null: none). */
+  averageFrom: number | null;
   /** The auxiliary head's classes (the corpus labels). */
   auxClasses: string[];
   steps: number;
@@ -846,6 +857,8 @@ function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec 
     mixThird: o.mixThird ?? 0,
     mixCorpusLevels: o.mixCorpusLevels ?? false,
     labelOrder: o.labelOrder ?? 'given',
+    ema: o.ema ?? 0,
+    averageFrom: o.averageFrom ?? null,
     auxClasses: [],
     steps: o.steps,
     lr: o.lr ?? 2e-3,
@@ -861,6 +874,13 @@ function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec 
   };
 }
 
+/** JSON with every object's keys sorted (comparing settings written in another key order). */
+function sortedJson(x: unknown): string {
+  return JSON.stringify(x, (_k, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([p], [q]) => (p < q ? -1 : p > q ? 1 : 0))) : v,
+  );
+}
+
 /** AdamW instances, each over a named group of parameters (the groups differ in learning rate). */
 interface OptGroup {
   opt: AdamW;
@@ -869,9 +889,21 @@ interface OptGroup {
   scale: number;
 }
 
-async function saveCheckpoint(file: string, step: number, totalMs: number, params: Map<string, Tensor>, groups: readonly OptGroup[]): Promise<void> {
+/** The running average of the exported weights (--ema, --average-from) and the names it covers. */
+interface Averaged {
+  avg: WeightAverage;
+  names: string[];
+}
+
+async function saveCheckpoint(file: string, step: number, totalMs: number, params: Map<string, Tensor>, groups: readonly OptGroup[], averaged: Averaged | null): Promise<void> {
   const tensors: Record<string, TensorToWrite> = {};
   for (const [name, t] of params) tensors[`param.${name}`] = { dtype: 'F32', shape: [...t.shape], data: await t.toFloat32() };
+  const avgMeta: Record<string, string> = {};
+  if (averaged) {
+    const st = await averaged.avg.state();
+    averaged.names.forEach((n, i) => (tensors[`average.${n}`] = { dtype: 'F32', shape: [...params.get(n)!.shape], data: st.buffers[i]! }));
+    avgMeta.averageUpdates = String(st.updates);
+  }
   const steps: Record<string, number> = {};
   for (const g of groups) {
     const st = await g.opt.state();
@@ -883,12 +915,17 @@ async function saveCheckpoint(file: string, step: number, totalMs: number, param
       }
     });
   }
-  writeSafetensors(file, tensors, { step: String(step), totalMs: String(Math.round(totalMs)), optimizer: JSON.stringify({ kind: 'adamw', steps }) });
+  writeSafetensors(file, tensors, { step: String(step), totalMs: String(Math.round(totalMs)), optimizer: JSON.stringify({ kind: 'adamw', steps }), ...avgMeta });
 }
 
-async function loadCheckpoint(engine: Engine, file: string, params: Map<string, Tensor>, groups: readonly OptGroup[]): Promise<{ step: number; totalMs: number }> {
+async function loadCheckpoint(engine: Engine, file: string, params: Map<string, Tensor>, groups: readonly OptGroup[], averaged: Averaged | null): Promise<{ step: number; totalMs: number }> {
   const st = openSafetensors(file);
   try {
+    if (averaged) {
+      const missing = averaged.names.find((n) => !st.tensors.has(`average.${n}`));
+      if (missing !== undefined || st.metadata.averageUpdates === undefined) throw new ArdError(`${file}: no weight average in the checkpoint`);
+      averaged.avg.loadState({ updates: Number(st.metadata.averageUpdates), buffers: averaged.names.map((n) => st.readFloat32(`average.${n}`)) });
+    }
     readInto(engine, st, file, params, (n) => `param.${n}`, ' (a checkpoint of another model?)');
     const meta = JSON.parse(st.metadata.optimizer ?? 'null') as { kind: 'adamw'; steps: Record<string, number> } | null;
     if (!meta || typeof meta.steps !== 'object') throw new ArdError(`${file}: no optimizer state`);
@@ -990,6 +1027,11 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
   if (!(spec.mixRate >= 0 && spec.mixRate <= 1)) throw new ArdError(`train: --mix-rate must be from 0 to 1 (got ${spec.mixRate})`);
   if (!(spec.mixThird >= 0 && spec.mixThird <= 1)) throw new ArdError(`train: --mix-third must be from 0 to 1 (got ${spec.mixThird})`);
   if (!LABEL_ORDERS.includes(spec.labelOrder)) throw new ArdError(`train: --label-order must be ${LABEL_ORDERS.join(' or ')} (got ${String(spec.labelOrder)})`);
+  if (!(spec.ema >= 0 && spec.ema < 1)) throw new ArdError(`train: --ema must be from 0 to below 1 (got ${spec.ema})`);
+  if (spec.averageFrom !== null && !(Number.isInteger(spec.averageFrom) && spec.averageFrom >= 1 && spec.averageFrom <= spec.steps)) {
+    throw new ArdError(`train: --average-from must be a step from 1 to --steps ${spec.steps} (got ${spec.averageFrom})`);
+  }
+  if (spec.ema > 0 && spec.averageFrom !== null) throw new ArdError('train: --ema and --average-from exclude each other');
   if (spec.auxPool !== 'mean' && spec.auxPool !== 'frames') throw new ArdError(`train: --aux-pool must be mean or frames (got ${String(spec.auxPool)})`);
   if (o.initFrom) {
     const dir = path.resolve(o.initFrom);
@@ -1011,9 +1053,10 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
     const prev = JSON.parse(fs.readFileSync(specFile, 'utf8')) as RunSpec;
     // a run may be resumed with another total (the schedule follows it); the warm-up stays
     if (o.warmup === undefined) spec.warmup = prev.warmup;
-    const { steps: _a, ...a } = prev;
+    // settings newer than the checkpoint's run take their defaults
+    const { steps: _a, ...a } = { ...prev, ema: prev.ema ?? 0, averageFrom: prev.averageFrom ?? null };
     const { steps: _b, ...b } = spec;
-    if (JSON.stringify(a) !== JSON.stringify(b)) throw new ArdError(`${specFile}: the checkpoint belongs to a run with other settings (${JSON.stringify(prev)})`);
+    if (sortedJson(a) !== sortedJson(b)) throw new ArdError(`${specFile}: the checkpoint belongs to a run with other settings (${JSON.stringify(prev)})`);
     if (spec.steps !== prev.steps) log(`note: total steps changed ${prev.steps} → ${spec.steps} (the schedule follows the new total)`);
   } else {
     for (const f of [ckptFile, logFile]) fs.rmSync(f, { force: true });
@@ -1023,6 +1066,14 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
   const ownsEngine = !o.engine;
   let weights: Weights | null = null;
   let groups: OptGroup[] = [];
+  let averaged: Averaged | null = null;
+  /** The weights to validate and export: the running average in place of the trained weights, once there is one. */
+  const exportWeights = (): Weights => {
+    if (!averaged) return weights!;
+    const w = new Map(weights!);
+    averaged.names.forEach((n, i) => w.set(n, averaged!.avg.average(i)));
+    return w;
+  };
   try {
     // tokenizer: trained once per run, on the training clips' text
     let tok: Tokenizer;
@@ -1076,8 +1127,16 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
       .map((g) => ({ ...g, opt: new AdamW({ params: g.names.map((n) => params.get(n)!), lr: spec.lr * g.scale, betas: [spec.beta1, spec.beta2], eps: 1e-8, weightDecay: spec.weightDecay }) }));
     let start = 0;
     let totalMs = 0;
+    // the exported weights' running average (not the aux head, which is not exported)
+    const avgNames = [...params.keys()].filter((n) => !n.startsWith('aux.'));
+    const newAverage = (): Averaged => ({ avg: new WeightAverage(avgNames.map((n) => params.get(n)!)), names: avgNames });
+    if (spec.ema > 0) averaged = newAverage();
     if (o.resume) {
-      const ck = await loadCheckpoint(engine, ckptFile, params, groups);
+      const head = openSafetensors(ckptFile);
+      const ckStep = Number(head.metadata.step);
+      head.close();
+      if (spec.averageFrom !== null && ckStep >= spec.averageFrom) averaged = newAverage();
+      const ck = await loadCheckpoint(engine, ckptFile, params, groups, averaged);
       start = ck.step;
       totalMs = ck.totalMs;
       log(`resumed at step ${start}`);
@@ -1128,6 +1187,9 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
           return { lm: parts.lm, aux: parts.aux, norm: n };
         });
         for (const g of groups) g.opt.zeroGrad();
+        if (spec.ema > 0) averaged!.avg.ema(spec.ema);
+        else if (spec.averageFrom !== null && step + 1 === spec.averageFrom) averaged = newAverage();
+        else if (spec.averageFrom !== null && step + 1 > spec.averageFrom) averaged!.avg.mean();
         const lossV = await lm.item();
         const auxV = aux ? await aux.item() : undefined;
         const normV = await norm.item();
@@ -1135,7 +1197,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
         if (!Number.isFinite(lossV)) throw new ArdError(`train: loss became ${lossV} at step ${step}`);
         const rec: StepRecord = { step, loss: lossV, ...(auxV !== undefined ? { auxLoss: auxV } : {}), lr, gradNorm: normV, tokens: batch.targets.length, positions: batch.prefix.B * batch.prefix.L + batch.S * batch.Ls, ms: Math.round(performance.now() - ts) };
         if (valEvery > 0 && valClips.length && ((step + 1) % valEvery === 0 || step + 1 === spec.steps)) {
-          rec.valLoss = await validationLoss(engine, weights, config, tok, valClips, spec.batch, spec.labelOrder);
+          rec.valLoss = await validationLoss(engine, exportWeights(), config, tok, valClips, spec.batch, spec.labelOrder);
         }
         records.push(rec);
         fs.writeSync(logFd, JSON.stringify(rec) + '\n');
@@ -1144,7 +1206,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
           log(`step ${step + 1}/${spec.steps} loss ${lossV.toFixed(4)}${auxV !== undefined ? ` aux ${auxV.toFixed(4)}` : ''}${rec.valLoss !== undefined ? ` val ${rec.valLoss.toFixed(4)}` : ''} lr ${lr.toExponential(2)} |g| ${normV.toFixed(3)} ${(rec.ms / 1000).toFixed(2)} s/step`);
         }
         if ((step + 1) % every === 0 || step + 1 === end) {
-          await saveCheckpoint(ckptFile, step + 1, totalMs, params, groups);
+          await saveCheckpoint(ckptFile, step + 1, totalMs, params, groups, averaged);
         }
       }
     } finally {
@@ -1153,13 +1215,14 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
     const done = end >= spec.steps;
     let exported = false;
     if (done && o.export !== false) {
-      await exportModel(o.out, weights, config, fe, { spec, records, totalMs, tokenizerJson: fs.readFileSync(tokFile, 'utf8') });
+      await exportModel(o.out, exportWeights(), config, fe, { spec, records, totalMs, tokenizerJson: fs.readFileSync(tokFile, 'utf8') });
       exported = true;
       log(`model written to ${o.out}`);
     }
     return { config, steps: end, records, ms: performance.now() - t0, totalMs, exported, work };
   } finally {
     for (const g of groups) g.opt.dispose();
+    averaged?.avg.dispose();
     if (weights) for (const t of weights.values()) t.dispose();
     if (ownsEngine) engine.destroy();
   }
@@ -1423,6 +1486,8 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
       : []),
     ...((n) => (n > 0 ? [`- The audio encoder has ${n} more layer${n > 1 ? 's' : ''} than the model it starts from: appended after its layers, freshly initialised with both residual outputs (attention out_proj, fc2) zeroed, so the grown model starts out computing exactly what that model did.`] : []))(grownLayers(spec)),
     `- ${spec.steps} steps of ${spec.batch} clips, seed ${spec.seed}; AdamW (β ${spec.beta1}/${spec.beta2}, weight decay ${spec.weightDecay}), learning rate ${spec.lr}${spec.encoderLrScale !== 1 ? ` (× ${spec.encoderLrScale} for the audio tower)` : ''} after ${spec.warmup} warm-up steps, cosine decay to ${+(spec.lr * spec.minLrRatio).toPrecision(3)}; gradients clipped to norm ${spec.clipNorm}.`,
+    ...(spec.ema > 0 ? [`- The exported weights (and the validation losses) are an exponential moving average of the trained weights, decay ${spec.ema} (ramped up as (1+t)/(10+t) over the first updates), kept from the first step.`] : []),
+    ...(spec.averageFrom !== null ? [`- The exported weights (and the validation losses from step ${spec.averageFrom} on) are the mean of the weights after every step from step ${spec.averageFrom} to step ${spec.steps} (${spec.steps - spec.averageFrom + 1} steps).`] : []),
     ...(spec.auxWeight > 0
       ? [`- A training-only auxiliary loss (weight ${spec.auxWeight}${spec.auxLrScale !== 1 ? `, learning rate × ${spec.auxLrScale}` : ''}, not exported): ${spec.auxPool === 'frames' ? 'a linear head on every audio frame, pooled per class over time by a softmax of its own logits (a smooth maximum),' : "a linear head on each clip's time-averaged audio features"} predicts the clip's labels (binary cross-entropy over ${spec.auxClasses.length} classes; its bias starts at each label's log-odds among training clips), so the encoder gets a direct signal from the start.`]
       : []),

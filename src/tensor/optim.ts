@@ -8,7 +8,7 @@ import { ArdError } from '../util/errors.js';
 import { zeroGrad as clearGrads } from './autograd.js';
 import { keep } from './scope.js';
 import { Tensor, empty, shapeStr, tensor } from './tensor.js';
-import { zeros } from './ops/elementwise.js';
+import { clone, zeros } from './ops/elementwise.js';
 import { contiguous } from './ops/layout.js';
 
 /** Host copy of an optimiser's state (for checkpoints). Buffers are per parameter, null until the
@@ -307,6 +307,81 @@ export class SGD {
   dispose(): void {
     for (const t of this.buf) t?.dispose();
     this.buf = this.params.map(() => null);
+  }
+}
+
+/**
+ * A running average of parameters, kept beside them (Polyak averaging): after each update,
+ * avg ← d·avg + (1−d)·p. `ema(decay)` is an exponential moving average whose decay ramps up as
+ * min(decay, (1+t)/(10+t)) at the t-th update, so the first updates are not drowned by the start;
+ * `mean()` is the plain mean of every update so far (d = n/(n+1)). Starts as a copy of the
+ * parameters. The averages live outside every tidy() scope until dispose().
+ */
+export class WeightAverage {
+  readonly params: readonly Tensor[];
+  /** Updates folded in so far. */
+  updates = 0;
+  private readonly engine: Engine;
+  private avg: Tensor[];
+
+  constructor(params: readonly Tensor[]) {
+    this.params = [...params];
+    this.engine = checkParams(this.params, 'WeightAverage');
+    this.avg = this.params.map((p) => keep(this.engine.noGradScope(() => clone(p))));
+  }
+
+  /** Fold the parameters in with weight 1−d. */
+  update(d: number): void {
+    if (!(d >= 0 && d <= 1)) throw new ArdError(`WeightAverage: decay must be from 0 to 1 (got ${d})`);
+    this.params.forEach((p, i) => {
+      p.assertAlive();
+      this.engine.dispatch({
+        kernel: { family: 'optim', entry: 'average' },
+        params: optParams({ n: p.size, offP: p.offset, decay: d }),
+        buffers: [this.avg[i]!.buffer, p.buffer],
+        workgroups: grid(Math.ceil(p.size / 256)),
+      });
+    });
+    this.updates++;
+  }
+
+  /** An exponential moving average step (decay ramped up over the first updates, see above). */
+  ema(decay: number): void {
+    const t = this.updates + 1;
+    this.update(Math.min(decay, (1 + t) / (10 + t)));
+  }
+
+  /** A uniform-mean step: afterwards the average is the mean of the start and every update's parameters. */
+  mean(): void {
+    const n = this.updates + 1;
+    this.update(n / (n + 1));
+  }
+
+  /** The average of parameter i, shaped as the parameter (owned by this object: do not dispose it). */
+  average(i: number): Tensor {
+    return this.avg[i]!;
+  }
+
+  async state(): Promise<{ updates: number; buffers: Float32Array[] }> {
+    const buffers: Float32Array[] = [];
+    for (const a of this.avg) buffers.push((await a.read()) as Float32Array);
+    return { updates: this.updates, buffers };
+  }
+
+  loadState(s: { updates: number; buffers: readonly Float32Array[] }): void {
+    if (!Number.isInteger(s.updates) || s.updates < 0) throw new ArdError('WeightAverage.loadState: no valid update count');
+    if (s.buffers.length !== this.params.length) throw new ArdError(`WeightAverage.loadState: ${s.buffers.length} averages for ${this.params.length} parameters`);
+    s.buffers.forEach((a, i) => {
+      if (a.length !== this.params[i]!.size) throw new ArdError(`WeightAverage.loadState: the average of parameter ${i} has ${a.length} values, the parameter has ${this.params[i]!.size}`);
+    });
+    this.dispose();
+    this.avg = s.buffers.map((a, i) => keep(tensor(this.engine, a, this.params[i]!.shape)));
+    this.updates = s.updates;
+  }
+
+  dispose(): void {
+    for (const a of this.avg) a.dispose();
+    this.avg = [];
   }
 }
 
