@@ -469,7 +469,7 @@ describe('training runs', () => {
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-d'), steps: 2, initFrom: path.join(tmp, 'nowhere') })).rejects.toThrow(/nowhere\/model\.safetensors: not found/);
   }, 180_000);
 
-  it('exports a running average of the weights (--average-from, --ema) and resumes it exactly', async () => {
+  it('exports a running average of the weights (--average-from, --average-every, --ema) and resumes it exactly', async () => {
     const { openSafetensors } = await import('../src/model/safetensors.js');
     const o = { ...base(), steps: 6, valEvery: 3, checkpointEvery: 1 };
     const NAMES = ['language_model.model.embed_tokens.weight', 'audio_tower.layers.0.fc1.weight', 'multi_modal_projector.linear.bias'];
@@ -479,15 +479,18 @@ describe('training runs', () => {
       st.close();
       return out;
     };
-    // the weights after steps 5 and 6 of a plain run (its checkpoints); it is stopped and resumed
-    // from a run.json written before --ema / --average-from existed (keys missing, another order)
+    // the weights after steps 2, 4, 5 and 6 of a plain run (its checkpoints); the last time it is
+    // resumed from a run.json written before the averaging settings existed (keys missing, another order)
     const plainDir = path.join(tmp, 'avg-plain');
     const plainWork = path.join(plainDir, 'work');
-    await trainAudioLLM({ ...o, out: plainDir, work: plainWork, stopAfter: 5 });
+    await trainAudioLLM({ ...o, out: plainDir, work: plainWork, stopAfter: 2 });
+    const w2 = paramsAt(plainWork);
+    await trainAudioLLM({ ...o, out: plainDir, work: plainWork, stopAfter: 4, resume: true });
+    const w4 = paramsAt(plainWork);
+    await trainAudioLLM({ ...o, out: plainDir, work: plainWork, stopAfter: 5, resume: true });
     const w5 = paramsAt(plainWork);
     const spec = JSON.parse(fs.readFileSync(path.join(plainWork, 'run.json'), 'utf8')) as Record<string, unknown>;
-    delete spec.ema;
-    delete spec.averageFrom;
+    for (const k of ['ema', 'averageFrom', 'averageEvery']) delete spec[k];
     fs.writeFileSync(path.join(plainWork, 'run.json'), JSON.stringify(Object.fromEntries(Object.entries(spec).reverse())));
     const plain = await trainAudioLLM({ ...o, out: plainDir, work: plainWork, resume: true });
     const w6 = paramsAt(plainWork);
@@ -510,6 +513,13 @@ describe('training runs', () => {
     }
     sm.close();
     ck.close();
+    // every other step from step 2: the mean of w2, w4 and w6
+    const everyDir = path.join(tmp, 'avg-every');
+    await trainAudioLLM({ ...o, out: everyDir, averageFrom: 2, averageEvery: 2 });
+    const ce = openSafetensors(path.join(everyDir, '.ardgpu-cache', 'train', 'checkpoint.safetensors'));
+    expect(ce.metadata.averageUpdates).toBe('2');
+    for (const n of NAMES) expectClose(ce.readFloat32(`average.${n}`), w2.get(n)!.map((x, i) => (x + w4.get(n)![i]! + w6.get(n)![i]!) / 3), 1e-6, 1e-8, `${n} every 2`);
+    ce.close();
     // EMA, interrupted before and after a checkpoint, then resumed: the same export as in one go
     const emaA = path.join(tmp, 'avg-ema-a');
     const emaB = path.join(tmp, 'avg-ema-b');
@@ -528,6 +538,7 @@ describe('training runs', () => {
     await expect(trainAudioLLM({ ...o, out: bad, ema: 1 })).rejects.toThrow(/--ema must be from 0 to below 1 \(got 1\)/);
     await expect(trainAudioLLM({ ...o, out: bad, averageFrom: 7 })).rejects.toThrow(/--average-from must be a step from 1 to --steps 6 \(got 7\)/);
     await expect(trainAudioLLM({ ...o, out: bad, ema: 0.9, averageFrom: 2 })).rejects.toThrow(/exclude each other/);
+    await expect(trainAudioLLM({ ...o, out: bad, averageFrom: 2, averageEvery: 0 })).rejects.toThrow(/--average-every must be a positive integer \(got 0\)/);
   }, 180_000);
 
   it('trains the auxiliary head at its own learning rate', async () => {

@@ -3,7 +3,7 @@
 //   npx tsx tools/train-audiollm.ts --corpus DIR --out weights/ --steps N --seed S [--resume]
 //
 // Options (defaults in src/model/train.ts): --batch, --lr, --warmup, --encoder-lr-scale, --aux-weight, --aux-lr-scale, --aux-pool, --mixture-repeat, --mix-rate,
-// --mix-third, --mix-corpus-levels, --label-order, --ema DECAY, --average-from STEP,
+// --mix-third, --mix-corpus-levels, --label-order, --ema DECAY, --average-from STEP, --average-every N,
 // --questions, --work DIR (caches, checkpoint,
 // loss log; default OUT/.ardgpu-cache/train), --checkpoint-every, --val-every, --vocab,
 // --dims '{"hidden":192,...}', --no-eval (skip the held-out evaluation and README),
@@ -63,6 +63,7 @@ async function main(): Promise<void> {
     .option('--label-order <order>', 'order of the labels in "What sounds can you hear?" answers: given (manifest order, loudest first; default) or canonical (speech, then a fixed order of sounds)')
     .option('--ema <decay>', 'export an exponential moving average of the weights with this decay (e.g. 0.995) instead of the last step\'s')
     .option('--average-from <step>', 'export the mean of the weights after every step from this one to the end instead of the last step\'s')
+    .option('--average-every <n>', 'with --average-from: average the weights after every n-th step only (default 1)')
     .option('--questions <n>', 'questions asked about each clip per step')
     .option('--checkpoint-every <n>', 'steps between checkpoints')
     .option('--val-every <n>', 'steps between validation losses')
@@ -115,6 +116,7 @@ async function main(): Promise<void> {
     questionsPerClip: num(o.questions, 'questions'),
     ema: num(o.ema, 'ema'),
     averageFrom: num(o.averageFrom, 'average-from'),
+    averageEvery: num(o.averageEvery, 'average-every'),
     checkpointEvery: num(o.checkpointEvery, 'checkpoint-every'),
     valEvery: num(o.valEvery, 'val-every'),
     vocabSize: num(o.vocab, 'vocab'),

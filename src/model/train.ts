@@ -687,8 +687,13 @@ export interface TrainOptions {
    * the last step's weights (0–1, default 0: off); see WeightAverage.ema.
    */
   ema?: number;
-  /** Export (and validate) the uniform mean of the weights after every step from this (1-based) step to the end (default: off). */
+  /**
+   * Export (and validate) the uniform mean of the weights after steps averageFrom,
+   * averageFrom + averageEvery, … up to the last step (1-based steps; default: off).
+   */
   averageFrom?: number;
+  /** Steps between the weights that --average-from averages (default 1: every step). */
+  averageEvery?: number;
   /** Peak learning rate (default 2e-3), reached after `warmup` steps, then cosine decay to lr·minLrRatio. */
   lr?: number;
   warmup?: number;
@@ -819,8 +824,9 @@ export interface RunSpec {
   labelOrder: LabelOrder;
   /** Decay of the exported weight EMA (0: none). */
   ema: number;
-  /** The exported weights are the mean over steps averageFrom…steps (null: none). */
+  /** The exported weights are the mean of those after steps averageFrom, averageFrom + averageEvery, … (null: none). */
   averageFrom: number | null;
+  averageEvery: number;
   /** The auxiliary head's classes (the corpus labels). */
   auxClasses: string[];
   steps: number;
@@ -859,6 +865,7 @@ function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec 
     labelOrder: o.labelOrder ?? 'given',
     ema: o.ema ?? 0,
     averageFrom: o.averageFrom ?? null,
+    averageEvery: o.averageEvery ?? 1,
     auxClasses: [],
     steps: o.steps,
     lr: o.lr ?? 2e-3,
@@ -1031,6 +1038,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
   if (spec.averageFrom !== null && !(Number.isInteger(spec.averageFrom) && spec.averageFrom >= 1 && spec.averageFrom <= spec.steps)) {
     throw new ArdError(`train: --average-from must be a step from 1 to --steps ${spec.steps} (got ${spec.averageFrom})`);
   }
+  if (!(Number.isInteger(spec.averageEvery) && spec.averageEvery >= 1)) throw new ArdError(`train: --average-every must be a positive integer (got ${spec.averageEvery})`);
   if (spec.ema > 0 && spec.averageFrom !== null) throw new ArdError('train: --ema and --average-from exclude each other');
   if (spec.auxPool !== 'mean' && spec.auxPool !== 'frames') throw new ArdError(`train: --aux-pool must be mean or frames (got ${String(spec.auxPool)})`);
   if (o.initFrom) {
@@ -1054,7 +1062,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
     // a run may be resumed with another total (the schedule follows it); the warm-up stays
     if (o.warmup === undefined) spec.warmup = prev.warmup;
     // settings newer than the checkpoint's run take their defaults
-    const { steps: _a, ...a } = { ...prev, ema: prev.ema ?? 0, averageFrom: prev.averageFrom ?? null };
+    const { steps: _a, ...a } = { ...prev, ema: prev.ema ?? 0, averageFrom: prev.averageFrom ?? null, averageEvery: prev.averageEvery ?? 1 };
     const { steps: _b, ...b } = spec;
     if (sortedJson(a) !== sortedJson(b)) throw new ArdError(`${specFile}: the checkpoint belongs to a run with other settings (${JSON.stringify(prev)})`);
     if (spec.steps !== prev.steps) log(`note: total steps changed ${prev.steps} → ${spec.steps} (the schedule follows the new total)`);
@@ -1189,7 +1197,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
         for (const g of groups) g.opt.zeroGrad();
         if (spec.ema > 0) averaged!.avg.ema(spec.ema);
         else if (spec.averageFrom !== null && step + 1 === spec.averageFrom) averaged = newAverage();
-        else if (spec.averageFrom !== null && step + 1 > spec.averageFrom) averaged!.avg.mean();
+        else if (spec.averageFrom !== null && step + 1 > spec.averageFrom && (step + 1 - spec.averageFrom) % spec.averageEvery === 0) averaged!.avg.mean();
         const lossV = await lm.item();
         const auxV = aux ? await aux.item() : undefined;
         const normV = await norm.item();
@@ -1487,7 +1495,7 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
     ...((n) => (n > 0 ? [`- The audio encoder has ${n} more layer${n > 1 ? 's' : ''} than the model it starts from: appended after its layers, freshly initialised with both residual outputs (attention out_proj, fc2) zeroed, so the grown model starts out computing exactly what that model did.`] : []))(grownLayers(spec)),
     `- ${spec.steps} steps of ${spec.batch} clips, seed ${spec.seed}; AdamW (β ${spec.beta1}/${spec.beta2}, weight decay ${spec.weightDecay}), learning rate ${spec.lr}${spec.encoderLrScale !== 1 ? ` (× ${spec.encoderLrScale} for the audio tower)` : ''} after ${spec.warmup} warm-up steps, cosine decay to ${+(spec.lr * spec.minLrRatio).toPrecision(3)}; gradients clipped to norm ${spec.clipNorm}.`,
     ...(spec.ema > 0 ? [`- The exported weights (and the validation losses) are an exponential moving average of the trained weights, decay ${spec.ema} (ramped up as (1+t)/(10+t) over the first updates), kept from the first step.`] : []),
-    ...(spec.averageFrom !== null ? [`- The exported weights (and the validation losses from step ${spec.averageFrom} on) are the mean of the weights after every step from step ${spec.averageFrom} to step ${spec.steps} (${spec.steps - spec.averageFrom + 1} steps).`] : []),
+    ...(spec.averageFrom !== null ? [`- The exported weights (and the validation losses from step ${spec.averageFrom} on) are the mean of the weights after ${spec.averageEvery === 1 ? `every step from step ${spec.averageFrom} to step ${spec.steps}` : `steps ${spec.averageFrom}, ${spec.averageFrom + spec.averageEvery}, … up to ${spec.steps} (every ${spec.averageEvery} steps)`} (${Math.floor((spec.steps - spec.averageFrom) / spec.averageEvery) + 1} sets of weights).`] : []),
     ...(spec.auxWeight > 0
       ? [`- A training-only auxiliary loss (weight ${spec.auxWeight}${spec.auxLrScale !== 1 ? `, learning rate × ${spec.auxLrScale}` : ''}, not exported): ${spec.auxPool === 'frames' ? 'a linear head on every audio frame, pooled per class over time by a softmax of its own logits (a smooth maximum),' : "a linear head on each clip's time-averaged audio features"} predicts the clip's labels (binary cross-entropy over ${spec.auxClasses.length} classes; its bias starts at each label's log-odds among training clips), so the encoder gets a direct signal from the start.`]
       : []),
