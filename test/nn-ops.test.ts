@@ -1,8 +1,8 @@
 import { Float16Array } from '@petamoriken/float16';
 import { describe, expect, it } from 'vitest';
 import * as T from '../src/tensor/index.js';
-import { conv1d, layerNorm, logSoftmax, rmsNorm, rope, ropeInvFreq, scaledDotProductAttention, softmax } from '../src/tensor/ops/nn.js';
-import { attentionRef, conv1dOutLength, conv1dRef, layerNormRef, logSoftmaxRef, rmsNormRef, ropeRef, softmaxRef } from '../src/tensor/reference.js';
+import { conv1d, layerNorm, logSoftmax, rmsNorm, rope, ropeInvFreq, scaledDotProductAttention, softmax, unfold1d } from '../src/tensor/ops/nn.js';
+import { attentionRef, conv1dOutLength, conv1dRef, layerNormRef, logSoftmaxRef, rmsNormRef, ropeRef, softmaxRef, unfold1dRef } from '../src/tensor/reference.js';
 import { ArdError } from '../src/util/errors.js';
 import { gradCheck } from './gradcheck.js';
 import { expectClose, getEngine, randn, randu } from './helpers.js';
@@ -293,6 +293,66 @@ describe('conv1d', () => {
         ([x, w, b]) => conv1dRef(x!, xs, w!, ws, b ?? null, c),
       );
     }
+  });
+});
+
+describe('unfold1d', () => {
+  const cases = [
+    { Cin: 3, T: 7, K: 3, stride: 1, padding: 1 },
+    { Cin: 80, T: 201, K: 3, stride: 1, padding: 1 }, // the audio encoder's conv1 (Cin·K = 240: not a multiple of 64)
+    { Cin: 5, T: 129, K: 3, stride: 2, padding: 1 },
+    { Cin: 1, T: 1, K: 1, stride: 1, padding: 0 },
+    { Cin: 3, T: 11, K: 5, stride: 3, padding: 2 },
+    { Cin: 4, T: 1000, K: 3, stride: 2, padding: 0 },
+  ];
+  it('matches the reference on dense and strided inputs; conv1d as unfold + matmul equals the conv reference', async () => {
+    const e = await getEngine();
+    for (const c of cases) {
+      const x = randn(c.Cin * c.T, c.Cin * 31 + c.T);
+      const want = unfold1dRef(x, c.Cin, c.T, c.K, c.stride, c.padding);
+      const Tout = conv1dOutLength(c.T, c.K, c.stride, c.padding);
+      const y = T.tidy(() => unfold1d(T.tensor(e, x, [c.Cin, c.T]), c.K, c));
+      expect(y.shape).toEqual([Tout, c.Cin * c.K]);
+      expectClose(await y.read(), want, 0, 0, `unfold1d ${JSON.stringify(c)}`);
+      // the same x stored time-major [T, Cin] behind an offset, read through a transposed view
+      const tm = new Float32Array(5 + c.Cin * c.T);
+      for (let ci = 0; ci < c.Cin; ci++) for (let t = 0; t < c.T; t++) tm[5 + t * c.Cin + ci] = x[ci * c.T + t]!;
+      const y2 = T.tidy(() => unfold1d(T.transpose(T.reshape(T.slice(T.tensor(e, tm, [tm.length]), 0, 5), [c.T, c.Cin]), 0, 1), c.K, c));
+      expectClose(await y2.read(), want, 0, 0, `unfold1d strided ${JSON.stringify(c)}`);
+      T.disposeAll(y, y2);
+    }
+    // a convolution through it
+    const [Cin, Tn, Cout, K] = [6, 37, 5, 3];
+    const x = randn(Cin * Tn, 71);
+    const w = randn(Cout * Cin * K, 72, 0.5);
+    const b = randn(Cout, 73);
+    const y = T.tidy(() => T.contiguous(T.transpose(T.linear(unfold1d(T.tensor(e, x, [Cin, Tn]), K, { stride: 2, padding: 1 }), T.tensor(e, w, [Cout, Cin * K]), T.tensor(e, b)))));
+    expectClose(await y.read(), conv1dRef(x, [Cin, Tn], w, [Cout, Cin, K], b, { stride: 2, padding: 1 }), 1e-4, 1e-5, 'conv via unfold');
+    y.dispose();
+    const bad = T.tensor(e, randn(12, 74), [3, 4]);
+    expect(() => unfold1d(bad, 7)).toThrow(/shorter than the kernel/);
+    expect(() => unfold1d(bad, 3, { stride: 0 })).toThrow(ArdError);
+    expect(() => unfold1d(T.reshape(bad, [12]), 3)).toThrow(/must be \[Cin, T\]/);
+    bad.dispose();
+  });
+
+  it('gradient matches finite differences (strides 1–3, padding, a transposed input)', async () => {
+    const e = await getEngine();
+    for (const c of [cases[0]!, cases[2]!, cases[4]!, { Cin: 2, T: 9, K: 3, stride: 2, padding: 0 }]) {
+      await gradCheck(e, [{ data: randn(c.Cin * c.T, c.T + 5), shape: [c.Cin, c.T] }], ([x]) => unfold1d(x!, c.K, c), ([x]) => unfold1dRef(x!, c.Cin, c.T, c.K, c.stride, c.padding));
+    }
+    // input time-major [T, Cin], transposed: the gradient reaches the time-major tensor
+    const [Cin, Tn] = [3, 10];
+    await gradCheck(
+      e,
+      [{ data: randn(Cin * Tn, 81), shape: [Tn, Cin] }],
+      ([x]) => unfold1d(T.transpose(x!, 0, 1), 3, { stride: 2, padding: 1 }),
+      ([x]) => {
+        const cm = new Float64Array(Cin * Tn);
+        for (let t = 0; t < Tn; t++) for (let ci = 0; ci < Cin; ci++) cm[ci * Tn + t] = x![t * Cin + ci]!;
+        return unfold1dRef(cm, Cin, Tn, 3, 2, 1);
+      },
+    );
   });
 });
 

@@ -30,7 +30,7 @@ import { abs, add, addScalar, exp, gelu, log, mul, neg, relu, scale, sub, where 
 import { mean, sum } from '../tensor/ops/reduce.js';
 import { concat, contiguous, permute, reshape, slice, transpose } from '../tensor/ops/layout.js';
 import { crossEntropy, embedding, indexSelect } from '../tensor/ops/index.js';
-import { conv1d, layerNorm, rmsNorm, rope, softmax } from '../tensor/ops/nn.js';
+import { layerNorm, rmsNorm, rope, softmax, unfold1d } from '../tensor/ops/nn.js';
 import { linear, matmul } from '../tensor/ops/matmul.js';
 import { ArdError } from '../util/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
@@ -270,10 +270,16 @@ export function encodeTrain(w: Weights, config: Qwen2AudioConfig, mel: Tensor, v
   }
   const A = 'audio_tower.';
   const melIn = mel.shape[1] === need ? mel : slice(mel, 1, 0, need);
-  const g1 = gelu(conv1d(melIn, get(w, `${A}conv1.weight`), get(w, `${A}conv1.bias`), { stride: 1, padding: 1 }));
-  const c2 = conv1d(g1, get(w, `${A}conv2.weight`), get(w, `${A}conv2.bias`), { stride: 2, padding: 1 });
-  const c2T = c2.shape[1] === T ? c2 : slice(c2, 1, 0, T);
-  let x = add(gelu(transpose(c2T)), slice(get(w, `${A}embed_positions.weight`), 0, 0, T));
+  // the conv stem as unfold + matmul, time-major ([frames, channels]); the same function as
+  // conv1d's direct kernel (inference), about 4× faster on llvmpipe with its gradients
+  const conv = (x: Tensor, name: string, stride: number) => {
+    const wt = get(w, `${A}${name}.weight`);
+    const [cout, cin, k] = wt.shape as [number, number, number];
+    return linear(unfold1d(x, k, { stride, padding: 1 }), reshape(wt, [cout, cin * k]), get(w, `${A}${name}.bias`), 'gelu');
+  };
+  const g1 = conv(melIn, 'conv1', 1); // [frames, d]
+  const c2 = conv(transpose(g1), 'conv2', 2);
+  let x = add(c2.shape[0] === T ? c2 : slice(c2, 0, 0, T), slice(get(w, `${A}embed_positions.weight`), 0, 0, T));
   for (let i = 0; i < cfg.encoder_layers; i++) x = encoderLayer(w, `${A}layers.${i}.`, x, cfg.encoder_attention_heads);
   const half = Math.floor(T / 2);
   const pooled = layerNorm(scale(add(slice(x, 0, 0, 2 * half, 2), slice(x, 0, 1, 2 * half, 2)), 0.5), get(w, `${A}layer_norm.weight`), get(w, `${A}layer_norm.bias`), LN_EPS);

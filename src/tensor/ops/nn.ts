@@ -350,6 +350,51 @@ export function rope(x: Tensor, positions: Tensor | number, opts: RopeOptions = 
   return record(y, 'rope', [x], (g) => [run(g, -1)]);
 }
 
+// ---- unfold1d (im2col) -----------------------------------------------------------------------
+
+/**
+ * The windows of a 1-D convolution as rows: x [Cin, T] (any strides, f32) → cols [Tout, Cin·K],
+ * cols[t, c·K + k] = x[c, t·s + k − p] (zero outside). A convolution is then one matmul:
+ * conv1d(x, w, b) = transpose(linear(unfold1d(x, K, opts), reshape(w, [Cout, Cin·K]), b)), and a
+ * time-major result is what the audio encoder wants anyway. Faster than the direct conv1d kernel
+ * on llvmpipe (the matmul kernel is the tuned one); gradient for x (its adjoint, a gather).
+ */
+export function unfold1d(x: Tensor, K: number, opts: Conv1dOptions = {}): Tensor {
+  const stride = opts.stride ?? 1;
+  const pad = opts.padding ?? 0;
+  if (x.dtype !== 'f32') throw new ArdError(`unfold1d: x must be f32, got ${x.dtype} ${shapeStr(x.shape)}`);
+  if (x.rank !== 2) throw new ArdError(`unfold1d: x must be [Cin, T], got ${shapeStr(x.shape)}`);
+  if (!Number.isInteger(K) || K < 1) throw new ArdError(`unfold1d: kernel size ${K} must be an integer ≥ 1`);
+  if (!Number.isInteger(stride) || stride < 1) throw new ArdError(`unfold1d: stride ${stride} must be an integer ≥ 1`);
+  if (!Number.isInteger(pad) || pad < 0) throw new ArdError(`unfold1d: padding ${pad} must be an integer ≥ 0`);
+  const [Cin, T] = x.shape as [number, number];
+  const span = T + 2 * pad - K;
+  if (span < 0) throw new ArdError(`unfold1d: input length ${T} with padding ${pad} is shorter than the kernel (${K})`);
+  const Tout = Math.floor(span / stride) + 1;
+  const engine = x.engine;
+  const out = empty(engine, [Tout, Cin * K], 'f32');
+  if (out.size === 0) return out;
+  const params = (offX: number, sc: number, st: number, offG: number) => new Params().u32(Cin, T, K, stride, pad, Tout, offX, sc, st, offG).done();
+  engine.dispatch({
+    kernel: { family: 'unfold', defines: { UNFOLD: true, FOLD: false } },
+    params: params(x.offset, x.strides[0]!, x.strides[1]!, 0),
+    buffers: [x.buffer, out.buffer],
+    workgroups: [Math.ceil((Cin * K) / 64), Tout],
+  });
+  return record(out, 'unfold1d', [x], (g) => {
+    const gd = dense(g);
+    const dx = empty(engine, [Cin, T], 'f32');
+    engine.dispatch({
+      kernel: { family: 'unfold', entry: 'fold', defines: { UNFOLD: false, FOLD: true } },
+      params: params(0, 0, 0, gd.offset),
+      buffers: [gd.buffer, dx.buffer],
+      workgroups: [Math.ceil(T / 64), Cin],
+    });
+    release(gd, g);
+    return [dx];
+  });
+}
+
 // ---- conv1d ---------------------------------------------------------------------------------
 
 export interface Conv1dOptions {
