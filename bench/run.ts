@@ -4,8 +4,9 @@
 import { Bench } from 'tinybench';
 import type { Engine } from '../src/gpu/engine.js';
 import { measureCopyBandwidth, measurePeakFma } from '../src/tensor/ops/peak.js';
-import { matmul } from '../src/tensor/ops/matmul.js';
-import { layerNorm, softmax } from '../src/tensor/ops/nn.js';
+import { linear, matmul } from '../src/tensor/ops/matmul.js';
+import { conv1d, layerNorm, softmax, unfold1d } from '../src/tensor/ops/nn.js';
+import { reshape } from '../src/tensor/ops/layout.js';
 import { topk } from '../src/tensor/ops/index.js';
 import { tensor, tidy, Tensor } from '../src/tensor/index.js';
 import { spawnSync } from 'node:child_process';
@@ -206,6 +207,24 @@ export async function runBench(engine: Engine, opts: BenchOptions = {}): Promise
     entries.push({ name: 'topk k=32 of 4096×4096', value: gbps, unit: 'GB/s', ofPeak: gbps / copy, ms });
     json.topk_4096x4096_k32_ms = ms;
     s.dispose();
+  }
+  if (want('conv1d')) {
+    // the audio encoder's first convolution (80 mel bins → 128 channels, K = 3) over a 4-s window:
+    // the direct kernel (inference) against unfold + matmul (training's encoder)
+    step('conv1d');
+    const [cin, frames, cout] = [80, 400, 128];
+    const xs = randomTensor(engine, [cin, frames], 7);
+    const ws = randomTensor(engine, [cout, cin, 3], 8);
+    const bs = randomTensor(engine, [cout], 9);
+    const w2 = reshape(ws, [cout, cin * 3]);
+    const gflop = (2 * cout * cin * 3 * frames) / 1e9;
+    const direct = await timeTask(engine, 'conv1d direct', () => void conv1d(xs, ws, bs, { padding: 1 }), seconds);
+    const unfolded = await timeTask(engine, 'conv1d unfold', () => void linear(unfold1d(xs, 3, { padding: 1 }), w2, bs), seconds);
+    entries.push({ name: `conv1d ${cin}→${cout}, K 3, ${frames} frames: direct kernel`, value: gflop / (direct / 1e3), unit: 'GFLOP/s', ofPeak: gflop / (direct / 1e3) / fma, ms: direct });
+    entries.push({ name: `conv1d ${cin}→${cout}, K 3, ${frames} frames: unfold + matmul`, value: gflop / (unfolded / 1e3), unit: 'GFLOP/s', ofPeak: gflop / (unfolded / 1e3) / fma, ms: unfolded });
+    json.conv1d_direct_gflops = gflop / (direct / 1e3);
+    json.conv1d_unfold_gflops = gflop / (unfolded / 1e3);
+    for (const t of [xs, ws, bs, w2]) t.dispose();
   }
   for (const t of opts.extra ?? []) {
     if (!want(t.name)) continue;
