@@ -1,7 +1,11 @@
 // Reduction along one axis of a dense tensor viewed as [outer, L, inner] → [outer, inner].
 // Bindings: 0 uniform P; 1 X (array<${TX}>); 2 O (array<${TO}>).
 // Defines: OP sum|max|min|argmax|argmin (argmax/argmin write i32, first index on ties).
-// Workgroup: 64 threads per output element; each strides over L, then a shared-memory tree.
+// Entry `main`: 64 threads per output element; each strides over L, then a shared-memory tree
+// (for short rows of many elements: inner = 1 or few outputs).
+// Entry `cols` (COLS): one thread per output element walking L in order; neighbouring threads read
+// neighbouring elements (inner ≥ 16), no barriers — column sums such as bias gradients, which the
+// tree path ran at ~0.6 GB/s on llvmpipe. Workgroup 64, grid ⌈nOut/64⌉ (2-D when large).
 // Accumulates in f32 whatever the storage type.
 struct Params { outer: u32, L: u32, inner: u32, offX: u32, nOut: u32, scale: f32, pad0: u32, pad1: u32 };
 @group(0) @binding(0) var<uniform> P: Params;
@@ -69,3 +73,32 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 //#endif
   }
 }
+
+//#if COLS
+@compute @workgroup_size(64)
+fn cols(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let o = (wg.x + wg.y * nwg.x) * WG + li;
+  if (o >= P.nOut) { return; }
+  let outerI = o / P.inner;
+  let innerI = o % P.inner;
+  let base = P.offX + outerI * P.L * P.inner + innerI;
+//#if SUM
+  var acc = 0.0;
+  for (var j = 0u; j < P.L; j++) { acc += f32(X[base + j * P.inner]); }
+  O[o] = ${TO}(acc * P.scale);
+//#else
+  var best = f32(X[base]);
+  var bi = 0u;
+  for (var j = 1u; j < P.L; j++) {
+    let v = f32(X[base + j * P.inner]);
+    if (better(v, j, best, bi)) { best = v; bi = j; }
+  }
+//#if ARG
+  O[o] = ${TO}(bi);
+//#else
+  O[o] = ${TO}(best);
+//#endif
+//#endif
+}
+//#endif

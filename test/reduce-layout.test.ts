@@ -27,7 +27,7 @@ function refReduce(x: ArrayLike<number>, shape: number[], axis: number, op: 'sum
 describe('reductions', () => {
   it('sum/mean/max/min/argmax/argmin along every axis of awkward shapes', async () => {
     const e = await getEngine();
-    for (const shape of [[1], [7], [1000], [7, 129], [3, 1000, 2], [129, 1, 7]]) {
+    for (const shape of [[1], [7], [1000], [7, 129], [3, 1000, 2], [129, 1, 7], [300, 140], [2, 50, 200]]) {
       const x = randn(shape.reduce((a, b) => a * b, 1), shape.length);
       const t = T.tensor(e, x, shape);
       for (let axis = 0; axis < shape.length; axis++) {

@@ -28,14 +28,17 @@ function reduceAxisRaw(x: Tensor, axis: number, op: ReduceOp, scale = 1): Tensor
   if (L === 0) throw new ArdError(`${op} over an empty axis of ${shapeStr(x.shape)}`);
   if (nOut > 0) {
     const maxLike = op === 'max' || op === 'argmax';
+    // many outputs side by side (column sums): a thread per output; else a workgroup per output
+    const cols = inner >= 16 && nOut >= 128;
     engine.dispatch({
       kernel: {
         family: 'reduce',
-        defines: { TX: x.dtype, TO: out.dtype, SUM: op === 'sum', MAXLIKE: maxLike, MAXLIKE_BOOL: maxLike, ARG: isArg },
+        entry: cols ? 'cols' : 'main',
+        defines: { TX: x.dtype, TO: out.dtype, SUM: op === 'sum', MAXLIKE: maxLike, MAXLIKE_BOOL: maxLike, ARG: isArg, COLS: cols },
       },
       params: new Params().u32(outer, L, inner, dense.offset, nOut).f32(scale).u32(0, 0).done(),
       buffers: [dense.buffer, out.buffer],
-      workgroups: grid(nOut),
+      workgroups: grid(cols ? Math.ceil(nOut / 64) : nOut),
     });
   }
   if (dense !== x) dense.dispose();
