@@ -65,9 +65,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const nLayers = model.config.text_config.num_hidden_layers;
   // a quarter up: the later layers read the audio rows from here, so a feature steered here reaches
   // the answer. Session 8's model: the demo's steering flips 27 of 27 female test clips at layer 1
-  // and 7 of 27 at layer 3 (its last, with broken answers); adding the male−female mean difference
-  // of the audio rows flips 12 of 12 at twice its length at layer 1, 3 of 20 at layer 3. Its SAE
-  // beats both mAP baselines at layer 1 too (0.73 vs 0.60).
+  // in every run so far; at layer 3 (its last) it depends on the SAE run (session 9: 7 of 27 with
+  // broken answers; session 10: 27 of 27, most only at the largest value). Adding the male−female
+  // mean difference of the audio rows flipped 12 of 12 at twice its length at layer 1, 3 of 20 at
+  // layer 3. Its SAE beats both mAP baselines at layer 1 too (0.73 vs 0.60).
   const layer = o.layer ?? Math.floor(nLayers / 4);
   if (layer < 0 || layer >= nLayers) throw new ArdError(`demo: layer ${layer} out of range (0–${nLayers - 1})`);
   const log = o.log ?? (() => {});
