@@ -186,3 +186,28 @@ describe('elementwise', () => {
     await gradCheck(e, [{ data: randn(9, 4), shape: [9] }], ([x]) => T.clamp(x!, -0.3, 0.4), ([x]) => x!.map((v) => Math.min(0.4, Math.max(-0.3, v))));
   });
 });
+
+describe('autograd accumulation', () => {
+  it('leaves get their own gradient buffers: summed uses, and one gradient passed on to two leaves', async () => {
+    const e = await getEngine();
+    const a = T.param(T.tensor(e, [1, 2, 3], [3]));
+    const b = T.param(T.tensor(e, [4, 5, 6], [3]));
+    const c = T.param(T.tensor(e, [7, 8, 9], [3]));
+    T.tidy(() => {
+      // x = a + b is used twice, so its gradient is a sum (2 + 3 = 5 per element), which add's
+      // backward hands unchanged to both a and b; c is used twice directly (its own sum)
+      const x = T.add(a, b);
+      const y = T.add(T.add(T.mul(x, T.full(e, [3], 2)), T.mul(x, T.full(e, [3], 3))), T.mul(T.add(c, c), T.full(e, [3], 1)));
+      T.backward(T.sum(y));
+    });
+    expect(Array.from(await a.grad!.read())).toEqual([5, 5, 5]);
+    expect(Array.from(await b.grad!.read())).toEqual([5, 5, 5]);
+    expect(Array.from(await c.grad!.read())).toEqual([2, 2, 2]);
+    expect(a.grad!.buffer).not.toBe(b.grad!.buffer);
+    // scaling one gradient in place (as clipping does) leaves the other alone
+    T.clipGradNorm([a], 1e-3);
+    expect(Array.from(await b.grad!.read())).toEqual([5, 5, 5]);
+    T.zeroGrad([a, b, c]);
+    T.disposeAll([a, b, c]);
+  });
+});

@@ -78,6 +78,8 @@ export function backward(root: Tensor, grad?: Tensor): void {
   engine.noGradScope(() => {
     const order = topoOrder(root);
     const grads = new Map<number, Tensor>();
+    // sums made here belong to this pass alone: a leaf can keep one without copying it
+    const sums = new Set<Tensor>();
     grads.set(root.id, grad ?? gradHelpers.ones!(engine, root.shape));
     for (const t of order) {
       const g = grads.get(t.id);
@@ -89,11 +91,12 @@ export function backward(root: Tensor, grad?: Tensor): void {
           t.grad.dispose();
           t.grad = keep(sum);
         } else {
-          // a copy: the same gradient tensor may flow to several leaves (or be the caller's)
-          t.grad = keep(gradHelpers.clone!(g));
+          // else a copy: the same gradient tensor may flow to several leaves (or be the caller's)
+          t.grad = keep(sums.has(g) ? g : gradHelpers.clone!(g));
         }
         continue;
       }
+      sums.delete(g); // an op's backward may pass its gradient on unchanged (to several inputs)
       const gin = t.node.backward(g);
       t.node.inputs.forEach((inp, i) => {
         const gi = gin[i];
@@ -102,7 +105,12 @@ export function backward(root: Tensor, grad?: Tensor): void {
           throw new ArdError(`autograd bug in ${t.node!.op}: gradient ${shapeStr(gi.shape)} for input ${shapeStr(inp.shape)}`);
         }
         const prev = grads.get(inp.id);
-        grads.set(inp.id, prev ? gradHelpers.add!(prev, gi) : gi);
+        if (!prev) grads.set(inp.id, gi);
+        else {
+          const s = gradHelpers.add!(prev, gi);
+          sums.add(s);
+          grads.set(inp.id, s);
+        }
       });
     }
     for (const t of order) if (t.node) t.node = null;
