@@ -62,7 +62,7 @@ async function main(): Promise<void> {
     .option('--mix-corpus-levels', 'fresh mixtures of sounds only put noise-like sounds 3–8 dB lower, as the corpus does')
     .option('--label-order <order>', 'order of the labels in "What sounds can you hear?" answers: given (manifest order, loudest first; default) or canonical (speech, then a fixed order of sounds)')
     .option('--ema <decay>', 'export an exponential moving average of the weights with this decay (e.g. 0.995) instead of the last step\'s')
-    .option('--average-from <step>', 'export the mean of the weights after every step from this one to the end instead of the last step\'s')
+    .option('--average-from <step>', 'export the mean of the weights after this step and every later one (or every --average-every-th) instead of the last step\'s')
     .option('--average-every <n>', 'with --average-from: average the weights after every n-th step only (default 1)')
     .option('--questions <n>', 'questions asked about each clip per step')
     .option('--checkpoint-every <n>', 'steps between checkpoints')

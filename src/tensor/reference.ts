@@ -125,7 +125,6 @@ export function conv1dOutLength(T: number, K: number, stride = 1, padding = 0): 
   return Math.floor((T + 2 * padding - K) / stride) + 1;
 }
 
-/** torch conv1d: x [B, Cin, T] (B = 1 for [Cin, T]), w [Cout, Cin, K] → [B, Cout, Tout] flat. */
 /** unfold1d: x [Cin, T] (row-major) → cols [Tout, Cin·K], cols[t, c·K + k] = x[c, t·s + k − p] or 0. */
 export function unfold1dRef(x: ArrayLike<number>, Cin: number, T: number, K: number, stride = 1, pad = 0): Float64Array {
   const Tout = conv1dOutLength(T, K, stride, pad);
@@ -141,6 +140,7 @@ export function unfold1dRef(x: ArrayLike<number>, Cin: number, T: number, K: num
   return out;
 }
 
+/** torch conv1d: x [B, Cin, T] (B = 1 for [Cin, T]), w [Cout, Cin, K] → [B, Cout, Tout] flat. */
 export function conv1dRef(
   x: ArrayLike<number>,
   xShape: readonly number[],
