@@ -1,7 +1,7 @@
 import { Float16Array } from '@petamoriken/float16';
 import { describe, expect, it } from 'vitest';
 import * as T from '../src/tensor/index.js';
-import { conv1d, layerNorm, logSoftmax, rmsNorm, rope, ropeInvFreq, scaledDotProductAttention, softmax, unfold1d } from '../src/tensor/ops/nn.js';
+import { conv1d, layerNorm, logSoftmax, rmsNorm, rope, ropeInvFreq, scaledDotProductAttention, softmax, unfold1d, conv1dTimeMajor } from '../src/tensor/ops/nn.js';
 import { attentionRef, conv1dOutLength, conv1dRef, layerNormRef, logSoftmaxRef, rmsNormRef, ropeRef, softmaxRef, unfold1dRef } from '../src/tensor/reference.js';
 import { ArdError } from '../src/util/errors.js';
 import { gradCheck } from './gradcheck.js';
@@ -321,14 +321,19 @@ describe('unfold1d', () => {
       expectClose(await y2.read(), want, 0, 0, `unfold1d strided ${JSON.stringify(c)}`);
       T.disposeAll(y, y2);
     }
-    // a convolution through it
+    // a convolution through it (conv1dTimeMajor), all time steps and the first few
     const [Cin, Tn, Cout, K] = [6, 37, 5, 3];
     const x = randn(Cin * Tn, 71);
     const w = randn(Cout * Cin * K, 72, 0.5);
     const b = randn(Cout, 73);
-    const y = T.tidy(() => T.contiguous(T.transpose(T.linear(unfold1d(T.tensor(e, x, [Cin, Tn]), K, { stride: 2, padding: 1 }), T.tensor(e, w, [Cout, Cin * K]), T.tensor(e, b)))));
-    expectClose(await y.read(), conv1dRef(x, [Cin, Tn], w, [Cout, Cin, K], b, { stride: 2, padding: 1 }), 1e-4, 1e-5, 'conv via unfold');
-    y.dispose();
+    const want = conv1dRef(x, [Cin, Tn], w, [Cout, Cin, K], b, { stride: 2, padding: 1 }); // [Cout, 19]
+    const y = T.tidy(() => T.contiguous(T.transpose(conv1dTimeMajor(T.tensor(e, x, [Cin, Tn]), T.tensor(e, w, [Cout, Cin, K]), T.tensor(e, b), { stride: 2, padding: 1 }))));
+    expectClose(await y.read(), want, 1e-4, 1e-5, 'conv via unfold');
+    const y5 = T.tidy(() => conv1dTimeMajor(T.tensor(e, x, [Cin, Tn]), T.tensor(e, w, [Cout, Cin, K]), T.tensor(e, b), { stride: 2, padding: 1, rows: 5 }));
+    expect(y5.shape).toEqual([5, Cout]);
+    const first5 = Array.from({ length: 5 * Cout }, (_, i) => want[(i % Cout) * 19 + Math.floor(i / Cout)]!);
+    expectClose(await y5.read(), first5, 1e-4, 1e-5, 'conv via unfold, 5 rows');
+    T.disposeAll(y, y5);
     const bad = T.tensor(e, randn(12, 74), [3, 4]);
     expect(() => unfold1d(bad, 7)).toThrow(/shorter than the kernel/);
     expect(() => unfold1d(bad, 3, { stride: 0 })).toThrow(ArdError);

@@ -12,7 +12,7 @@ import type { Hooks } from './hooks.js';
 import { Tensor } from '../tensor/tensor.js';
 import { add, map } from '../tensor/ops/elementwise.js';
 import { contiguous, reshape, slice, transpose } from '../tensor/ops/layout.js';
-import { layerNorm, scaledDotProductAttention, unfold1d } from '../tensor/ops/nn.js';
+import { conv1dTimeMajor, layerNorm, scaledDotProductAttention } from '../tensor/ops/nn.js';
 import { linear } from '../tensor/ops/matmul.js';
 import { ArdError } from '../util/errors.js';
 
@@ -126,12 +126,9 @@ export function encodeWindow(
   const T = convOutLength(validFrames);
   // the exact shortcut: frames [0, 2T] still reach position T−1 through both convolutions
   const melIn = slice(mel, 1, 0, Math.min(frames, 2 * T + 1));
-  // both convolutions as unfold + matmul (about twice the direct conv1d kernel's speed on
-  // llvmpipe), time-major: [frames, d]
-  const convW = (wt: Tensor) => reshape(wt, [wt.shape[0]!, wt.shape[1]! * wt.shape[2]!]);
-  const g1 = linear(unfold1d(melIn, 3, { stride: 1, padding: 1 }), convW(w.conv1W), w.conv1B, 'gelu');
-  const cols2 = unfold1d(transpose(g1), 3, { stride: 2, padding: 1 }); // ≥ T windows
-  const c2 = linear(slice(cols2, 0, 0, T), convW(w.conv2W), w.conv2B); // [T, d]
+  // both convolutions time-major ([frames, d]) as unfold + matmul (see conv1dTimeMajor)
+  const g1 = conv1dTimeMajor(melIn, w.conv1W, w.conv1B, { stride: 1, padding: 1, act: 'gelu' });
+  const c2 = conv1dTimeMajor(transpose(g1), w.conv2W, w.conv2B, { stride: 2, padding: 1, rows: T }); // [T, d]
   // GELU and the position table in one pass
   let x = map([c2, slice(w.positions, 0, 0, T)], 'gelu_(a) + b', { name: 'gelu_add_pos' });
   for (let i = 0; i < w.layers.length; i++) {

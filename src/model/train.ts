@@ -30,7 +30,7 @@ import { abs, add, addScalar, exp, log, mul, neg, relu, scale, sub, where } from
 import { mean, sum } from '../tensor/ops/reduce.js';
 import { concat, contiguous, permute, reshape, slice, transpose } from '../tensor/ops/layout.js';
 import { crossEntropy, embedding, indexSelect } from '../tensor/ops/index.js';
-import { layerNorm, rmsNorm, rope, softmax, unfold1d } from '../tensor/ops/nn.js';
+import { conv1dTimeMajor, layerNorm, rmsNorm, rope, softmax } from '../tensor/ops/nn.js';
 import { linear, matmul } from '../tensor/ops/matmul.js';
 import { ArdError } from '../util/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
@@ -270,16 +270,12 @@ export function encodeTrain(w: Weights, config: Qwen2AudioConfig, mel: Tensor, v
   }
   const A = 'audio_tower.';
   const melIn = mel.shape[1] === need ? mel : slice(mel, 1, 0, need);
-  // the conv stem as unfold + matmul, time-major ([frames, channels]): the function of conv1d's
-  // direct kernel, whose gradient kernels took ~270 of the encoder's ~870 ms (8 clips) on llvmpipe
-  const conv = (x: Tensor, name: string, stride: number) => {
-    const wt = get(w, `${A}${name}.weight`);
-    const [cout, cin, k] = wt.shape as [number, number, number];
-    return linear(unfold1d(x, k, { stride, padding: 1 }), reshape(wt, [cout, cin * k]), get(w, `${A}${name}.bias`), 'gelu');
-  };
-  const g1 = conv(melIn, 'conv1', 1); // [frames, d]
-  const c2 = conv(transpose(g1), 'conv2', 2);
-  let x = add(c2.shape[0] === T ? c2 : slice(c2, 0, 0, T), slice(get(w, `${A}embed_positions.weight`), 0, 0, T));
+  // the conv stem time-major ([frames, channels]) as unfold + matmul: the direct conv1d kernel's
+  // gradients took ~270 of the encoder's ~870 ms (8 clips) on llvmpipe
+  const conv = (x: Tensor, name: string, stride: number, rows?: number) =>
+    conv1dTimeMajor(x, get(w, `${A}${name}.weight`), get(w, `${A}${name}.bias`), { stride, padding: 1, act: 'gelu', rows });
+  const g1 = conv(melIn, 'conv1', 1);
+  let x = add(conv(transpose(g1), 'conv2', 2, T), slice(get(w, `${A}embed_positions.weight`), 0, 0, T));
   for (let i = 0; i < cfg.encoder_layers; i++) x = encoderLayer(w, `${A}layers.${i}.`, x, cfg.encoder_attention_heads);
   const half = Math.floor(T / 2);
   const pooled = layerNorm(scale(add(slice(x, 0, 0, 2 * half, 2), slice(x, 0, 1, 2 * half, 2)), 0.5), get(w, `${A}layer_norm.weight`), get(w, `${A}layer_norm.bias`), LN_EPS);

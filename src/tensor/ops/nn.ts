@@ -11,8 +11,8 @@ import { record } from '../autograd.js';
 import { keep } from '../scope.js';
 import { Tensor, empty, shapeStr, tensor } from '../tensor.js';
 import { map } from './elementwise.js';
-import { contiguous, reshape } from './layout.js';
-import { matmul } from './matmul.js';
+import { contiguous, reshape, slice } from './layout.js';
+import { linear, matmul, type MatmulAct } from './matmul.js';
 import { sum } from './reduce.js';
 
 function floatCheck(t: Tensor, what: string): void {
@@ -393,6 +393,21 @@ export function unfold1d(x: Tensor, K: number, opts: Conv1dOptions = {}): Tensor
     release(gd, g);
     return [dx];
   });
+}
+
+/**
+ * conv1d as unfold1d + one matmul, time-major: x [Cin, T] (any strides, f32), w [Cout, Cin, K],
+ * bias [Cout] → [Tout, Cout] (conv1d's output transposed), with a fused activation and, given
+ * `rows`, only the first `rows` time steps computed. What the audio encoder runs, in training and
+ * inference: about twice the direct kernel's speed on llvmpipe, and its gradients are matmuls.
+ */
+export function conv1dTimeMajor(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv1dOptions & { act?: MatmulAct; rows?: number } = {}): Tensor {
+  if (w.rank !== 3) throw new ArdError(`conv1dTimeMajor: weight must be [Cout, Cin, K], got ${shapeStr(w.shape)}`);
+  const [cout, cin, k] = w.shape as [number, number, number];
+  if (x.rank !== 2 || x.shape[0] !== cin) throw new ArdError(`conv1dTimeMajor: x ${shapeStr(x.shape)} must be [${cin}, T] for weight ${shapeStr(w.shape)}`);
+  const cols = unfold1d(x, k, opts);
+  const picked = opts.rows === undefined || opts.rows === cols.shape[0] ? cols : slice(cols, 0, 0, opts.rows);
+  return linear(picked, reshape(w, [cout, cin * k]), bias ?? undefined, opts.act);
 }
 
 // ---- conv1d ---------------------------------------------------------------------------------
