@@ -927,9 +927,18 @@ async function saveCheckpoint(file: string, step: number, totalMs: number, param
   writeSafetensors(file, tensors, { step: String(step), totalMs: String(Math.round(totalMs)), optimizer: JSON.stringify({ kind: 'adamw', steps }), ...avgMeta });
 }
 
-async function loadCheckpoint(engine: Engine, file: string, params: Map<string, Tensor>, groups: readonly OptGroup[], averaged: Averaged | null): Promise<{ step: number; totalMs: number }> {
+/** Restores the checkpoint; `averageAt(step)` makes the weight average the run has at that step, if any. */
+async function loadCheckpoint(
+  engine: Engine,
+  file: string,
+  params: Map<string, Tensor>,
+  groups: readonly OptGroup[],
+  averageAt: (step: number) => Averaged | null,
+): Promise<{ step: number; totalMs: number; averaged: Averaged | null }> {
   const st = openSafetensors(file);
   try {
+    const step = Number(st.metadata.step);
+    const averaged = averageAt(step);
     if (averaged) {
       const missing = averaged.names.find((n) => !st.tensors.has(`average.${n}`));
       if (missing !== undefined || st.metadata.averageUpdates === undefined) throw new ArdError(`${file}: no weight average in the checkpoint`);
@@ -949,7 +958,7 @@ async function loadCheckpoint(engine: Engine, file: string, params: Map<string, 
         buffers,
       });
     }
-    return { step: Number(st.metadata.step), totalMs: Number(st.metadata.totalMs ?? 0) };
+    return { step, totalMs: Number(st.metadata.totalMs ?? 0), averaged };
   } finally {
     st.close();
   }
@@ -1140,16 +1149,16 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
     // the exported weights' running average (not the aux head, which is not exported)
     const avgNames = [...params.keys()].filter((n) => !n.startsWith('aux.'));
     const newAverage = (): Averaged => ({ avg: new WeightAverage(avgNames.map((n) => params.get(n)!)), names: avgNames });
-    if (spec.ema > 0) averaged = newAverage();
+    // an EMA runs from the start; a mean starts as the weights after step averageFrom
+    const averageAt = (stepsDone: number) => (spec.ema > 0 || (spec.averageFrom !== null && stepsDone >= spec.averageFrom) ? newAverage() : null);
     if (o.resume) {
-      const head = openSafetensors(ckptFile);
-      const ckStep = Number(head.metadata.step);
-      head.close();
-      if (spec.averageFrom !== null && ckStep >= spec.averageFrom) averaged = newAverage();
-      const ck = await loadCheckpoint(engine, ckptFile, params, groups, averaged);
+      const ck = await loadCheckpoint(engine, ckptFile, params, groups, averageAt);
+      averaged = ck.averaged;
       start = ck.step;
       totalMs = ck.totalMs;
       log(`resumed at step ${start}`);
+    } else {
+      averaged = averageAt(0);
     }
     // the log keeps exactly the steps the checkpoint has seen
     const records = readLog(logFile, start);
@@ -1197,9 +1206,9 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
           return { lm: parts.lm, aux: parts.aux, norm: n };
         });
         for (const g of groups) g.opt.zeroGrad();
-        if (spec.ema > 0) averaged!.avg.ema(spec.ema);
-        else if (spec.averageFrom !== null && step + 1 === spec.averageFrom) averaged = newAverage();
-        else if (spec.averageFrom !== null && step + 1 > spec.averageFrom && (step + 1 - spec.averageFrom) % spec.averageEvery === 0) averaged!.avg.mean();
+        if (!averaged) averaged = averageAt(step + 1);
+        else if (spec.ema > 0) averaged.avg.ema(spec.ema);
+        else if ((step + 1 - spec.averageFrom!) % spec.averageEvery === 0) averaged.avg.mean();
         const lossV = await lm.item();
         const auxV = aux ? await aux.item() : undefined;
         const normV = await norm.item();
