@@ -5,7 +5,8 @@
 // Defines:  NIN 1|2|3, TA/TB/TC/TO storage types, CT compute type, EXPR (uses a, b, c, P.alpha,
 //           P.beta and the index helpers), CONTIG (all inputs dense with the output's shape: no
 //           index arithmetic, the common case), OUT_STRIDED (O is a strided view: offO + Σ k·so;
-//           used to copy into a slice of a bigger tensor); RANK (strided path: the rank after the
+//           used to copy into a slice of a bigger tensor); READ_OUT (EXPR may read O's current
+//           value as o: in-place accumulation, e.g. a gradient added into its region); RANK (strided path: the rank after the
 //           op merged the dims it could, a constant so the index loop unrolls); FASTDIV (strided
 //           path, fewer than 2^24 elements: divides by an f32 reciprocal with an exact ±1 fix-up;
 //           llvmpipe runs an integer division lane by lane, which made permuted copies ~6× slower
@@ -108,6 +109,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 //#endif
 //#if IN3
   let c = ${CT}(C[ic]);
+//#endif
+//#if READ_OUT
+  let o = ${CT}(O[io]);
 //#endif
   O[io] = ${TO}(${EXPR}); // io = offO + i for a dense output (it may be a view into a bigger tensor)
 }

@@ -169,6 +169,26 @@ describe('layout', () => {
       for (let a = 0; a < 3; a++) for (let i = 0; i < 4; i++) for (let j = 0; j < 5; j++) o.push(v![i]!);
       return Float64Array.from(o);
     });
+    // many slices of one tensor (interleaved, overlapping, a slice of a slice) mixed with a direct
+    // use: slice gradients are added in place into one buffer (GradNode.addInto), after a copy of
+    // whatever gradient arrived first
+    await gradCheck(e, [{ data: x, shape: [6, 4] }], ([t]) => {
+      const even = T.slice(t!, 0, 0, 6, 2);
+      const odd = T.slice(t!, 0, 1, 6, 2);
+      const mid = T.slice(t!, 0, 2, 5);
+      const inner = T.slice(T.slice(t!, 1, 1, 3), 0, 3, 6);
+      const flat = (a: T.Tensor) => T.reshape(T.contiguous(a), [-1]);
+      return T.concat([flat(T.mul(even, odd)), flat(T.mul(mid, mid)), flat(inner), flat(T.mul(t!, t!))], 0);
+    }, ([v]) => {
+      const at = (r: number, c: number) => v![r * 4 + c]!;
+      const o: number[] = [];
+      for (let r = 0; r < 3; r++) for (let c = 0; c < 4; c++) o.push(at(2 * r, c) * at(2 * r + 1, c));
+      for (let r = 2; r < 5; r++) for (let c = 0; c < 4; c++) o.push(at(r, c) ** 2);
+      for (let r = 3; r < 6; r++) for (let c = 1; c < 3; c++) o.push(at(r, c));
+      for (let i = 0; i < 24; i++) o.push(v![i]! ** 2);
+      return Float64Array.from(o);
+    });
+    expect(() => T.map([T.tensor(e, [1, 2])], 'o + a', { name: 'bad', readOut: true })).toThrow(/readOut needs an 'into'/);
     await gradCheck(
       e,
       [{ data: x.slice(0, 6), shape: [2, 3] }, { data: x.slice(6, 10), shape: [2, 2] }],

@@ -13,6 +13,12 @@ export interface GradNode {
   inputs: readonly Tensor[];
   /** Gradients for each input (null where the input takes none). Runs with grad recording off. */
   backward: (grad: Tensor) => readonly (Tensor | null | undefined)[];
+  /**
+   * For a one-input view op whose input gradient is g placed in a region of zeros (slice): adds g
+   * into that region of `acc`, the input's whole gradient, in place. backward() uses it instead of
+   * `backward`, so k slices of one tensor cost one buffer and k region adds, not k full-size fills.
+   */
+  addInto?: (acc: Tensor, grad: Tensor) => void;
 }
 
 // Set by ops/elementwise.ts to avoid an import cycle (backward needs add and fill).
@@ -20,13 +26,14 @@ export const gradHelpers: {
   add?: (a: Tensor, b: Tensor) => Tensor;
   ones?: (e: Engine, shape: readonly number[]) => Tensor;
   clone?: (a: Tensor) => Tensor;
+  zeros?: (e: Engine, shape: readonly number[], dtype: Tensor['dtype']) => Tensor;
 } = {};
 
 /** Attach a node to `out` if grad recording is on and any input wants a gradient. */
-export function record(out: Tensor, op: string, inputs: readonly Tensor[], backward: GradNode['backward']): Tensor {
+export function record(out: Tensor, op: string, inputs: readonly Tensor[], backward: GradNode['backward'], addInto?: GradNode['addInto']): Tensor {
   if (!out.engine.gradEnabled || !inputs.some((t) => t.requiresGrad)) return out;
   out.requiresGrad = true;
-  out.node = { op, inputs, backward };
+  out.node = addInto ? { op, inputs, backward, addInto } : { op, inputs, backward };
   return out;
 }
 
@@ -97,6 +104,20 @@ export function backward(root: Tensor, grad?: Tensor): void {
         continue;
       }
       sums.delete(g); // an op's backward may pass its gradient on unchanged (to several inputs)
+      const into = t.node.addInto;
+      if (into) {
+        const inp = t.node.inputs[0]!;
+        if (!inp.requiresGrad) continue;
+        // accumulate in place into a buffer this pass owns (a copy of what arrived before, if anything)
+        let acc = grads.get(inp.id);
+        if (!acc || !sums.has(acc)) {
+          acc = acc ? gradHelpers.clone!(acc) : gradHelpers.zeros!(engine, inp.shape, g.dtype);
+          sums.add(acc);
+          grads.set(inp.id, acc);
+        }
+        into(acc, g);
+        continue;
+      }
       const gin = t.node.backward(g);
       t.node.inputs.forEach((inp, i) => {
         const gi = gin[i];

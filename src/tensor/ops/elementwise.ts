@@ -49,6 +49,8 @@ export interface MapOptions {
   name: string;
   /** Write into this (possibly strided) view instead of a new dense tensor; returns it. */
   into?: Tensor;
+  /** EXPR may read the output's current value as `o` (with `into`: accumulate in place, o + a). */
+  readOut?: boolean;
 }
 
 /**
@@ -81,6 +83,7 @@ export function map(inputs: readonly Tensor[], expr: string, opts: MapOptions): 
   const shape = opts.into ? [...opts.into.shape] : broadcastShapes(...inputs.map((t) => t.shape));
   if (opts.into) broadcastShapes(shape, ...inputs.map((t) => t.shape)); // validates
   if (shape.length > MAX_RANK) throw new ArdError(`${opts.name}: rank ${shape.length} > ${MAX_RANK}`);
+  if (opts.readOut && !opts.into) throw new ArdError(`${opts.name}: readOut needs an 'into' tensor`);
   const outDtype = opts.into?.dtype ?? opts.out ?? inputs[0]!.dtype;
   const out = opts.into ?? empty(engine, shape, outDtype);
   if (out.size === 0) return out;
@@ -114,6 +117,7 @@ export function map(inputs: readonly Tensor[], expr: string, opts: MapOptions): 
         EXPR: expr,
         CONTIG: contig,
         OUT_STRIDED: outStrided,
+        READ_OUT: Boolean(opts.readOut),
         RANK: contig ? 0 : dims.shape.length,
         FASTDIV: !contig && out.size < 2 ** 24,
         OUT_BINDING: n + 1,
@@ -303,3 +307,4 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
 gradHelpers.add = (a, b) => map([a, b], 'a + b', { name: 'grad_accumulate', out: a.dtype });
 gradHelpers.ones = (e, shape) => ones(e, shape);
 gradHelpers.clone = (a) => map([a], 'a', { name: 'copy' });
+gradHelpers.zeros = (e, shape, dtype) => zeros(e, shape, dtype);

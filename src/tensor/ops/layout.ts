@@ -78,13 +78,17 @@ export function slice(x: Tensor, dim: number, start: number, end?: number, step 
   const shape = x.shape.map((k, i) => (i === d ? len : k));
   const strides = x.strides.map((k, i) => (i === d ? k * step : k));
   const y = x.view(shape, strides, x.offset + s * x.strides[d]!);
+  // the gradient: g added into this slice's region of x's gradient (in place, see GradNode.addInto)
+  const addInto = (acc: Tensor, g: Tensor) => {
+    const region = slice(acc, d, s, e, step);
+    map([g], 'o + a', { name: 'slice_grad', into: region, readOut: true });
+    region.dispose();
+  };
   return record(y, 'slice', [x], (g) => {
     const gx = zeros(x.engine, x.shape, g.dtype);
-    const region = slice(gx, d, s, e, step);
-    map([g], 'a', { name: 'copy', into: region });
-    region.dispose();
+    addInto(gx, g);
     return [gx];
-  });
+  }, addInto);
 }
 
 /** Broadcast to `shape` without copying (stride 0 on expanded dims). */
