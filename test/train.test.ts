@@ -10,6 +10,8 @@ import { makeCorpus } from '../src/corpus/make-corpus.js';
 import { CONCEPT_LABELS, readManifest, type ManifestEntry } from '../src/corpus/manifest.js';
 import type { Engine } from '../src/gpu/engine.js';
 import { backward, param, zeroGrad } from '../src/tensor/autograd.js';
+import { add, mul } from '../src/tensor/ops/elementwise.js';
+import { sum } from '../src/tensor/ops/reduce.js';
 import { AdamW } from '../src/tensor/optim.js';
 import { tidy } from '../src/tensor/scope.js';
 import { tensor, type Tensor } from '../src/tensor/tensor.js';
@@ -20,7 +22,7 @@ import {
   IGNORE, type LabelOrder, PROMPTS, batchClips, clipQAs, epochPool, labelsAnswer, encodeConversation, parseGender, parseLabels, parseYesNo, checkQuestionWeights, pickQuestions, questionOrder, templateIds, trainTokenizer,
 } from '../src/model/train-data.js';
 import {
-  AUX_BIAS, AUX_WEIGHT, type AuxPool, DEFAULT_DIMS, type ModelDims, auxLogits, cachedMels, frontendFor, initAux, initWeights, lrAt, lossSvg, makeConfig, packBatch, packShared, trainAudioLLM, trainLogits, trainLoss, trainableWeights, writeModelDir,
+  AUX_BIAS, AUX_WEIGHT, type AuxPool, DEFAULT_DIMS, type ModelDims, auxLogits, cachedMels, encodeTrainBatch, frontendFor, initAux, initWeights, lrAt, lossSvg, makeConfig, packBatch, packShared, trainAudioLLM, trainLogits, trainLoss, trainableWeights, writeModelDir,
 } from '../src/model/train.js';
 import { planMix } from '../src/model/train-mix.js';
 import { gradCheck } from './gradcheck.js';
@@ -209,6 +211,41 @@ describe('training forward', () => {
     expect(maxErr).toBeLessThan(1e-4);
     for (const m of mels) m.mel.dispose();
     model.dispose();
+    for (const t of w.values()) t.dispose();
+  }, 60_000);
+
+  it('encodes clips packed as it encodes each alone: same features and gradients', async () => {
+    const { dims, config, w, params } = await tinyTrainable(13);
+    // three clips of different lengths (odd and even encoder step counts)
+    const picks = [...entries].sort((a, b) => a.duration - b.duration);
+    const { clips } = await sampleBatch(config, [picks[0]!, picks[Math.floor(picks.length / 2)]!, picks[picks.length - 1]!]);
+    expect(new Set(clips.map((c) => c.nAudio)).size).toBe(3);
+    const mels = clips.map((c) => ({ mel: tensor(engine, c.mel, [dims.nMels, c.frames]), validFrames: c.validFrames }));
+    // L = Σ_c Σ r_c ⊙ features_c with fixed random r_c
+    const r = clips.map((c, i) => tensor(engine, randn(c.nAudio * config.text_config.hidden_size, 90 + i), [c.nAudio, config.text_config.hidden_size]));
+    const lossOf = (feats: Tensor[]) => feats.map((f, i) => sum(mul(f, r[i]!))).reduce((a, b) => add(a, b));
+    const run = async (packed: boolean) => {
+      const encode = () => (packed ? encodeTrainBatch(w, config, mels) : mels.map((m) => encodeTrainBatch(w, config, [m])[0]!));
+      tidy(() => backward(lossOf(encode())));
+      const out = { feats: [] as Float32Array[], grads: new Map<string, Float32Array>() };
+      for (const [n, t] of params) if (t.grad) out.grads.set(n, await t.grad.toFloat32());
+      zeroGrad([...params.values()]);
+      const f = engine.noGradScope(() => tidy(encode));
+      for (const t of f) {
+        expect(t.shape).toEqual([clips[out.feats.length]!.nAudio, config.text_config.hidden_size]);
+        out.feats.push(await t.toFloat32());
+      }
+      for (const t of f) t.dispose();
+      return out;
+    };
+    const alone = await run(false);
+    const packed = await run(true);
+    packed.feats.forEach((f, i) => expectClose(f, alone.feats[i]!, 1e-5, 1e-5, `features of clip ${i}`));
+    // every audio-side weight has a gradient, equal either way
+    const audio = [...alone.grads.keys()].filter((n) => n.startsWith('audio_tower.') || n.startsWith('multi_modal_projector.'));
+    expect(audio.length).toBeGreaterThan(10);
+    for (const n of audio) expectClose(packed.grads.get(n)!, alone.grads.get(n)!, 1e-4, 1e-5, n);
+    for (const t of [...mels.map((m) => m.mel), ...r]) t.dispose();
     for (const t of w.values()) t.dispose();
   }, 60_000);
 

@@ -240,15 +240,27 @@ function heads(x: Tensor, H: number, hd: number): Tensor {
   return permute(r, perm);
 }
 
-function encoderLayer(w: Weights, p: string, x: Tensor, heads_: number): Tensor {
-  const [T, d] = x.shape as [number, number];
+/**
+ * One encoder layer over the rows of several clips packed one after another (x [ΣT, d], clip c
+ * owning T[c] rows): every projection runs once for all clips, attention runs clip by clip on row
+ * views of the packed q, k and v.
+ */
+function encoderLayer(w: Weights, p: string, x: Tensor, heads_: number, T: readonly number[]): Tensor {
+  const [N, d] = x.shape as [number, number];
   const hd = d / heads_;
   const h = layerNorm(x, get(w, `${p}self_attn_layer_norm.weight`), get(w, `${p}self_attn_layer_norm.bias`), LN_EPS);
-  const q = heads(linear(h, get(w, `${p}self_attn.q_proj.weight`), get(w, `${p}self_attn.q_proj.bias`)), heads_, hd); // [H, T, hd]
-  const k = heads(linear(h, get(w, `${p}self_attn.k_proj.weight`)), heads_, hd);
-  const v = heads(linear(h, get(w, `${p}self_attn.v_proj.weight`), get(w, `${p}self_attn.v_proj.bias`)), heads_, hd);
-  const att = softmax(matmul(q, k, { transB: true }), { scale: 1 / Math.sqrt(hd) });
-  const o = reshape(contiguous(transpose(matmul(att, v), 0, 1)), [T, d]);
+  const q = linear(h, get(w, `${p}self_attn.q_proj.weight`), get(w, `${p}self_attn.q_proj.bias`));
+  const k = linear(h, get(w, `${p}self_attn.k_proj.weight`));
+  const v = linear(h, get(w, `${p}self_attn.v_proj.weight`), get(w, `${p}self_attn.v_proj.bias`));
+  const outs: Tensor[] = [];
+  let at = 0;
+  for (const n of T) {
+    const rows = (t: Tensor) => heads(slice(t, 0, at, at + n), heads_, hd); // [H, n, hd]
+    const att = softmax(matmul(rows(q), rows(k), { transB: true }), { scale: 1 / Math.sqrt(hd) });
+    outs.push(transpose(matmul(att, rows(v)), 0, 1)); // [n, H, hd]
+    at += n;
+  }
+  const o = reshape(outs.length === 1 ? contiguous(outs[0]!) : concat(outs, 0), [N, d]);
   const x1 = add(x, linear(o, get(w, `${p}self_attn.out_proj.weight`), get(w, `${p}self_attn.out_proj.bias`)));
   const h2 = layerNorm(x1, get(w, `${p}final_layer_norm.weight`), get(w, `${p}final_layer_norm.bias`), LN_EPS);
   const f = linear(h2, get(w, `${p}fc1.weight`), get(w, `${p}fc1.bias`), 'gelu');
@@ -256,31 +268,50 @@ function encoderLayer(w: Weights, p: string, x: Tensor, heads_: number): Tensor 
 }
 
 /**
- * One clip's audio features [audioTokenCount(validFrames), hidden] with gradients: the function
- * encodeWindow computes. `mel` holds the window's first min(2·T + 1, frames) log-mel frames
- * (T = convOutLength(validFrames)), the part the encoder reads.
+ * Audio features of several clips, each [audioTokenCount(validFrames), hidden], with gradients: the
+ * function encodeWindow computes clip by clip. Each clip's `mel` holds its window's first
+ * min(2·T + 1, frames) log-mel frames (T = convOutLength(validFrames)), the part the encoder reads.
+ * The convolutions run clip by clip; then the clips' rows are packed into one tensor, so each
+ * encoder layer's and the projector's weights see one matmul per step (and one gradient, not a sum
+ * of per-clip gradients). The features returned are row views of the packed projector output.
  */
-export function encodeTrain(w: Weights, config: Qwen2AudioConfig, mel: Tensor, validFrames: number): Tensor {
+export function encodeTrainBatch(w: Weights, config: Qwen2AudioConfig, mels: readonly ClipMel[]): Tensor[] {
+  if (mels.length === 0) return [];
   const cfg = config.audio_config;
-  const frames = 2 * cfg.max_source_positions;
-  const T = convOutLength(validFrames);
-  const need = Math.min(frames, 2 * T + 1);
-  if (mel.rank !== 2 || mel.shape[0] !== cfg.num_mel_bins || mel.shape[1]! < need) {
-    throw new ArdError(`encodeTrain: mel [${mel.shape.join(', ')}] must be [${cfg.num_mel_bins}, ≥${need}]`);
-  }
   const A = 'audio_tower.';
-  const melIn = mel.shape[1] === need ? mel : slice(mel, 1, 0, need);
   // the conv stem time-major ([frames, channels]) as unfold + matmul: the direct conv1d kernel's
   // gradients took ~270 of the encoder's ~870 ms (8 clips) on llvmpipe
   const conv = (x: Tensor, name: string, stride: number, rows?: number) =>
     conv1dTimeMajor(x, get(w, `${A}${name}.weight`), get(w, `${A}${name}.bias`), { stride, padding: 1, act: 'gelu', rows });
-  const g1 = conv(melIn, 'conv1', 1);
-  let x = add(conv(transpose(g1), 'conv2', 2, T), slice(get(w, `${A}embed_positions.weight`), 0, 0, T));
-  for (let i = 0; i < cfg.encoder_layers; i++) x = encoderLayer(w, `${A}layers.${i}.`, x, cfg.encoder_attention_heads);
-  const half = Math.floor(T / 2);
-  const pooled = layerNorm(scale(add(slice(x, 0, 0, 2 * half, 2), slice(x, 0, 1, 2 * half, 2)), 0.5), get(w, `${A}layer_norm.weight`), get(w, `${A}layer_norm.bias`), LN_EPS);
-  const n = audioTokenCount(validFrames);
-  return linear(n === half ? pooled : slice(pooled, 0, 0, n), get(w, 'multi_modal_projector.linear.weight'), get(w, 'multi_modal_projector.linear.bias'));
+  const T = mels.map((m) => convOutLength(m.validFrames));
+  const stems = mels.map(({ mel, validFrames }, c) => {
+    const need = Math.min(2 * cfg.max_source_positions, 2 * T[c]! + 1);
+    if (mel.rank !== 2 || mel.shape[0] !== cfg.num_mel_bins || mel.shape[1]! < need) {
+      throw new ArdError(`encodeTrainBatch: mel [${mel.shape.join(', ')}] must be [${cfg.num_mel_bins}, ≥${need}] for ${validFrames} valid frames`);
+    }
+    const g1 = conv(mel.shape[1] === need ? mel : slice(mel, 1, 0, need), 'conv1', 1);
+    return add(conv(transpose(g1), 'conv2', 2, T[c]), slice(get(w, `${A}embed_positions.weight`), 0, 0, T[c]));
+  });
+  let x = stems.length === 1 ? stems[0]! : concat(stems, 0); // [ΣT, d]
+  for (let i = 0; i < cfg.encoder_layers; i++) x = encoderLayer(w, `${A}layers.${i}.`, x, cfg.encoder_attention_heads, T);
+  // average pool by 2 over time, each clip's first n pairs of rows (layer norm and projector are per row)
+  const n = mels.map((m) => audioTokenCount(m.validFrames));
+  const even: Tensor[] = [];
+  const odd: Tensor[] = [];
+  let at = 0;
+  mels.forEach((_, c) => {
+    if (2 * n[c]! > T[c]!) throw new ArdError(`encodeTrainBatch: ${n[c]} audio tokens from ${T[c]} encoder steps`);
+    even.push(slice(x, 0, at, at + 2 * n[c]!, 2));
+    odd.push(slice(x, 0, at + 1, at + 2 * n[c]!, 2));
+    at += T[c]!;
+  });
+  const pack = (ts: Tensor[]) => (ts.length === 1 ? ts[0]! : concat(ts, 0));
+  const pairs = scale(add(pack(even), pack(odd)), 0.5);
+  const pooled = layerNorm(pairs, get(w, `${A}layer_norm.weight`), get(w, `${A}layer_norm.bias`), LN_EPS);
+  const feats = linear(pooled, get(w, 'multi_modal_projector.linear.weight'), get(w, 'multi_modal_projector.linear.bias'));
+  if (mels.length === 1) return [feats];
+  let row = 0;
+  return n.map((k) => slice(feats, 0, row, (row += k)));
 }
 
 /**
@@ -431,7 +462,7 @@ export function trainForward(
   rows: Int32Array | null,
   clipOf?: readonly number[],
 ): { logits: Tensor; features: Tensor[] } {
-  const features = mels.map((m) => encodeTrain(w, config, m.mel, m.validFrames));
+  const features = encodeTrainBatch(w, config, mels);
   const feats = clipOf ? clipOf.map((c) => features[c]!) : features;
   if (feats.length !== batch.B) throw new ArdError(`trainForward: ${feats.length} feature sets for ${batch.B} sequences`);
   const x = embedTrain(engine, w, batch, feats);
@@ -542,7 +573,7 @@ export function decodeShared(engine: Engine, w: Weights, config: Qwen2AudioConfi
 /** The shared-batch training forward: logits [targets, V] at the suffixes' target rows, and each clip's audio features. */
 export function sharedForward(engine: Engine, w: Weights, config: Qwen2AudioConfig, mels: readonly ClipMel[], sb: SharedBatch): { logits: Tensor; features: Tensor[] } {
   if (mels.length !== sb.prefix.B) throw new ArdError(`sharedForward: ${mels.length} clips for ${sb.prefix.B} prefixes`);
-  const features = mels.map((m) => encodeTrain(w, config, m.mel, m.validFrames));
+  const features = encodeTrainBatch(w, config, mels);
   const xp = embedTrain(engine, w, sb.prefix, features);
   const xs = embedding(get(w, 'language_model.model.embed_tokens.weight'), tensor(engine, sb.suffixIds, [sb.S * sb.Ls], 'i32'));
   return { logits: lmHead(engine, w, config, decodeShared(engine, w, config, xp, xs, sb), sb.rows), features };
@@ -769,7 +800,7 @@ export function lrAt(step: number, total: number, lr: number, warmup: number, mi
 
 /**
  * Log-mels of the clips, computed once and cached in `file` (keyed by the clip list and the
- * front end): each clip keeps the frames the encoder reads (see encodeTrain), in f32.
+ * front end): each clip keeps the frames the encoder reads (see encodeTrainBatch), in f32.
  */
 export async function cachedMels(engine: Engine, corpus: string, entries: readonly ManifestEntry[], fe: FrontendConfig, maxPositions: number, file: string): Promise<Clip[]> {
   const key = fnvHex(JSON.stringify([fe, maxPositions, entries.map((e) => e.file)]));
