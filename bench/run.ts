@@ -7,6 +7,7 @@ import { measureCopyBandwidth, measurePeakFma } from '../src/tensor/ops/peak.js'
 import { linear, matmul } from '../src/tensor/ops/matmul.js';
 import { conv1d, layerNorm, softmax, unfold1d } from '../src/tensor/ops/nn.js';
 import { reshape } from '../src/tensor/ops/layout.js';
+import { resample } from '../src/audio/resample.js';
 import { topk } from '../src/tensor/ops/index.js';
 import { tensor, tidy, Tensor } from '../src/tensor/index.js';
 import { spawnSync } from 'node:child_process';
@@ -225,6 +226,20 @@ export async function runBench(engine: Engine, opts: BenchOptions = {}): Promise
     json.conv1d_direct_gflops = gflop / (direct / 1e3);
     json.conv1d_unfold_gflops = gflop / (unfolded / 1e3);
     for (const t of [xs, ws, bs, w2]) t.dispose();
+  }
+  if (want('resample')) {
+    // the CPU resampler every non-16 kHz WAV goes through (TypeScript, not a kernel): 30 s of
+    // 44.1 kHz audio, in seconds of audio per second
+    step('resample');
+    const n = 44100 * 30;
+    const wave = Float32Array.from({ length: n }, (_, i) => 0.5 * Math.sin((2 * Math.PI * 1000 * i) / 44100));
+    const bench = new Bench({ time: seconds * 1000, iterations: 3, warmup: true, warmupIterations: 1, warmupTime: 0 });
+    bench.add('resample', () => void resample(wave, 44100, 16000));
+    await bench.run();
+    const r: any = bench.tasks[0]!.result;
+    const ms: number = r.latency?.mean ?? r.mean;
+    entries.push({ name: 'resample 30 s of 44.1 kHz audio to 16 kHz (CPU)', value: 30 / (ms / 1e3), unit: '× real time', ms });
+    json.resample_realtime_factor = 30 / (ms / 1e3);
   }
   for (const t of opts.extra ?? []) {
     if (!want(t.name)) continue;

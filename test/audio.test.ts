@@ -361,15 +361,6 @@ describe('resample', () => {
     const y = resample(new Float32Array(5000).fill(0.25), 44100, 16000);
     for (let i = 200; i < y.length - 200; i++) expect(Math.abs(y[i] - 0.25)).toBeLessThan(1e-6);
   });
-
-  it('resamples 30 s of 44.1 kHz audio fast', () => {
-    const x = sine(1000, 44100, 44100 * 30, 0.5);
-    const t0 = performance.now();
-    const y = resample(x, 44100, 16000);
-    const ms = performance.now() - t0;
-    expect(y.length).toBe(480000);
-    expect(ms).toBeLessThan(2000); // ~0.2 s measured on this machine
-  });
 });
 
 describe('mel filters', () => {
