@@ -373,7 +373,7 @@ export function registerCommands(cli: CAC): void {
   withGlobals(cli.command('demo', 'The whole AR&D loop on the embedded default model, ending with RUN/report.html'))
     .option('--out <dir>', 'Run folder', { default: 'runs/demo' })
     .option('--model <dir>', 'Model folder (default: weights/)')
-    .option('--layer <n>', 'Decoder layer (default: a quarter of the way up)')
+    .option('--layer <n>', 'Decoder layer (default: the middle one)')
     .option('--size <n>', 'Corpus clips', { default: 1200 })
     .option('--seed <s>', 'Seed', { default: 0 })
     .option('--force', 'Recompute every stage')
