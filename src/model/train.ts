@@ -283,6 +283,7 @@ export function encodeTrainBatch(w: Weights, config: Qwen2AudioConfig, mels: rea
   // gradients took ~270 of the encoder's ~870 ms (8 clips) on llvmpipe
   const conv = (x: Tensor, name: string, stride: number, rows?: number) =>
     conv1dTimeMajor(x, get(w, `${A}${name}.weight`), get(w, `${A}${name}.bias`), { stride, padding: 1, act: 'gelu', rows });
+  const pack = (ts: Tensor[]) => (ts.length === 1 ? ts[0]! : concat(ts, 0)); // one clip: no copy
   const T = mels.map((m) => convOutLength(m.validFrames));
   const stems = mels.map(({ mel, validFrames }, c) => {
     const need = Math.min(2 * cfg.max_source_positions, 2 * T[c]! + 1);
@@ -292,7 +293,7 @@ export function encodeTrainBatch(w: Weights, config: Qwen2AudioConfig, mels: rea
     const g1 = conv(mel.shape[1] === need ? mel : slice(mel, 1, 0, need), 'conv1', 1);
     return add(conv(transpose(g1), 'conv2', 2, T[c]), slice(get(w, `${A}embed_positions.weight`), 0, 0, T[c]));
   });
-  let x = stems.length === 1 ? stems[0]! : concat(stems, 0); // [ΣT, d]
+  let x = pack(stems); // [ΣT, d]
   for (let i = 0; i < cfg.encoder_layers; i++) x = encoderLayer(w, `${A}layers.${i}.`, x, cfg.encoder_attention_heads, T);
   // average pool by 2 over time, each clip's first n pairs of rows (layer norm and projector are per row)
   const n = mels.map((m) => audioTokenCount(m.validFrames));
@@ -305,7 +306,6 @@ export function encodeTrainBatch(w: Weights, config: Qwen2AudioConfig, mels: rea
     odd.push(slice(x, 0, at + 1, at + 2 * n[c]!, 2));
     at += T[c]!;
   });
-  const pack = (ts: Tensor[]) => (ts.length === 1 ? ts[0]! : concat(ts, 0));
   const pairs = scale(add(pack(even), pack(odd)), 0.5);
   const pooled = layerNorm(pairs, get(w, `${A}layer_norm.weight`), get(w, `${A}layer_norm.bias`), LN_EPS);
   const feats = linear(pooled, get(w, 'multi_modal_projector.linear.weight'), get(w, 'multi_modal_projector.linear.bias'));
