@@ -364,7 +364,9 @@ function topkRaw(engine: Engine, x: Tensor, rows: number, n: number, k: number, 
     const withCols = first && cols !== null;
     const slots = radix ? TOPK_RADIX_SLOTS : heap ? cap : 4 * cap;
     // the radix select also keeps 256 histogram bins per lane (1 KiB: 128 slots' worth)
-    const wgSize = Math.max(1, Math.min(TOPK_WG, Math.floor(topkSlotsPerWg(engine) / (slots + (radix ? 128 : 0)))));
+    // a whole number of 8-lane SIMD vectors where possible (lavapipe runs a workgroup of 10 as 2 vectors)
+    const wgFit = Math.max(1, Math.min(TOPK_WG, Math.floor(topkSlotsPerWg(engine) / (slots + (radix ? 128 : 0)))));
+    const wgSize = wgFit > 8 ? wgFit - (wgFit % 8) : wgFit;
     const next: Tensor | null = final ? null : empty(engine, [rows, chunks * k * 2], 'u32');
     engine.dispatch({
       kernel: {
