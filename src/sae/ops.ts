@@ -15,7 +15,8 @@
 // - Those kernels run one dispatch per block of rows (~1 MiB of the row-indexed operand), so the
 //   rows they gather stay in cache while all latents go through them (3–4× faster than gathering
 //   rows from the whole batch at B = 4096, d = 256).
-// - A lane owns Q = 8 vec4 columns, so each entry's bookkeeping feeds 8 vec4 FMAs.
+// - Up to d = 256 a row is one 8-lane vector (each lane owns d/32 vec4 columns), so each entry's
+//   bookkeeping runs once per entry and feeds up to 8 vec4 FMAs per lane.
 // - The decoder backward computes dW_dec and dz in one pass when 8-lane subgroups exist and
 //   d ≤ 256 (the dot product is a subgroupAdd); otherwise dz runs by latent over the CSR.
 // - AuxK selects among the listed dead latents' pre-activations in place (topkColumns), so its
@@ -92,12 +93,13 @@ function lanes(n: number): number {
   return Math.min(64, Math.max(8, pow2ceil(n)));
 }
 /**
- * A row of d4 vec4s over lanes: WG lanes with Q vec4 each, gridX workgroups per row. Q = 8 keeps a
- * d = 256 row in one 8-lane SIMD vector, so each entry's bookkeeping (its id and coefficient loads,
- * the loop) runs once per entry instead of once per vector (Q = 4 and 16 lanes: ~10 % slower).
+ * A row of d4 vec4s over lanes: WG lanes with Q vec4 each, gridX workgroups per row. Rows up to
+ * d = 256 take one 8-lane SIMD vector with Q = d4/8 (no lane loads a clamped column twice), so each
+ * entry's bookkeeping (its id and coefficient loads, the loop) runs once per entry, not once per
+ * vector (at d = 256, Q = 4 over 16 lanes was ~10 % slower); wider rows add lanes at Q = 8.
  */
 function colTiling(d4: number): { WG: number; Q: number; gridX: number } {
-  const Q = Math.min(8, d4);
+  const Q = Math.min(8, Math.ceil(d4 / 8));
   const WG = Math.min(64, Math.max(8, pow2ceil(Math.ceil(d4 / Q))));
   return { WG, Q, gridX: Math.ceil(d4 / (WG * Q)) };
 }
@@ -152,8 +154,7 @@ export const saeTuning = { rowBlockBytes: 1 << 20, dzByLatent: true, fusedDecode
  * so it needs subgroups of at least 8 lanes and d ≤ 256 (8 lanes × 8 vec4); null when unavailable.
  */
 function fusedTiling(d4: number): { WG: number; Q: number; gridX: number } | null {
-  if (d4 > 64) return null;
-  return { WG: 8, Q: Math.max(1, Math.ceil(d4 / 8)), gridX: 1 };
+  return d4 > 64 ? null : colTiling(d4); // one 8-lane vector per row there
 }
 function hasSubgroups8(engine: { device: GPUDevice }): boolean {
   const dev = engine.device as GPUDevice & { adapterInfo?: { subgroupMinSize?: number } };
