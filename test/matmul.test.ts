@@ -290,6 +290,21 @@ describe('matmul', () => {
     }
   });
 
+  it('workgroups of several subgroups (tune.wgs) give the same results', async () => {
+    // the default is one subgroup per workgroup; wider ones split N across subgroups, with partial
+    // column blocks at the edge
+    const cases: [number, number, number, boolean, boolean, number][] = [
+      [37, 300, 29, false, false, 4],
+      [20, 70, 33, true, true, 2],
+      [16, 520, 8, false, true, 8],
+    ];
+    for (const [M, N, K, transA, transB, wgs] of cases) {
+      const A = logical([], M, K, 43);
+      const B = logical([], K, N, 44);
+      await checkCase(A, B, { transA, transB, tune: { wgs } }, `wgs ${wgs} M${M} N${N} K${K} ${transA} ${transB}`);
+    }
+  });
+
   it('linear(x, W, b) is x·Wᵀ + b with W stored [out, in]', async () => {
     const e = await getEngine();
     const X = logical([2], 9, 24, 51);

@@ -184,8 +184,9 @@ function matmulRaw(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean):
   const tune = opts.tune ?? {};
   const noSg = Boolean(tune.noSubgroups) || !has8LaneSubgroups(a);
   const TM = tune.tm ?? (M <= 8 ? 8 : 16);
-  // subgroups per workgroup: enough for N, from few sizes (each is a separately compiled pipeline)
-  const WGS = tune.wgs ?? (N <= 32 ? 1 : N <= 64 ? 2 : N <= 128 ? 4 : 8);
+  // subgroups per workgroup: one. Wider workgroups were 15–30 % slower on lavapipe at every size
+  // measured (session 13, bench/RESULTS.md: 1–2 subgroups best from 750×128×128 to 4096×4096×256).
+  const WGS = tune.wgs ?? 1;
   const cvec = N % 4 === 0;
   const defines = {
     TA: a.dtype,
