@@ -184,8 +184,8 @@ function matmulRaw(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean):
   const tune = opts.tune ?? {};
   const noSg = Boolean(tune.noSubgroups) || !has8LaneSubgroups(a);
   const TM = tune.tm ?? (M <= 8 ? 8 : 16);
-  // subgroups per workgroup: one. On lavapipe, workgroups of 4 or 8 subgroups side by side ran
-  // 13–33 % slower than 1 or 2 at every size of bench/RESULTS.md's session 13 table.
+  // subgroups per workgroup: one. On lavapipe it ran 13–33 % faster than 8 side by side (the
+  // previous default for N > 128) at every size of bench/RESULTS.md's session 13 table.
   const WGS = tune.wgs ?? 1;
   const cvec = N % 4 === 0;
   const defines = {
