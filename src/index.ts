@@ -14,7 +14,7 @@ export { generate } from './model/generate.js';
 export type { GenerateOptions, GenerateResult } from './model/generate.js';
 export type { HookFn, HookContext, HookSpec, HookHandle } from './model/hooks.js';
 export { Tokenizer, loadTokenizer } from './model/tokenizer.js';
-export { openSafetensors, openCheckpoint, writeSafetensors } from './model/safetensors.js';
+export { openSafetensors, openCheckpoint, writeSafetensors } from './io/safetensors.js';
 export { loadQwen2AudioConfig } from './model/config.js';
 export { readWav, decodeWav, writeWav, listWavs } from './audio/wav.js';
 export { resample } from './audio/resample.js';

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { f16round } from '@petamoriken/float16';
 import type { Engine } from '../src/gpu/engine.js';
-import { writeSafetensors } from '../src/model/safetensors.js';
+import { writeSafetensors } from '../src/io/safetensors.js';
 import { Tensor, tensor } from '../src/tensor/tensor.js';
 import { clone, map, mul } from '../src/tensor/ops/elementwise.js';
 import { reshape } from '../src/tensor/ops/layout.js';

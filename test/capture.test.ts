@@ -9,7 +9,7 @@ import { readCaptureManifest } from '../src/ard/retrieve.js';
 import { loadAudioLLM } from '../src/model/load.js';
 import type { AudioLLM } from '../src/model/audiollm.js';
 import { buildChatPrompt } from '../src/model/chat.js';
-import { openSafetensors, toFloat32 } from '../src/model/safetensors.js';
+import { openSafetensors, toFloat32 } from '../src/io/safetensors.js';
 import { contiguous, keep } from '../src/tensor/index.js';
 import type { Tensor } from '../src/tensor/index.js';
 import { getEngine, randn } from './helpers.js';

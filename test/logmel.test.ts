@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import * as path from 'node:path';
 import { clipFeatures, logMel, windowFeatures } from '../src/audio/logmel.js';
 import { logMelRef } from '../src/audio/logmel-ref.js';
-import { openSafetensors } from '../src/model/safetensors.js';
+import { openSafetensors } from '../src/io/safetensors.js';
 import { expectClose, getEngine, randn } from './helpers.js';
 
 const FIX = path.join(import.meta.dirname, 'fixtures', 'tiny-audiollm', 'fixtures.safetensors');

@@ -10,7 +10,7 @@ import { AudioLLM } from '../src/model/audiollm.js';
 import { buildChatPrompt, askDetailed, chatPromptText } from '../src/model/chat.js';
 import { generate, sampleToken } from '../src/model/generate.js';
 import { canonicalTensorName, loadAudioLLM } from '../src/model/load.js';
-import { TensorToWrite, openSafetensors, writeSafetensors } from '../src/model/safetensors.js';
+import { TensorToWrite, openSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { keep, tidy } from '../src/tensor/scope.js';
 import { Tensor, tensor } from '../src/tensor/tensor.js';

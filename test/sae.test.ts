@@ -13,7 +13,7 @@ import { reshape } from '../src/tensor/ops/layout.js';
 import { sum } from '../src/tensor/ops/reduce.js';
 import { matmul } from '../src/tensor/ops/matmul.js';
 import { BatchStream, MemorySource, ShardReader } from '../src/sae/data.js';
-import { writeSafetensors } from '../src/model/safetensors.js';
+import { writeSafetensors } from '../src/io/safetensors.js';
 import { SparseAutoencoder, saeLossFromCodes } from '../src/sae/model.js';
 import { SparseCodes, encodeTopK, normalizeRows, projectParallel, saeTuning, sparseDecode } from '../src/sae/ops.js';
 import { Rng } from '../src/sae/rng.js';

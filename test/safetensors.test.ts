@@ -13,7 +13,7 @@ import {
   toFloat32,
   writeSafetensors,
   type TensorToWrite,
-} from '../src/model/safetensors.js';
+} from '../src/io/safetensors.js';
 import {
   checkTensors,
   expectedTensorShapes,

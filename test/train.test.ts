@@ -432,7 +432,7 @@ describe('training runs', () => {
     expect(mixed).toBeGreaterThan(5);
 
     // the export: f16 tensors under HF names that the loader accepts, with the tokenizer's vocabulary
-    const st = (await import('../src/model/safetensors.js')).openSafetensors(path.join(outA, 'model.safetensors'));
+    const st = (await import('../src/io/safetensors.js')).openSafetensors(path.join(outA, 'model.safetensors'));
     expect([...st.tensors.values()].every((t) => t.dtype === 'F16')).toBe(true);
     expect(st.tensors.has('language_model.model.layers.1.self_attn.k_proj.bias')).toBe(true);
     expect(st.tensors.has('audio_tower.layers.0.self_attn.k_proj.bias')).toBe(false);
@@ -459,8 +459,8 @@ describe('training runs', () => {
     const c = await trainAudioLLM({ ...base(), out: outC, steps: 2, lr: 1e-12, warmup: 1, initFrom: outA, questionWeights: { gender: 4 } });
     expect(c.exported).toBe(true);
     expect(fs.readFileSync(path.join(outC, 'tokenizer.json'), 'utf8')).toBe(fs.readFileSync(path.join(outA, 'tokenizer.json'), 'utf8'));
-    const sa = (await import('../src/model/safetensors.js')).openSafetensors(path.join(outA, 'model.safetensors'));
-    const sc = (await import('../src/model/safetensors.js')).openSafetensors(path.join(outC, 'model.safetensors'));
+    const sa = (await import('../src/io/safetensors.js')).openSafetensors(path.join(outA, 'model.safetensors'));
+    const sc = (await import('../src/io/safetensors.js')).openSafetensors(path.join(outC, 'model.safetensors'));
     for (const name of ['language_model.model.embed_tokens.weight', 'audio_tower.conv1.weight', 'multi_modal_projector.linear.weight']) {
       expect(sc.readFloat32(name)).toEqual(sa.readFloat32(name));
     }
@@ -493,7 +493,7 @@ describe('training runs', () => {
     expect(g.config.audio_config.encoder_layers).toBe(TINY.encLayers! + 1);
     expect(g.records[0]!.loss).toBeCloseTo(c.records[0]!.loss, 4);
     expect(g.records[0]!.auxLoss!).toBeCloseTo(c.records[0]!.auxLoss!, 4);
-    const sg = (await import('../src/model/safetensors.js')).openSafetensors(path.join(outG, 'model.safetensors'));
+    const sg = (await import('../src/io/safetensors.js')).openSafetensors(path.join(outG, 'model.safetensors'));
     const L = TINY.encLayers!;
     for (const n of ['self_attn.out_proj.weight', 'self_attn.out_proj.bias', 'fc2.weight', 'fc2.bias']) {
       expect(Math.max(...sg.readFloat32(`audio_tower.layers.${L}.${n}`).map(Math.abs))).toBeLessThan(1e-6);
@@ -507,7 +507,7 @@ describe('training runs', () => {
   }, 180_000);
 
   it('exports a running average of the weights (--average-from, --average-every, --ema) and resumes it exactly', async () => {
-    const { openSafetensors } = await import('../src/model/safetensors.js');
+    const { openSafetensors } = await import('../src/io/safetensors.js');
     const o = { ...base(), steps: 6, valEvery: 3, checkpointEvery: 1 };
     const NAMES = ['language_model.model.embed_tokens.weight', 'audio_tower.layers.0.fc1.weight', 'multi_modal_projector.linear.bias'];
     const paramsAt = (work: string) => {
@@ -584,7 +584,7 @@ describe('training runs', () => {
     const run = async (name: string, auxLrScale: number) => {
       const out = path.join(tmp, name);
       await trainAudioLLM({ ...base(), out, steps: 1, export: false, auxLrScale });
-      const st = (await import('../src/model/safetensors.js')).openSafetensors(path.join(out, '.ardgpu-cache', 'train', 'checkpoint.safetensors'));
+      const st = (await import('../src/io/safetensors.js')).openSafetensors(path.join(out, '.ardgpu-cache', 'train', 'checkpoint.safetensors'));
       const r = { head: st.readFloat32('param.aux.weight'), norm: st.readFloat32('param.language_model.model.norm.weight'), conv: st.readFloat32('param.audio_tower.conv1.weight') };
       const spec = JSON.parse(fs.readFileSync(path.join(out, '.ardgpu-cache', 'train', 'run.json'), 'utf8')) as { auxLrScale: number; auxClasses: string[] };
       st.close();
@@ -611,7 +611,7 @@ describe('training runs', () => {
     });
     expect(moved).toBeGreaterThan(init.length / 2);
     // the bias starts at each class's log-odds among training clips (one step of lr 3e-3 moves it little)
-    const bias = (await import('../src/model/safetensors.js')).openSafetensors(path.join(tmp, 'aux-1', '.ardgpu-cache', 'train', 'checkpoint.safetensors'));
+    const bias = (await import('../src/io/safetensors.js')).openSafetensors(path.join(tmp, 'aux-1', '.ardgpu-cache', 'train', 'checkpoint.safetensors'));
     const b1 = bias.readFloat32('param.aux.bias');
     bias.close();
     const train = entries.filter((e) => e.split === 'train');

@@ -12,7 +12,7 @@ import { listWavs, readWav } from '../audio/wav.js';
 import { readManifest } from '../corpus/manifest.js';
 import type { AudioLLM } from '../model/audiollm.js';
 import { buildChatPrompt } from '../model/chat.js';
-import { writeSafetensors } from '../model/safetensors.js';
+import { writeSafetensors } from '../io/safetensors.js';
 import { contiguous, slice } from '../tensor/ops/layout.js';
 import { keep, tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';

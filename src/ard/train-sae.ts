@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Engine } from '../gpu/engine.js';
-import { openSafetensors } from '../model/safetensors.js';
+import { openSafetensors } from '../io/safetensors.js';
 import { ShardReader } from '../sae/data.js';
 import { SparseAutoencoder } from '../sae/model.js';
 import { trainSae, TrainLog, TrainMetrics } from '../sae/train.js';

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ArdError } from '../util/errors.js';
 import { readJson } from '../util/fs.js';
-import type { TensorSource } from './safetensors.js';
+import type { TensorSource } from '../io/safetensors.js';
 
 // The Hugging Face Qwen2-Audio config.json, with the defaults transformers fills in for missing
 // keys (Qwen2AudioEncoderConfig / Qwen2Config), so a real checkpoint's sparse config.json and our

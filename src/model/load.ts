@@ -24,7 +24,7 @@ import { AudioLLM, GenerationDefaults } from './audiollm.js';
 import type { EncoderLayerWeights, EncoderWeights } from './audio-encoder.js';
 import { Qwen2AudioConfig, checkTensors, expectedTensorShapes, loadQwen2AudioConfig } from './config.js';
 import type { DecoderLayerWeights, DecoderWeights } from './decoder.js';
-import { Checkpoint, TensorInfo, openCheckpoint, toFloat16Bits, toFloat32 } from './safetensors.js';
+import { Checkpoint, TensorInfo, openCheckpoint, toFloat16Bits, toFloat32 } from '../io/safetensors.js';
 import { Tokenizer, loadTokenizer } from './tokenizer.js';
 
 export type WeightDtype = 'f32' | 'f16';

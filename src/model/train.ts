@@ -37,7 +37,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { audioTokenCount, convOutLength } from './audio-encoder.js';
 import { mixedEntry, planMels, planMix } from './train-mix.js';
 import { Qwen2AudioConfig, expectedTensorShapes, parseQwen2AudioConfig, qwen2AudioConfigToJson } from './config.js';
-import { openSafetensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
+import { openSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { Tokenizer } from './tokenizer.js';
 import {
   IGNORE, LABEL_ORDERS, type EncodedConversation, type LabelOrder, type QuestionWeights, batchClips, checkQuestionWeights, epochPool, clipQAs, encodeConversation, hashInts, pickQuestions, templateIds, trainTokenizer,

@@ -4,7 +4,7 @@
 // seeded order, a window of consecutive shards is loaded and its rows permuted, and batches are
 // cut from the concatenation of all epochs. Resuming at batch t rebuilds only the window it needs.
 import * as fs from 'node:fs';
-import { openSafetensors, toFloat32 } from '../model/safetensors.js';
+import { openSafetensors, toFloat32 } from '../io/safetensors.js';
 import { ArdError } from '../util/errors.js';
 import { mixSeed, permutation } from './rng.js';
 

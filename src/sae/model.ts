@@ -3,7 +3,7 @@
 // Inputs are multiplied by `inputScale` first (chosen at training time so that E‖x‖² = d), so
 // the parameters live in normalised units; encode/decode take and give the caller's units.
 import type { Engine } from '../gpu/engine.js';
-import { openSafetensors, writeSafetensors } from '../model/safetensors.js';
+import { openSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { ArdError } from '../util/errors.js';
 import { noGrad, param } from '../tensor/autograd.js';
 import { keep } from '../tensor/scope.js';

@@ -4,7 +4,7 @@
 // moments, per-latent last-fired step, step counter; written atomically) and exact resume.
 import * as fs from 'node:fs';
 import type { Engine } from '../gpu/engine.js';
-import { openSafetensors, writeSafetensors } from '../model/safetensors.js';
+import { openSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { ArdError } from '../util/errors.js';
 import { backward, zeroGrad } from '../tensor/autograd.js';
 import { keep, tidy } from '../tensor/scope.js';

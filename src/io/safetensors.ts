@@ -13,7 +13,7 @@ export type Dtype =
   | 'U64' | 'U32' | 'U16' | 'U8'
   | 'BOOL' | 'F8_E4M3' | 'F8_E5M2';
 
-export const DTYPE_BYTES: Readonly<Record<Dtype, number>> = {
+export const SAFETENSORS_DTYPE_BYTES: Readonly<Record<Dtype, number>> = {
   F64: 8, F32: 4, F16: 2, BF16: 2,
   I64: 8, I32: 4, I16: 2, I8: 1,
   U64: 8, U32: 4, U16: 2, U8: 1,
@@ -21,7 +21,7 @@ export const DTYPE_BYTES: Readonly<Record<Dtype, number>> = {
 };
 
 export function isDtype(s: unknown): s is Dtype {
-  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_BYTES, s);
+  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(SAFETENSORS_DTYPE_BYTES, s);
 }
 
 export interface TensorInfo {
@@ -168,7 +168,7 @@ function parseOpen(file: string, fd: number): SafetensorsFile {
     }
     const [begin, end] = data_offsets as [number, number];
     if (end < begin) throw new ArdError(`${where}: data_offsets [${begin}, ${end}] end before they begin`);
-    const expected = numel(shape) * DTYPE_BYTES[dtype];
+    const expected = numel(shape) * SAFETENSORS_DTYPE_BYTES[dtype];
     if (end - begin !== expected) {
       throw new ArdError(
         `${where}: data_offsets [${begin}, ${end}] span ${end - begin} bytes but ${dtype} ${fmtShape(shape)} needs ${expected}`,
@@ -381,7 +381,7 @@ function view<T>(bytes: Uint8Array, size: number, Ctor: new (b: ArrayBufferLike,
  * `bytes`. 64-bit integers lose precision beyond 2^24, as any f32 does.
  */
 export function toFloat32(bytes: Uint8Array, dtype: Dtype): Float32Array {
-  const size = DTYPE_BYTES[dtype];
+  const size = SAFETENSORS_DTYPE_BYTES[dtype];
   if (size === undefined) throw new ArdError(`toFloat32: unknown dtype ${JSON.stringify(dtype)}`);
   if (bytes.byteLength % size !== 0) {
     throw new ArdError(`toFloat32: ${bytes.byteLength} bytes is not a whole number of ${dtype} elements`);
@@ -510,7 +510,7 @@ function tensorBytes(name: string, t: TensorToWrite, file: string): Uint8Array {
   if (ArrayBuffer.isView(d)) bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
   else if (isFloat16Array(d)) bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
   else throw new ArdError(`${file}: tensor ${JSON.stringify(name)}: data is not a typed array`);
-  const want = numel(t.shape) * DTYPE_BYTES[t.dtype];
+  const want = numel(t.shape) * SAFETENSORS_DTYPE_BYTES[t.dtype];
   if (bytes.byteLength !== want) {
     throw new ArdError(
       `${file}: tensor ${JSON.stringify(name)}: ${bytes.byteLength} data bytes but ${t.dtype} ${fmtShape(t.shape)} needs ${want}`,
@@ -547,7 +547,7 @@ export function writeSafetensors(
       throw new ArdError(`${file}: tensor ${JSON.stringify(name)}: bad shape ${JSON.stringify(t.shape)}`);
     }
   }
-  entries.sort(([na, a], [nb, b]) => DTYPE_BYTES[b.dtype] - DTYPE_BYTES[a.dtype] || (na < nb ? -1 : na > nb ? 1 : 0));
+  entries.sort(([na, a], [nb, b]) => SAFETENSORS_DTYPE_BYTES[b.dtype] - SAFETENSORS_DTYPE_BYTES[a.dtype] || (na < nb ? -1 : na > nb ? 1 : 0));
 
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) {
@@ -558,7 +558,7 @@ export function writeSafetensors(
   }
   let offset = 0;
   for (const [name, t] of entries) {
-    const len = numel(t.shape) * DTYPE_BYTES[t.dtype];
+    const len = numel(t.shape) * SAFETENSORS_DTYPE_BYTES[t.dtype];
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + len] };
     offset += len;
   }
