@@ -10,7 +10,8 @@ import * as path from 'node:path';
 import { packageRoot } from '../gpu/registry.js';
 import { loadAudioLLM } from '../model/load.js';
 import type { AudioLLM } from '../model/audiollm.js';
-import { askDetailed } from '../model/chat.js';
+import { askDetailed, chatPromptText } from '../model/chat.js';
+import { loadTokenizer } from '../model/tokenizer.js';
 import { capture, DEFAULT_CAPTURE_PROMPT } from '../ard/capture.js';
 import { computeTimelines, readCaptureManifest, retrieve, runPaths } from '../ard/retrieve.js';
 import { rank, readFeatures } from '../ard/rank.js';
@@ -406,6 +407,20 @@ export function registerCommands(cli: CAC): void {
       emit(flags, r, () => `demo finished in ${fmtTime(r.seconds)} (${DEMO_STAGES.length} stages, layer ${r.layer})\nreport: ${path.resolve(r.report)}`);
       model.dispose();
       engine.destroy();
+    });
+
+  withGlobals(cli.command('tokenize <text>', "Token ids and pieces of a text under a model's tokenizer (debug prompts)"))
+    .option('--model <dir>', 'Model folder with tokenizer.json (default: the embedded weights/)')
+    .option('--chat', 'Wrap the text in the chat template as the user turn after one audio clip, as ask does')
+    .option('--no-special', 'Treat special-token strings in the text as plain text')
+    .action((text: string, flags: GlobalFlags & { model?: string; chat?: boolean; special: boolean }) => {
+      const tok = loadTokenizer(path.join(flags.model ?? defaultModelDir(), 'tokenizer.json'));
+      const full = flags.chat ? chatPromptText(1, String(text)) : String(text);
+      const ids = tok.encode(full, { allowSpecial: flags.special });
+      const pieces = ids.map((id) => ({ id, token: tok.idToToken(id) ?? '', text: tok.decode([id]), special: tok.isSpecial(id) }));
+      emit(flags, { tokenizer: tok.source, text: full, ids, pieces }, () =>
+        [`${ids.length} tokens (${tok.source})`, ...pieces.map((p) => `${String(p.id).padStart(7)}  ${JSON.stringify(p.text)}${p.special ? '  (special)' : ''}`)].join('\n'),
+      );
     });
 
   withGlobals(cli.command('eval-model', 'Held-out quality of the AudioLLM: gender and speaking accuracy, label precision/recall, latency'))
