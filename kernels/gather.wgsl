@@ -6,7 +6,8 @@
 // (gather) or is dropped (scatter) — nothing traps on the GPU.
 //
 // Entry `gather` — bindings: 0 P; 1 X (array<${TX}>); 2 I (array<i32>); 3 O (array<${TX}>, dense).
-//   One thread per output element p (shape = P.shape): O[p] = X[p with p[axis] := I[p·sb]],
+//   One thread per output element p (shape = P.shape): O[p] = X[p with p[axis] := I[p·sb] − idxBase],
+//   (idxBase and keepOob let the row blocks of a split embedding table each fill their own tokens' rows),
 //   X read through its strides P.sa, I through P.sb (stride 0 = broadcast: index_select).
 //
 // Scatter-add without float atomics, in five passes over "items" (index elements, or whole rows
@@ -36,8 +37,8 @@ struct Params {
   W: u32,
   colStride: u32,
   offO: u32,
-  pad0: u32,
-  pad1: u32,
+  idxBase: u32, // gather: subtracted from every index (i32 bits): rows [idxBase, idxBase + axisLen) of a larger table
+  keepOob: u32, // gather: 1 = an index outside [0, axisLen) leaves its output untouched instead of writing 0
   shape: array<vec4<u32>, 2>,
   sa: array<vec4<u32>, 2>,
   sb: array<vec4<u32>, 2>,
@@ -77,9 +78,9 @@ fn gather(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
     ii += k * dim(P.sb, du);
     if (du != P.axis) { ix += k * dim(P.sa, du); }
   }
-  let v = GI[ii];
+  let v = GI[ii] - bitcast<i32>(P.idxBase);
   if (v < 0 || u32(v) >= P.axisLen) {
-    GO[i] = ${TX}(0.0);
+    if (P.keepOob == 0u) { GO[i] = ${TX}(0.0); }
     return;
   }
   GO[i] = GX[ix + u32(v) * dim(P.sa, P.axis)];

@@ -34,7 +34,9 @@
 //   (K % 4 != 0) both operands are zeroed past K (that memory may hold anything, even NaN).
 //
 // Bindings: 0 uniform P; 1 A (array<vec4<TA>>, or array<TA> when A_SCALAR); 2 B (likewise);
-//           3 C (array<vec4<TC>> when CVEC, else array<TC>; dense [batch, M, N]);
+//           3 C (array<vec4<TC>> when CVEC, else array<TC>): element (b, m, n) at
+//             P.offC + (b·M + m)·P.ldc + n — dense [batch, M, N] when offC = 0 and ldc = N, or a block of
+//             columns of a wider output (a weight split into row blocks writes its slice; see linear);
 //           4 bias (array<TBIAS>, when BIAS); ZB: Z, the pre-activation laid out like C (SAVE_PRE).
 // Defines: TA TB TC TBIAS storage types (32- or 16-bit float); the access modes above; TM (8|16);
 //          WGS (subgroups per workgroup, side by side along N); CVEC (N % 4 == 0: vec4 stores);
@@ -49,7 +51,7 @@ struct Params {
   M: u32, N: u32, K: u32, nbd: u32,
   offA: u32, sAm: u32, sAk: u32, offB: u32,
   sBk: u32, sBn: u32, offBias: u32, mBase: u32,
-  zBase: u32, pad0: u32, pad1: u32, pad2: u32,
+  zBase: u32, offC: u32, ldc: u32, pad2: u32,
   bshape: vec4<u32>, // collapsed batch dims (≤ 4), innermost last
   bsA: vec4<u32>,    // their strides in A (0 where broadcast)
   bsB: vec4<u32>,    // their strides in B
@@ -334,7 +336,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var bias = vec4<f32>(0.0);
   for (var j = 0u; j < 4u; j++) { bias[j] = f32(Bias[P.offBias + min(n0 + j, nLast)]); }
 //#endif
-  let cBase = zi * P.M * P.N;
+  let cBase = P.offC + zi * P.M * P.ldc;
   for (var i = 0u; i < TM; i++) {
     let m = m0 + i;
     if (m < P.M) {
@@ -344,13 +346,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 //#endif
       let y = act(pre);
 //#if CVEC
-      let o = (cBase + m * P.N) / 4u + nq;
+      let o = (cBase + m * P.ldc) / 4u + nq;
       C[o] = vec4<${TC}>(y);
 //#if SAVE_PRE
       Z[o] = vec4<${TC}>(pre);
 //#endif
 //#else
-      let o = cBase + m * P.N + n0;
+      let o = cBase + m * P.ldc + n0;
       for (var j = 0u; j < 4u; j++) {
         if (n0 + j < P.N) {
           C[o + j] = ${TC}(y[j]);

@@ -14,6 +14,7 @@ import { TensorToWrite, openSafetensors, writeSafetensors } from '../src/io/safe
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { keep, tidy } from '../src/tensor/scope.js';
 import { Tensor, tensor } from '../src/tensor/tensor.js';
+import { RowBlocks } from '../src/tensor/blocked.js';
 import { add, clone } from '../src/tensor/ops/elementwise.js';
 import { getEngine, rng } from './helpers.js';
 
@@ -279,6 +280,43 @@ describe('AudioLLM (tiny Qwen2-Audio) vs the PyTorch reference', () => {
 });
 
 describe('checkpoint variants', () => {
+  it('weights larger than a binding are split into row blocks: the same bits as unsplit', async () => {
+    // 12 KiB: every matrix of the tiny model splits, into 2–7 blocks (f32)
+    const maxBindingBytes = 12 * 1024;
+    const m = await loadAudioLLM(engine, DIR, { maxBindingBytes });
+    try {
+      const weights: [string, RowBlocks | Tensor][] = [
+        ['conv1', m.encoder.conv1W], ['conv2', m.encoder.conv2W], ['proj', m.encoder.projW],
+        ['embed', m.decoder.embed], ['lmHead', m.decoder.lmHead],
+        ...m.encoder.layers.flatMap((l, i) => [[`enc${i}.qkv`, l.qkvW], [`enc${i}.out`, l.outW], [`enc${i}.fc1`, l.fc1W], [`enc${i}.fc2`, l.fc2W]] as [string, RowBlocks | Tensor][]),
+        ...m.decoder.layers.flatMap((l, i) => [[`dec${i}.qkv`, l.qkvW], [`dec${i}.o`, l.oW], [`dec${i}.gateUp`, l.gateUpW], [`dec${i}.down`, l.downW]] as [string, RowBlocks | Tensor][]),
+      ];
+      const counts = weights.map(([name, w]) => {
+        expect(w, name).toBeInstanceOf(RowBlocks);
+        const b = w as RowBlocks;
+        for (const t of b.blocks) expect(t.size * 4, name).toBeLessThanOrEqual(maxBindingBytes);
+        return b.blocks.length;
+      });
+      expect(Math.min(...counts)).toBe(2);
+      expect(Math.max(...counts)).toBe(7);
+      // encoder, splice (the embedding gathered across blocks), decoder, lm_head: identical outputs
+      const f = m.encodeAudio(fx.readFloat32('audio'));
+      expect(Array.from(await f.read())).toEqual(Array.from(await feats.read()));
+      const got = m.forward(PROMPT, f, { logits: POS })!;
+      const want = model.forward(PROMPT, feats, { logits: POS })!;
+      expect(Array.from(await got.read())).toEqual(Array.from(await want.read()));
+      const x = m.embed([0, 5, 299, 17, 5], null, { splice: false });
+      const y = model.embed([0, 5, 299, 17, 5], null, { splice: false });
+      expect(Array.from(await x.read())).toEqual(Array.from(await y.read()));
+      // greedy generation with the KV cache
+      const ids = (await generate(m, { ids: PROMPT, audio: f }, { maxNewTokens: 6 })).tokens;
+      expect(ids).toEqual((await generate(model, { ids: PROMPT, audio: feats }, { maxNewTokens: 6 })).tokens);
+      for (const t of [f, got, want, x, y]) t.dispose();
+    } finally {
+      m.dispose();
+    }
+  });
+
   it('bf16 checkpoint: features, logits and greedy tokens of the bf16 reference', async () => {
     const dir = tmpDir('bf16');
     copyConfigs(dir);
@@ -379,9 +417,10 @@ describe('checkpoint variants', () => {
       expect(msg.split('\n')).toHaveLength(1);
       expect(engine.memory().liveBytes).toBe(before);
       await expect(loadAudioLLM(engine, path.join(dir, 'nope'))).rejects.toThrow(/not a model directory/);
-      // a matrix larger than one storage binding is named (the fused gate|up of layer 0: 80 KiB)
-      await expect(loadAudioLLM(engine, DIR, { maxBindingBytes: 62_000 })).rejects.toThrow(
-        /layers\.0\.mlp\.gate_proj\.weight \+ \S+layers\.0\.mlp\.up_proj\.weight \[320, 64\] f32 takes 81920 bytes, more than one storage binding of this adapter holds \(62000\)/,
+      // matrices larger than a binding are split into row blocks, but one row must fit: fc2's rows
+      // (128 f32 = 512 bytes) do not fit 300, and what was uploaded before it (split) is freed
+      await expect(loadAudioLLM(engine, DIR, { maxBindingBytes: 300 })).rejects.toThrow(
+        /audio_tower\.layers\.0\.fc2\.weight \[64, 128\] f32: one row of 512 bytes is more than one storage binding of this adapter holds \(300\)/,
       );
       expect(engine.memory().liveBytes).toBe(before);
     } finally {

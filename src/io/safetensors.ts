@@ -41,6 +41,11 @@ export interface TensorSource {
   readonly metadata: Record<string, string>;
   /** The tensor's raw bytes, in a fresh buffer at offset 0 (so any typed view of it is aligned). */
   read(name: string): Uint8Array;
+  /**
+   * Bytes [begin, end) of the tensor's data (relative to its first byte), in a fresh buffer: lets a
+   * loader stream a large tensor in bounded chunks instead of holding it whole.
+   */
+  readRange(name: string, begin: number, end: number): Uint8Array;
   /** The tensor converted to f32 (see toFloat32). */
   readFloat32(name: string): Float32Array;
   close(): void;
@@ -201,19 +206,24 @@ function parseOpen(file: string, fd: number): SafetensorsFile {
     if (!t) throw new ArdError(`${file}: no tensor named ${JSON.stringify(name)}`);
     return t;
   };
-  const read = (name: string): Uint8Array => {
+  const readRange = (name: string, begin: number, end: number): Uint8Array => {
     if (!open) throw new ArdError(`${file}: read after close`);
     const t = info(name);
-    const out = new Uint8Array(t.byteLength);
-    readFully(fd, out, t.byteOffset, file, `tensor ${JSON.stringify(name)}`);
+    if (!(Number.isSafeInteger(begin) && Number.isSafeInteger(end) && 0 <= begin && begin <= end && end <= t.byteLength)) {
+      throw new ArdError(`${file}: bytes [${begin}, ${end}) are outside tensor ${JSON.stringify(name)} (${t.byteLength} bytes)`);
+    }
+    const out = new Uint8Array(end - begin);
+    readFully(fd, out, t.byteOffset + begin, file, `tensor ${JSON.stringify(name)}`);
     return out;
   };
+  const read = (name: string): Uint8Array => readRange(name, 0, info(name).byteLength);
   return {
     file,
     headerLength: n,
     tensors,
     metadata,
     read,
+    readRange,
     readFloat32: (name) => toFloat32(read(name), info(name).dtype),
     close() {
       if (open) {
@@ -254,6 +264,7 @@ function single(source: string, f: SafetensorsFile): Checkpoint {
     tensors: f.tensors,
     metadata: f.metadata,
     read: f.read,
+    readRange: f.readRange,
     readFloat32: f.readFloat32,
     close: f.close,
   };
@@ -323,6 +334,7 @@ function openSharded(source: string, indexFile: string): Checkpoint {
       tensors,
       metadata,
       read: (name) => get(name).read(name),
+      readRange: (name, begin, end) => get(name).readRange(name, begin, end),
       readFloat32: (name) => get(name).readFloat32(name),
       close: closeAll,
     };

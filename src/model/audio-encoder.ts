@@ -14,33 +14,34 @@ import { add, map } from '../tensor/ops/elementwise.js';
 import { contiguous, reshape, slice, transpose } from '../tensor/ops/layout.js';
 import { conv1dTimeMajor, layerNorm, scaledDotProductAttention } from '../tensor/ops/nn.js';
 import { linear } from '../tensor/ops/matmul.js';
+import type { Weight } from '../tensor/blocked.js';
 import { ArdError } from '../util/errors.js';
 
 export interface EncoderLayerWeights {
   ln1W: Tensor; // self_attn_layer_norm
   ln1B: Tensor;
-  qkvW: Tensor; // [3d, d]: q_proj | k_proj | v_proj
+  qkvW: Weight; // [3d, d]: q_proj | k_proj | v_proj
   qkvB: Tensor; // [3d]: q bias | 0 (k_proj has none) | v bias
-  outW: Tensor;
+  outW: Weight;
   outB: Tensor;
   ln2W: Tensor; // final_layer_norm
   ln2B: Tensor;
-  fc1W: Tensor;
+  fc1W: Weight;
   fc1B: Tensor;
-  fc2W: Tensor;
+  fc2W: Weight;
   fc2B: Tensor;
 }
 
 export interface EncoderWeights {
-  conv1W: Tensor; // [d, n_mels, 3]
+  conv1W: Weight; // [d, n_mels, 3]
   conv1B: Tensor;
-  conv2W: Tensor; // [d, d, 3]
+  conv2W: Weight; // [d, d, 3]
   conv2B: Tensor;
   positions: Tensor; // [max_source_positions, d], read from the checkpoint
   layers: EncoderLayerWeights[];
   lnPostW: Tensor; // audio_tower.layer_norm (after the pool)
   lnPostB: Tensor;
-  projW: Tensor; // multi_modal_projector.linear [hidden, d]
+  projW: Weight; // multi_modal_projector.linear [hidden, d]
   projB: Tensor;
 }
 

@@ -13,6 +13,7 @@
 import type { Engine } from '../gpu/engine.js';
 import { keep } from '../tensor/scope.js';
 import { Tensor, empty, tensor } from '../tensor/tensor.js';
+import type { Weight } from '../tensor/blocked.js';
 import { add, map } from '../tensor/ops/elementwise.js';
 import { copyInto, reshape, slice, transpose } from '../tensor/ops/layout.js';
 import { rmsNorm, rope, scaledDotProductAttention } from '../tensor/ops/nn.js';
@@ -24,19 +25,19 @@ import type { Hooks } from './hooks.js';
 
 export interface DecoderLayerWeights {
   ln1W: Tensor; // input_layernorm
-  qkvW: Tensor; // [(H + 2·KVH)·hd, D]: q_proj | k_proj | v_proj
+  qkvW: Weight; // [(H + 2·KVH)·hd, D]: q_proj | k_proj | v_proj
   qkvB: Tensor;
-  oW: Tensor; // [D, H·hd], no bias
+  oW: Weight; // [D, H·hd], no bias
   ln2W: Tensor; // post_attention_layernorm
-  gateUpW: Tensor; // [2·I, D]: gate_proj | up_proj
-  downW: Tensor; // [D, I]
+  gateUpW: Weight; // [2·I, D]: gate_proj | up_proj
+  downW: Weight; // [D, I]
 }
 
 export interface DecoderWeights {
-  embed: Tensor; // [V, D]
+  embed: Weight; // [V, D] (row blocks when larger than one binding, as may be any Weight here)
   layers: DecoderLayerWeights[];
   norm: Tensor;
-  lmHead: Tensor; // [V, D] (the same tensor as embed when tied)
+  lmHead: Weight; // [V, D] (the same tensor as embed when tied)
 }
 
 /**

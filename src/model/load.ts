@@ -6,10 +6,11 @@
 //   dir/tokenizer.json            → the tokenizer (optional)
 //   dir/model.safetensors or dir/model.safetensors.index.json + shards
 //
-// Tensors are read, converted (F32/F16/BF16 → the model dtype) and uploaded one at a time — or one
-// layer's few at a time where the loader fuses them (q|k|v and gate|up become one matrix each, so
-// a layer runs one projection matmul instead of three) — so the checkpoint is never held in JS
-// memory as a whole. Shapes are checked against the config before anything is uploaded; every
+// Tensors are streamed: read in chunks of at most LOAD_CHUNK_VALUES values, converted (F32/F16/BF16
+// → the model dtype) and uploaded chunk by chunk, also where the loader fuses them (q|k|v and gate|up
+// become one matrix each, so a layer runs one projection matmul instead of three) — so host memory
+// stays a few chunks whatever the checkpoint's size. A matrix larger than one storage binding is split
+// into row blocks (src/tensor/blocked.ts). Shapes are checked against the config before anything is uploaded; every
 // problem is listed in one error.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -24,7 +25,8 @@ import { AudioLLM, GenerationDefaults } from './audiollm.js';
 import type { EncoderLayerWeights, EncoderWeights } from './audio-encoder.js';
 import { Qwen2AudioConfig, checkTensors, expectedTensorShapes, loadQwen2AudioConfig } from './config.js';
 import type { DecoderLayerWeights, DecoderWeights } from './decoder.js';
-import { Checkpoint, TensorInfo, openCheckpoint, toFloat16Bits, toFloat32 } from '../io/safetensors.js';
+import { Checkpoint, SAFETENSORS_DTYPE_BYTES, TensorInfo, openCheckpoint, toFloat16Bits, toFloat32 } from '../io/safetensors.js';
+import { RowBlocks, Weight, rowBlockRanges } from '../tensor/blocked.js';
 import { Tokenizer, loadTokenizer } from './tokenizer.js';
 
 export type WeightDtype = 'f32' | 'f16';
@@ -42,7 +44,8 @@ export interface LoadOptions {
   onProgress?: (done: number, total: number) => void;
   /**
    * Largest weight buffer to create (default: what one kernel binding may hold, the device's
-   * maxStorageBufferBindingSize — 128 MiB on lavapipe). A larger matrix is an error naming it.
+   * maxStorageBufferBindingSize — 128 MiB on lavapipe — or less where the environment variable
+   * ARDGPU_MAX_BINDING_BYTES says so). A larger matrix is split into row blocks (RowBlocks).
    */
   maxBindingBytes?: number;
 }
@@ -117,6 +120,9 @@ export function loadGenerationDefaults(dir: string, config: Qwen2AudioConfig, to
 /** A tensor name, or that many zeros (Whisper's missing k_proj bias inside the fused q|k|v bias). */
 type Part = string | { zeros: number };
 
+/** Values per upload chunk (16 MiB of f32): a loader's host memory is a small multiple of this. */
+const LOAD_CHUNK_VALUES = 4 << 20;
+
 const partsLabel = (parts: Part[]) => parts.map((p) => (typeof p === 'string' ? p : `${p.zeros} zeros`)).join(' + ');
 
 class WeightReader {
@@ -144,53 +150,95 @@ class WeightReader {
     }
   }
 
-  /** Reads the parts, concatenates them along dim 0 and uploads the result as one tensor. */
-  private upload(parts: Part[], shape: number[], dtype: 'f32' | 'f16'): Tensor {
-    const label = partsLabel(parts);
+  /** Element ranges of the parts in the concatenation, checked to hold exactly `n` values. */
+  private layout(parts: Part[], shape: number[]): { part: Part; at: number; len: number }[] {
     const n = shape.reduce((a, b) => a * b, 1);
-    const host = new Float32Array(n);
+    const out: { part: Part; at: number; len: number }[] = [];
     let at = 0;
-    for (const p of parts) {
-      const len = typeof p === 'string' ? this.infos.get(p)!.shape.reduce((a, b) => a * b, 1) : p.zeros;
-      if (at + len > n) break;
-      if (typeof p === 'string') {
-        host.set(toFloat32(this.ckpt.read(this.names.get(p)!), this.infos.get(p)!.dtype), at);
-        this.onProgress?.(++this.read, this.total);
-      }
+    for (const part of parts) {
+      const len = typeof part === 'string' ? this.infos.get(part)!.shape.reduce((a, b) => a * b, 1) : part.zeros;
+      out.push({ part, at, len });
       at += len;
     }
-    if (at !== n) throw new ArdError(`${this.ckpt.source}: ${label} do not hold the ${n} values of [${shape.join(', ')}]`);
+    if (at !== n) throw new ArdError(`${this.ckpt.source}: ${partsLabel(parts)} do not hold the ${n} values of [${shape.join(', ')}]`);
+    return out;
+  }
+
+  /**
+   * Uploads elements [e0, e1) of the parts' concatenation as a new tensor of `shape`, streamed through
+   * one staging chunk: host memory stays a few chunks whatever the tensor's size.
+   */
+  private upload(parts: Part[], label: string, spans: { part: Part; at: number; len: number }[], e0: number, e1: number, shape: number[], dtype: 'f32' | 'f16'): Tensor {
     const t = keep(empty(this.engine, shape, dtype));
     this.created.push(t);
     t.name = label;
-    if (dtype === 'f32') {
-      this.engine.write(t.buffer, 0, host);
-    } else {
-      const bits = toFloat16Bits(host);
-      for (let i = 0; i < bits.length; i++) {
-        if ((bits[i]! & 0x7c00) === 0x7c00 && Number.isFinite(host[i]!)) {
-          throw new ArdError(`${this.ckpt.source}: ${label} has value ${host[i]} beyond the f16 range (load with dtype f32)`);
+    const outBytes = dtype === 'f16' ? 2 : 4;
+    const staging = new Float32Array(Math.min(LOAD_CHUNK_VALUES, e1 - e0));
+    let filled = 0; // values in staging
+    let written = 0; // values of t already uploaded
+    const flush = () => {
+      const host = staging.subarray(0, filled);
+      if (dtype === 'f32') this.engine.write(t.buffer, written * outBytes, host);
+      else {
+        const bits = toFloat16Bits(host);
+        for (let i = 0; i < bits.length; i++) {
+          if ((bits[i]! & 0x7c00) === 0x7c00 && Number.isFinite(host[i]!)) {
+            throw new ArdError(`${this.ckpt.source}: ${label} has value ${host[i]} beyond the f16 range (load with dtype f32)`);
+          }
         }
+        this.engine.write(t.buffer, written * outBytes, bits);
       }
-      this.engine.write(t.buffer, 0, bits);
+      written += filled;
+      filled = 0;
+    };
+    for (const { part, at, len } of spans) {
+      let from = Math.max(e0, at);
+      const to = Math.min(e1, at + len);
+      while (from < to) {
+        const take = Math.min(to - from, staging.length - filled);
+        if (typeof part === 'string') {
+          const info = this.infos.get(part)!;
+          const bpe = SAFETENSORS_DTYPE_BYTES[info.dtype];
+          const bytes = this.ckpt.readRange(this.names.get(part)!, (from - at) * bpe, (from - at + take) * bpe);
+          staging.set(toFloat32(bytes, info.dtype), filled);
+        } else staging.fill(0, filled, filled + take);
+        filled += take;
+        from += take;
+        if (filled === staging.length) flush();
+      }
     }
+    if (filled > 0) flush();
+    for (const { part, at, len } of spans) if (typeof part === 'string' && at + len <= e1 && at + len > e0) this.onProgress?.(++this.read, this.total);
     return t;
   }
 
-  /** A matrix (the parts concatenated along dim 0) in the model's weight dtype. */
-  mat(parts: Part[], shape: number[]): Tensor {
-    const bytes = shape.reduce((a, b) => a * b, 1) * (this.dtype === 'f16' ? 2 : 4);
-    if (bytes > this.maxBytes) {
+  /**
+   * A matrix or convolution kernel (the parts concatenated along dim 0) in the model's weight dtype.
+   * One larger than a storage binding is split along dim 0 into row blocks (RowBlocks), each uploaded
+   * on its own.
+   */
+  mat(parts: Part[], shape: number[]): Weight {
+    const spans = this.layout(parts, shape);
+    const label = partsLabel(parts);
+    const [rows, ...rest] = shape as [number, ...number[]];
+    const rowValues = rest.reduce((a, b) => a * b, 1);
+    const valueBytes = this.dtype === 'f16' ? 2 : 4;
+    if (rows * rowValues * valueBytes <= this.maxBytes) return this.upload(parts, label, spans, 0, rows * rowValues, shape, this.dtype);
+    if (rowValues * valueBytes > this.maxBytes) {
       throw new ArdError(
-        `${this.ckpt.source}: ${partsLabel(parts)} [${shape.join(', ')}] ${this.dtype} takes ${bytes} bytes, more than one storage binding of this adapter holds (${this.maxBytes})`,
+        `${this.ckpt.source}: ${label} [${shape.join(', ')}] ${this.dtype}: one row of ${rowValues * valueBytes} bytes is more than one storage binding of this adapter holds (${this.maxBytes})`,
       );
     }
-    return this.upload(parts, shape, this.dtype);
+    const blocks = rowBlockRanges(rows, rowValues, this.dtype, this.maxBytes).map(([r0, r1], i) =>
+      this.upload(parts, `${label} rows ${r0}–${r1 - 1} (block ${i})`, spans, r0 * rowValues, r1 * rowValues, [r1 - r0, ...rest], this.dtype),
+    );
+    return new RowBlocks(blocks);
   }
 
   /** A vector (norm weight, bias) or the position table: always f32. */
   vec(parts: Part[], shape: number[]): Tensor {
-    return this.upload(parts, shape, 'f32');
+    const n = shape.reduce((a, b) => a * b, 1);
+    return this.upload(parts, partsLabel(parts), this.layout(parts, shape), 0, n, shape, 'f32');
   }
 }
 
@@ -257,6 +305,15 @@ function readDecoder(r: WeightReader, config: Qwen2AudioConfig): DecoderWeights 
   return { embed, layers, norm: r.vec([`${T}norm.weight`], [H]), lmHead };
 }
 
+/** ARDGPU_MAX_BINDING_BYTES: a lower binding limit than the adapter's (tests split small models this way). */
+function envBindingLimit(): number | undefined {
+  const v = process.env.ARDGPU_MAX_BINDING_BYTES;
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 4) throw new ArdError(`ARDGPU_MAX_BINDING_BYTES: expected a whole number of bytes ≥ 4, got '${v}'`);
+  return n;
+}
+
 /**
  * Loads a Qwen2-Audio model directory (HF layout) onto `engine`. Throws one ArdError listing every
  * missing, mis-shaped or non-float tensor before uploading anything.
@@ -285,7 +342,7 @@ export async function loadAudioLLM(engine: Engine, dir: string, opts: LoadOption
   try {
     // the buffer pool rounds sizes up by at most 1/8: keep the rounded buffer within the limit
     const devMax = Math.floor(Math.min(engine.limits.maxStorageBufferBindingSize, engine.limits.maxBufferSize) / 1.125);
-    const maxBytes = Math.min(opts.maxBindingBytes ?? Infinity, devMax);
+    const maxBytes = Math.min(opts.maxBindingBytes ?? envBindingLimit() ?? Infinity, devMax);
     r = new WeightReader(engine, ckpt, dtype, maxBytes, opts.onProgress, expectedTensorShapes(config).size);
     checkTensors({ tensors: r.infos, source: ckpt.source }, config);
     const encoder = readEncoder(r, config);

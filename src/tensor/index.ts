@@ -8,3 +8,4 @@ export * from './ops/index.js';
 export * from './optim.js';
 export * from './ops/nn.js';
 export * from './ops/matmul.js';
+export * from './blocked.js';

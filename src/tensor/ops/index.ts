@@ -8,6 +8,7 @@ import { ArdError } from '../../util/errors.js';
 import { record } from '../autograd.js';
 import { DType, Tensor, contiguousStrides, empty, shapeStr } from '../tensor.js';
 import { map, zeros } from './elementwise.js';
+import { RowBlocks, type Weight } from '../blocked.js';
 import { contiguous } from './layout.js';
 
 const MAX_RANK = 8;
@@ -51,13 +52,15 @@ function gatherParams(o: {
   W?: number;
   colStride?: number;
   offO?: number;
+  idxBase?: number;
+  keepOob?: boolean;
   shape: readonly number[];
   sa?: readonly number[];
   sb?: readonly number[];
   sc?: readonly number[];
 }): ArrayBuffer {
   return new Params()
-    .u32(o.n, o.rank, o.axis, o.offX, o.offI, o.axisLen, o.nKeys ?? 0, o.W ?? 0, o.colStride ?? 0, o.offO ?? 0, 0, 0)
+    .u32(o.n, o.rank, o.axis, o.offX, o.offI, o.axisLen, o.nKeys ?? 0, o.W ?? 0, o.colStride ?? 0, o.offO ?? 0, (o.idxBase ?? 0) >>> 0, o.keepOob ? 1 : 0)
     .u32Array(o.shape, MAX_RANK, 1)
     .u32Array(o.sa ?? [], MAX_RANK)
     .u32Array(o.sb ?? [], MAX_RANK)
@@ -69,8 +72,16 @@ function gatherParams(o: {
  * out[p] = x[p with p[axis] := index[p ∘ idxStrides]] for every p of `outShape`. No autograd.
  * `idxStrides` may contain zeros (index_select broadcasts a 1-D index).
  */
-function gatherRaw(x: Tensor, axis: number, index: Tensor, outShape: readonly number[], idxStrides: readonly number[]): Tensor {
-  const out = empty(x.engine, outShape, x.dtype);
+function gatherRaw(
+  x: Tensor,
+  axis: number,
+  index: Tensor,
+  outShape: readonly number[],
+  idxStrides: readonly number[],
+  /** Fill rows of this dense tensor instead: only indices in [idxBase, idxBase + axis length) write. */
+  into?: { out: Tensor; idxBase: number },
+): Tensor {
+  const out = into?.out ?? empty(x.engine, outShape, x.dtype);
   if (out.size === 0) return out;
   x.engine.dispatch({
     kernel: { family: 'gather', entry: 'gather', defines: { TX: x.dtype } },
@@ -84,6 +95,8 @@ function gatherRaw(x: Tensor, axis: number, index: Tensor, outShape: readonly nu
       shape: outShape,
       sa: x.strides,
       sb: idxStrides,
+      idxBase: into?.idxBase,
+      keepOob: Boolean(into),
     }),
     buffers: [x.buffer, index.buffer, out.buffer],
     workgroups: grid(Math.ceil(out.size / 256)),
@@ -240,7 +253,8 @@ function indexSelectBackward(g: Tensor, xShape: readonly number[], a: number, id
  * Embedding lookup: weight [V, D], ids (i32, any shape) → [...ids.shape, D]. Out-of-range ids
  * give zero rows. Backward: deterministic segmented sum of the gradient rows into dWeight.
  */
-export function embedding(weight: Tensor, ids: Tensor): Tensor {
+export function embedding(weight: Weight, ids: Tensor): Tensor {
+  if (weight instanceof RowBlocks) return embeddingBlocks(weight, ids);
   if (weight.rank !== 2) throw new ArdError(`embedding: weight must be [vocab, dim], got ${shapeStr(weight.shape)}`);
   checkIndex(ids, 'embedding');
   const engine = weight.engine;
@@ -256,6 +270,27 @@ export function embedding(weight: Tensor, ids: Tensor): Tensor {
   const res = record(shaped, 'embedding', [weight], (g) => [indexSelectBackward(g, [V, D], 0, held, N, 1)]);
   if (!res.node && flat !== ids) flat.dispose();
   return res;
+}
+
+/**
+ * embedding() over a table split into row blocks: each block writes the rows of the tokens it holds
+ * (one gather per block into the same output, zero-filled first so an id outside the table reads 0 as
+ * it does unsplit). Inference only: a split table takes no gradient.
+ */
+function embeddingBlocks(weight: RowBlocks, ids: Tensor): Tensor {
+  checkIndex(ids, 'embedding');
+  const engine = ids.engine;
+  if (engine.gradEnabled && weight.blocks.some((b) => b.requiresGrad)) throw new ArdError('embedding: a table split into row blocks has no gradient (inference only)');
+  const D = weight.shape[1];
+  const flat = ids.isContiguousIgnoringOffset() ? ids : engine.noGradScope(() => contiguous(ids));
+  const out = zeros(engine, [ids.size, D], weight.dtype);
+  weight.blocks.forEach((block, i) => gatherRaw(block, 0, flat, [ids.size, D], [1, 0], { out, idxBase: weight.starts[i]! }));
+  if (flat !== ids) flat.dispose();
+  const outShape = [...ids.shape, D];
+  if (outShape.length === 2) return out;
+  const shaped = out.view(outShape, contiguousStrides(outShape));
+  out.dispose();
+  return shaped;
 }
 
 // ---- top-k ----------------------------------------------------------------------------------

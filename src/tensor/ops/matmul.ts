@@ -11,6 +11,7 @@ import { Params } from '../../gpu/engine.js';
 import { ArdError } from '../../util/errors.js';
 import { record } from '../autograd.js';
 import { DTYPE_BYTES, DType, Tensor, empty, shapeStr } from '../tensor.js';
+import type { Weight } from '../blocked.js';
 import { broadcastShapes, map, zeros } from './elementwise.js';
 import { reshape, transpose } from './layout.js';
 import { sum, sumToShape } from './reduce.js';
@@ -125,8 +126,17 @@ interface RawResult {
   z: Tensor | null;
 }
 
+/**
+ * Where the forward kernel writes: by default a fresh dense [..., M, N]; `into` writes columns
+ * [col, col + N) of an existing dense [..., M, W] tensor instead (one row block of a split weight).
+ */
+interface OutputSlice {
+  y: Tensor;
+  col: number;
+}
+
 /** The forward kernel, no autograd. a, b of rank ≥ 2. */
-function matmulRaw(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean): RawResult {
+function matmulRaw(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean, into?: OutputSlice): RawResult {
   const engine = a.engine;
   a.assertAlive();
   b.assertAlive();
@@ -158,10 +168,23 @@ function matmulRaw(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean):
   const act = opts.act ?? 'none';
   if (!(act in ACT_DEFINE)) throw new ArdError(`matmul: unknown activation '${act}'`);
   const outShape = [...batch, M, N];
-  const y = empty(engine, outShape, a.dtype);
+  let ldc = N;
+  let offC = 0;
+  if (into) {
+    const W = into.y.shape[into.y.rank - 1]!;
+    const want = [...batch, M, W];
+    if (!into.y.isContiguousIgnoringOffset() || into.y.dtype !== a.dtype || into.y.rank !== want.length || want.some((d, i) => into.y.shape[i] !== d)) {
+      throw new ArdError(`matmul: output ${shapeStr(into.y.shape)} ${into.y.dtype} is not a dense ${shapeStr(want)} ${a.dtype}`);
+    }
+    if (!(Number.isInteger(into.col) && into.col >= 0 && into.col + N <= W)) throw new ArdError(`matmul: columns [${into.col}, ${into.col + N}) outside the output's ${W}`);
+    ldc = W;
+    offC = into.y.offset + into.col;
+  }
+  const y = into ? into.y : empty(engine, outShape, a.dtype);
   const z = savePre && act !== 'none' ? empty(engine, outShape, a.dtype) : null;
-  if (y.size === 0) return { y, z };
+  if (y.size === 0 || N === 0) return { y, z };
   if (K === 0) {
+    if (into) throw new ArdError('matmul: an empty inner dimension cannot write into an output slice');
     // an empty sum: every row is act(bias), or act(0)
     const pre = bias ?? zeros(engine, [N], a.dtype);
     const expr = act === 'none' ? 'a' : act === 'relu' ? 'max(a, 0.0)' : act === 'gelu' ? 'gelu_(a)' : 'silu_(a)';
@@ -187,7 +210,7 @@ function matmulRaw(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean):
   // subgroups per workgroup: one. On lavapipe it ran 13–33 % faster than 8 side by side (the
   // previous default for N > 128) at every size of bench/RESULTS.md's session 13 table.
   const WGS = tune.wgs ?? 1;
-  const cvec = N % 4 === 0;
+  const cvec = N % 4 === 0 && ldc % 4 === 0 && offC % 4 === 0;
   const defines = {
     TA: a.dtype,
     TB: b.dtype,
@@ -220,7 +243,7 @@ function matmulRaw(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean):
         .u32(M, N, K, c.shape.length)
         .u32(pa.off, pa.sOuter, pa.sInner, pb.off)
         .u32(pb.sOuter, pb.sInner, bias?.offset ?? 0, rb * TM)
-        .u32(zb, 0, 0, 0)
+        .u32(zb, offC, ldc, 0)
         .u32Array(bshape, 4, 1)
         .u32Array(pa.batchStrides, 4)
         .u32Array(pb.batchStrides, 4)
@@ -316,7 +339,33 @@ function gradB(a: Tensor, b: Tensor, dz: Tensor, transA: boolean, transB: boolea
   return finishGrad(g, b.shape, b.dtype);
 }
 
-/** y = x · weightᵀ (+ bias), weight stored [out, in] as in nn.Linear. */
-export function linear(x: Tensor, weight: Tensor, bias?: Tensor, act: MatmulAct = 'none'): Tensor {
-  return matmul(x, weight, { transB: true, bias, act });
+/**
+ * y = x · weightᵀ (+ bias), weight stored [out, in] as in nn.Linear. A weight split into row blocks
+ * (RowBlocks: larger than one binding) runs one matmul per block, each writing its columns of y;
+ * every output element sums over k in the same order either way, so the results are the same bits.
+ */
+export function linear(x: Tensor, weight: Weight, bias?: Tensor, act: MatmulAct = 'none'): Tensor {
+  if (weight instanceof Tensor) return matmul(x, weight, { transB: true, bias, act });
+  const wantGrad = x.engine.gradEnabled && (x.requiresGrad || Boolean(bias?.requiresGrad) || weight.blocks.some((b) => b.requiresGrad));
+  if (wantGrad) throw new ArdError('linear: a weight split into row blocks has no gradient (inference only)');
+  if (x.rank < 2) {
+    const x2 = reshape(x, [1, x.shape[0]!]);
+    const y2 = linear(x2, weight, bias, act);
+    const y = reshape(y2, [y2.shape[1]!]);
+    x2.dispose();
+    y2.dispose();
+    return y;
+  }
+  if (weight.shape.length !== 2) throw new ArdError(`linear: weight ${shapeStr(weight.shape)} must be [out, in]`);
+  const [N, K] = weight.shape as [number, number];
+  if (x.shape[x.rank - 1] !== K) throw new ArdError(`linear: input ${shapeStr(x.shape)} does not match the weight's ${K} inputs`);
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== N)) throw new ArdError(`linear: bias ${shapeStr(bias.shape)} does not match ${N} outputs`);
+  const y = empty(x.engine, [...x.shape.slice(0, -1), N], x.dtype);
+  weight.blocks.forEach((block, i) => {
+    const start = weight.starts[i]!;
+    const b = bias?.view([block.shape[0]!], [bias.strides[0]!], bias.offset + start * bias.strides[0]!);
+    matmulRaw(x, block, { transB: true, bias: b, act }, false, { y, col: start });
+    b?.dispose();
+  });
+  return y;
 }

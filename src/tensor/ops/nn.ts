@@ -13,6 +13,7 @@ import { Tensor, empty, shapeStr, tensor } from '../tensor.js';
 import { map } from './elementwise.js';
 import { contiguous, reshape, slice } from './layout.js';
 import { linear, matmul, type MatmulAct } from './matmul.js';
+import { RowBlocks, type Weight } from '../blocked.js';
 import { sum } from './reduce.js';
 
 function floatCheck(t: Tensor, what: string): void {
@@ -401,13 +402,15 @@ export function unfold1d(x: Tensor, K: number, opts: Conv1dOptions = {}): Tensor
  * `rows`, only the first `rows` time steps computed. What the audio encoder runs, in training and
  * inference: about twice the direct kernel's speed on llvmpipe, and its gradients are matmuls.
  */
-export function conv1dTimeMajor(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv1dOptions & { act?: MatmulAct; rows?: number } = {}): Tensor {
-  if (w.rank !== 3) throw new ArdError(`conv1dTimeMajor: weight must be [Cout, Cin, K], got ${shapeStr(w.shape)}`);
+export function conv1dTimeMajor(x: Tensor, w: Weight, bias: Tensor | null, opts: Conv1dOptions & { act?: MatmulAct; rows?: number } = {}): Tensor {
+  if (w.shape.length !== 3) throw new ArdError(`conv1dTimeMajor: weight must be [Cout, Cin, K], got ${shapeStr(w.shape)}`);
   const [cout, cin, k] = w.shape as [number, number, number];
   if (x.rank !== 2 || x.shape[0] !== cin) throw new ArdError(`conv1dTimeMajor: x ${shapeStr(x.shape)} must be [${cin}, T] for weight ${shapeStr(w.shape)}`);
   const cols = unfold1d(x, k, opts);
   const picked = opts.rows === undefined || opts.rows === cols.shape[0] ? cols : slice(cols, 0, 0, opts.rows);
-  return linear(picked, reshape(w, [cout, cin * k]), bias ?? undefined, opts.act);
+  // a kernel split into row blocks (over Cout) stays split: each block flattened to [rows, Cin·K]
+  const w2 = w instanceof RowBlocks ? new RowBlocks(w.blocks.map((b) => reshape(b, [b.shape[0]!, cin * k]))) : reshape(w, [cout, cin * k]);
+  return linear(picked, w2, bias ?? undefined, opts.act);
 }
 
 // ---- conv1d ---------------------------------------------------------------------------------
