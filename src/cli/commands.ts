@@ -12,6 +12,9 @@ import { loadAudioLLM } from '../model/load.js';
 import type { AudioLLM } from '../model/audiollm.js';
 import { askDetailed, chatPromptText } from '../model/chat.js';
 import { loadTokenizer } from '../model/tokenizer.js';
+import { loadQwen2AudioConfig } from '../model/config.js';
+import { planModel } from '../model/plan.js';
+import * as os from 'node:os';
 import { capture, DEFAULT_CAPTURE_PROMPT } from '../ard/capture.js';
 import { computeTimelines, readCaptureManifest, retrieve, runPaths } from '../ard/retrieve.js';
 import { rank, readFeatures } from '../ard/rank.js';
@@ -117,6 +120,19 @@ function withGlobals<T extends { option: (...a: any[]) => T }>(cmd: T): T {
     .option('--debug', 'Show stack traces on errors')
     .option('--backend <name>', 'Dawn backend: vulkan, metal, d3d12 (env ARDGPU_BACKEND)')
     .option('--adapter <name>', 'Pick an adapter by name substring (env ARDGPU_ADAPTER)');
+}
+
+/** Split weights grouped over layers: "layers.*.mlp.gate|up.weight ×32 (2 blocks each)". */
+function splitSummary(split: readonly { name: string; blocks: number }[]): string {
+  const groups = new Map<string, { n: number; blocks: Set<number> }>();
+  for (const w of split) {
+    const key = w.name.replace(/\.layers\.\d+\./, '.layers.*.');
+    const g = groups.get(key) ?? { n: 0, blocks: new Set<number>() };
+    g.n++;
+    g.blocks.add(w.blocks);
+    groups.set(key, g);
+  }
+  return [...groups].map(([k, g]) => `${k}${g.n > 1 ? ` ×${g.n}` : ''} (${[...g.blocks].join('/')} blocks${g.n > 1 ? ' each' : ''})`).join(', ');
 }
 
 export function registerCommands(cli: CAC): void {
@@ -407,6 +423,51 @@ export function registerCommands(cli: CAC): void {
       emit(flags, r, () => `demo finished in ${fmtTime(r.seconds)} (${DEMO_STAGES.length} stages, layer ${r.layer})\nreport: ${path.resolve(r.report)}`);
       model.dispose();
       engine.destroy();
+    });
+
+  withGlobals(cli.command('plan', 'Whether a model fits this adapter, from its config alone: weights, split tensors, KV cache, activations'))
+    .option('--model <dir>', 'Model folder with config.json (default: the embedded weights/)')
+    .option('--dtype <d>', 'Weight dtype: f32 or f16', { default: 'f32' })
+    .option('--positions <n>', "Positions per sequence (default: one audio window's tokens + 256)")
+    .option('--batch <n>', 'Sequences decoded together', { default: 1 })
+    .option('--memory-gib <g>', 'Memory available to the device (default: host RAM on a software adapter, else unknown)')
+    .action(async (flags: GlobalFlags & { model?: string; dtype: string; positions?: string; batch: string; memoryGib?: string }) => {
+      if (flags.dtype !== 'f32' && flags.dtype !== 'f16') throw new UsageError(`--dtype: expected f32 or f16, got '${flags.dtype}'`);
+      const memGib = flags.memoryGib === undefined ? undefined : Number(flags.memoryGib);
+      if (memGib !== undefined && !(memGib > 0)) throw new UsageError(`--memory-gib: expected a positive number, got '${flags.memoryGib}'`);
+      const dir = flags.model ?? defaultModelDir();
+      const config = loadQwen2AudioConfig(dir);
+      const engine = await openEngine(flags);
+      const a = engine.adapter!;
+      const memoryBytes = memGib !== undefined ? memGib * 2 ** 30 : a.isSoftware ? os.totalmem() : undefined;
+      const p = planModel(config, {
+        dtype: flags.dtype,
+        positions: intFlag('positions', flags.positions, 1),
+        batch: intFlag('batch', flags.batch, 1),
+        maxBindingBytes: engine.limits.maxStorageBufferBindingSize,
+        maxBufferBytes: engine.limits.maxBufferSize,
+        memoryBytes,
+      });
+      engine.destroy();
+      const f16Note = flags.dtype === 'f16' && !a.f16 ? ' — this adapter has no shader-f16: loading f16 will be refused' : '';
+      if (flags.dtype === 'f16' && !a.f16) p.problems.push('f16 weights need shader-f16, which this adapter lacks');
+      p.fits = p.problems.length === 0;
+      const gib = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
+      const t = config.text_config;
+      emit(flags, { model: dir, adapter: a.name, ...p }, () =>
+        [
+          `model        ${dir} (${t.num_hidden_layers} decoder layers, hidden ${t.hidden_size}, vocab ${t.vocab_size}; encoder ${config.audio_config.encoder_layers} layers, width ${config.audio_config.d_model})`,
+          `adapter      ${a.name}: binding ${gib(p.limits.maxBindingBytes)} usable, buffer ${gib(p.limits.maxBufferBytes)}`,
+          `weights      ${gib(p.weights.bytes)} in ${p.weights.tensors} tensors (${p.dtype}${f16Note}); largest ${p.weights.largest.name} [${p.weights.largest.shape.join(', ')}] ${gib(p.weights.largest.bytes)}`,
+          p.split.length === 0
+            ? 'split        nothing: every weight fits one binding'
+            : `split        ${p.split.length} weights into row blocks: ${splitSummary(p.split)}`,
+          `KV cache     ${gib(p.kvCache.bytes)} (${p.positions} positions × ${p.batch} sequence${p.batch > 1 ? 's' : ''}, f32)`,
+          `activations  largest ${p.activations.slice(0, 3).map((x) => `${x.name} [${x.shape.join(', ')}] ${gib(x.bytes)}`).join('; ')}`,
+          `total        about ${gib(p.totalBytes)}; memory ${p.limits.memoryBytes === null ? 'unknown (WebGPU does not report it: --memory-gib states it)' : gib(p.limits.memoryBytes)}`,
+          p.fits ? 'fits         yes' : `fits         no:\n${p.problems.map((x) => `  - ${x}`).join('\n')}`,
+        ].join('\n'),
+      );
     });
 
   withGlobals(cli.command('tokenize <text>', "Token ids and pieces of a text under a model's tokenizer (debug prompts)"))
