@@ -6,10 +6,10 @@ import { resample } from './resample.js';
 
 // WAV input, read by the RIFF rules: chunks in any order, each padded to an even size, unknown ones
 // skipped, the RIFF size ignored (streaming writers leave 0 or 0xFFFFFFFF there). The walk and the
-// sample decoding are done here rather than by wavefile, which takes a LIST chunk to run to the end
-// of the file (so chunks after one go missing) and throws a TypeError on a LIST/adtl it then
-// misreads; it also decodes some damaged files silently (truncated data, a pad byte taken as a
-// sample, float samples in WAVE_FORMAT_EXTENSIBLE read as integers).
+// sample decoding are done here rather than by wavefile, which reads a LIST chunk's sub-chunks up to
+// the end of the file instead of the chunk, and so throws a TypeError when a second LIST follows
+// (LIST/INFO … LIST/adtl); it also decodes some damaged files silently (truncated data, a pad byte
+// taken as a sample, float samples in WAVE_FORMAT_EXTENSIBLE read as integers).
 
 export const TARGET_RATE = 16000;
 
