@@ -143,3 +143,66 @@ describe('ardgpu CLI', () => {
     expect(j.tokens).toBeGreaterThan(0);
   });
 });
+
+// stderr exactly as the user sees it (the cli() helper above drops Dawn's notices itself).
+function cliRaw(args: string[]) {
+  return spawnSync(process.execPath, [BIN, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ARDGPU_FROM_SOURCE: '1', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+    timeout: 120_000,
+  });
+}
+
+describe('ardgpu CLI: stderr and WAV input', () => {
+  it('a successful command prints nothing on stderr (Dawn\'s notices are filtered)', () => {
+    const r = cliRaw(['info']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^adapter /m);
+    expect(r.stderr).toBe('');
+  });
+
+  it('reads the WAV from the bug report (LIST/INFO, odd JUNK, LIST/adtl before data); a damaged WAV is one error line', () => {
+    const wavDir = path.join(import.meta.dirname, 'fixtures', 'wav');
+    const ok = cliRaw(['ask', path.join(wavDir, 'riff-list-junk-adtl.wav'), '--model', model, '--max-tokens', '2', '--json']);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stderr).toBe('');
+    expect(JSON.parse(ok.stdout).tokens).toBeGreaterThan(0);
+
+    // The same file with its channel count zeroed.
+    const bad = path.join(tmp, 'zero-channels.wav');
+    const b = fs.readFileSync(path.join(wavDir, 'riff-list-junk-adtl.wav'));
+    b.writeUInt16LE(0, 22);
+    fs.writeFileSync(bad, b);
+    const r = cliRaw(['ask', bad, '--model', model]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`error: ${bad}: invalid fmt chunk: 0 channels\n`);
+  });
+
+  it('the stderr filter drops whole notice lines only, and passes a progress redraw on at once', async () => {
+    const { dawnNoticeFilter } = await import('../bin/dawn-notices.mjs');
+    const notice = (kind: string) =>
+      `Warning: maxDynamic${kind}BuffersPerPipelineLayout artificially reduced from 1000000 to 16 to fit dynamic offset allocation limit.\n`;
+    const kept = [
+      '\r\x1b[2Kcapture [##....] 2/6',
+      '\r\x1b[2Kcapture [######] 6/6\n',
+      'Warning: maxDynamicUniformBuffersPerPipelineLayout is something else\n',
+      'Warning: an unrelated warning\n',
+      'error: x.wav: no samples\n',
+      'Warning: maxDynamic', // ends the stream unfinished: passed on by flush()
+    ];
+    const input = notice('Uniform') + kept[0] + kept[1] + notice('Storage') + kept[2] + kept[3] + notice('Uniform') + kept[4] + kept[5];
+    const want = kept.join('');
+    // Every split of the stream into two pieces, and one character at a time.
+    for (let cut = 0; cut <= input.length; cut++) {
+      const f = dawnNoticeFilter();
+      expect(f.feed(input.slice(0, cut)) + f.feed(input.slice(cut)) + f.flush(), `cut ${cut}`).toBe(want);
+    }
+    const f = dawnNoticeFilter();
+    expect([...input].map((c) => f.feed(c)).join('') + f.flush()).toBe(want);
+    // A redraw without a newline is not held back.
+    const g = dawnNoticeFilter();
+    expect(g.feed(notice('Storage'))).toBe('');
+    expect(g.feed(kept[0])).toBe(kept[0]);
+    expect(g.feed(' more')).toBe(' more');
+  });
+});

@@ -25,6 +25,10 @@ export interface WavSpec {
   after?: { id: string; payload: Uint8Array }[];
   /** Override the data chunk's declared size. */
   declaredDataSize?: number;
+  /** Override the RIFF header's size field (streaming writers leave 0 or 0xFFFFFFFF). */
+  riffSize?: number;
+  /** Leave out the pad byte after odd-sized chunks, as some writers do. */
+  noPad?: boolean;
   /** Omit the fmt or data chunk. */
   noFmt?: boolean;
   noData?: boolean;
@@ -32,20 +36,21 @@ export interface WavSpec {
 
 const GUID_TAIL = [0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xaa, 0x00, 0x38, 0x9b, 0x71];
 
-function ascii(s: string): Uint8Array {
+export function ascii(s: string): Uint8Array {
   return Uint8Array.from(s, (c) => c.charCodeAt(0));
 }
 
-function chunk(id: string, payload: Uint8Array, declared = payload.length): Uint8Array {
-  const pad = payload.length & 1;
-  const out = new Uint8Array(8 + payload.length + pad);
+/** One RIFF chunk: id, declared size, payload, and the pad byte after an odd-sized payload. */
+export function chunk(id: string, payload: Uint8Array, declared = payload.length, pad = true): Uint8Array {
+  const padBytes = pad ? payload.length & 1 : 0;
+  const out = new Uint8Array(8 + payload.length + padBytes);
   out.set(ascii(id), 0);
   new DataView(out.buffer).setUint32(4, declared, true);
   out.set(payload, 8);
   return out;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
+export function concat(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let o = 0;
   for (const p of parts) {
@@ -103,15 +108,16 @@ export function buildWav(spec: WavSpec): Uint8Array {
     fmtBody.set(GUID_TAIL, 26);
   }
   const data = encodeSamples(spec);
+  const pad = !spec.noPad;
   const parts: Uint8Array[] = [];
   if (!spec.noFmt) parts.push(chunk('fmt ', fmtBody));
-  for (const c of spec.before ?? []) parts.push(chunk(c.id, c.payload));
-  if (!spec.noData) parts.push(chunk('data', data, spec.declaredDataSize ?? data.length));
-  for (const c of spec.after ?? []) parts.push(chunk(c.id, c.payload));
+  for (const c of spec.before ?? []) parts.push(chunk(c.id, c.payload, c.payload.length, pad));
+  if (!spec.noData) parts.push(chunk('data', data, spec.declaredDataSize ?? data.length, pad));
+  for (const c of spec.after ?? []) parts.push(chunk(c.id, c.payload, c.payload.length, pad));
   const body = concat(parts);
   const head = new Uint8Array(12);
   head.set(ascii('RIFF'), 0);
-  new DataView(head.buffer).setUint32(4, 4 + body.length, true);
+  new DataView(head.buffer).setUint32(4, spec.riffSize ?? 4 + body.length, true);
   head.set(ascii('WAVE'), 8);
   return concat([head, body]);
 }
@@ -151,10 +157,42 @@ export const GOOD: Record<string, GoodFixture> = {
   'extensible-pcm24-4ch.wav': { rate: 8000, channels: 4, frames: 480, freq: 700, amp: 0.25, bitDepth: '24' },
 };
 
+/** A LIST chunk of the given form type ('INFO', 'adtl') holding the given sub-chunks. */
+export function listChunk(form: string, subChunks: { id: string; payload: Uint8Array }[]): { id: string; payload: Uint8Array } {
+  return { id: 'LIST', payload: concat([ascii(form), ...subChunks.map((c) => chunk(c.id, c.payload))]) };
+}
+
+/**
+ * The file from the bug report that wavefile could not read: 16 kHz mono 16-bit PCM with, between
+ * fmt and data, a LIST/INFO chunk, a 27-byte JUNK chunk (plus its pad byte) and a LIST/adtl chunk
+ * (a cue label). Its mono mix is ISSUE_FIXTURE.amp·sin(2π·freq·t + 0.3).
+ */
+export const ISSUE_FIXTURE = { name: 'riff-list-junk-adtl.wav', rate: 16000, frames: 1600, freq: 440, amp: 0.5 };
+
+export function issueWav(): Uint8Array {
+  const z = ISSUE_FIXTURE;
+  const label = concat([Uint8Array.of(1, 0, 0, 0), ascii('first word\0')]); // cue point id 1, then a C string
+  return buildWav({
+    format: 1,
+    bits: 16,
+    channels: 1,
+    rate: z.rate,
+    samples: sineFrames(z.freq, z.rate, z.frames, [z.amp]),
+    before: [
+      listChunk('INFO', [
+        { id: 'INAM', payload: ascii('Test clip\0') },
+        { id: 'ISFT', payload: ascii('Lavf60.16.100\0') }, // 14 bytes
+      ]),
+      { id: 'JUNK', payload: new Uint8Array(27) },
+      listChunk('adtl', [{ id: 'labl', payload: label }]),
+    ],
+  });
+}
+
 /** Every fixture file name → bytes. */
 export function wavFixtures(): Record<string, Uint8Array> {
   const g = GOOD;
-  const list = (id: string, text: string) => ({ id, payload: concat([ascii('INFO'), chunk('ICMT', ascii(text))]) });
+  const comment = (text: string) => listChunk('INFO', [{ id: 'ICMT', payload: ascii(text) }]);
   const files: Record<string, Uint8Array> = {};
   const mono = (name: string, format: number, extra: Partial<WavSpec> = {}) => {
     const s = g[name];
@@ -168,7 +206,7 @@ export function wavFixtures(): Record<string, Uint8Array> {
     });
   };
   // Odd-sized data chunk (pad byte) followed by a LIST chunk.
-  mono('pcm8.wav', 1, { after: [list('LIST', 'odd data size')] });
+  mono('pcm8.wav', 1, { after: [comment('odd data size')] });
   {
     const s = g['pcm16-stereo-44k.wav'];
     // Channels differ so that taking one channel, or summing, gives the wrong amplitude; opposite
@@ -179,7 +217,7 @@ export function wavFixtures(): Record<string, Uint8Array> {
       channels: 2,
       rate: s.rate,
       samples: sineFrames(s.freq, s.rate, s.frames, [0.6, 0.2], [0.1, -0.1]),
-      before: [list('LIST', 'chunk before data')],
+      before: [comment('chunk before data')],
     });
   }
   mono('pcm24-22k.wav', 1); // 2205 × 3 bytes: odd data size again
@@ -233,7 +271,8 @@ export function wavFixtures(): Record<string, Uint8Array> {
   });
   files['empty.wav'] = new Uint8Array(0);
   files['no-fmt.wav'] = pcm16(100, { noFmt: true });
-  files['no-data.wav'] = pcm16(100, { noData: true, after: [list('LIST', 'no data here')] });
+  files['no-data.wav'] = pcm16(100, { noData: true, after: [comment('no data here')] });
+  files[ISSUE_FIXTURE.name] = issueWav();
   return files;
 }
 

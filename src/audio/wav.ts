@@ -1,18 +1,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as wavefileNs from 'wavefile';
 import { ArdError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { resample } from './resample.js';
 
-// WAV input. The RIFF structure is walked and checked here first, because wavefile throws cryptic
-// errors on damaged files and silently decodes some of them (truncated data, the pad byte of an
-// odd-sized chunk, float samples in WAVE_FORMAT_EXTENSIBLE read as integers). wavefile then parses
-// the header as a second opinion; the samples are decoded here with a DataView (see decodeMono).
-
-// Node's ESM loader exposes this CommonJS package as `default`; CJS-style loaders (tsx from a CJS
-// entry point) give named exports, because the bundle sets __esModule.
-const WaveFile: typeof wavefileNs.WaveFile = (wavefileNs as any).WaveFile ?? (wavefileNs as any).default.WaveFile;
+// WAV input, read by the RIFF rules: chunks in any order, each padded to an even size, unknown ones
+// skipped, the RIFF size ignored (streaming writers leave 0 or 0xFFFFFFFF there). The walk and the
+// sample decoding are done here rather than by wavefile, which reads a LIST chunk's sub-chunks up to
+// the end of the file instead of the chunk, and so throws a TypeError when a second LIST follows
+// (LIST/INFO … LIST/adtl); it also decodes some damaged files silently (truncated data, a pad byte
+// taken as a sample, float samples in WAVE_FORMAT_EXTENSIBLE read as integers).
 
 export const TARGET_RATE = 16000;
 
@@ -25,7 +22,7 @@ export interface WavAudio {
   channels: number;
   /** Seconds: frames in the file / originalRate. */
   duration: number;
-  /** wavefile's bit-depth code of the stored samples: '8', '16', '24', '32', '32f' or '64'. */
+  /** Bit-depth code of the stored samples, as wavefile names them: '8', '16', '24', '32', '32f' or '64'. */
   bitDepth: string;
 }
 
@@ -90,6 +87,14 @@ function scanRiff(b: Uint8Array, name: string): Layout {
   if (form !== 'WAVE') fail(`not a RIFF/WAVE file (RIFF form type "${form}")`);
 
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  // A chunk header at `at`: a printable four-character id and a payload that fits in the file
+  // (or a data chunk of unknown length). Used only to choose between two readings of the bytes.
+  const chunkHeaderAt = (at: number): boolean => {
+    if (at + 8 > b.length) return false;
+    for (let i = 0; i < 4; i++) if (b[at + i] < 0x20 || b[at + i] > 0x7e) return false;
+    const size = dv.getUint32(at + 4, true);
+    return at + 8 + size <= b.length || (size === 0xffffffff && fourcc(b, at) === 'data');
+  };
   let fmt: Chunk | undefined;
   let data: Chunk | undefined;
   let brokenAt: string | undefined; // why the walk stopped before the end of the file
@@ -102,15 +107,21 @@ function scanRiff(b: Uint8Array, name: string): Layout {
     const id = fourcc(b, pos);
     let size = dv.getUint32(pos + 4, true);
     const start = pos + 8;
-    // 0xFFFFFFFF is what streaming writers leave when they cannot seek back: data runs to EOF.
-    if (id === 'data' && size === 0xffffffff) size = b.length - start;
+    // Writers that cannot seek back to fill in the size leave 0xFFFFFFFF or 0: the data then runs
+    // to the end of the file. A 0 is taken that way only when no chunk header follows it, so an
+    // empty data chunk followed by other chunks stays empty.
+    if (id === 'data' && (size === 0xffffffff || (size === 0 && start < b.length && !chunkHeaderAt(start)))) {
+      size = b.length - start;
+    }
     if (id === 'fmt ' && !fmt) fmt = { id, start, size };
     if (id === 'data' && !data) data = { id, start, size };
     if (start + size > b.length) {
       brokenAt = `chunk "${id}" declares ${size} bytes but only ${b.length - start} remain`;
       break;
     }
-    pos = start + size + (size & 1);
+    pos = start + size;
+    // An odd-sized chunk is followed by a pad byte; some writers leave it out.
+    if (size & 1 && (chunkHeaderAt(pos + 1) || !chunkHeaderAt(pos))) pos += 1;
   }
 
   if (!fmt) fail(brokenAt ? `truncated header (no complete fmt chunk: ${brokenAt})` : 'missing fmt chunk');
@@ -132,7 +143,7 @@ interface Format {
   rate: number;
   blockAlign: number;
   bits: number;
-  bitDepth: string; // wavefile's code
+  bitDepth: string; // '8', '16', '24', '32', '32f' or '64'
 }
 
 function parseFmt(b: Uint8Array, fmt: Chunk, name: string): Format {
@@ -177,35 +188,6 @@ function parseFmt(b: Uint8Array, fmt: Chunk, name: string): Format {
     fail(`invalid fmt chunk: block align ${blockAlign}, expected ${expectAlign} for ${channels} channel(s) of ${bits} bits`);
   }
   return { code, extensible, channels, rate, blockAlign, bits, bitDepth };
-}
-
-/**
- * wavefile's own reading of the header must agree with ours (bit-depth code, channels, rate). It
- * parses the file only up to the end of fmt/data, so damaged trailing chunks (LIST, id3) cannot
- * trip it. It derives the sample type from the fmt format code and does not look into
- * WAVE_FORMAT_EXTENSIBLE's subformat, so it gets a copy with the resolved code written in.
- */
-function checkWithWavefile(b: Uint8Array, layout: Layout, f: Format, name: string): void {
-  const end = Math.max(layout.fmt.start + layout.fmt.size, layout.data.start + layout.data.size);
-  let bytes = b.subarray(0, Math.min(end, b.length));
-  if (f.extensible) {
-    bytes = bytes.slice();
-    new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint16(layout.fmt.start, f.code, true);
-  }
-  const wav = new WaveFile();
-  try {
-    wav.fromBuffer(bytes, false); // header only: samples are decoded below
-  } catch (e: any) {
-    throw new ArdError(`${name}: malformed WAV (${String(e?.message ?? e).split('\n')[0]})`);
-  }
-  const wfmt = wav.fmt as { numChannels: number; sampleRate: number };
-  if (wav.bitDepth !== f.bitDepth || wfmt.numChannels !== f.channels || wfmt.sampleRate !== f.rate) {
-    // Both readers walk the same chunks; a disagreement is a bug here, not bad input.
-    throw new Error(
-      `${name}: wavefile read ${wav.bitDepth}/${wfmt.numChannels}ch/${wfmt.sampleRate}Hz, ` +
-        `expected ${f.bitDepth}/${f.channels}ch/${f.rate}Hz`,
-    );
-  }
 }
 
 /**
@@ -294,7 +276,6 @@ export function decodeWavMono(bytes: Uint8Array, name: string): WavMono {
   if (frames === 0) {
     throw new ArdError(`${name}: no samples (data chunk has ${layout.dataBytes} bytes, one frame is ${f.blockAlign})`);
   }
-  checkWithWavefile(bytes, layout, f, name);
   const samples = decodeMono(bytes, layout, f, frames, name);
   return { samples, sampleRate: f.rate, channels: f.channels, frames, duration: frames / f.rate, bitDepth: f.bitDepth };
 }
@@ -302,8 +283,17 @@ export function decodeWavMono(bytes: Uint8Array, name: string): WavMono {
 /** Decode a WAV file held in memory: mono, 16 kHz. `name` is used in error messages. */
 export function decodeWav(bytes: Uint8Array, name: string): WavAudio {
   const m = decodeWavMono(bytes, name);
+  let samples: Float32Array;
+  try {
+    samples = resample(m.samples, m.sampleRate, TARGET_RATE);
+  } catch (e) {
+    // An absurd rate in the header (e.g. 4294967295 Hz) asks for a filter or an output too large
+    // for a typed array.
+    if (!(e instanceof RangeError)) throw e;
+    throw new ArdError(`${name}: sample rate ${m.sampleRate} Hz cannot be resampled to ${TARGET_RATE} Hz (the filter or the output would not fit in memory)`);
+  }
   return {
-    samples: resample(m.samples, m.sampleRate, TARGET_RATE),
+    samples,
     sampleRate: TARGET_RATE,
     originalRate: m.sampleRate,
     channels: m.channels,

@@ -90,6 +90,8 @@ function isNullAdapter(adapter: GPUAdapter): boolean {
 
 export async function requestAdapter(opts: AdapterOptions = {}): Promise<GPUAdapter> {
   const gpu = await getGPU(opts);
+  // On Vulkan, Dawn's native code prints two "artificially reduced" notices straight to fd 2 here
+  // (no toggle or option silences them); the CLI filters them out in bin/ardgpu.mjs.
   const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
   if (!adapter) {
     throw new ArdError('no WebGPU adapter found: run `npm run setup` (installs Mesa lavapipe on Debian/Ubuntu) or install a Vulkan driver');
