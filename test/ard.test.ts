@@ -20,6 +20,7 @@ import { canonicalTokens, describeFeatures, namesAgree, summariseCaptions, type 
 import { explain, renderTimeline, segmentsOf } from '../src/ard/explain.js';
 import { SparseAutoencoder } from '../src/sae/model.js';
 import { getEngine, randn, rng } from './helpers.js';
+import { retrieveRef } from '../reference/ard.js';
 
 const LABELS = ['alarm', 'female speech', 'male speech', 'ticking', 'rain', 'bell'];
 const PARTNER = [1, 0, 3, 2, 5, 4]; // polysemantic features mix these pairs; they never co-occur
@@ -183,48 +184,6 @@ function writeRun(run: string, w: World, dtype: 'F32' | 'F16', shardRows: number
   return manifest;
 }
 
-/** Plain TS reference of retrieve from recorded codes and rows. */
-function reference(w: World, values: Float32Array, indices: Int32Array, p: number) {
-  const n = w.clips.length;
-  const mean = new Float64Array(n * M);
-  const cov = new Float64Array(n * M);
-  const resid = new Float64Array(n * D);
-  let row = 0;
-  w.clips.forEach((c, ci) => {
-    for (let t = 0; t < c.T; t++, row++) {
-      for (let j = 0; j < K; j++) {
-        const v = values[row * K + j]!;
-        const f = indices[row * K + j]!;
-        if (v > 0) {
-          mean[ci * M + f] += v;
-          cov[ci * M + f] += 1;
-        }
-      }
-      for (let j = 0; j < D; j++) resid[ci * D + j] += w.rows[row * D + j]!;
-    }
-    for (let f = 0; f < M; f++) {
-      mean[ci * M + f] /= c.T;
-      cov[ci * M + f] /= c.T;
-    }
-    for (let j = 0; j < D; j++) resid[ci * D + j] /= c.T;
-  });
-  const score = new Float64Array(n * M);
-  const H: number[][] = [];
-  const L: number[][] = [];
-  for (let f = 0; f < M; f++) {
-    let mx = 0;
-    for (let c = 0; c < n; c++) mx = Math.max(mx, mean[c * M + f]!);
-    for (let c = 0; c < n; c++) score[c * M + f] = mx > 0 ? (mean[c * M + f]! / mx) * cov[c * M + f]! : 0;
-    const firing = [...Array(n).keys()].filter((c) => cov[c * M + f]! > 0);
-    const byDesc = [...firing].sort((a, b) => score[b * M + f]! - score[a * M + f]! || a - b);
-    const byAsc = [...firing].sort((a, b) => score[a * M + f]! - score[b * M + f]! || a - b);
-    const h = byDesc.slice(0, p);
-    H.push(h);
-    L.push(byAsc.filter((c) => !h.includes(c)).slice(0, p));
-  }
-  return { mean, cov, score, resid, H, L };
-}
-
 let engine: Engine;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ardgpu-ard-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -263,7 +222,7 @@ describe('retrieve', () => {
       c.indices.dispose();
     }
     expect(at).toBe(w.N * K);
-    const ref = reference(w, values, indices, P);
+    const ref = retrieveRef(w.clips.map((c) => c.T), w.rows, D, values, indices, K, M, P);
     const got = readRetrieve(res.file);
     expect(got.nClips).toBe(w.clips.length);
     expect(got.m).toBe(M);

@@ -6,8 +6,8 @@ import { ArdError } from '../src/util/errors.js';
 import * as wavefileNs from 'wavefile';
 import { decodeWav, decodeWavMono, encodeWav, listWavs, readWav, windows, writeWav } from '../src/audio/wav.js';
 import { resample, resampledLength } from '../src/audio/resample.js';
-import { hannWindow, hannWindow64, hzToMel, melFilters, melToHz, N_FREQS } from '../src/audio/mel-filters.js';
-import { logMelFrames, logMelRef, powerSpectrogramRef } from '../src/audio/logmel-ref.js';
+import { hannWindow, hzToMel, melFilters, melToHz, N_FREQS } from '../src/audio/mel-filters.js';
+import { hannWindow64, logMelFrames, logMelRef, powerSpectrogramRef } from '../reference/logmel.js';
 import { GOOD, buildWav, sineFrames, wavFixtures } from '../tools/make-wav-fixtures.js';
 
 const WAV_DIR = path.join(import.meta.dirname, 'fixtures', 'wav');

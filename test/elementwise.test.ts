@@ -3,34 +3,9 @@ import * as T from '../src/tensor/index.js';
 import { Tensor } from '../src/tensor/index.js';
 import { gradCheck } from './gradcheck.js';
 import { AWKWARD, expectClose, getEngine, randn, randu } from './helpers.js';
+import { geluRef, sigmoidRef, siluRef } from '../reference/elementwise.js';
 
 // f64 references for the elementwise family
-const erf = (x: number): number => {
-  // series / continued fraction in f64, accurate to ~1e-15 for our range
-  const t = Math.abs(x);
-  if (t < 3) {
-    let sum = x, term = x;
-    for (let n = 1; n < 100; n++) {
-      term *= (-x * x) / n;
-      const add = term / (2 * n + 1);
-      sum += add;
-      if (Math.abs(add) < 1e-17) break;
-    }
-    return (2 / Math.sqrt(Math.PI)) * sum;
-  }
-  // erfc continued fraction (Lentz) for large |x|
-  let f = t, c = t, d = 0;
-  for (let n = 1; n < 200; n++) {
-    const an = n / 2;
-    d = t + an * d;
-    d = 1 / d;
-    c = t + an / c;
-    f *= c * d;
-  }
-  const erfc = Math.exp(-t * t) / Math.sqrt(Math.PI) / f;
-  return Math.sign(x) * (1 - erfc);
-};
-const sigm = (x: number) => 1 / (1 + Math.exp(-x));
 export const UNARY_REF: Record<string, [(t: Tensor) => Tensor, (x: number) => number, [number, number]]> = {
   neg: [T.neg, (x) => -x, [-3, 3]],
   abs: [T.abs, Math.abs, [-3, 3]],
@@ -41,10 +16,10 @@ export const UNARY_REF: Record<string, [(t: Tensor) => Tensor, (x: number) => nu
   sin: [T.sin, Math.sin, [-3, 3]],
   cos: [T.cos, Math.cos, [-3, 3]],
   tanh: [T.tanh, Math.tanh, [-3, 3]],
-  sigmoid: [T.sigmoid, sigm, [-8, 8]],
+  sigmoid: [T.sigmoid, sigmoidRef, [-8, 8]],
   relu: [T.relu, (x) => Math.max(x, 0), [-3, 3]],
-  gelu: [T.gelu, (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)), [-6, 6]],
-  silu: [T.silu, (x) => x * sigm(x), [-8, 8]],
+  gelu: [T.gelu, geluRef, [-6, 6]],
+  silu: [T.silu, siluRef, [-8, 8]],
   square: [T.square, (x) => x * x, [-3, 3]],
   reciprocal: [T.reciprocal, (x) => 1 / x, [0.2, 4]],
 };

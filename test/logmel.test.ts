@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as path from 'node:path';
 import { clipFeatures, logMel, windowFeatures } from '../src/audio/logmel.js';
-import { logMelRef } from '../src/audio/logmel-ref.js';
+import { logMelRef } from '../reference/logmel.js';
 import { openSafetensors } from '../src/io/safetensors.js';
 import { expectClose, getEngine, randn } from './helpers.js';
 

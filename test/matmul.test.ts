@@ -5,106 +5,14 @@ import { Tensor } from '../src/tensor/index.js';
 import { MatmulAct, MatmulOptions, linear, matmul } from '../src/tensor/ops/matmul.js';
 import { gradCheck } from './gradcheck.js';
 import { expectClose, getEngine, randn } from './helpers.js';
-
-// ---- f64 reference ------------------------------------------------------------------------
-
-const erf = (x: number): number => {
-  // Taylor series for |x| < 3, continued fraction beyond (f64, ~1e-15)
-  const t = Math.abs(x);
-  if (t < 3) {
-    let sum = x;
-    let term = x;
-    for (let n = 1; n < 100; n++) {
-      term *= (-x * x) / n;
-      const add = term / (2 * n + 1);
-      sum += add;
-      if (Math.abs(add) < 1e-17) break;
-    }
-    return (2 / Math.sqrt(Math.PI)) * sum;
-  }
-  let f = t;
-  let c = t;
-  let d = 0;
-  for (let n = 1; n < 200; n++) {
-    d = 1 / (t + (n / 2) * d);
-    c = t + n / 2 / c;
-    f *= c * d;
-  }
-  return Math.sign(x) * (1 - Math.exp(-t * t) / Math.sqrt(Math.PI) / f);
-};
-const ACT_REF: Record<MatmulAct, (x: number) => number> = {
-  none: (x) => x,
-  relu: (x) => Math.max(x, 0),
-  gelu: (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
-  silu: (x) => x / (1 + Math.exp(-x)),
-};
-
-/** A logical matrix stack: op(X) as [batch..., R, C], row-major. */
-interface Logical {
-  data: ArrayLike<number>;
-  batch: number[];
-  R: number;
-  C: number;
-}
-
-function bcastIndex(outIdx: number[], shape: number[]): number {
-  // flat index into `shape` (right-aligned, size-1 dims broadcast) for a multi-index of the output batch
-  let flat = 0;
-  const lead = outIdx.length - shape.length;
-  for (let i = 0; i < shape.length; i++) flat = flat * shape[i]! + (shape[i] === 1 ? 0 : outIdx[lead + i]!);
-  return flat;
-}
-
-function broadcastBatch(a: number[], b: number[]): number[] {
-  const r = Math.max(a.length, b.length);
-  return Array.from({ length: r }, (_, i) => {
-    const x = a[a.length - r + i] ?? 1;
-    const y = b[b.length - r + i] ?? 1;
-    return x === 1 ? y : x;
-  });
-}
-
-/** act(op(A)·op(B) + bias) in f64, broadcasting batch dims. */
-function refMatmul(A: Logical, B: Logical, bias?: ArrayLike<number>, act: MatmulAct = 'none'): Float64Array {
-  const M = A.R;
-  const K = A.C;
-  const N = B.C;
-  const batch = broadcastBatch(A.batch, B.batch);
-  const nb = batch.reduce((x, d) => x * d, 1);
-  const out = new Float64Array(nb * M * N);
-  const idx = new Array<number>(batch.length).fill(0);
-  for (let z = 0; z < nb; z++) {
-    let rem = z;
-    for (let d = batch.length - 1; d >= 0; d--) {
-      idx[d] = rem % batch[d]!;
-      rem = Math.floor(rem / batch[d]!);
-    }
-    const ao = bcastIndex(idx, A.batch) * M * K;
-    const bo = bcastIndex(idx, B.batch) * K * N;
-    for (let m = 0; m < M; m++) {
-      for (let n = 0; n < N; n++) {
-        let s = 0;
-        for (let k = 0; k < K; k++) s += A.data[ao + m * K + k]! * B.data[bo + k * N + n]!;
-        if (bias) s += bias[n]!;
-        out[(z * M + m) * N + n] = ACT_REF[act](s);
-      }
-    }
-  }
-  return out;
-}
+import { Logical, broadcastBatch, matmulRef, transposeRef } from '../reference/matmul.js';
+import { prod } from '../reference/shape.js';
 
 /** Storage for a logical [batch, R, C] stack, transposed in each matrix when `trans`. */
 function store(L: Logical, trans: boolean): Float32Array {
-  if (!trans) return Float32Array.from(L.data);
-  const { R, C } = L;
-  const out = new Float32Array(L.data.length);
-  for (let z = 0; z < L.data.length / (R * C); z++) {
-    for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) out[z * R * C + c * R + r] = L.data[z * R * C + r * C + c]!;
-  }
-  return out;
+  return Float32Array.from(trans ? transposeRef(L).data : L.data);
 }
 
-const prod = (s: number[]) => s.reduce((x, d) => x * d, 1);
 function logical(batch: number[], R: number, C: number, seed: number): Logical {
   return { data: randn(prod(batch) * R * C, seed), batch, R, C };
 }
@@ -136,7 +44,7 @@ async function checkCase(
   const half = opts.dtypeA === 'f16' || opts.dtypeB === 'f16';
   const [rtol, atol] = half ? [1e-2, 1e-2 * Math.sqrt(A.C)] : tolerance(A.C);
   // (f16 callers pass data already rounded to f16: the tolerance covers f16 output rounding)
-  expectClose(await y.read(), refMatmul(A, B, bias, opts.act), rtol, atol, what);
+  expectClose(await y.read(), matmulRef(A, B, bias, opts.act), rtol, atol, what);
   for (const t of [a, b, tb, y]) t?.dispose();
 }
 
@@ -198,7 +106,7 @@ describe('matmul', () => {
       const v = T.slice(T.slice(tBig, 0, r0, r0 + M), 1, c0, c0 + K);
       const y = matmul(v, tb);
       const [rtol, atol] = tolerance(K);
-      expectClose(await y.read(), refMatmul(sliceOf(r0, c0), B), rtol, atol, `slice at ${r0},${c0}`);
+      expectClose(await y.read(), matmulRef(sliceOf(r0, c0), B), rtol, atol, `slice at ${r0},${c0}`);
       y.dispose();
       v.dispose();
     }
@@ -208,7 +116,7 @@ describe('matmul', () => {
     const vPad = T.slice(tPad, 1, 0, K);
     const padL: Logical = { data: Float32Array.from({ length: M * K }, (_, i) => pad[Math.floor(i / K) * 28 + (i % K)]!), batch: [], R: M, C: K };
     let y = matmul(vPad, tb);
-    expectClose(await y.read(), refMatmul(padL, B), ...tolerance(K), 'padded rows');
+    expectClose(await y.read(), matmulRef(padL, B), ...tolerance(K), 'padded rows');
     y.dispose();
     // a transposed view passed without transA is read column-major in place
     const At = logical([], K, M, 6); // stored [K, M]
@@ -216,12 +124,12 @@ describe('matmul', () => {
     const view = T.transpose(tAt);
     y = matmul(view, tb);
     const opA: Logical = { data: store({ ...At }, true), batch: [], R: M, C: K };
-    expectClose(await y.read(), refMatmul(opA, B), ...tolerance(K), 'transposed view');
+    expectClose(await y.read(), matmulRef(opA, B), ...tolerance(K), 'transposed view');
     y.dispose();
     // …and a transposed view with transA is plain row-major again
     const tA2 = T.tensor(e, opA.data, [M, K]);
     y = matmul(T.transpose(tA2), tb, { transA: true });
-    expectClose(await y.read(), refMatmul(opA, B), ...tolerance(K), 'transposed view, transA');
+    expectClose(await y.read(), matmulRef(opA, B), ...tolerance(K), 'transposed view, transA');
     y.dispose();
     // expanded (stride-0) batch and permuted batch dims
     const A3 = logical([3, 2], M, K, 7); // [3, 2, M, K], used as [2, 3, M, K] via permute
@@ -231,7 +139,7 @@ describe('matmul', () => {
     for (let i = 0; i < 2; i++) for (let j = 0; j < 3; j++) permData.set((A3.data as Float32Array).subarray((j * 2 + i) * M * K, (j * 2 + i + 1) * M * K), (i * 3 + j) * M * K);
     const bExp = T.expand(T.reshape(tb, [1, K, N]), [3, K, N]);
     y = matmul(perm, bExp);
-    expectClose(await y.read(), refMatmul({ data: permData, batch: [2, 3], R: M, C: K }, { ...B, batch: [1] }), ...tolerance(K), 'permuted × expanded');
+    expectClose(await y.read(), matmulRef({ data: permData, batch: [2, 3], R: M, C: K }, { ...B, batch: [1] }), ...tolerance(K), 'permuted × expanded');
     y.dispose();
     for (const t of [tBig, tb, tPad, vPad, tAt, view, tA2, tA3, perm, bExp]) t.dispose();
 
@@ -247,7 +155,7 @@ describe('matmul', () => {
     const tB3 = T.tensor(e, B3.data, [3, 70]);
     y = matmul(v3, tB3);
     const v3L: Logical = { data: Float32Array.from({ length: rows * 3 }, (_, i) => raw[Math.floor(i / 3) * 4 + (i % 3)]!), batch: [], R: rows, C: 3 };
-    expectClose(await y.read(), refMatmul(v3L, B3), ...tolerance(3), 'odd-sized caller buffer');
+    expectClose(await y.read(), matmulRef(v3L, B3), ...tolerance(3), 'odd-sized caller buffer');
     for (const t of [y, v3, wrapped, tB3]) t.dispose();
     buf.destroy();
   });
@@ -312,7 +220,7 @@ describe('matmul', () => {
     const bias = randn(40, 53);
     const y = linear(upload(e, X, false), T.tensor(e, W.data, [40, 24]), T.tensor(e, bias, [40]), 'gelu');
     const WT: Logical = { data: store(W, true), batch: [], R: 24, C: 40 };
-    expectClose(await y.read(), refMatmul(X, WT, bias, 'gelu'), ...tolerance(24), 'linear');
+    expectClose(await y.read(), matmulRef(X, WT, bias, 'gelu'), ...tolerance(24), 'linear');
   });
 
   it('handles 1-D operands, empty dims and K = 0', async () => {
@@ -321,7 +229,7 @@ describe('matmul', () => {
     const B = logical([], 20, 70, 62);
     let y = matmul(T.tensor(e, v, [20]), T.tensor(e, B.data, [20, 70]));
     expect(y.shape).toEqual([70]);
-    expectClose(await y.read(), refMatmul({ data: v, batch: [], R: 1, C: 20 }, B), ...tolerance(20), 'vector × matrix');
+    expectClose(await y.read(), matmulRef({ data: v, batch: [], R: 1, C: 20 }, B), ...tolerance(20), 'vector × matrix');
     y = matmul(T.tensor(e, B.data, [20, 70]), T.tensor(e, randn(70, 63), [70]));
     expect(y.shape).toEqual([20]);
     y = matmul(T.zeros(e, [0, 5]), T.zeros(e, [5, 3]));
@@ -380,9 +288,9 @@ describe('matmul gradients', () => {
   const K = 6;
   const N = 7;
   const refOf = (transA: boolean, transB: boolean, batchA: number[], act: MatmulAct, withBias: boolean) => (xs: Float64Array[]) => {
-    const A: Logical = { data: transA ? untranspose(xs[0]!, batchA, K, M) : xs[0]!, batch: batchA, R: M, C: K };
-    const B: Logical = { data: transB ? untranspose(xs[1]!, [], N, K) : xs[1]!, batch: [], R: K, C: N };
-    return refMatmul(A, B, withBias ? xs[2] : undefined, act);
+    const A: Logical = { data: transA ? transposeRef({ data: xs[0]!, batch: batchA, R: K, C: M }).data : xs[0]!, batch: batchA, R: M, C: K };
+    const B: Logical = { data: transB ? transposeRef({ data: xs[1]!, batch: [], R: N, C: K }).data : xs[1]!, batch: [], R: K, C: N };
+    return matmulRef(A, B, withBias ? xs[2] : undefined, act);
   };
 
   for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]]) {
@@ -419,12 +327,3 @@ describe('matmul gradients', () => {
     });
   }
 });
-
-/** Stored [batch, C, R] (transposed) → logical [batch, R, C], f64. */
-function untranspose(x: Float64Array, batch: number[], C: number, R: number): Float64Array {
-  const out = new Float64Array(x.length);
-  for (let z = 0; z < prod(batch); z++) {
-    for (let c = 0; c < C; c++) for (let r = 0; r < R; r++) out[z * R * C + r * C + c] = x[z * R * C + c * R + r]!;
-  }
-  return out;
-}

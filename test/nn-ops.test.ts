@@ -2,12 +2,16 @@ import { Float16Array } from '@petamoriken/float16';
 import { describe, expect, it } from 'vitest';
 import * as T from '../src/tensor/index.js';
 import { conv1d, layerNorm, logSoftmax, rmsNorm, rope, ropeInvFreq, scaledDotProductAttention, softmax, unfold1d, conv1dTimeMajor } from '../src/tensor/ops/nn.js';
-import { attentionRef, conv1dOutLength, conv1dRef, layerNormRef, logSoftmaxRef, rmsNormRef, ropeRef, softmaxRef, unfold1dRef } from '../src/tensor/reference.js';
+import { conv1dOutLength, conv1dRef } from '../reference/conv1d.js';
+import { layerNormRef, rmsNormRef } from '../reference/norm.js';
+import { ropeRef } from '../reference/rope.js';
+import { prod } from '../reference/shape.js';
+import { attentionRef, logSoftmaxRef, softmaxRef } from '../reference/softmax.js';
+import { unfold1dRef } from '../reference/unfold.js';
 import { ArdError } from '../src/util/errors.js';
 import { gradCheck } from './gradcheck.js';
 import { expectClose, getEngine, randn, randu } from './helpers.js';
 
-const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 const f16round = (x: Float32Array) => Float32Array.from(Float16Array.from(x));
 
 /** Run `f` on an engine tensor built from `data`, read the result back as f32. */

@@ -2,27 +2,7 @@ import { describe, expect, it } from 'vitest';
 import * as T from '../src/tensor/index.js';
 import { gradCheck } from './gradcheck.js';
 import { expectClose, getEngine, randn } from './helpers.js';
-
-/** Reference reduction of a row-major [outer, L, inner] array. */
-function refReduce(x: ArrayLike<number>, shape: number[], axis: number, op: 'sum' | 'max' | 'min' | 'argmax' | 'argmin'): number[] {
-  const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1);
-  const L = shape[axis]!;
-  const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
-  const out: number[] = [];
-  for (let o = 0; o < outer; o++)
-    for (let i = 0; i < inner; i++) {
-      let acc = op === 'sum' ? 0 : op === 'max' || op === 'argmax' ? -Infinity : Infinity;
-      let arg = 0;
-      for (let j = 0; j < L; j++) {
-        const v = Number(x[(o * L + j) * inner + i]);
-        if (op === 'sum') acc += v;
-        else if ((op === 'max' || op === 'argmax') && v > acc) [acc, arg] = [v, j];
-        else if ((op === 'min' || op === 'argmin') && v < acc) [acc, arg] = [v, j];
-      }
-      out.push(op === 'argmax' || op === 'argmin' ? arg : acc);
-    }
-  return out;
-}
+import { reduceRef } from '../reference/reduce.js';
 
 describe('reductions', () => {
   it('sum/mean/max/min/argmax/argmin along every axis of awkward shapes', async () => {
@@ -31,12 +11,12 @@ describe('reductions', () => {
       const x = randn(shape.reduce((a, b) => a * b, 1), shape.length);
       const t = T.tensor(e, x, shape);
       for (let axis = 0; axis < shape.length; axis++) {
-        expectClose(await T.sum(t, axis).read(), refReduce(x, shape, axis, 'sum'), 1e-4, 1e-5, `sum ${shape} @${axis}`);
-        expectClose(await T.mean(t, axis).read(), refReduce(x, shape, axis, 'sum').map((v) => v / shape[axis]!), 1e-4, 1e-6, `mean`);
-        expectClose(await T.max(t, axis).read(), refReduce(x, shape, axis, 'max'), 0, 0, 'max');
-        expectClose(await T.min(t, axis).read(), refReduce(x, shape, axis, 'min'), 0, 0, 'min');
-        expect(Array.from(await T.argmax(t, axis).read())).toEqual(refReduce(x, shape, axis, 'argmax'));
-        expect(Array.from(await T.argmin(t, axis).read())).toEqual(refReduce(x, shape, axis, 'argmin'));
+        expectClose(await T.sum(t, axis).read(), reduceRef(x, shape, axis, 'sum'), 1e-4, 1e-5, `sum ${shape} @${axis}`);
+        expectClose(await T.mean(t, axis).read(), reduceRef(x, shape, axis, 'sum').map((v) => v / shape[axis]!), 1e-4, 1e-6, `mean`);
+        expectClose(await T.max(t, axis).read(), reduceRef(x, shape, axis, 'max'), 0, 0, 'max');
+        expectClose(await T.min(t, axis).read(), reduceRef(x, shape, axis, 'min'), 0, 0, 'min');
+        expect(Array.from(await T.argmax(t, axis).read())).toEqual(reduceRef(x, shape, axis, 'argmax'));
+        expect(Array.from(await T.argmin(t, axis).read())).toEqual(reduceRef(x, shape, axis, 'argmin'));
       }
       const all = await T.sum(t).read();
       expectClose(all, [x.reduce((a, b) => a + b, 0)], 1e-4, 1e-4, 'sum all');
@@ -50,21 +30,21 @@ describe('reductions', () => {
     expect(Array.from(await T.argmax(t, 1).read())).toEqual([1, 1]);
     const x = randn(7 * 129, 4);
     const view = T.transpose(T.tensor(e, x, [7, 129]));
-    const ref = refReduce(x, [7, 129], 0, 'sum');
+    const ref = reduceRef(x, [7, 129], 0, 'sum');
     expectClose(await T.sum(view, 1).read(), ref, 1e-4, 1e-5, 'strided sum');
     const h = T.tensor(e, x, [7, 129], 'f16');
-    expectClose(await T.cast(T.sum(h, 1), 'f32').read(), refReduce(await h.toFloat32(), [7, 129], 1, 'sum'), 1e-2, 1e-2, 'f16 sum');
+    expectClose(await T.cast(T.sum(h, 1), 'f32').read(), reduceRef(await h.toFloat32(), [7, 129], 1, 'sum'), 1e-2, 1e-2, 'f16 sum');
   });
 
   it('gradients of sum, mean, max (no ties) match finite differences', async () => {
     const e = await getEngine();
     const x = randn(3 * 5 * 4, 8);
     const shape = [3, 5, 4];
-    await gradCheck(e, [{ data: x, shape }], ([t]) => T.sum(t!, [0, 2]), ([v]) => Float64Array.from(refReduce(refReduce(v!, shape, 0, 'sum'), [1, 5, 4], 2, 'sum')));
-    await gradCheck(e, [{ data: x, shape }], ([t]) => T.mean(t!, 1, true), ([v]) => Float64Array.from(refReduce(v!, shape, 1, 'sum').map((s) => s / 5)));
+    await gradCheck(e, [{ data: x, shape }], ([t]) => T.sum(t!, [0, 2]), ([v]) => Float64Array.from(reduceRef(reduceRef(v!, shape, 0, 'sum'), [1, 5, 4], 2, 'sum')));
+    await gradCheck(e, [{ data: x, shape }], ([t]) => T.mean(t!, 1, true), ([v]) => Float64Array.from(reduceRef(v!, shape, 1, 'sum').map((s) => s / 5)));
     await gradCheck(e, [{ data: x, shape }], ([t]) => T.sum(t!), ([v]) => Float64Array.of(v!.reduce((a, b) => a + b, 0)));
-    await gradCheck(e, [{ data: x, shape }], ([t]) => T.max(t!, 2), ([v]) => Float64Array.from(refReduce(v!, shape, 2, 'max')));
-    await gradCheck(e, [{ data: x, shape }], ([t]) => T.min(t!, 0), ([v]) => Float64Array.from(refReduce(v!, shape, 0, 'min')));
+    await gradCheck(e, [{ data: x, shape }], ([t]) => T.max(t!, 2), ([v]) => Float64Array.from(reduceRef(v!, shape, 2, 'max')));
+    await gradCheck(e, [{ data: x, shape }], ([t]) => T.min(t!, 0), ([v]) => Float64Array.from(reduceRef(v!, shape, 0, 'min')));
   });
 });
 

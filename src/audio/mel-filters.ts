@@ -66,10 +66,3 @@ export function hannWindow(n = N_FFT): Float32Array {
   for (let i = 0; i < n; i++) w[i] = 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / n);
   return w;
 }
-
-/** Same, in f64 (for references). */
-export function hannWindow64(n = N_FFT): Float64Array {
-  const w = new Float64Array(n);
-  for (let i = 0; i < n; i++) w[i] = 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / n);
-  return w;
-}

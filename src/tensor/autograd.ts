@@ -5,6 +5,10 @@
 // pattern is: tidy(() => { const loss = f(); backward(loss); opt.step(); }).
 import type { Engine } from '../gpu/engine.js';
 import { ArdError } from '../util/errors.js';
+// elementwise.ts imports record() from here: an import cycle, safe because neither module calls
+// into the other while it is being evaluated (only from functions, which run later) and every
+// export of this module is a hoisted function declaration.
+import { clone, map, ones, zeros } from './ops/elementwise.js';
 import { keep } from './scope.js';
 import { Tensor, shapeStr } from './tensor.js';
 
@@ -20,14 +24,6 @@ export interface GradNode {
    */
   addInto?: (acc: Tensor, grad: Tensor) => void;
 }
-
-// Set by ops/elementwise.ts to avoid an import cycle (backward needs add and fill).
-export const gradHelpers: {
-  add?: (a: Tensor, b: Tensor) => Tensor;
-  ones?: (e: Engine, shape: readonly number[]) => Tensor;
-  clone?: (a: Tensor) => Tensor;
-  zeros?: (e: Engine, shape: readonly number[], dtype: Tensor['dtype']) => Tensor;
-} = {};
 
 /** Attach a node to `out` if grad recording is on and any input wants a gradient. */
 export function record(out: Tensor, op: string, inputs: readonly Tensor[], backward: GradNode['backward'], addInto?: GradNode['addInto']): Tensor {
@@ -47,6 +43,11 @@ export function param(t: Tensor, name?: string): Tensor {
   t.node = null;
   if (name) t.name = name;
   return t;
+}
+
+/** The sum of two gradients of one tensor, in the first one's dtype. */
+function sumGrads(a: Tensor, b: Tensor): Tensor {
+  return map([a, b], 'a + b', { name: 'grad_accumulate', out: a.dtype });
 }
 
 function topoOrder(root: Tensor): Tensor[] {
@@ -87,19 +88,19 @@ export function backward(root: Tensor, grad?: Tensor): void {
     const grads = new Map<number, Tensor>();
     // sums made here belong to this pass alone: a leaf can keep one without copying it
     const sums = new Set<Tensor>();
-    grads.set(root.id, grad ?? gradHelpers.ones!(engine, root.shape));
+    grads.set(root.id, grad ?? ones(engine, root.shape));
     for (const t of order) {
       const g = grads.get(t.id);
       if (!g) continue;
       if (!t.node) {
         // a leaf: accumulate
         if (t.grad) {
-          const sum = gradHelpers.add!(t.grad, g);
+          const sum = sumGrads(t.grad, g);
           t.grad.dispose();
           t.grad = keep(sum);
         } else {
           // else a copy: the same gradient tensor may flow to several leaves (or be the caller's)
-          t.grad = keep(sums.has(g) ? g : gradHelpers.clone!(g));
+          t.grad = keep(sums.has(g) ? g : clone(g));
         }
         continue;
       }
@@ -111,7 +112,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
         // accumulate in place into a buffer this pass owns (a copy of what arrived before, if anything)
         let acc = grads.get(inp.id);
         if (!acc || !sums.has(acc)) {
-          acc = acc ? gradHelpers.clone!(acc) : gradHelpers.zeros!(engine, inp.shape, g.dtype);
+          acc = acc ? clone(acc) : zeros(engine, inp.shape, g.dtype);
           sums.add(acc);
           grads.set(inp.id, acc);
         }
@@ -128,7 +129,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
         const prev = grads.get(inp.id);
         if (!prev) grads.set(inp.id, gi);
         else {
-          const s = gradHelpers.add!(prev, gi);
+          const s = sumGrads(prev, gi);
           sums.add(s);
           grads.set(inp.id, s);
         }

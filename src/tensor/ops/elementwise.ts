@@ -3,7 +3,7 @@
 import { grid, Params } from '../../gpu/engine.js';
 import type { Engine } from '../../gpu/engine.js';
 import { ArdError } from '../../util/errors.js';
-import { gradHelpers, record } from '../autograd.js';
+import { record } from '../autograd.js';
 import { DType, Tensor, checkDtypeSupported, empty, shapeStr } from '../tensor.js';
 import { sumToShape } from './reduce.js';
 
@@ -303,8 +303,3 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
     b.requiresGrad ? sumToShape(map([cond, g], 'select(b, 0.0, a != 0.0)', { name: 'where_grad', out: g.dtype }), b.shape) : null,
   ]);
 }
-
-gradHelpers.add = (a, b) => map([a, b], 'a + b', { name: 'grad_accumulate', out: a.dtype });
-gradHelpers.ones = (e, shape) => ones(e, shape);
-gradHelpers.clone = (a) => map([a], 'a', { name: 'copy' });
-gradHelpers.zeros = (e, shape, dtype) => zeros(e, shape, dtype);

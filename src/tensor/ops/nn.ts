@@ -3,7 +3,7 @@
 // composed from matmul + softmax. Each op runs one WGSL kernel forward and dedicated kernels
 // backward (kernels/softmax.wgsl, norm.wgsl, rope.wgsl, conv1d.wgsl), computing in f32 whatever
 // the storage dtype (f32 or f16). Views whose elements are dense from their offset are read in
-// place; other views are copied first. Test-only f64 references: src/tensor/reference.ts.
+// place; other views are copied first. Test-only f64 references: reference/<family>.ts.
 import { grid, Params } from '../../gpu/engine.js';
 import type { Engine } from '../../gpu/engine.js';
 import { ArdError } from '../../util/errors.js';

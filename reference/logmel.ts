@@ -1,5 +1,5 @@
-// Plain TypeScript reference of Whisper's log-mel spectrogram (tests check the GPU kernel against
-// it). f64 throughout, direct DFT: slow but obviously right.
+// Plain TypeScript reference of Whisper's log-mel spectrogram (kernels/logmel.wgsl, audio/logmel.ts;
+// tests check the GPU kernel against it). f64 throughout, direct DFT: slow but obviously right.
 //
 //   stft(center=True, reflect pad n_fft/2, periodic Hann, hop 160) → |X|² over 201 bins
 //   → drop the last frame (Whisper's stft[..., :-1]: N samples give floor(N/160) frames)
@@ -7,7 +7,14 @@
 //
 // The caller decides on padding to 30 s (Whisper's feature extractor pads to 480000 samples).
 
-import { HOP_LENGTH, N_FFT, N_FREQS, hannWindow64, melFilters } from './mel-filters.js';
+import { HOP_LENGTH, N_FFT, N_FREQS, melFilters } from '../src/audio/mel-filters.js';
+
+/** Periodic Hann window in f64 (torch.hann_window(n), periodic=True; hannWindow's f32 twin). */
+export function hannWindow64(n = N_FFT): Float64Array {
+  const w = new Float64Array(n);
+  for (let i = 0; i < n; i++) w[i] = 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / n);
+  return w;
+}
 
 /** Frames produced for `n` samples. */
 export function logMelFrames(n: number): number {
