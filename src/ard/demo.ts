@@ -2,7 +2,6 @@
 // make-corpus → capture → train-sae → retrieve + rank → describe → steer → evaluate → report.
 // Every stage writes under one folder and skips itself when its inputs are unchanged, so an
 // interrupted demo resumes where it stopped.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Engine } from '../gpu/engine.js';
 import { makeCorpus, readManifest } from '../corpus/index.js';
@@ -13,7 +12,8 @@ import { describeFeatures } from './describe.js';
 import { evaluate } from './evaluate.js';
 import { rank } from './rank.js';
 import { writeReport } from './report.js';
-import { computeTimelines, retrieve, runPaths } from './retrieve.js';
+import { computeTimelines, retrieve } from './retrieve.js';
+import { clearFresh, fileDigest, fileStamp, isFresh, markFresh, runPaths, stageInputsKey } from './run.js';
 import { modelDescriber } from './stages.js';
 import { steeringExperiment } from './steer.js';
 import { SparseAutoencoder, trainSaeStage } from './train-sae.js';
@@ -114,22 +114,30 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       return {};
     });
     await stage('steer', async () => {
-      const file = runPaths(run, layer).steering;
-      if (!o.force && fs.existsSync(file) && fs.statSync(file).mtimeMs > fs.statSync(runPaths(run, layer).features).mtimeMs) {
-        log('steer: unchanged');
-        return { skipped: true };
-      }
+      const paths = runPaths(run, layer);
       const entries = readManifest(corpus);
       const speech = (split: string) =>
         entries
           .filter((e) => e.split === split && e.speech && e.gender)
           .map((e) => ({ file: path.resolve(corpus, e.file), gender: e.gender }));
+      const corpusClips = speech('test');
+      const selectionClips = speech('val').slice(0, 16);
+      const key = stageInputsKey('demo-steer', {
+        model: model.source, sae: fileDigest(paths.sae), features: fileDigest(paths.features), values: DEMO_STEER_VALUES,
+        clips: [...corpusClips, ...selectionClips].map((c) => [c.file, fileStamp(c.file), c.gender]), selection: selectionClips.length,
+      });
+      if (!o.force && isFresh(paths.steering, key)) {
+        log('steer: unchanged');
+        return { skipped: true };
+      }
+      clearFresh(paths.steering);
       try {
         // named candidates are compared on a few validation clips; the flip rate is measured on test clips
         const r = await steeringExperiment({
-          model, sae: saeModel, run, layer, corpusClips: speech('test'), selectionClips: speech('val').slice(0, 16),
+          model, sae: saeModel, run, layer, corpusClips, selectionClips,
           values: DEMO_STEER_VALUES, valuesInFeatureUnits: true, onProgress: progress('steer'),
         });
+        markFresh(paths.steering, key);
         log(`steer: feature #${r.feature} (${r.name}) — flip rate ${(r.flip_rate * 100).toFixed(0)}%, control unchanged ${(r.unchanged_rate * 100).toFixed(0)}%`);
       } catch (e) {
         // no gender-named feature: the report says so; the rest of the demo still runs

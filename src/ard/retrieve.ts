@@ -17,9 +17,7 @@
 // (normalised): it deliberately favours clips the concept fills, which is what a listener checking
 // a feature wants to hear. Normalising the mean per feature puts scores in [0, 1] and makes them
 // comparable across features (rank uses H and L score means) without changing any clip order.
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Engine } from '../gpu/engine.js';
 import { grid, Params } from '../gpu/engine.js';
 import { openSafetensors, toFloat32 } from '../io/safetensors.js';
@@ -27,6 +25,8 @@ import type { SafetensorsFile } from '../io/safetensors.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { ArdError } from '../util/errors.js';
 import { readJson, writeFileAtomic } from '../util/fs.js';
+import type { CaptureManifest, CaptureShard } from './run.js';
+import { clearFresh, fileDigest, isFresh, layerShards, markFresh, readCaptureManifest, runPaths, stageInputsKey } from './run.js';
 import { Tensor, empty, tensor } from '../tensor/tensor.js';
 import { cast, map, zeros } from '../tensor/ops/elementwise.js';
 import { reshape, transpose } from '../tensor/ops/layout.js';
@@ -36,82 +36,6 @@ import { topk } from '../tensor/ops/index.js';
 /** Bump when the meaning of retrieve-L.safetensors changes (invalidates cached results). */
 export const RETRIEVE_VERSION = 1;
 export const SCORE_FORMULA = 'score = (mean / max over clips of mean) × coverage; coverage = share of tokens with z > 0';
-
-// ---- RUN directory layout ------------------------------------------------------------------
-
-export interface CaptureClip {
-  id: string;
-  file: string;
-  labels: string[];
-  split: string;
-  gender?: string | null;
-  speech?: boolean;
-  caption?: string;
-  duration: number;
-  rowStart: number;
-  rowCount: number;
-  frameSeconds: number;
-}
-
-export interface CaptureShard {
-  file: string;
-  rowStart: number;
-  rowCount: number;
-}
-
-export interface CaptureManifest {
-  model?: string;
-  prompt?: string;
-  layers: number[];
-  d: number;
-  dtype: 'f16' | 'f32';
-  positions?: 'audio' | 'all';
-  clips: CaptureClip[];
-  shards: Record<string, CaptureShard[]>;
-  bad?: { file: string; error: string }[];
-  inputsHash?: string;
-  /** Directory corpus-relative clip files are resolved against (optional). */
-  corpus?: string;
-}
-
-export function runPaths(run: string, layer: number) {
-  return {
-    captureDir: path.join(run, 'capture'),
-    manifest: path.join(run, 'capture', 'manifest.json'),
-    sae: path.join(run, `sae-${layer}.safetensors`),
-    saeTrain: path.join(run, `sae-${layer}.train.json`),
-    retrieve: path.join(run, `retrieve-${layer}.safetensors`),
-    features: path.join(run, `features-${layer}.json`),
-    timelines: path.join(run, `timelines-${layer}.json`),
-    eval: path.join(run, 'eval.json'),
-    steering: path.join(run, 'steering.json'),
-    report: path.join(run, 'report.html'),
-  };
-}
-
-/** Reads and checks RUN/capture/manifest.json. */
-export function readCaptureManifest(run: string): CaptureManifest {
-  const file = path.join(run, 'capture', 'manifest.json');
-  const m = readJson<CaptureManifest>(file);
-  if (!m || typeof m !== 'object') throw new ArdError(`${file}: not a JSON object`);
-  if (!Array.isArray(m.clips)) throw new ArdError(`${file}: 'clips' must be an array`);
-  if (!Number.isInteger(m.d) || m.d <= 0) throw new ArdError(`${file}: 'd' must be a positive integer`);
-  m.clips.forEach((c, i) => {
-    if (!c || typeof c.id !== 'string') throw new ArdError(`${file}: clips[${i}] has no string 'id'`);
-    if (!Number.isInteger(c.rowStart) || !Number.isInteger(c.rowCount) || c.rowStart < 0 || c.rowCount < 0) {
-      throw new ArdError(`${file}: clips[${i}] (${c.id}) needs non-negative integer rowStart/rowCount`);
-    }
-    if (!Array.isArray(c.labels)) c.labels = [];
-  });
-  m.shards ??= {};
-  return m;
-}
-
-function layerShards(m: CaptureManifest, layer: number, file: string): CaptureShard[] {
-  const list = m.shards[String(layer)];
-  if (!Array.isArray(list) || list.length === 0) throw new ArdError(`${file}: no capture shards for layer ${layer}`);
-  return [...list].sort((a, b) => a.rowStart - b.rowStart);
-}
 
 // ---- the SAE, as retrieval sees it -----------------------------------------------------------
 
@@ -152,19 +76,18 @@ export interface RowBatch {
 /** Reads capture rows of one layer, shard by shard, keeping the last shard's bytes. */
 export class CaptureReader {
   private cache: { index: number; bytes: Uint8Array; dtype: 'F16' | 'F32' } | null = null;
-  readonly shards: CaptureShard[];
+  readonly shards: (CaptureShard & { path: string })[];
   readonly totalRows: number;
 
   constructor(readonly run: string, readonly manifest: CaptureManifest, readonly layer: number) {
-    const file = runPaths(run, layer).manifest;
-    this.shards = layerShards(manifest, layer, file);
+    this.shards = layerShards(run, manifest, layer);
     this.totalRows = this.shards.reduce((a, s) => Math.max(a, s.rowStart + s.rowCount), 0);
   }
 
   private load(i: number): { bytes: Uint8Array; dtype: 'F16' | 'F32' } {
     if (this.cache?.index === i) return this.cache;
     const s = this.shards[i]!;
-    const file = path.resolve(runPaths(this.run, this.layer).captureDir, s.file);
+    const file = s.path;
     const st: SafetensorsFile = openSafetensors(file);
     try {
       const info = st.tensors.get('acts');
@@ -481,43 +404,13 @@ export interface RetrieveResult {
   seconds: number;
 }
 
-function hashFile(h: ReturnType<typeof createHash>, file: string): void {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(1 << 22);
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-    }
-  } finally {
-    fs.closeSync(fd);
+function inputsKey(o: RetrieveOptions, saeFile: string, p: number, m: number): string {
+  let sae = o.saeHash;
+  if (sae === undefined) {
+    if (!fs.existsSync(saeFile)) throw new ArdError(`${saeFile}: SAE file not found (give saeFile or saeHash so results can be cached)`);
+    sae = fileDigest(saeFile);
   }
-}
-
-function inputsHash(o: RetrieveOptions, saeFile: string, p: number, m: number): string {
-  const h = createHash('sha256');
-  h.update(`retrieve v${RETRIEVE_VERSION} layer ${o.layer} p ${p} m ${m}\n`);
-  if (o.saeHash) h.update(`sae ${o.saeHash}\n`);
-  else if (fs.existsSync(saeFile)) hashFile(h, saeFile);
-  else throw new ArdError(`${saeFile}: SAE file not found (give saeFile or saeHash so results can be cached)`);
-  hashFile(h, runPaths(o.run, o.layer).manifest);
-  return h.digest('hex');
-}
-
-/** Reads the stored hash of an existing output, or null. */
-function storedHash(file: string): string | null {
-  if (!fs.existsSync(file)) return null;
-  try {
-    const f = openSafetensors(file);
-    try {
-      return f.metadata.inputsHash ?? null;
-    } finally {
-      f.close();
-    }
-  } catch {
-    return null;
-  }
+  return stageInputsKey('retrieve', { version: RETRIEVE_VERSION, layer: o.layer, p, m, sae, capture: fileDigest(runPaths(o.run, o.layer).manifest) });
 }
 
 export async function retrieve(o: RetrieveOptions): Promise<RetrieveResult> {
@@ -530,13 +423,15 @@ export async function retrieve(o: RetrieveOptions): Promise<RetrieveResult> {
   if (!Number.isInteger(p) || p < 1 || p > 256) throw new ArdError(`retrieve: p = ${p} must be an integer in [1, 256]`);
   const batchRows = o.batchRows ?? 2048;
   if (!Number.isInteger(batchRows) || batchRows < 1) throw new ArdError(`retrieve: batchRows = ${batchRows} must be a positive integer`);
-  const hash = inputsHash(o, saeFile, p, m);
+  const key = inputsKey(o, saeFile, p, m);
   const nClips = manifest.clips.length;
-  if (!o.force && storedHash(paths.retrieve) === hash) {
+  if (!o.force && isFresh(paths.retrieve, key)) {
     return { file: paths.retrieve, skipped: true, nClips, m, d: manifest.d, p: Math.min(p, nClips), rows: 0, seconds: 0 };
   }
+  clearFresh(paths.retrieve);
   const stats = await accumulateRun(o.engine, o.run, manifest, o.layer, o.sae, m, p, batchRows, o.onProgress);
-  writeRetrieve(paths.retrieve, stats, { inputsHash: hash, layer: String(o.layer) });
+  writeRetrieve(paths.retrieve, stats, { inputsHash: key, layer: String(o.layer) });
+  markFresh(paths.retrieve, key);
   const rows = stats.rows.reduce((a, b) => a + b, 0);
   return { file: paths.retrieve, skipped: false, nClips, m, d: manifest.d, p: stats.p, rows, seconds: (performance.now() - t0) / 1000 };
 }

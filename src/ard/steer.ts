@@ -39,7 +39,7 @@ import { writeJsonAtomic } from '../util/fs.js';
 import { stem } from './describe.js';
 import { readFeatures } from './rank.js';
 import type { FeatureEntry } from './rank.js';
-import { runPaths } from './retrieve.js';
+import { runPaths } from './run.js';
 
 export type SteerMode = 'add' | 'set';
 export type SteerPositions = 'all' | 'audio';
