@@ -21,12 +21,12 @@ import * as fs from 'node:fs';
 import type { Engine } from '../gpu/engine.js';
 import { grid, Params } from '../gpu/engine.js';
 import { openSafetensors, toFloat32 } from '../io/safetensors.js';
-import type { SafetensorsFile } from '../io/safetensors.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { ArdError } from '../util/errors.js';
 import { readJson, writeFileAtomic } from '../util/fs.js';
-import type { CaptureManifest, CaptureShard } from './run.js';
-import { clearFresh, fileDigest, isFresh, layerShards, markFresh, readCaptureManifest, runPaths, stageInputsKey } from './run.js';
+import type { ShardReader } from '../io/shards.js';
+import type { CaptureManifest } from './run.js';
+import { captureShardReader, clearFresh, fileDigest, isFresh, markFresh, readCaptureManifest, runPaths, stageInputsKey } from './run.js';
 import { Tensor, empty, tensor } from '../tensor/tensor.js';
 import { cast, map, zeros } from '../tensor/ops/elementwise.js';
 import { reshape, transpose } from '../tensor/ops/layout.js';
@@ -73,75 +73,29 @@ export interface RowBatch {
   x: Tensor;
 }
 
-/** Reads capture rows of one layer, shard by shard, keeping the last shard's bytes. */
-export class CaptureReader {
-  private cache: { index: number; bytes: Uint8Array; dtype: 'F16' | 'F32' } | null = null;
-  readonly shards: (CaptureShard & { path: string })[];
-  readonly totalRows: number;
-
-  constructor(readonly run: string, readonly manifest: CaptureManifest, readonly layer: number) {
-    this.shards = layerShards(run, manifest, layer);
-    this.totalRows = this.shards.reduce((a, s) => Math.max(a, s.rowStart + s.rowCount), 0);
-  }
-
-  private load(i: number): { bytes: Uint8Array; dtype: 'F16' | 'F32' } {
-    if (this.cache?.index === i) return this.cache;
-    const s = this.shards[i]!;
-    const file = s.path;
-    const st: SafetensorsFile = openSafetensors(file);
-    try {
-      const info = st.tensors.get('acts');
-      if (!info) throw new ArdError(`${file}: no tensor 'acts'`);
-      if (info.dtype !== 'F16' && info.dtype !== 'F32') throw new ArdError(`${file}: acts must be F16 or F32, got ${info.dtype}`);
-      if (info.shape.length !== 2 || info.shape[0] !== s.rowCount || info.shape[1] !== this.manifest.d) {
-        throw new ArdError(`${file}: acts has shape [${info.shape.join(', ')}], manifest says [${s.rowCount}, ${this.manifest.d}]`);
-      }
-      this.cache = { index: i, bytes: st.read('acts'), dtype: info.dtype };
-      return this.cache;
-    } finally {
-      st.close();
-    }
-  }
-
-  /** Rows [rowStart, rowStart + rows) as f32 [rows, d] on the GPU (f16 shards are cast there). */
-  upload(engine: Engine, rowStart: number, rows: number): Tensor {
-    const d = this.manifest.d;
-    const pieces: { bytes: Uint8Array; dtype: 'F16' | 'F32' }[] = [];
-    let at = rowStart;
-    const end = rowStart + rows;
-    for (let i = 0; i < this.shards.length && at < end; i++) {
-      const s = this.shards[i]!;
-      if (s.rowStart + s.rowCount <= at) continue;
-      if (s.rowStart > at) throw new ArdError(`${runPaths(this.run, this.layer).manifest}: layer ${this.layer} shards miss row ${at}`);
-      const n = Math.min(end, s.rowStart + s.rowCount) - at;
-      const sh = this.load(i);
-      const bpe = sh.dtype === 'F16' ? 2 : 4;
-      const off = (at - s.rowStart) * d * bpe;
-      pieces.push({ bytes: sh.bytes.subarray(off, off + n * d * bpe), dtype: sh.dtype });
-      at += n;
-    }
-    if (at < end) throw new ArdError(`${runPaths(this.run, this.layer).manifest}: layer ${this.layer} shards end before row ${end}`);
-    const allF16 = engine.f16 && pieces.every((p) => p.dtype === 'F16');
-    if (allF16) {
-      const raw = empty(engine, [rows, d], 'f16');
-      let o = 0;
-      for (const p of pieces) {
-        engine.write(raw.buffer, o, p.bytes);
-        o += p.bytes.byteLength;
-      }
-      const x = cast(raw, 'f32');
-      raw.dispose();
-      return x;
-    }
-    const host = new Float32Array(rows * d);
+/** Rows [rowStart, rowStart + rows) of the reader as f32 [rows, d] on the GPU (f16 shards are cast there). */
+export function uploadRows(engine: Engine, reader: ShardReader, rowStart: number, rows: number): Tensor {
+  const d = reader.d;
+  const pieces = reader.rowBytes(rowStart, rows);
+  if (engine.f16 && pieces.every((p) => p.dtype === 'F16')) {
+    const raw = empty(engine, [rows, d], 'f16');
     let o = 0;
     for (const p of pieces) {
-      const f = toFloat32(p.bytes, p.dtype);
-      host.set(f, o);
-      o += f.length;
+      engine.write(raw.buffer, o, p.bytes);
+      o += p.bytes.byteLength;
     }
-    return tensor(engine, host, [rows, d]);
+    const x = cast(raw, 'f32');
+    raw.dispose();
+    return x;
   }
+  const host = new Float32Array(rows * d);
+  let o = 0;
+  for (const p of pieces) {
+    const f = toFloat32(p.bytes, p.dtype);
+    host.set(f, o);
+    o += f.length;
+  }
+  return tensor(engine, host, [rows, d]);
 }
 
 // ---- per-clip accumulation on the GPU --------------------------------------------------------
@@ -448,14 +402,14 @@ export async function accumulateRun(
   batchRows: number,
   onProgress?: (done: number, total: number) => void,
 ): Promise<ClipStats> {
-  const reader = new CaptureReader(run, manifest, layer);
+  const reader = captureShardReader(run, manifest, layer);
   const acc = new ClipAccumulator(engine, manifest.clips, m, manifest.d, true);
   try {
     const total = reader.totalRows;
     let batches = 0;
     for (let r = 0; r < total; r += batchRows) {
       const n = Math.min(batchRows, total - r);
-      const x = reader.upload(engine, r, n);
+      const x = uploadRows(engine, reader, r, n);
       const codes = engine.noGradScope(() => sae.encode(x));
       acc.add(r, n, codes, x);
       codes.values.dispose();
@@ -480,7 +434,7 @@ export async function accumulateRun(
  */
 export async function clipResidualMeans(o: { engine: Engine; run: string; layer: number; batchRows?: number; onProgress?: (done: number, total: number) => void }): Promise<{ residMean: Float32Array; rows: Float32Array; nClips: number; d: number }> {
   const manifest = readCaptureManifest(o.run);
-  const reader = new CaptureReader(o.run, manifest, o.layer);
+  const reader = captureShardReader(o.run, manifest, o.layer);
   const acc = new ClipAccumulator(o.engine, manifest.clips, 0, manifest.d, true);
   const B = o.batchRows ?? 4096;
   try {
@@ -488,7 +442,7 @@ export async function clipResidualMeans(o: { engine: Engine; run: string; layer:
     let batches = 0;
     for (let r = 0; r < total; r += B) {
       const n = Math.min(B, total - r);
-      const x = reader.upload(o.engine, r, n);
+      const x = uploadRows(o.engine, reader, r, n);
       acc.add(r, n, null, x);
       x.dispose();
       if (++batches % 8 === 0 || r + n >= total) {
@@ -629,7 +583,7 @@ export async function computeTimelines(o: TimelineOptions): Promise<TimelineFile
   // clip → features wanted on it
   const byClip = new Map<number, number[]>();
   for (const w of want) for (const c of w.clips) byClip.set(c, [...(byClip.get(c) ?? []), w.feature]);
-  const reader = new CaptureReader(o.run, manifest, o.layer);
+  const reader = captureShardReader(o.run, manifest, o.layer);
   const out: TimelineFile = { layer: o.layer, features: {}, frameSeconds: {} };
   const clips = [...byClip.keys()].sort((a, b) => manifest.clips[a]!.rowStart - manifest.clips[b]!.rowStart);
   for (const ci of clips) {
@@ -638,7 +592,7 @@ export async function computeTimelines(o: TimelineOptions): Promise<TimelineFile
     out.frameSeconds[ci] = c.frameSeconds;
     const feats = [...new Set(byClip.get(ci)!)];
     if (c.rowCount === 0) continue;
-    const x = reader.upload(o.engine, c.rowStart, c.rowCount);
+    const x = uploadRows(o.engine, reader, c.rowStart, c.rowCount);
     const acts = await encodeFeatureActivations(o.engine, o.sae, x, feats);
     x.dispose();
     feats.forEach((f, j) => {

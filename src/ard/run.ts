@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { ShardReader } from '../io/shards.js';
 import { ArdError } from '../util/errors.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
 
@@ -102,6 +103,20 @@ export function layerShards(run: string, m: CaptureManifest, layer: number): (Ca
     throw new ArdError(`${file}: no capture shards for layer ${layer}${m.layers?.length ? ` (layers: ${m.layers.join(', ')})` : ''}`);
   }
   return [...list].sort((a, b) => a.rowStart - b.rowStart).map((s) => ({ ...s, path: path.resolve(captureDir, s.file) }));
+}
+
+/**
+ * The layer's capture rows as one ShardReader (row r of the reader is row r of the manifest);
+ * the shards must cover rows 0… without gaps or overlaps and hold the rows the manifest says.
+ */
+export function captureShardReader(run: string, m: CaptureManifest, layer: number): ShardReader {
+  const shards = layerShards(run, m, layer);
+  let at = 0;
+  for (const s of shards) {
+    if (s.rowStart !== at) throw new ArdError(`${runPaths(run, layer).manifest}: layer ${layer} shards ${s.rowStart > at ? `miss row ${at}` : `overlap at row ${s.rowStart}`}`);
+    at += s.rowCount;
+  }
+  return new ShardReader(shards.map((s) => ({ file: s.path, tensor: 'acts', rows: s.rowCount })), m.d);
 }
 
 // ---- freshness -------------------------------------------------------------------------------

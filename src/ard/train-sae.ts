@@ -6,12 +6,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Engine } from '../gpu/engine.js';
 import { openSafetensors } from '../io/safetensors.js';
-import { ShardReader } from '../sae/data.js';
 import { SparseAutoencoder } from '../sae/model.js';
 import { trainSae, TrainLog, TrainMetrics } from '../sae/train.js';
 import { ArdError } from '../util/errors.js';
 import { writeJsonAtomic } from '../util/fs.js';
-import { clearFresh, fileDigest, isFresh, markFresh, readCaptureManifest, runPaths, stageInputsKey } from './run.js';
+import { captureShardReader, clearFresh, fileDigest, isFresh, markFresh, readCaptureManifest, runPaths, stageInputsKey } from './run.js';
 
 export interface TrainSaeStageOptions {
   engine: Engine;
@@ -72,10 +71,7 @@ export async function trainSaeStage(o: TrainSaeStageOptions): Promise<TrainSaeSt
     }
     if (!same) fs.rmSync(ckpt, { force: true });
   }
-  const source = new ShardReader(
-    shards.map((s) => path.resolve(paths.captureDir, s.file)),
-    d,
-  );
+  const source = captureShardReader(o.run, manifest, o.layer);
   const log: TrainLog[] = [];
   const { sae, metrics } = await trainSae({
     engine: o.engine,
