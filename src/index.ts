@@ -23,6 +23,8 @@ export { makeCorpus, readManifest } from './corpus/index.js';
 export { capture } from './ard/capture.js';
 export type { CaptureOptions, CaptureResult } from './ard/capture.js';
 export { SparseAutoencoder } from './sae/model.js';
+export { loadSae, SAE_FORMATS } from './sae/load.js';
+export type { Sae, SparseEncoder } from './sae/types.js';
 export { trainSae } from './sae/train.js';
 export { MemorySource } from './sae/data.js';
 export { ShardReader } from './io/shards.js';

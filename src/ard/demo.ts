@@ -16,7 +16,8 @@ import { computeTimelines, retrieve } from './retrieve.js';
 import { clearFresh, fileDigest, fileStamp, isFresh, markFresh, runPaths, stageInputsKey } from './run.js';
 import { modelDescriber } from './stages.js';
 import { steeringExperiment } from './steer.js';
-import { SparseAutoencoder, trainSaeStage } from './train-sae.js';
+import { loadSae } from '../sae/load.js';
+import { trainSaeStage } from './train-sae.js';
 
 export interface DemoOptions {
   engine: Engine;
@@ -98,7 +99,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     log(`train-sae: ${r.skipped ? 'unchanged' : `FVU ${r.metrics!.fvu.toFixed(3)}, dead ${(r.metrics!.deadShare * 100).toFixed(1)}%, ${r.metrics!.tokensPerS.toFixed(0)} tokens/s`} → ${r.file}`);
     return r;
   });
-  const saeModel = SparseAutoencoder.load(engine, sae.file);
+  const saeModel = loadSae(engine, sae.file);
   try {
     await stage('retrieve', async () => {
       const r = await retrieve({ engine, run, layer, sae: saeModel, force: o.force, onProgress: progress('retrieve') });

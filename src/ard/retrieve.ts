@@ -25,6 +25,7 @@ import { writeSafetensors } from '../io/safetensors.js';
 import { ArdError } from '../util/errors.js';
 import { readJson, writeFileAtomic } from '../util/fs.js';
 import type { ShardReader } from '../io/shards.js';
+import type { SparseEncoder } from '../sae/types.js';
 import type { CaptureManifest } from './run.js';
 import { captureShardReader, clearFresh, fileDigest, isFresh, markFresh, readCaptureManifest, runPaths, stageInputsKey } from './run.js';
 import { Tensor, empty, tensor } from '../tensor/tensor.js';
@@ -36,33 +37,6 @@ import { topk } from '../tensor/ops/index.js';
 /** Bump when the meaning of retrieve-L.safetensors changes (invalidates cached results). */
 export const RETRIEVE_VERSION = 1;
 export const SCORE_FORMULA = 'score = (mean / max over clips of mean) × coverage; coverage = share of tokens with z > 0';
-
-// ---- the SAE, as retrieval sees it -----------------------------------------------------------
-
-/** What retrieval needs from a sparse autoencoder: top-k codes for a batch of rows. */
-export interface SparseEncoder {
-  /** x [rows, d] f32 → values [rows, k] (z; ≤ 0 means not firing), indices [rows, k] (i32). */
-  encode(x: Tensor): { values: Tensor; indices: Tensor };
-  /** Number of features (else taken from the options or the SAE file's metadata / W_enc). */
-  readonly m?: number;
-}
-
-function resolveM(sae: SparseEncoder, m: number | undefined, saeFile: string): number {
-  const direct = m ?? (sae as any).m ?? (sae as any).config?.m;
-  if (Number.isInteger(direct) && direct > 0) return direct;
-  if (fs.existsSync(saeFile)) {
-    const f = openSafetensors(saeFile);
-    try {
-      const meta = Number(f.metadata.m);
-      if (Number.isInteger(meta) && meta > 0) return meta;
-      const w = f.tensors.get('W_enc');
-      if (w && w.shape.length === 2) return w.shape[1]!;
-    } finally {
-      f.close();
-    }
-  }
-  throw new ArdError(`${saeFile}: cannot tell the SAE's number of features (pass m)`);
-}
 
 // ---- streaming the capture -------------------------------------------------------------------
 
@@ -332,8 +306,6 @@ export interface RetrieveOptions {
   run: string;
   layer: number;
   sae: SparseEncoder;
-  /** Number of SAE features, if the encoder does not say. */
-  m?: number;
   /** Clips kept per feature in H^k and L^k (default 10). */
   p?: number;
   /** Rows encoded per GPU batch (default 2048). */
@@ -372,7 +344,8 @@ export async function retrieve(o: RetrieveOptions): Promise<RetrieveResult> {
   const paths = runPaths(o.run, o.layer);
   const manifest = readCaptureManifest(o.run);
   const saeFile = o.saeFile ?? paths.sae;
-  const m = resolveM(o.sae, o.m, saeFile);
+  const m = o.sae.m;
+  if (!Number.isInteger(m) || m <= 0) throw new ArdError(`retrieve: the SAE's number of latents m = ${m} is not a positive integer`);
   const p = o.p ?? 10;
   if (!Number.isInteger(p) || p < 1 || p > 256) throw new ArdError(`retrieve: p = ${p} must be an integer in [1, 256]`);
   const batchRows = o.batchRows ?? 2048;

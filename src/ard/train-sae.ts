@@ -6,7 +6,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Engine } from '../gpu/engine.js';
 import { openSafetensors } from '../io/safetensors.js';
-import { SparseAutoencoder } from '../sae/model.js';
 import { trainSae, TrainLog, TrainMetrics } from '../sae/train.js';
 import { ArdError } from '../util/errors.js';
 import { writeJsonAtomic } from '../util/fs.js';
@@ -104,5 +103,3 @@ export async function trainSaeStage(o: TrainSaeStageOptions): Promise<TrainSaeSt
   fs.rmSync(ckpt, { force: true });
   return { file: paths.sae, skipped: false, metrics };
 }
-
-export { SparseAutoencoder };
