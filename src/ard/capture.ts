@@ -7,8 +7,8 @@
 //   RUN/capture/manifest.json                     clips → rows, shards per layer (see run.ts)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { listWavs, readWav } from '../audio/wav.js';
-import { readManifest } from '../corpus/manifest.js';
+import { readWav } from '../audio/wav.js';
+import { openClipSource, type ClipRecord } from '../corpus/clips.js';
 import type { AudioLLM } from '../model/audiollm.js';
 import { buildChatPrompt } from '../model/chat.js';
 import { writeSafetensors } from '../io/safetensors.js';
@@ -53,16 +53,6 @@ export interface CaptureResult {
   seconds: number;
 }
 
-interface ClipSource {
-  id: string;
-  file: string; // absolute
-  labels: string[];
-  split: string;
-  gender: string | null;
-  speech?: boolean;
-  caption?: string;
-}
-
 interface Progress {
   inputsHash: string;
   /** Clips (by index into the source list) fully stored, and their rows. */
@@ -74,36 +64,8 @@ interface Progress {
   rows: number;
 }
 
-function listClips(corpus: string, splits?: string[]): ClipSource[] {
-  if (!fs.existsSync(corpus)) throw new ArdError(`${corpus}: corpus folder not found`);
-  const manifestFile = path.join(corpus, 'manifest.jsonl');
-  let clips: ClipSource[];
-  if (fs.existsSync(manifestFile)) {
-    clips = readManifest(corpus).map((e) => ({
-      id: e.file.replace(/^clips\//, '').replace(/\.wav$/i, ''),
-      file: path.resolve(corpus, e.file),
-      labels: e.labels,
-      split: e.split,
-      gender: e.gender,
-      speech: e.speech,
-      caption: e.caption,
-    }));
-  } else {
-    clips = listWavs(corpus).map((f) => ({
-      id: path.relative(corpus, f).replace(/\.wav$/i, ''),
-      file: path.resolve(f),
-      labels: [],
-      split: 'all',
-      gender: null,
-    }));
-  }
-  if (splits?.length) clips = clips.filter((c) => splits.includes(c.split));
-  if (!clips.length) throw new ArdError(`${corpus}: no clips${splits?.length ? ` in split(s) ${splits.join(',')}` : ''}`);
-  return clips;
-}
-
 /** The capture's inputs: model, options, and each clip (file identity by size and mtime, labels, split). */
-function inputsKey(o: CaptureOptions, clips: ClipSource[]): string {
+function inputsKey(o: CaptureOptions, clips: ClipRecord[]): string {
   return stageInputsKey('capture', {
     model: o.modelId ?? o.model.source, layers: o.layers, prompt: o.prompt, positions: o.positions, dtype: o.dtype, shardRows: o.shardRows,
     clips: clips.map((c) => [c.file, fileStamp(c.file), c.labels.join(','), c.split]),
@@ -121,7 +83,8 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
   for (const l of layers) if (!Number.isInteger(l) || l < 0 || l >= nLayers) throw new ArdError(`capture: layer ${l} out of range (the model has ${nLayers} decoder layers, 0–${nLayers - 1})`);
   if (o.dtype === 'f16' && !engine.f16) o.dtype = 'f32';
   if (!model.tokenizer) throw new ArdError(`${model.source}: no tokenizer.json (needed to build the prompt)`);
-  let clips = listClips(o.corpus, o.splits);
+  let clips = openClipSource(o.corpus).clips(o.splits);
+  if (!clips.length) throw new ArdError(`${o.corpus}: no clips${o.splits?.length ? ` in split(s) ${o.splits.join(',')}` : ''}`);
   if (o.limit !== undefined) clips = clips.slice(0, o.limit);
   const { captureDir: capDir, manifest: manifestFile } = runPaths(o.run, layers[0]!);
   const progressFile = path.join(capDir, 'progress.json');
@@ -232,7 +195,7 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
       file: c.file,
       labels: c.labels,
       split: c.split,
-      gender: c.gender,
+      gender: c.gender ?? null,
       speech: c.speech,
       caption: c.caption,
       duration: samples.length / 16000,

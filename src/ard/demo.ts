@@ -4,7 +4,8 @@
 // interrupted demo resumes where it stopped.
 import * as path from 'node:path';
 import type { Engine } from '../gpu/engine.js';
-import { makeCorpus, readManifest } from '../corpus/index.js';
+import { openClipSource } from '../corpus/clips.js';
+import { makeCorpus } from '../corpus/index.js';
 import type { AudioLLM } from '../model/audiollm.js';
 import { ArdError } from '../util/errors.js';
 import { capture } from './capture.js';
@@ -116,11 +117,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     });
     await stage('steer', async () => {
       const paths = runPaths(run, layer);
-      const entries = readManifest(corpus);
+      const entries = openClipSource(corpus).clips();
       const speech = (split: string) =>
         entries
           .filter((e) => e.split === split && e.speech && e.gender)
-          .map((e) => ({ file: path.resolve(corpus, e.file), gender: e.gender }));
+          .map((e) => ({ file: e.file, gender: e.gender }));
       const corpusClips = speech('test');
       const selectionClips = speech('val').slice(0, 16);
       const key = stageInputsKey('demo-steer', {
