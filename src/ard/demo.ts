@@ -112,8 +112,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     await stage('describe', async () => {
       const doc = await describeFeatures({ run, layer, describer: modelDescriber(model), clipsPerFeature: 5, force: o.force, onProgress: progress('describe') });
       const names = doc.features.filter((f) => f.name).slice(0, 8).map((f) => `#${f.id} ${f.name}`);
-      log(`describe: ${doc.features.length} features named (${names.join(', ')}${doc.features.length > 8 ? ', …' : ''})`);
-      return {};
+      log(`describe: ${doc.features.length} features named${doc.skipped ? ' (unchanged)' : ''} (${names.join(', ')}${doc.features.length > 8 ? ', …' : ''})`);
+      return { skipped: Boolean(doc.skipped) };
     });
     await stage('steer', async () => {
       const paths = runPaths(run, layer);
