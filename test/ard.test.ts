@@ -13,7 +13,9 @@ import { clone, map, mul } from '../src/tensor/ops/elementwise.js';
 import { reshape } from '../src/tensor/ops/layout.js';
 import { sum } from '../src/tensor/ops/reduce.js';
 import { topk } from '../src/tensor/ops/index.js';
-import { clipResidualMeans, computeTimelines, readCaptureManifest, readRetrieve, retrieve, runPaths, type CaptureManifest, type SparseEncoder } from '../src/ard/retrieve.js';
+import { clipResidualMeans, computeTimelines, readRetrieve, retrieve } from '../src/ard/retrieve.js';
+import type { SparseEncoder } from '../src/sae/types.js';
+import { readCaptureManifest, runPaths, type CaptureManifest } from '../src/ard/run.js';
 import { coherenceScore, normaliseClipVectors, rank, rankFeatures, readFeatures } from '../src/ard/rank.js';
 import { averagePrecision, bestF1Threshold, denseCandidates, evalSplits, evaluate, evaluateMethod, prf } from '../src/ard/evaluate.js';
 import { canonicalTokens, describeFeatures, namesAgree, summariseCaptions, type ClipInfo } from '../src/ard/describe.js';
@@ -490,6 +492,16 @@ describe('describe', () => {
     expect(seen).toEqual([1, 7]);
     expect(out.features[0]!.name).toBe('female speech');
     expect(readFeatures(runPaths(run, LAYER).features).features[0]!.captions).toEqual(['a woman talking (clip-1)', 'a woman talking (clip-7)']);
+    // unchanged features, capture and describer: skipped, no caption asked for
+    const again = await describeFeatures({ run, layer: LAYER, describer });
+    expect(again.skipped).toBe(true);
+    expect(seen).toEqual([1, 7]);
+    // another describer is a changed input: its names replace the first one's
+    const other = { id: 'other', caption: async (c: ClipInfo) => (seen.push(c.index), 'a bell ringing') };
+    const third = await describeFeatures({ run, layer: LAYER, describer: other });
+    expect(third.skipped).toBeUndefined();
+    expect(seen).toEqual([1, 7, 1, 7]);
+    expect(readFeatures(runPaths(run, LAYER).features).features[0]!.name).toBe('bell');
   });
 });
 

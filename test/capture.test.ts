@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeWav } from '../src/audio/wav.js';
 import { capture } from '../src/ard/capture.js';
 import { trainSaeStage } from '../src/ard/train-sae.js';
-import { readCaptureManifest } from '../src/ard/retrieve.js';
+import { readCaptureManifest } from '../src/ard/run.js';
 import { loadAudioLLM } from '../src/model/load.js';
 import type { AudioLLM } from '../src/model/audiollm.js';
 import { buildChatPrompt } from '../src/model/chat.js';

@@ -10,7 +10,7 @@ import { encodeWav } from '../src/audio/wav.js';
 import { evaluateAll } from '../src/ard/evaluate.js';
 import type { FeaturesFile } from '../src/ard/rank.js';
 import { linePlot, sparkline, trainingSeries, writeReport } from '../src/ard/report.js';
-import type { CaptureManifest } from '../src/ard/retrieve.js';
+import type { CaptureManifest } from '../src/ard/run.js';
 import { randn, rng } from './helpers.js';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';

@@ -12,9 +12,12 @@ import { add, mul, relu, sub } from '../src/tensor/ops/elementwise.js';
 import { reshape } from '../src/tensor/ops/layout.js';
 import { sum } from '../src/tensor/ops/reduce.js';
 import { matmul } from '../src/tensor/ops/matmul.js';
-import { BatchStream, MemorySource, ShardReader } from '../src/sae/data.js';
+import { BatchStream, MemorySource } from '../src/sae/data.js';
+import { ShardReader } from '../src/io/shards.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
-import { SparseAutoencoder, saeLossFromCodes } from '../src/sae/model.js';
+import { SAE_FORMAT, SparseAutoencoder, saeLossFromCodes } from '../src/sae/model.js';
+import { loadSae } from '../src/sae/load.js';
+import { ArdError } from '../src/util/errors.js';
 import { SparseCodes, encodeTopK, normalizeRows, projectParallel, saeTuning, sparseDecode } from '../src/sae/ops.js';
 import { Rng } from '../src/sae/rng.js';
 import { trainSae } from '../src/sae/train.js';
@@ -445,6 +448,45 @@ describe('SparseAutoencoder', () => {
     fs.writeFileSync(bad, 'not a safetensors file at all');
     expect(() => SparseAutoencoder.load(engine, bad)).toThrow(/bad\.safetensors/);
     for (const s of [full.sae, resumed.sae, back]) s.dispose();
+  });
+});
+
+describe('loadSae', () => {
+  it("dispatches on the file's format metadata; an unknown or missing format is a one-line error naming the file", async () => {
+    const d = 8, m = 16, k = 2;
+    const sae = SparseAutoencoder.init(engine, { d, m, k, seed: 2, inputScale: 0.5 });
+    const file = path.join(tmp, 'dispatch.safetensors');
+    await sae.save(file);
+    const back = loadSae(engine, file);
+    expect(back).toBeInstanceOf(SparseAutoencoder);
+    expect([back.d, back.m, back.inputScale]).toEqual([d, m, 0.5]);
+    // the seam's decoder row is W_dec's row
+    const row = back.decoderRow(5);
+    expect(row.shape).toEqual([1, d]);
+    expect(Array.from((await row.read()) as Float32Array)).toEqual(Array.from(((await sae.W_dec.read()) as Float32Array).subarray(5 * d, 6 * d)));
+    row.dispose();
+    expect(() => back.decoderRow(m)).toThrow(/latent 16 is outside 0–15/);
+    back.dispose();
+    const tensors = {
+      W_enc: { dtype: 'F32' as const, shape: [d, m], data: new Float32Array(d * m) },
+      b_enc: { dtype: 'F32' as const, shape: [m], data: new Float32Array(m) },
+      W_dec: { dtype: 'F32' as const, shape: [m, d], data: new Float32Array(m * d) },
+      b_dec: { dtype: 'F32' as const, shape: [d], data: new Float32Array(d) },
+    };
+    const other = path.join(tmp, 'other-arch.safetensors');
+    writeSafetensors(other, tensors, { ...sae.metadata(), format: JSON.stringify('jumprelu-sae-9') });
+    expect(() => loadSae(engine, other)).toThrow(ArdError);
+    expect(() => loadSae(engine, other)).toThrow(`${other}: unknown SAE format 'jumprelu-sae-9' (known formats: ${SAE_FORMAT})`);
+    // the class refuses a file of another format too
+    expect(() => SparseAutoencoder.load(engine, other)).toThrow(/is not ardgpu-topk-sae-1/);
+    const proto = path.join(tmp, 'proto.safetensors');
+    writeSafetensors(proto, tensors, { ...sae.metadata(), format: 'constructor' });
+    expect(() => loadSae(engine, proto)).toThrow(/unknown SAE format 'constructor'/);
+    const none = path.join(tmp, 'no-format.safetensors');
+    const { format: _f, ...rest } = sae.metadata();
+    writeSafetensors(none, tensors, rest);
+    expect(() => loadSae(engine, none)).toThrow(`${none}: no 'format' in the metadata`);
+    sae.dispose();
   });
 });
 

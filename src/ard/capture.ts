@@ -4,12 +4,11 @@
 // so an interrupted run resumes after the last complete shard; bad clips are reported and skipped.
 //
 //   RUN/capture/layer-L/shard-NNNNN.safetensors   acts [rows, d] (f16 or f32)
-//   RUN/capture/manifest.json                     clips → rows, shards per layer (see retrieve.ts)
-import { createHash } from 'node:crypto';
+//   RUN/capture/manifest.json                     clips → rows, shards per layer (see run.ts)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { listWavs, readWav } from '../audio/wav.js';
-import { readManifest } from '../corpus/manifest.js';
+import { readWav } from '../audio/wav.js';
+import { openClipSource, type ClipRecord } from '../corpus/clips.js';
 import type { AudioLLM } from '../model/audiollm.js';
 import { buildChatPrompt } from '../model/chat.js';
 import { writeSafetensors } from '../io/safetensors.js';
@@ -18,7 +17,8 @@ import { keep, tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { ArdError, describeError } from '../util/errors.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
-import type { CaptureClip, CaptureManifest, CaptureShard } from './retrieve.js';
+import type { CaptureClip, CaptureManifest, CaptureShard } from './run.js';
+import { clearFresh, fileStamp, isFresh, markFresh, runPaths, stageInputsKey } from './run.js';
 
 export const DEFAULT_CAPTURE_PROMPT = 'Describe the sound.';
 
@@ -53,16 +53,6 @@ export interface CaptureResult {
   seconds: number;
 }
 
-interface ClipSource {
-  id: string;
-  file: string; // absolute
-  labels: string[];
-  split: string;
-  gender: string | null;
-  speech?: boolean;
-  caption?: string;
-}
-
 interface Progress {
   inputsHash: string;
   /** Clips (by index into the source list) fully stored, and their rows. */
@@ -74,48 +64,12 @@ interface Progress {
   rows: number;
 }
 
-function listClips(corpus: string, splits?: string[]): ClipSource[] {
-  if (!fs.existsSync(corpus)) throw new ArdError(`${corpus}: corpus folder not found`);
-  const manifestFile = path.join(corpus, 'manifest.jsonl');
-  let clips: ClipSource[];
-  if (fs.existsSync(manifestFile)) {
-    clips = readManifest(corpus).map((e) => ({
-      id: e.file.replace(/^clips\//, '').replace(/\.wav$/i, ''),
-      file: path.resolve(corpus, e.file),
-      labels: e.labels,
-      split: e.split,
-      gender: e.gender,
-      speech: e.speech,
-      caption: e.caption,
-    }));
-  } else {
-    clips = listWavs(corpus).map((f) => ({
-      id: path.relative(corpus, f).replace(/\.wav$/i, ''),
-      file: path.resolve(f),
-      labels: [],
-      split: 'all',
-      gender: null,
-    }));
-  }
-  if (splits?.length) clips = clips.filter((c) => splits.includes(c.split));
-  if (!clips.length) throw new ArdError(`${corpus}: no clips${splits?.length ? ` in split(s) ${splits.join(',')}` : ''}`);
-  return clips;
-}
-
-function hashInputs(o: CaptureOptions, clips: ClipSource[]): string {
-  const h = createHash('sha256');
-  h.update(JSON.stringify({ v: 1, model: o.modelId ?? o.model.source, layers: o.layers, prompt: o.prompt, positions: o.positions, dtype: o.dtype, shardRows: o.shardRows }));
-  for (const c of clips) {
-    let stat = 'missing';
-    try {
-      const s = fs.statSync(c.file);
-      stat = `${s.size}:${s.mtimeMs}`;
-    } catch {
-      /* reported when read */
-    }
-    h.update(`${c.file}|${stat}|${c.labels.join(',')}|${c.split}\n`);
-  }
-  return h.digest('hex').slice(0, 16);
+/** The capture's inputs: model, options, and each clip (file identity by size and mtime, labels, split). */
+function inputsKey(o: CaptureOptions, clips: ClipRecord[]): string {
+  return stageInputsKey('capture', {
+    model: o.modelId ?? o.model.source, layers: o.layers, prompt: o.prompt, positions: o.positions, dtype: o.dtype, shardRows: o.shardRows,
+    clips: clips.map((c) => [c.file, fileStamp(c.file), c.labels.join(','), c.split]),
+  });
 }
 
 export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
@@ -129,19 +83,18 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
   for (const l of layers) if (!Number.isInteger(l) || l < 0 || l >= nLayers) throw new ArdError(`capture: layer ${l} out of range (the model has ${nLayers} decoder layers, 0–${nLayers - 1})`);
   if (o.dtype === 'f16' && !engine.f16) o.dtype = 'f32';
   if (!model.tokenizer) throw new ArdError(`${model.source}: no tokenizer.json (needed to build the prompt)`);
-  let clips = listClips(o.corpus, o.splits);
+  let clips = openClipSource(o.corpus).clips(o.splits);
+  if (!clips.length) throw new ArdError(`${o.corpus}: no clips${o.splits?.length ? ` in split(s) ${o.splits.join(',')}` : ''}`);
   if (o.limit !== undefined) clips = clips.slice(0, o.limit);
-  const capDir = path.join(o.run, 'capture');
-  const manifestFile = path.join(capDir, 'manifest.json');
+  const { captureDir: capDir, manifest: manifestFile } = runPaths(o.run, layers[0]!);
   const progressFile = path.join(capDir, 'progress.json');
-  const inputsHash = hashInputs({ ...o, layers }, clips);
+  const inputsHash = inputsKey({ ...o, layers }, clips);
 
-  if (!o.force && fs.existsSync(manifestFile)) {
+  if (!o.force && isFresh(manifestFile, inputsHash)) {
     const m = readJson<CaptureManifest>(manifestFile);
-    if (m.inputsHash === inputsHash) {
-      return { manifest: manifestFile, skipped: true, clips: m.clips.length, rows: m.clips.reduce((a, c) => a + c.rowCount, 0), bad: m.bad ?? [], seconds: 0 };
-    }
+    return { manifest: manifestFile, skipped: true, clips: m.clips.length, rows: m.clips.reduce((a, c) => a + c.rowCount, 0), bad: m.bad ?? [], seconds: 0 };
   }
+  clearFresh(manifestFile);
   let prog: Progress = { inputsHash, clips: [], shards: Object.fromEntries(layers.map((l) => [String(l), []])), bad: [], next: 0, rows: 0 };
   if (!o.force && fs.existsSync(progressFile)) {
     const p = readJson<Progress>(progressFile);
@@ -242,7 +195,7 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
       file: c.file,
       labels: c.labels,
       split: c.split,
-      gender: c.gender,
+      gender: c.gender ?? null,
       speech: c.speech,
       caption: c.caption,
       duration: samples.length / 16000,
@@ -256,7 +209,7 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
   }
   flushShard();
 
-  const manifest: CaptureManifest & { frameSeconds: number; createdAt: string } = {
+  const manifest: CaptureManifest = {
     model: o.modelId ?? model.source,
     prompt: o.prompt,
     layers,
@@ -272,6 +225,7 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
     createdAt: new Date().toISOString(),
   };
   writeJsonAtomic(manifestFile, manifest);
+  markFresh(manifestFile, inputsHash);
   fs.rmSync(progressFile, { force: true });
   return { manifest: manifestFile, skipped: false, clips: prog.clips.length, rows: prog.rows, bad: prog.bad, seconds: (Date.now() - t0) / 1000 };
 }

@@ -2,10 +2,10 @@
 // make-corpus → capture → train-sae → retrieve + rank → describe → steer → evaluate → report.
 // Every stage writes under one folder and skips itself when its inputs are unchanged, so an
 // interrupted demo resumes where it stopped.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Engine } from '../gpu/engine.js';
-import { makeCorpus, readManifest } from '../corpus/index.js';
+import { openClipSource } from '../corpus/clips.js';
+import { makeCorpus } from '../corpus/index.js';
 import type { AudioLLM } from '../model/audiollm.js';
 import { ArdError } from '../util/errors.js';
 import { capture } from './capture.js';
@@ -13,10 +13,12 @@ import { describeFeatures } from './describe.js';
 import { evaluate } from './evaluate.js';
 import { rank } from './rank.js';
 import { writeReport } from './report.js';
-import { computeTimelines, retrieve, runPaths } from './retrieve.js';
+import { computeTimelines, retrieve } from './retrieve.js';
+import { clearFresh, fileDigest, fileStamp, isFresh, markFresh, runPaths, stageInputsKey } from './run.js';
 import { modelDescriber } from './stages.js';
 import { steeringExperiment } from './steer.js';
-import { SparseAutoencoder, trainSaeStage } from './train-sae.js';
+import { loadSae } from '../sae/load.js';
+import { trainSaeStage } from './train-sae.js';
 
 export interface DemoOptions {
   engine: Engine;
@@ -98,7 +100,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     log(`train-sae: ${r.skipped ? 'unchanged' : `FVU ${r.metrics!.fvu.toFixed(3)}, dead ${(r.metrics!.deadShare * 100).toFixed(1)}%, ${r.metrics!.tokensPerS.toFixed(0)} tokens/s`} → ${r.file}`);
     return r;
   });
-  const saeModel = SparseAutoencoder.load(engine, sae.file);
+  const saeModel = loadSae(engine, sae.file);
   try {
     await stage('retrieve', async () => {
       const r = await retrieve({ engine, run, layer, sae: saeModel, force: o.force, onProgress: progress('retrieve') });
@@ -110,26 +112,34 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     await stage('describe', async () => {
       const doc = await describeFeatures({ run, layer, describer: modelDescriber(model), clipsPerFeature: 5, force: o.force, onProgress: progress('describe') });
       const names = doc.features.filter((f) => f.name).slice(0, 8).map((f) => `#${f.id} ${f.name}`);
-      log(`describe: ${doc.features.length} features named (${names.join(', ')}${doc.features.length > 8 ? ', …' : ''})`);
-      return {};
+      log(`describe: ${doc.features.length} features named${doc.skipped ? ' (unchanged)' : ''} (${names.join(', ')}${doc.features.length > 8 ? ', …' : ''})`);
+      return { skipped: Boolean(doc.skipped) };
     });
     await stage('steer', async () => {
-      const file = runPaths(run, layer).steering;
-      if (!o.force && fs.existsSync(file) && fs.statSync(file).mtimeMs > fs.statSync(runPaths(run, layer).features).mtimeMs) {
-        log('steer: unchanged');
-        return { skipped: true };
-      }
-      const entries = readManifest(corpus);
+      const paths = runPaths(run, layer);
+      const entries = openClipSource(corpus).clips();
       const speech = (split: string) =>
         entries
           .filter((e) => e.split === split && e.speech && e.gender)
-          .map((e) => ({ file: path.resolve(corpus, e.file), gender: e.gender }));
+          .map((e) => ({ file: e.file, gender: e.gender }));
+      const corpusClips = speech('test');
+      const selectionClips = speech('val').slice(0, 16);
+      const key = stageInputsKey('demo-steer', {
+        model: model.source, sae: fileDigest(paths.sae), features: fileDigest(paths.features), values: DEMO_STEER_VALUES,
+        clips: [...corpusClips, ...selectionClips].map((c) => [c.file, fileStamp(c.file), c.gender]), selection: selectionClips.length,
+      });
+      if (!o.force && isFresh(paths.steering, key)) {
+        log('steer: unchanged');
+        return { skipped: true };
+      }
+      clearFresh(paths.steering);
       try {
         // named candidates are compared on a few validation clips; the flip rate is measured on test clips
         const r = await steeringExperiment({
-          model, sae: saeModel, run, layer, corpusClips: speech('test'), selectionClips: speech('val').slice(0, 16),
+          model, sae: saeModel, run, layer, corpusClips, selectionClips,
           values: DEMO_STEER_VALUES, valuesInFeatureUnits: true, onProgress: progress('steer'),
         });
+        markFresh(paths.steering, key);
         log(`steer: feature #${r.feature} (${r.name}) — flip rate ${(r.flip_rate * 100).toFixed(0)}%, control unchanged ${(r.unchanged_rate * 100).toFixed(0)}%`);
       } catch (e) {
         // no gender-named feature: the report says so; the rest of the demo still runs

@@ -20,8 +20,8 @@
 // (namesAgree, used by evaluate's name accuracy).
 import { ArdError } from '../util/errors.js';
 import { writeJsonAtomic } from '../util/fs.js';
-import type { CaptureClip } from './retrieve.js';
-import { readCaptureManifest, runPaths } from './retrieve.js';
+import type { CaptureClip } from './run.js';
+import { clearFresh, fileDigest, isFresh, markFresh, readCaptureManifest, runPaths, stageInputsKey } from './run.js';
 import type { FeatureEntry, FeaturesFile } from './rank.js';
 import { readFeatures } from './rank.js';
 
@@ -33,6 +33,8 @@ export interface ClipInfo extends CaptureClip {
 /** Something that writes a free-text caption for a clip (the AudioLLM, a human, a stub). */
 export interface Describer {
   caption(clip: ClipInfo): Promise<string>;
+  /** What makes its captions what they are (model, prompt, ...): part of describe's inputs. */
+  readonly id?: string;
 }
 
 /** canonical token → words mapped to it (the canonical word itself included). */
@@ -233,15 +235,26 @@ export interface DescribeOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** Captions each kept feature's H clips and names it; updates RUN/features-L.json in place. */
-export async function describeFeatures(o: DescribeOptions): Promise<FeaturesFile> {
+/**
+ * Captions each kept feature's H clips and names it; updates RUN/features-L.json in place. Skipped
+ * when the features, their names, the capture and the describer are as the last run left them.
+ * Features are named one by one (an interrupted run resumes): a name is kept unless `force` or
+ * it was written by a different describer (`describedBy`); names set by hand (no describedBy) stay.
+ */
+export async function describeFeatures(o: DescribeOptions): Promise<FeaturesFile & { skipped?: boolean }> {
   const paths = runPaths(o.run, o.layer);
   const doc = readFeatures(paths.features);
+  const describer = stageInputsKey('describer', { id: o.describer.id ?? null, clipsPerFeature: o.clipsPerFeature ?? null });
+  const capture = fileDigest(paths.manifest);
+  const inputsKey = () =>
+    stageInputsKey('describe', { describer, capture, features: doc.features.map((f) => [f.id, f.H.map((c) => c.clip), f.name ?? null, f.describedBy ?? null]) });
+  if (!o.force && isFresh(paths.features, inputsKey())) return { ...doc, skipped: true };
+  clearFresh(paths.features);
   const manifest = readCaptureManifest(o.run);
   const cache = new Map<number, string>();
   let done = 0;
   for (const f of doc.features) {
-    if (f.name && !o.force) {
+    if (f.name && !o.force && (f.describedBy === undefined || f.describedBy === describer)) {
       o.onProgress?.(++done, doc.features.length);
       continue;
     }
@@ -258,10 +271,12 @@ export async function describeFeatures(o: DescribeOptions): Promise<FeaturesFile
       caps.push(cap);
     }
     applySummary(f, caps);
+    f.describedBy = describer;
     writeJsonAtomic(paths.features, doc); // resumable: names written as they come
     o.onProgress?.(++done, doc.features.length);
   }
   writeJsonAtomic(paths.features, doc);
+  markFresh(paths.features, inputsKey());
   return doc;
 }
 

@@ -21,8 +21,9 @@ import { ArdError } from '../util/errors.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import type { FeaturesFile } from './rank.js';
 import { readFeatures } from './rank.js';
-import type { CaptureClip } from './retrieve.js';
-import { readCaptureManifest, readRetrieve, runPaths } from './retrieve.js';
+import { readRetrieve } from './retrieve.js';
+import type { CaptureClip } from './run.js';
+import { readCaptureManifest, runPaths } from './run.js';
 import { namesAgree } from './describe.js';
 
 // ---- metrics -------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import type { Engine } from '../gpu/engine.js';
 import { Tensor, tensor } from '../tensor/tensor.js';
 import { ArdError } from '../util/errors.js';
 import type { FeatureEntry } from './rank.js';
-import type { SparseEncoder } from './retrieve.js';
+import type { SparseEncoder } from '../sae/types.js';
 import { encodeFeatureActivations } from './retrieve.js';
 
 export interface Segment {

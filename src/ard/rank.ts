@@ -22,8 +22,10 @@
 import * as fs from 'node:fs';
 import { ArdError } from '../util/errors.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
-import type { CaptureManifest, ClipStats } from './retrieve.js';
-import { readCaptureManifest, readRetrieve, runPaths } from './retrieve.js';
+import type { ClipStats } from './retrieve.js';
+import { readRetrieve } from './retrieve.js';
+import type { CaptureManifest } from './run.js';
+import { readCaptureManifest, runPaths } from './run.js';
 
 export interface ClipRef {
   /** Clip index in the capture manifest. */
@@ -37,6 +39,8 @@ export interface ClipRef {
 export interface FeatureEntry {
   id: number;
   name?: string;
+  /** Which describer wrote the name (describe's key for it); absent for names set by hand. */
+  describedBy?: string;
   /** Fraction of the captions that contain the name (describe). */
   support?: number;
   captions?: string[];
@@ -240,6 +244,7 @@ export function rank(o: RankOptions): FeaturesFile {
           f.name = old.name;
           f.support = old.support;
           f.captions = old.captions;
+          if (old.describedBy !== undefined) f.describedBy = old.describedBy;
         }
       }
     } catch {

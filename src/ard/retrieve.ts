@@ -17,16 +17,17 @@
 // (normalised): it deliberately favours clips the concept fills, which is what a listener checking
 // a feature wants to hear. Normalising the mean per feature puts scores in [0, 1] and makes them
 // comparable across features (rank uses H and L score means) without changing any clip order.
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Engine } from '../gpu/engine.js';
 import { grid, Params } from '../gpu/engine.js';
 import { openSafetensors, toFloat32 } from '../io/safetensors.js';
-import type { SafetensorsFile } from '../io/safetensors.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { ArdError } from '../util/errors.js';
 import { readJson, writeFileAtomic } from '../util/fs.js';
+import type { ShardReader } from '../io/shards.js';
+import type { SparseEncoder } from '../sae/types.js';
+import type { CaptureManifest } from './run.js';
+import { captureShardReader, clearFresh, fileDigest, isFresh, markFresh, readCaptureManifest, runPaths, stageInputsKey } from './run.js';
 import { Tensor, empty, tensor } from '../tensor/tensor.js';
 import { cast, map, zeros } from '../tensor/ops/elementwise.js';
 import { reshape, transpose } from '../tensor/ops/layout.js';
@@ -37,109 +38,6 @@ import { topk } from '../tensor/ops/index.js';
 export const RETRIEVE_VERSION = 1;
 export const SCORE_FORMULA = 'score = (mean / max over clips of mean) × coverage; coverage = share of tokens with z > 0';
 
-// ---- RUN directory layout ------------------------------------------------------------------
-
-export interface CaptureClip {
-  id: string;
-  file: string;
-  labels: string[];
-  split: string;
-  gender?: string | null;
-  speech?: boolean;
-  caption?: string;
-  duration: number;
-  rowStart: number;
-  rowCount: number;
-  frameSeconds: number;
-}
-
-export interface CaptureShard {
-  file: string;
-  rowStart: number;
-  rowCount: number;
-}
-
-export interface CaptureManifest {
-  model?: string;
-  prompt?: string;
-  layers: number[];
-  d: number;
-  dtype: 'f16' | 'f32';
-  positions?: 'audio' | 'all';
-  clips: CaptureClip[];
-  shards: Record<string, CaptureShard[]>;
-  bad?: { file: string; error: string }[];
-  inputsHash?: string;
-  /** Directory corpus-relative clip files are resolved against (optional). */
-  corpus?: string;
-}
-
-export function runPaths(run: string, layer: number) {
-  return {
-    captureDir: path.join(run, 'capture'),
-    manifest: path.join(run, 'capture', 'manifest.json'),
-    sae: path.join(run, `sae-${layer}.safetensors`),
-    saeTrain: path.join(run, `sae-${layer}.train.json`),
-    retrieve: path.join(run, `retrieve-${layer}.safetensors`),
-    features: path.join(run, `features-${layer}.json`),
-    timelines: path.join(run, `timelines-${layer}.json`),
-    eval: path.join(run, 'eval.json'),
-    steering: path.join(run, 'steering.json'),
-    report: path.join(run, 'report.html'),
-  };
-}
-
-/** Reads and checks RUN/capture/manifest.json. */
-export function readCaptureManifest(run: string): CaptureManifest {
-  const file = path.join(run, 'capture', 'manifest.json');
-  const m = readJson<CaptureManifest>(file);
-  if (!m || typeof m !== 'object') throw new ArdError(`${file}: not a JSON object`);
-  if (!Array.isArray(m.clips)) throw new ArdError(`${file}: 'clips' must be an array`);
-  if (!Number.isInteger(m.d) || m.d <= 0) throw new ArdError(`${file}: 'd' must be a positive integer`);
-  m.clips.forEach((c, i) => {
-    if (!c || typeof c.id !== 'string') throw new ArdError(`${file}: clips[${i}] has no string 'id'`);
-    if (!Number.isInteger(c.rowStart) || !Number.isInteger(c.rowCount) || c.rowStart < 0 || c.rowCount < 0) {
-      throw new ArdError(`${file}: clips[${i}] (${c.id}) needs non-negative integer rowStart/rowCount`);
-    }
-    if (!Array.isArray(c.labels)) c.labels = [];
-  });
-  m.shards ??= {};
-  return m;
-}
-
-function layerShards(m: CaptureManifest, layer: number, file: string): CaptureShard[] {
-  const list = m.shards[String(layer)];
-  if (!Array.isArray(list) || list.length === 0) throw new ArdError(`${file}: no capture shards for layer ${layer}`);
-  return [...list].sort((a, b) => a.rowStart - b.rowStart);
-}
-
-// ---- the SAE, as retrieval sees it -----------------------------------------------------------
-
-/** What retrieval needs from a sparse autoencoder: top-k codes for a batch of rows. */
-export interface SparseEncoder {
-  /** x [rows, d] f32 → values [rows, k] (z; ≤ 0 means not firing), indices [rows, k] (i32). */
-  encode(x: Tensor): { values: Tensor; indices: Tensor };
-  /** Number of features (else taken from the options or the SAE file's metadata / W_enc). */
-  readonly m?: number;
-}
-
-function resolveM(sae: SparseEncoder, m: number | undefined, saeFile: string): number {
-  const direct = m ?? (sae as any).m ?? (sae as any).config?.m;
-  if (Number.isInteger(direct) && direct > 0) return direct;
-  if (fs.existsSync(saeFile)) {
-    const f = openSafetensors(saeFile);
-    try {
-      const meta = Number(f.metadata.m);
-      if (Number.isInteger(meta) && meta > 0) return meta;
-      const w = f.tensors.get('W_enc');
-      if (w && w.shape.length === 2) return w.shape[1]!;
-    } finally {
-      f.close();
-    }
-  }
-  throw new ArdError(`${saeFile}: cannot tell the SAE's number of features (pass m)`);
-}
-
 // ---- streaming the capture -------------------------------------------------------------------
 
 /** A batch of consecutive capture rows on the GPU (f32 [rows, d]). */
@@ -149,76 +47,29 @@ export interface RowBatch {
   x: Tensor;
 }
 
-/** Reads capture rows of one layer, shard by shard, keeping the last shard's bytes. */
-export class CaptureReader {
-  private cache: { index: number; bytes: Uint8Array; dtype: 'F16' | 'F32' } | null = null;
-  readonly shards: CaptureShard[];
-  readonly totalRows: number;
-
-  constructor(readonly run: string, readonly manifest: CaptureManifest, readonly layer: number) {
-    const file = runPaths(run, layer).manifest;
-    this.shards = layerShards(manifest, layer, file);
-    this.totalRows = this.shards.reduce((a, s) => Math.max(a, s.rowStart + s.rowCount), 0);
-  }
-
-  private load(i: number): { bytes: Uint8Array; dtype: 'F16' | 'F32' } {
-    if (this.cache?.index === i) return this.cache;
-    const s = this.shards[i]!;
-    const file = path.resolve(runPaths(this.run, this.layer).captureDir, s.file);
-    const st: SafetensorsFile = openSafetensors(file);
-    try {
-      const info = st.tensors.get('acts');
-      if (!info) throw new ArdError(`${file}: no tensor 'acts'`);
-      if (info.dtype !== 'F16' && info.dtype !== 'F32') throw new ArdError(`${file}: acts must be F16 or F32, got ${info.dtype}`);
-      if (info.shape.length !== 2 || info.shape[0] !== s.rowCount || info.shape[1] !== this.manifest.d) {
-        throw new ArdError(`${file}: acts has shape [${info.shape.join(', ')}], manifest says [${s.rowCount}, ${this.manifest.d}]`);
-      }
-      this.cache = { index: i, bytes: st.read('acts'), dtype: info.dtype };
-      return this.cache;
-    } finally {
-      st.close();
-    }
-  }
-
-  /** Rows [rowStart, rowStart + rows) as f32 [rows, d] on the GPU (f16 shards are cast there). */
-  upload(engine: Engine, rowStart: number, rows: number): Tensor {
-    const d = this.manifest.d;
-    const pieces: { bytes: Uint8Array; dtype: 'F16' | 'F32' }[] = [];
-    let at = rowStart;
-    const end = rowStart + rows;
-    for (let i = 0; i < this.shards.length && at < end; i++) {
-      const s = this.shards[i]!;
-      if (s.rowStart + s.rowCount <= at) continue;
-      if (s.rowStart > at) throw new ArdError(`${runPaths(this.run, this.layer).manifest}: layer ${this.layer} shards miss row ${at}`);
-      const n = Math.min(end, s.rowStart + s.rowCount) - at;
-      const sh = this.load(i);
-      const bpe = sh.dtype === 'F16' ? 2 : 4;
-      const off = (at - s.rowStart) * d * bpe;
-      pieces.push({ bytes: sh.bytes.subarray(off, off + n * d * bpe), dtype: sh.dtype });
-      at += n;
-    }
-    if (at < end) throw new ArdError(`${runPaths(this.run, this.layer).manifest}: layer ${this.layer} shards end before row ${end}`);
-    const allF16 = engine.f16 && pieces.every((p) => p.dtype === 'F16');
-    if (allF16) {
-      const raw = empty(engine, [rows, d], 'f16');
-      let o = 0;
-      for (const p of pieces) {
-        engine.write(raw.buffer, o, p.bytes);
-        o += p.bytes.byteLength;
-      }
-      const x = cast(raw, 'f32');
-      raw.dispose();
-      return x;
-    }
-    const host = new Float32Array(rows * d);
+/** Rows [rowStart, rowStart + rows) of the reader as f32 [rows, d] on the GPU (f16 shards are cast there). */
+export function uploadRows(engine: Engine, reader: ShardReader, rowStart: number, rows: number): Tensor {
+  const d = reader.d;
+  const pieces = reader.rowBytes(rowStart, rows);
+  if (engine.f16 && pieces.every((p) => p.dtype === 'F16')) {
+    const raw = empty(engine, [rows, d], 'f16');
     let o = 0;
     for (const p of pieces) {
-      const f = toFloat32(p.bytes, p.dtype);
-      host.set(f, o);
-      o += f.length;
+      engine.write(raw.buffer, o, p.bytes);
+      o += p.bytes.byteLength;
     }
-    return tensor(engine, host, [rows, d]);
+    const x = cast(raw, 'f32');
+    raw.dispose();
+    return x;
   }
+  const host = new Float32Array(rows * d);
+  let o = 0;
+  for (const p of pieces) {
+    const f = toFloat32(p.bytes, p.dtype);
+    host.set(f, o);
+    o += f.length;
+  }
+  return tensor(engine, host, [rows, d]);
 }
 
 // ---- per-clip accumulation on the GPU --------------------------------------------------------
@@ -455,8 +306,6 @@ export interface RetrieveOptions {
   run: string;
   layer: number;
   sae: SparseEncoder;
-  /** Number of SAE features, if the encoder does not say. */
-  m?: number;
   /** Clips kept per feature in H^k and L^k (default 10). */
   p?: number;
   /** Rows encoded per GPU batch (default 2048). */
@@ -481,43 +330,13 @@ export interface RetrieveResult {
   seconds: number;
 }
 
-function hashFile(h: ReturnType<typeof createHash>, file: string): void {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(1 << 22);
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-    }
-  } finally {
-    fs.closeSync(fd);
+function inputsKey(o: RetrieveOptions, saeFile: string, p: number, m: number): string {
+  let sae = o.saeHash;
+  if (sae === undefined) {
+    if (!fs.existsSync(saeFile)) throw new ArdError(`${saeFile}: SAE file not found (give saeFile or saeHash so results can be cached)`);
+    sae = fileDigest(saeFile);
   }
-}
-
-function inputsHash(o: RetrieveOptions, saeFile: string, p: number, m: number): string {
-  const h = createHash('sha256');
-  h.update(`retrieve v${RETRIEVE_VERSION} layer ${o.layer} p ${p} m ${m}\n`);
-  if (o.saeHash) h.update(`sae ${o.saeHash}\n`);
-  else if (fs.existsSync(saeFile)) hashFile(h, saeFile);
-  else throw new ArdError(`${saeFile}: SAE file not found (give saeFile or saeHash so results can be cached)`);
-  hashFile(h, runPaths(o.run, o.layer).manifest);
-  return h.digest('hex');
-}
-
-/** Reads the stored hash of an existing output, or null. */
-function storedHash(file: string): string | null {
-  if (!fs.existsSync(file)) return null;
-  try {
-    const f = openSafetensors(file);
-    try {
-      return f.metadata.inputsHash ?? null;
-    } finally {
-      f.close();
-    }
-  } catch {
-    return null;
-  }
+  return stageInputsKey('retrieve', { version: RETRIEVE_VERSION, layer: o.layer, p, m, sae, capture: fileDigest(runPaths(o.run, o.layer).manifest) });
 }
 
 export async function retrieve(o: RetrieveOptions): Promise<RetrieveResult> {
@@ -525,18 +344,21 @@ export async function retrieve(o: RetrieveOptions): Promise<RetrieveResult> {
   const paths = runPaths(o.run, o.layer);
   const manifest = readCaptureManifest(o.run);
   const saeFile = o.saeFile ?? paths.sae;
-  const m = resolveM(o.sae, o.m, saeFile);
+  const m = o.sae.m;
+  if (!Number.isInteger(m) || m <= 0) throw new ArdError(`retrieve: the SAE's number of latents m = ${m} is not a positive integer`);
   const p = o.p ?? 10;
   if (!Number.isInteger(p) || p < 1 || p > 256) throw new ArdError(`retrieve: p = ${p} must be an integer in [1, 256]`);
   const batchRows = o.batchRows ?? 2048;
   if (!Number.isInteger(batchRows) || batchRows < 1) throw new ArdError(`retrieve: batchRows = ${batchRows} must be a positive integer`);
-  const hash = inputsHash(o, saeFile, p, m);
+  const key = inputsKey(o, saeFile, p, m);
   const nClips = manifest.clips.length;
-  if (!o.force && storedHash(paths.retrieve) === hash) {
+  if (!o.force && isFresh(paths.retrieve, key)) {
     return { file: paths.retrieve, skipped: true, nClips, m, d: manifest.d, p: Math.min(p, nClips), rows: 0, seconds: 0 };
   }
+  clearFresh(paths.retrieve);
   const stats = await accumulateRun(o.engine, o.run, manifest, o.layer, o.sae, m, p, batchRows, o.onProgress);
-  writeRetrieve(paths.retrieve, stats, { inputsHash: hash, layer: String(o.layer) });
+  writeRetrieve(paths.retrieve, stats, { inputsHash: key, layer: String(o.layer) });
+  markFresh(paths.retrieve, key);
   const rows = stats.rows.reduce((a, b) => a + b, 0);
   return { file: paths.retrieve, skipped: false, nClips, m, d: manifest.d, p: stats.p, rows, seconds: (performance.now() - t0) / 1000 };
 }
@@ -553,14 +375,14 @@ export async function accumulateRun(
   batchRows: number,
   onProgress?: (done: number, total: number) => void,
 ): Promise<ClipStats> {
-  const reader = new CaptureReader(run, manifest, layer);
+  const reader = captureShardReader(run, manifest, layer);
   const acc = new ClipAccumulator(engine, manifest.clips, m, manifest.d, true);
   try {
     const total = reader.totalRows;
     let batches = 0;
     for (let r = 0; r < total; r += batchRows) {
       const n = Math.min(batchRows, total - r);
-      const x = reader.upload(engine, r, n);
+      const x = uploadRows(engine, reader, r, n);
       const codes = engine.noGradScope(() => sae.encode(x));
       acc.add(r, n, codes, x);
       codes.values.dispose();
@@ -585,7 +407,7 @@ export async function accumulateRun(
  */
 export async function clipResidualMeans(o: { engine: Engine; run: string; layer: number; batchRows?: number; onProgress?: (done: number, total: number) => void }): Promise<{ residMean: Float32Array; rows: Float32Array; nClips: number; d: number }> {
   const manifest = readCaptureManifest(o.run);
-  const reader = new CaptureReader(o.run, manifest, o.layer);
+  const reader = captureShardReader(o.run, manifest, o.layer);
   const acc = new ClipAccumulator(o.engine, manifest.clips, 0, manifest.d, true);
   const B = o.batchRows ?? 4096;
   try {
@@ -593,7 +415,7 @@ export async function clipResidualMeans(o: { engine: Engine; run: string; layer:
     let batches = 0;
     for (let r = 0; r < total; r += B) {
       const n = Math.min(B, total - r);
-      const x = reader.upload(o.engine, r, n);
+      const x = uploadRows(o.engine, reader, r, n);
       acc.add(r, n, null, x);
       x.dispose();
       if (++batches % 8 === 0 || r + n >= total) {
@@ -734,7 +556,7 @@ export async function computeTimelines(o: TimelineOptions): Promise<TimelineFile
   // clip → features wanted on it
   const byClip = new Map<number, number[]>();
   for (const w of want) for (const c of w.clips) byClip.set(c, [...(byClip.get(c) ?? []), w.feature]);
-  const reader = new CaptureReader(o.run, manifest, o.layer);
+  const reader = captureShardReader(o.run, manifest, o.layer);
   const out: TimelineFile = { layer: o.layer, features: {}, frameSeconds: {} };
   const clips = [...byClip.keys()].sort((a, b) => manifest.clips[a]!.rowStart - manifest.clips[b]!.rowStart);
   for (const ci of clips) {
@@ -743,7 +565,7 @@ export async function computeTimelines(o: TimelineOptions): Promise<TimelineFile
     out.frameSeconds[ci] = c.frameSeconds;
     const feats = [...new Set(byClip.get(ci)!)];
     if (c.rowCount === 0) continue;
-    const x = reader.upload(o.engine, c.rowStart, c.rowCount);
+    const x = uploadRows(o.engine, reader, c.rowStart, c.rowCount);
     const acts = await encodeFeatureActivations(o.engine, o.sae, x, feats);
     x.dispose();
     feats.forEach((f, j) => {

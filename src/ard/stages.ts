@@ -13,8 +13,11 @@ export const CAPTION_PROMPT = 'Describe the sound.';
 
 /** Captions clips with the AudioLLM itself (greedy, so names are reproducible). */
 export function modelDescriber(model: AudioLLM, opts: { prompt?: string; maxNewTokens?: number } = {}): Describer {
+  const prompt = opts.prompt ?? CAPTION_PROMPT;
+  const maxNewTokens = opts.maxNewTokens ?? 24;
   return {
-    caption: async (clip) => (await ask(model, clip.file, opts.prompt ?? CAPTION_PROMPT, { maxNewTokens: opts.maxNewTokens ?? 24 })).trim(),
+    id: JSON.stringify({ model: model.source, prompt, maxNewTokens }),
+    caption: async (clip) => (await ask(model, clip.file, prompt, { maxNewTokens })).trim(),
   };
 }
 

@@ -28,9 +28,9 @@ import type { GenerateOptions } from '../model/generate.js';
 import type { HookContext, HookHandle } from '../model/hooks.js';
 import { loadAudioLLM } from '../model/load.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { SparseAutoencoder } from '../sae/model.js';
+import { loadSae } from '../sae/load.js';
+import type { Sae } from '../sae/types.js';
 import { cast, map } from '../tensor/ops/elementwise.js';
-import { slice } from '../tensor/ops/layout.js';
 import { sum } from '../tensor/ops/reduce.js';
 import { keep } from '../tensor/scope.js';
 import { Tensor, tensor } from '../tensor/tensor.js';
@@ -39,13 +39,13 @@ import { writeJsonAtomic } from '../util/fs.js';
 import { stem } from './describe.js';
 import { readFeatures } from './rank.js';
 import type { FeatureEntry } from './rank.js';
-import { runPaths } from './retrieve.js';
+import { runPaths } from './run.js';
 
 export type SteerMode = 'add' | 'set';
 export type SteerPositions = 'all' | 'audio';
 
 export interface SteeringSpec {
-  sae: SparseAutoencoder;
+  sae: Sae;
   layer: number;
   feature: number;
   value: number;
@@ -62,7 +62,7 @@ export interface SteeringSpec {
  * (the post-ReLU pre-activation when F is among the row's k largest, else 0). Taken from the SAE's
  * own encode, so membership of the top k is decided exactly as the SAE decides it.
  */
-export function featureActivation(sae: SparseAutoencoder, x: Tensor, feature: number): Tensor {
+export function featureActivation(sae: Sae, x: Tensor, feature: number): Tensor {
   checkFeature(sae, feature);
   return sae.engine.noGradScope(() => {
     const x32 = x.dtype === 'f32' ? x : cast(x, 'f32');
@@ -78,7 +78,7 @@ export function featureActivation(sae: SparseAutoencoder, x: Tensor, feature: nu
   });
 }
 
-function checkFeature(sae: SparseAutoencoder, feature: number): void {
+function checkFeature(sae: Sae, feature: number): void {
   if (!Number.isInteger(feature) || feature < 0 || feature >= sae.m) throw new ArdError(`steer: feature ${feature} is outside the SAE's 0–${sae.m - 1}`);
 }
 
@@ -110,7 +110,7 @@ export function addSteeringHook(model: AudioLLM, spec: SteeringSpec): HookHandle
   // W_dec[F] / s as a [1, d] row, broadcast over the rows of the residual
   const dir = keep(
     engine.noGradScope(() => {
-      const row = slice(sae.W_dec, 0, feature, feature + 1);
+      const row = sae.decoderRow(feature);
       const out = map([row], 'P.alpha * a', { name: 'steer_dir', alpha: 1 / sae.inputScale, out: 'f32' });
       row.dispose();
       return out;
@@ -226,7 +226,7 @@ async function run(model: AudioLLM, p: Prepared, spec: Omit<SteeringSpec, 'promp
 
 export interface SteerGenerateOptions extends SteerGenOptions {
   model: AudioLLM;
-  sae: SparseAutoencoder;
+  sae: Sae;
   layer: number;
   feature: number;
   value: number;
@@ -250,7 +250,7 @@ export async function steerGenerate(o: SteerGenerateOptions): Promise<SteerAnswe
 
 export interface SteerSweepOptions extends SteerGenOptions {
   model: AudioLLM;
-  sae: SparseAutoencoder;
+  sae: Sae;
   layer: number;
   feature: number;
   values: readonly number[];
@@ -321,7 +321,7 @@ export async function steerCommand(o: SteerCommandOptions): Promise<SteerSweep> 
   if (!fs.existsSync(paths.sae)) throw new ArdError(`${paths.sae}: no SAE for layer ${o.layer} (train one first)`);
   if (!fs.existsSync(o.wav)) throw new ArdError(`${o.wav}: no such file`);
   checkValues(o.values);
-  const sae = SparseAutoencoder.load(o.engine, paths.sae);
+  const sae = loadSae(o.engine, paths.sae);
   let model: AudioLLM | null = null;
   try {
     model = await loadAudioLLM(o.engine, o.modelDir, o.dtype ? { dtype: o.dtype } : {});
@@ -399,7 +399,7 @@ export interface ExperimentClip {
 
 export interface SteeringExperimentOptions extends SteerGenOptions {
   model: AudioLLM;
-  sae: SparseAutoencoder;
+  sae: Sae;
   run: string;
   layer: number;
   /** Clips to steer; those whose gender is the target's opposite are used (all, when it has none). */

@@ -1,18 +1,15 @@
 // The train-sae stage: a Top-K SAE on one captured layer, streamed from the capture shards.
-// Writes RUN/sae-L.safetensors (with the inputs' hash in its metadata, so an unchanged run is
-// skipped) and RUN/sae-L.train.json (the log the report plots); checkpoints go to
+// Writes RUN/sae-L.safetensors (skipped when its inputs are unchanged, see run.ts) and
+// RUN/sae-L.train.json (the log the report plots); checkpoints go to
 // RUN/sae-L.ckpt.safetensors every few hundred steps, so an interrupted run resumes.
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Engine } from '../gpu/engine.js';
 import { openSafetensors } from '../io/safetensors.js';
-import { ShardReader } from '../sae/data.js';
-import { SparseAutoencoder } from '../sae/model.js';
 import { trainSae, TrainLog, TrainMetrics } from '../sae/train.js';
 import { ArdError } from '../util/errors.js';
 import { writeJsonAtomic } from '../util/fs.js';
-import { readCaptureManifest, runPaths } from './retrieve.js';
+import { captureShardReader, clearFresh, fileDigest, isFresh, markFresh, readCaptureManifest, runPaths, stageInputsKey } from './run.js';
 
 export interface TrainSaeStageOptions {
   engine: Engine;
@@ -58,20 +55,12 @@ export async function trainSaeStage(o: TrainSaeStageOptions): Promise<TrainSaeSt
   const batchSize = Math.min(o.batchSize ?? 4096, Math.max(64, rows));
   const steps = o.steps ?? Math.max(200, Math.min(4000, Math.ceil((20 * rows) / batchSize)));
   const seed = o.seed ?? 0;
-  const hash = createHash('sha256')
-    .update(JSON.stringify({ v: 1, capture: manifest.inputsHash, layer: o.layer, m, k, steps, batchSize, lr: o.lr ?? null, seed }))
-    .digest('hex')
-    .slice(0, 16);
-  if (!o.force && fs.existsSync(paths.sae)) {
-    try {
-      if (JSON.parse(readMeta(paths.sae).inputs_hash ?? '""') === hash) return { file: paths.sae, skipped: true, metrics: null };
-    } catch {
-      /* unreadable: retrain */
-    }
-  }
-  const ckpt = path.join(o.run, `sae-${o.layer}.ckpt.safetensors`);
+  const hash = stageInputsKey('train-sae', { capture: fileDigest(paths.manifest), layer: o.layer, m, k, steps, batchSize, lr: o.lr ?? null, seed });
+  if (!o.force && isFresh(paths.sae, hash)) return { file: paths.sae, skipped: true, metrics: null };
+  clearFresh(paths.sae);
+  const ckpt = paths.saeCheckpoint;
   if (o.force) fs.rmSync(ckpt, { force: true });
-  // a checkpoint from different inputs must not be resumed
+  // a checkpoint from different inputs must not be resumed (it carries the key of its inputs)
   if (fs.existsSync(ckpt)) {
     let same = false;
     try {
@@ -81,10 +70,7 @@ export async function trainSaeStage(o: TrainSaeStageOptions): Promise<TrainSaeSt
     }
     if (!same) fs.rmSync(ckpt, { force: true });
   }
-  const source = new ShardReader(
-    shards.map((s) => path.resolve(paths.captureDir, s.file)),
-    d,
-  );
+  const source = captureShardReader(o.run, manifest, o.layer);
   const log: TrainLog[] = [];
   const { sae, metrics } = await trainSae({
     engine: o.engine,
@@ -110,11 +96,10 @@ export async function trainSaeStage(o: TrainSaeStageOptions): Promise<TrainSaeSt
   try {
     await sae.save(paths.sae, { inputs_hash: hash, layer: o.layer, rows, capture: manifest.inputsHash });
     writeJsonAtomic(paths.saeTrain, { layer: o.layer, d, m, k, steps, batchSize, rows, metrics, log });
+    markFresh(paths.sae, hash);
   } finally {
     sae.dispose();
   }
   fs.rmSync(ckpt, { force: true });
   return { file: paths.sae, skipped: false, metrics };
 }
-
-export { SparseAutoencoder };

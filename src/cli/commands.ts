@@ -16,13 +16,15 @@ import { loadQwen2AudioConfig } from '../model/config.js';
 import { planModel } from '../model/plan.js';
 import * as os from 'node:os';
 import { capture, DEFAULT_CAPTURE_PROMPT } from '../ard/capture.js';
-import { computeTimelines, readCaptureManifest, retrieve, runPaths } from '../ard/retrieve.js';
+import { computeTimelines, retrieve } from '../ard/retrieve.js';
+import { readCaptureManifest, runPaths } from '../ard/run.js';
 import { rank, readFeatures } from '../ard/rank.js';
 import { describeFeatures } from '../ard/describe.js';
 import { evaluate } from '../ard/evaluate.js';
 import { writeReport } from '../ard/report.js';
 import { explain } from '../ard/explain.js';
-import { SparseAutoencoder } from '../sae/model.js';
+import { loadSae } from '../sae/load.js';
+import type { Sae } from '../sae/types.js';
 import { clipResiduals, modelDescriber, wavSamples } from '../ard/stages.js';
 import { steerCommand } from '../ard/steer.js';
 import { trainSaeStage } from '../ard/train-sae.js';
@@ -96,10 +98,10 @@ function layerOf(flags: { layer?: unknown }, run?: string): number {
   throw new UsageError('--layer is required');
 }
 
-function loadSae(engine: Engine, run: string, layer: number): SparseAutoencoder {
+function openSae(engine: Engine, run: string, layer: number): Sae {
   const file = runPaths(run, layer).sae;
   if (!fs.existsSync(file)) throw new ArdError(`${file}: no SAE for layer ${layer} (run \`ardgpu train-sae --run ${run} --layer ${layer}\` first)`);
-  return SparseAutoencoder.load(engine, file);
+  return loadSae(engine, file);
 }
 
 function bar(label: string, flags: GlobalFlags, unit = 'it') {
@@ -257,7 +259,7 @@ export function registerCommands(cli: CAC): void {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
       const engine = await openEngine(flags);
-      const sae = loadSae(engine, run, layer);
+      const sae = openSae(engine, run, layer);
       const b = bar('retrieve', flags, 'rows');
       const r = await retrieve({ engine, run, layer, sae, p: intFlag('p', flags.p, 1), force: flags.force, onProgress: b.update });
       b.finish();
@@ -323,7 +325,7 @@ export function registerCommands(cli: CAC): void {
       const samples = wavSamples(wav);
       const engine = await openEngine(flags);
       const model = await openModel(engine, flags.model, true);
-      const sae = loadSae(engine, run, layer);
+      const sae = openSae(engine, run, layer);
       const acts = clipResiduals(model, samples, layer, readCaptureManifest(run).prompt);
       const frameSeconds = (model.frontend.hopLength / model.frontend.samplingRate) * 4;
       const r = await explain({ engine, sae, acts, frameSeconds, features, threshold: Number(flags.threshold) });

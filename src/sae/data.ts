@@ -1,24 +1,10 @@
-// Training rows for the SAE: shards of [rows, d] activations (raw f32/f16 files, or safetensors
-// with a 2-D tensor, 'acts' as written by capture) or an in-memory array, streamed in shuffled
-// batches. The stream is a pure function of (seed, batch index): epoch e visits the shards in a
+// Training rows for the SAE: shards of [rows, d] activations (io/shards.ts's ShardReader) or an
+// in-memory array, streamed in shuffled batches. The stream is a pure function of (seed, batch index): epoch e visits the shards in a
 // seeded order, a window of consecutive shards is loaded and its rows permuted, and batches are
 // cut from the concatenation of all epochs. Resuming at batch t rebuilds only the window it needs.
-import * as fs from 'node:fs';
-import { openSafetensors, toFloat32 } from '../io/safetensors.js';
+import type { RowShard, RowSource } from '../io/shards.js';
 import { ArdError } from '../util/errors.js';
 import { mixSeed, permutation } from './rng.js';
-
-/** One block of rows (a shard). `read` returns rows·d f32 values. */
-export interface RowShard {
-  readonly rows: number;
-  read(): Float32Array | Promise<Float32Array>;
-}
-
-/** Rows of width d, as a list of shards. */
-export interface RowSource {
-  readonly d: number;
-  readonly shards: readonly RowShard[];
-}
 
 export function totalRows(src: RowSource): number {
   return src.shards.reduce((a, s) => a + s.rows, 0);
@@ -39,79 +25,6 @@ export class MemorySource implements RowSource {
       this.shards.push({ rows, read: () => view });
     }
   }
-}
-
-export interface ShardFile {
-  file: string;
-  /** raw files: element type (default f32) */
-  dtype?: 'f32' | 'f16';
-  /** safetensors: tensor name (default 'acts', else the only 2-D tensor) */
-  tensor?: string;
-}
-
-/**
- * Shards on disk: `.safetensors` files holding a [rows, d] F32/F16/BF16 tensor, or raw
- * little-endian row-major files of f32 (or f16 with dtype 'f16').
- */
-export class ShardReader implements RowSource {
-  readonly shards: RowShard[];
-  constructor(files: readonly (string | ShardFile)[], readonly d: number, opts: { dtype?: 'f32' | 'f16'; tensor?: string } = {}) {
-    if (!Number.isInteger(d) || d <= 0) throw new ArdError(`ShardReader: d = ${d} must be a positive integer`);
-    if (!files.length) throw new ArdError('ShardReader: no shard files given');
-    this.shards = files.map((f0) => {
-      const f: ShardFile = typeof f0 === 'string' ? { file: f0 } : f0;
-      return f.file.endsWith('.safetensors') ? safetensorsShard(f.file, d, f.tensor ?? opts.tensor) : rawShard(f.file, d, f.dtype ?? opts.dtype ?? 'f32');
-    });
-  }
-}
-
-function rawShard(file: string, d: number, dtype: 'f32' | 'f16'): RowShard {
-  let size: number;
-  try {
-    size = fs.statSync(file).size;
-  } catch (e: any) {
-    throw new ArdError(`${file}: cannot read shard (${e.code ?? e.message})`);
-  }
-  const bpe = dtype === 'f16' ? 2 : 4;
-  if (size % (d * bpe)) throw new ArdError(`${file}: ${size} bytes is not a whole number of ${dtype} rows of width ${d}`);
-  const rows = size / (d * bpe);
-  return {
-    rows,
-    read: () => {
-      const buf = fs.readFileSync(file);
-      if (buf.byteLength !== size) throw new ArdError(`${file}: changed size while training (${buf.byteLength} bytes, was ${size})`);
-      const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-      return toFloat32(bytes, dtype === 'f16' ? 'F16' : 'F32').slice();
-    },
-  };
-}
-
-function safetensorsShard(file: string, d: number, name?: string): RowShard {
-  const f = openSafetensors(file);
-  let tname: string;
-  let rows: number;
-  try {
-    const cands = [...f.tensors.values()].filter((t) => t.shape.length === 2);
-    const info = name ? f.tensors.get(name) : (f.tensors.get('acts') ?? (cands.length === 1 ? cands[0] : undefined));
-    if (!info) throw new ArdError(`${file}: ${name ? `no tensor '${name}'` : "no tensor 'acts' and not exactly one 2-D tensor"}`);
-    if (info.shape.length !== 2 || info.shape[1] !== d) throw new ArdError(`${file}: ${info.name} has shape [${info.shape.join(', ')}], expected [rows, ${d}]`);
-    if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') throw new ArdError(`${file}: ${info.name} is ${info.dtype}, expected F32, F16 or BF16`);
-    tname = info.name;
-    rows = info.shape[0]!;
-  } finally {
-    f.close();
-  }
-  return {
-    rows,
-    read: () => {
-      const g = openSafetensors(file);
-      try {
-        return g.readFloat32(tname).slice();
-      } finally {
-        g.close();
-      }
-    },
-  };
 }
 
 export interface StreamOptions {

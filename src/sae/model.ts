@@ -13,6 +13,7 @@ import { reshape, slice } from '../tensor/ops/layout.js';
 import { scatterAdd } from '../tensor/ops/index.js';
 import { EncodeOptions, SparseCodes, encodeTopK, normalizeRows, reconLoss, sparseDecode } from './ops.js';
 import { Rng } from './rng.js';
+import type { Sae } from './types.js';
 
 export const SAE_FORMAT = 'ardgpu-topk-sae-1';
 
@@ -44,7 +45,7 @@ export interface SaeLoss {
   xhat: Tensor;
 }
 
-export class SparseAutoencoder {
+export class SparseAutoencoder implements Sae {
   readonly d: number;
   readonly m: number;
   readonly k: number;
@@ -153,6 +154,12 @@ export class SparseAutoencoder {
     });
   }
 
+  /** W_dec[i] as [1, d] (normalised units); the caller disposes it. */
+  decoderRow(i: number): Tensor {
+    if (!Number.isInteger(i) || i < 0 || i >= this.m) throw new ArdError(`sae: latent ${i} is outside 0–${this.m - 1}`);
+    return noGrad(this.engine, () => slice(this.W_dec, 0, i, i + 1));
+  }
+
   /** Dense codes [rows, m] (zeros off the top k). */
   encodeDense(x: Tensor): Tensor {
     return noGrad(this.engine, () => {
@@ -255,6 +262,7 @@ export class SparseAutoencoder {
           throw new ArdError(`${file}: ${name} has shape [${s.join(', ')}], expected [${shape.join(', ')}]`);
         }
       }
+      if (meta.format !== undefined && meta.format !== SAE_FORMAT) throw new ArdError(`${file}: format '${meta.format}' is not ${SAE_FORMAT}`);
       const k = Number(meta.k);
       if (!Number.isInteger(k) || k < 1 || k > m) throw new ArdError(`${file}: metadata k = ${meta.k} is missing or out of range`);
       if (meta.d !== undefined && Number(meta.d) !== d) throw new ArdError(`${file}: metadata d = ${meta.d} does not match W_enc`);

@@ -11,7 +11,8 @@ import { keep, tidy } from '../tensor/scope.js';
 import { Tensor, tensor } from '../tensor/tensor.js';
 import { zeros } from '../tensor/ops/elementwise.js';
 import { AdamW, OptimizerState } from '../tensor/optim.js';
-import { BatchStream, MemorySource, RowSource, dataStats, totalRows } from './data.js';
+import type { RowSource } from '../io/shards.js';
+import { BatchStream, MemorySource, dataStats, totalRows } from './data.js';
 import { SparseAutoencoder } from './model.js';
 import { markFired, projectParallel } from './ops.js';
 

@@ -1,0 +1,42 @@
+// Loading an SAE file whatever its architecture: the safetensors metadata's `format` (written by
+// every saver) picks the class. Another architecture is a class implementing Sae and one line in
+// SAE_FORMATS.
+import type { Engine } from '../gpu/engine.js';
+import { openSafetensors } from '../io/safetensors.js';
+import { ArdError } from '../util/errors.js';
+import { SAE_FORMAT, SparseAutoencoder } from './model.js';
+import type { Sae } from './types.js';
+
+export type SaeLoader = (engine: Engine, file: string) => Sae;
+
+/** format metadata value → loader. */
+export const SAE_FORMATS: Readonly<Record<string, SaeLoader>> = {
+  [SAE_FORMAT]: (engine, file) => SparseAutoencoder.load(engine, file),
+};
+
+/** The `format` recorded in an SAE file's metadata (JSON-encoded or plain), or null. */
+export function saeFormat(file: string): string | null {
+  const f = openSafetensors(file);
+  try {
+    const raw = f.metadata.format;
+    if (raw === undefined) return null;
+    try {
+      const v = JSON.parse(raw);
+      return typeof v === 'string' ? v : raw;
+    } catch {
+      return raw;
+    }
+  } finally {
+    f.close();
+  }
+}
+
+/** Loads an SAE file with the class its `format` names. */
+export function loadSae(engine: Engine, file: string): Sae {
+  const format = saeFormat(file);
+  const known = Object.keys(SAE_FORMATS).join(', ');
+  if (format === null) throw new ArdError(`${file}: no 'format' in the metadata, so the SAE architecture is unknown (known formats: ${known})`);
+  const loader = Object.prototype.hasOwnProperty.call(SAE_FORMATS, format) ? SAE_FORMATS[format] : undefined;
+  if (!loader) throw new ArdError(`${file}: unknown SAE format '${format}' (known formats: ${known})`);
+  return loader(engine, file);
+}
