@@ -11,7 +11,7 @@ import { record } from '../autograd.js';
 import { keep } from '../scope.js';
 import { Tensor, empty, shapeStr, tensor } from '../tensor.js';
 import { map } from './elementwise.js';
-import { contiguous, reshape, slice } from './layout.js';
+import { concat, contiguous, reshape, slice } from './layout.js';
 import { linear, matmul, type MatmulAct } from './matmul.js';
 import { RowBlocks, type Weight } from '../blocked.js';
 import { sum } from './reduce.js';
@@ -511,7 +511,46 @@ export function conv1d(x: Tensor, w: Tensor, bias: Tensor | null = null, opts: C
  * HF's repeat_kv), without copying k or v. scale defaults to 1/√D; causal masking as in softmax
  * (default offset Tk − Tq: a KV cache of Tk − Tq earlier steps).
  */
-export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: SoftmaxOptions = {}): Tensor {
+export interface AttentionOptions extends SoftmaxOptions {
+  /**
+   * Largest f32 score matrix to materialise at once (bytes; default: one storage binding, at most
+   * ATTENTION_SCORES_MAX). Without autograd, more queries than fit are processed in chunks of rows.
+   */
+  maxScoreBytes?: number;
+}
+
+/** Score bytes one attention call materialises at most (a 30 s Whisper window's [20, 1500, 1500] is 172 MiB). */
+export const ATTENTION_SCORES_MAX = 64 * 2 ** 20;
+
+/**
+ * softmax(q·kᵀ·scale + causal mask)·v, chunked over queries when the [.., Tq, Tk] scores would exceed
+ * maxScoreBytes: each query row's scores, softmax and weighted sum do not depend on other rows, so
+ * the chunks compute the same bits as one pass (tested) and the scores never outgrow one binding.
+ */
+export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  const r = q.rank;
+  const Tq = r >= 2 ? q.shape[r - 2]! : 0;
+  const Tk = k.rank >= 2 ? k.shape[k.rank - 2]! : 0;
+  const engine = q.engine;
+  const wantGrad = engine.gradEnabled && (q.requiresGrad || k.requiresGrad || v.requiresGrad);
+  const budget = opts.maxScoreBytes ?? Math.min(ATTENTION_SCORES_MAX, Math.floor(engine.limits.maxStorageBufferBindingSize / 1.125));
+  // scores of one query row, over every head and batch entry: [..., H, 1, Tk] f32
+  const rowBytes = r >= 2 ? (q.shape.slice(0, -2).reduce((a, b) => a * b, 1) || 1) * Tk * 4 : 0;
+  if (wantGrad || Tq <= 1 || rowBytes * Tq <= budget) return attentionPass(q, k, v, opts);
+  const rows = Math.max(1, Math.floor(budget / rowBytes));
+  const base = opts.causalOffset ?? Tk - Tq;
+  const parts: Tensor[] = [];
+  for (let q0 = 0; q0 < Tq; q0 += rows) {
+    const qs = slice(q, r - 2, q0, Math.min(Tq, q0 + rows));
+    parts.push(attentionPass(qs, k, v, { ...opts, causalOffset: base + q0 }));
+    qs.dispose();
+  }
+  const out = concat(parts, r - 2);
+  for (const p of parts) p.dispose();
+  return out;
+}
+
+function attentionPass(q: Tensor, k: Tensor, v: Tensor, opts: SoftmaxOptions): Tensor {
   for (const [t, nm] of [[q, 'q'], [k, 'k'], [v, 'v']] as const) {
     floatCheck(t, `attention ${nm}`);
     if (t.rank < 2) throw new ArdError(`attention: ${nm} ${shapeStr(t.shape)} must be [..., T, D]`);
