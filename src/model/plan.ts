@@ -2,8 +2,10 @@
 // weights as the loader lays them out (q|k|v and gate|up fused, matrices in the chosen dtype, vectors in
 // f32), which of them exceed one storage binding and so load as row blocks, the KV cache for a number of
 // positions and sequences, and the largest activation buffers of one encoder window and one decoder
-// prefill. Activations are not split, so one larger than a binding is a "does not fit".
+// prefill. Attention scores are chunked over queries (as scaledDotProductAttention does); other
+// activations are not split, so one larger than a binding is a "does not fit".
 import { rowBlockRanges } from '../tensor/blocked.js';
+import { ATTENTION_SCORES_MAX } from '../tensor/ops/nn.js';
 import { ArdError } from '../util/errors.js';
 import { Qwen2AudioConfig, expectedTensorShapes } from './config.js';
 
@@ -121,7 +123,17 @@ export function planModel(config: Qwen2AudioConfig, opts: PlanOptions): ModelPla
     { name: 'decoder prefill: gate|up', shape: [batch, positions, 2 * t.intermediate_size] },
     { name: 'decoder: logits of the last position', shape: [batch, t.vocab_size] },
   ];
-  const activations = acts.map((x) => ({ ...x, bytes: numel(x.shape) * 4 })).sort((p, q) => q.bytes - p.bytes);
+  // attention scores are materialised a chunk of query rows at a time (scaledDotProductAttention)
+  const scoreCap = Math.min(ATTENTION_SCORES_MAX, binding);
+  const activations = acts
+    .map((x) => {
+      const bytes = numel(x.shape) * 4;
+      if (!x.name.endsWith('attention scores') || bytes <= scoreCap) return { ...x, bytes };
+      const [rows, cols] = x.shape.slice(-2) as [number, number];
+      const chunk = Math.max(1, Math.floor(scoreCap / ((bytes / rows) | 0)));
+      return { name: `${x.name} (${Math.ceil(rows / chunk)} chunks of ${chunk} query rows)`, shape: [...x.shape.slice(0, -2), chunk, cols], bytes: (bytes / rows) * chunk };
+    })
+    .sort((p, q) => q.bytes - p.bytes);
   for (const x of activations) {
     if (x.bytes > binding) problems.push(`${x.name} [${x.shape.join(', ')}] f32: ${x.bytes} bytes exceed a binding (${binding}); activations are not split`);
   }
