@@ -20,11 +20,11 @@ import { loadAudioLLM } from '../src/model/load.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import {
   IGNORE, type LabelOrder, PROMPTS, batchClips, clipQAs, epochPool, labelsAnswer, encodeConversation, parseGender, parseLabels, parseYesNo, checkQuestionWeights, pickQuestions, questionOrder, templateIds, trainTokenizer,
-} from '../src/model/train-data.js';
+} from '../src/train/data.js';
 import {
   AUX_BIAS, AUX_WEIGHT, type AuxPool, DEFAULT_DIMS, type ModelDims, auxLogits, cachedMels, encodeTrainBatch, frontendFor, initAux, initWeights, lrAt, lossSvg, makeConfig, packBatch, packShared, trainAudioLLM, trainLogits, trainLoss, trainableWeights, writeModelDir,
 } from '../src/model/train.js';
-import { planMix } from '../src/model/train-mix.js';
+import { planMix } from '../src/train/mix.js';
 import { gradCheck } from './gradcheck.js';
 import { expectClose, getEngine, randn } from './helpers.js';
 
@@ -467,7 +467,7 @@ describe('training runs', () => {
     sa.close();
     sc.close();
     // its README lists the earlier stage's command first and says which stage it is
-    const { evalModel } = await import('../src/model/eval-model.js');
+    const { evalModel } = await import('../src/train/eval-model.js');
     const { writeWeightsReadme } = await import('../src/model/train.js');
     const ev = await evalModel({ engine, model: outC, corpus, split: 'test', maxClips: 2, latencyClips: 1 });
     writeWeightsReadme(outC, { command: 'npx tsx tools/train-audiollm.ts --stage-2', previousCommands: ['npx tsx tools/train-audiollm.ts --stage-1'], result: c, eval: ev, adapter: 'test' });

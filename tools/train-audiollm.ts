@@ -16,9 +16,9 @@ import * as path from 'node:path';
 import { cac } from 'cac';
 import { Engine } from '../src/gpu/engine.js';
 import { CORPUS_FILE } from '../src/corpus/manifest.js';
-import { evalModel } from '../src/model/eval-model.js';
+import { evalModel } from '../src/train/eval-model.js';
 import { type AuxPool, type ModelDims, trainAudioLLM, writeWeightsReadme } from '../src/model/train.js';
-import { LABEL_ORDERS, type LabelOrder } from '../src/model/train-data.js';
+import { LABEL_ORDERS, type LabelOrder } from '../src/train/data.js';
 import { ArdError, UsageError } from '../src/util/errors.js';
 
 function num(v: unknown, name: string): number | undefined {

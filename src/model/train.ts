@@ -35,13 +35,13 @@ import { linear, matmul } from '../tensor/ops/matmul.js';
 import { ArdError } from '../util/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { audioTokenCount, convOutLength } from './audio-encoder.js';
-import { mixedEntry, planMels, planMix } from './train-mix.js';
+import { mixedEntry, planMels, planMix } from '../train/mix.js';
 import { Qwen2AudioConfig, expectedTensorShapes, parseQwen2AudioConfig, qwen2AudioConfigToJson } from './config.js';
 import { openSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { Tokenizer } from './tokenizer.js';
 import {
   IGNORE, LABEL_ORDERS, type EncodedConversation, type LabelOrder, type QuestionWeights, batchClips, checkQuestionWeights, epochPool, clipQAs, encodeConversation, hashInts, pickQuestions, templateIds, trainTokenizer,
-} from './train-data.js';
+} from '../train/data.js';
 
 // ---- model size -----------------------------------------------------------------------------
 
@@ -1434,7 +1434,7 @@ export interface ReadmeInfo {
   previousCommands?: string[];
   command: string;
   result: TrainResult;
-  eval: import('./eval-model.js').EvalResult;
+  eval: import('../train/eval-model.js').EvalResult;
   adapter: string;
   /** How the corpus was made (default: the make-corpus command for seed 0, size 1200). */
   corpusCommand?: string;
@@ -1518,7 +1518,7 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
     'question, sharing the clip\'s encoder pass and the decoder\'s pass over the prompt up to the audio\'s end (the question comes after',
     'the audio, so under causal attention those rows are the same in every sequence about the clip). The loss is on answer tokens and',
     'their <|im_end|> only.',
-    ...(spec.mixRate > 0 ? [`A share of ${spec.mixRate} of the batch slots that hold a single-label clip get a fresh mixture instead: that clip with another single-label training clip added in the log-mel power domain (src/model/train-mix.ts)${spec.mixThird > 0 ? `; ${spec.mixThird} of those mixtures get a third sound` : ''}${spec.mixCorpusLevels ? '; in mixtures of sounds only, noise-like sounds sit 3–8 dB lower, as in the corpus' : ''}.`] : []),
+    ...(spec.mixRate > 0 ? [`A share of ${spec.mixRate} of the batch slots that hold a single-label clip get a fresh mixture instead: that clip with another single-label training clip added in the log-mel power domain (src/train/mix.ts)${spec.mixThird > 0 ? `; ${spec.mixThird} of those mixtures get a third sound` : ''}${spec.mixCorpusLevels ? '; in mixtures of sounds only, noise-like sounds sit 3–8 dB lower, as in the corpus' : ''}.`] : []),
     ...(spec.mixtureRepeat !== 1 ? [`Clips with several labels (mixtures) appear ${spec.mixtureRepeat} times in each epoch's order, every other clip once.`] : []),
     'Log-mels are computed once per clip and cached. (A multi-turn chat with every question about a clip',
     'would be cheaper, but later answers can be read off earlier ones, and the model learned that shortcut',
@@ -1565,7 +1565,7 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
     '| --- | --- | --- |',
     ...ev.examples.slice(0, 8).map((e) => `| ${e.labels.join(', ')} | ${e.answers.describe ?? ''} | ${e.answers.sounds ?? ''} |`),
     '',
-    `Reproduce the evaluation: \`evalModel({ engine, model: 'weights', corpus, split: '${ev.split}' })\` (src/model/eval-model.ts).`,
+    `Reproduce the evaluation: \`evalModel({ engine, model: 'weights', corpus, split: '${ev.split}' })\` (src/train/eval-model.ts).`,
     '',
   ];
   writeFileAtomic(path.join(out, 'README.md'), lines.join('\n'));

@@ -14,9 +14,9 @@
 import { mulberry32 } from '../util/random.js';
 import { CONCEPT_LABELS, type ManifestEntry } from '../corpus/manifest.js';
 import { ArdError } from '../util/errors.js';
-import { QWEN2_AUDIO_SPECIAL_TOKENS, TokenizerJson, trainBpe } from './bpe-train.js';
-import { chatPromptText } from './chat.js';
-import type { Tokenizer } from './tokenizer.js';
+import { QWEN2_AUDIO_SPECIAL_TOKENS, TokenizerJson, trainBpe } from './bpe.js';
+import { chatPromptText } from '../model/chat.js';
+import type { Tokenizer } from '../model/tokenizer.js';
 
 export const PROMPTS = {
   describe: 'Describe the sound.',
