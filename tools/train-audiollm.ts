@@ -17,7 +17,7 @@ import { cac } from 'cac';
 import { Engine } from '../src/gpu/engine.js';
 import { CORPUS_FILE } from '../src/corpus/manifest.js';
 import { evalModel } from '../src/train/eval-model.js';
-import { type AuxPool, type ModelDims, trainAudioLLM, writeWeightsReadme } from '../src/model/train.js';
+import { type AuxPool, type ModelDims, trainAudioLLM, writeWeightsReadme } from '../src/train/run.js';
 import { LABEL_ORDERS, type LabelOrder } from '../src/train/data.js';
 import { ArdError, UsageError } from '../src/util/errors.js';
 

@@ -34,14 +34,14 @@ import { conv1dTimeMajor, layerNorm, rmsNorm, rope, softmax } from '../tensor/op
 import { linear, matmul } from '../tensor/ops/matmul.js';
 import { ArdError } from '../util/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
-import { audioTokenCount, convOutLength } from './audio-encoder.js';
-import { mixedEntry, planMels, planMix } from '../train/mix.js';
-import { Qwen2AudioConfig, expectedTensorShapes, parseQwen2AudioConfig, qwen2AudioConfigToJson } from './config.js';
+import { audioTokenCount, convOutLength } from '../model/audio-encoder.js';
+import { mixedEntry, planMels, planMix } from './mix.js';
+import { Qwen2AudioConfig, expectedTensorShapes, parseQwen2AudioConfig, qwen2AudioConfigToJson } from '../model/config.js';
 import { openSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
-import { Tokenizer } from './tokenizer.js';
+import { Tokenizer } from '../model/tokenizer.js';
 import {
   IGNORE, LABEL_ORDERS, type EncodedConversation, type LabelOrder, type QuestionWeights, batchClips, checkQuestionWeights, epochPool, clipQAs, encodeConversation, hashInts, pickQuestions, templateIds, trainTokenizer,
-} from '../train/data.js';
+} from './data.js';
 
 // ---- model size -----------------------------------------------------------------------------
 
@@ -1434,7 +1434,7 @@ export interface ReadmeInfo {
   previousCommands?: string[];
   command: string;
   result: TrainResult;
-  eval: import('../train/eval-model.js').EvalResult;
+  eval: import('./eval-model.js').EvalResult;
   adapter: string;
   /** How the corpus was made (default: the make-corpus command for seed 0, size 1200). */
   corpusCommand?: string;
