@@ -218,6 +218,18 @@ export function hashInts(...xs: number[]): number {
   return h >>> 0;
 }
 
+/** 32-bit FNV-1a hash of a string (per-tensor init streams, cache and run keys). */
+export function fnv(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+/** fnv as 8 hex digits. */
+export function fnvHex(s: string): string {
+  return fnv(s).toString(16).padStart(8, '0');
+}
+
 export function shuffled<T>(items: readonly T[], rand: () => number): T[] {
   const a = [...items];
   for (let i = a.length - 1; i > 0; i--) {
