@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Engine } from '../src/gpu/engine.js';
-import { trainAudioLLM } from '../src/model/train.js';
+import { trainAudioLLM } from '../src/train/run.js';
 import { measurePeakFma } from '../src/tensor/ops/peak.js';
 
 export interface TrainStepResult {

@@ -44,4 +44,4 @@ export { writeReport } from './ard/report.js';
 export { explain } from './ard/explain.js';
 export { modelDescriber, clipResiduals } from './ard/stages.js';
 export { runDemo } from './ard/demo.js';
-export { evalModel } from './model/eval-model.js';
+export { evalModel } from './train/eval-model.js';

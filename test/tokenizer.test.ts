@@ -12,7 +12,7 @@ import {
   loadTokenizer,
   toByteLevel,
 } from '../src/model/tokenizer.js';
-import { QWEN2_AUDIO_SPECIAL_TOKENS, trainBpe } from '../src/model/bpe-train.js';
+import { QWEN2_AUDIO_SPECIAL_TOKENS, trainBpe } from '../src/train/bpe.js';
 
 const FIXTURE = path.join(import.meta.dirname, 'fixtures', 'tokenizer', 'tiny.json');
 

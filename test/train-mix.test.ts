@@ -1,11 +1,11 @@
-// Mixtures made while training (src/model/train-mix.ts): mixing cached log-mels in the power domain
+// Mixtures made while training (src/train/mix.ts): mixing cached log-mels in the power domain
 // against the front end run on the summed waveform, and the mixing plan's rules.
 import { describe, expect, it } from 'vitest';
 import { logMelRef } from '../reference/logmel.js';
 import type { ManifestEntry } from '../src/corpus/manifest.js';
 import { NOISE_LIKE, mixable } from '../src/corpus/plan.js';
 import { mulberry32 } from '../src/util/random.js';
-import { type MelPart, melPower, mixMels, mixMelsAtGain, mixedEntry, planMels, planMix } from '../src/model/train-mix.js';
+import { type MelPart, melPower, mixMels, mixMelsAtGain, mixedEntry, planMels, planMix } from '../src/train/mix.js';
 
 const SR = 16000;
 

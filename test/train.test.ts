@@ -20,11 +20,14 @@ import { loadAudioLLM } from '../src/model/load.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import {
   IGNORE, type LabelOrder, PROMPTS, batchClips, clipQAs, epochPool, labelsAnswer, encodeConversation, parseGender, parseLabels, parseYesNo, checkQuestionWeights, pickQuestions, questionOrder, templateIds, trainTokenizer,
-} from '../src/model/train-data.js';
+} from '../src/train/data.js';
+import { DEFAULT_DIMS, type ModelDims, frontendFor, initWeights, makeConfig, trainableWeights } from '../src/train/dims.js';
+import { lossSvg, writeModelDir } from '../src/train/export.js';
 import {
-  AUX_BIAS, AUX_WEIGHT, type AuxPool, DEFAULT_DIMS, type ModelDims, auxLogits, cachedMels, encodeTrainBatch, frontendFor, initAux, initWeights, lrAt, lossSvg, makeConfig, packBatch, packShared, trainAudioLLM, trainLogits, trainLoss, trainableWeights, writeModelDir,
-} from '../src/model/train.js';
-import { planMix } from '../src/model/train-mix.js';
+  AUX_BIAS, AUX_WEIGHT, type AuxPool, auxLogits, encodeTrainBatch, initAux, packBatch, packShared, trainLogits, trainLoss,
+} from '../src/train/forward.js';
+import { cachedMels, lrAt, trainAudioLLM } from '../src/train/run.js';
+import { planMix } from '../src/train/mix.js';
 import { gradCheck } from './gradcheck.js';
 import { expectClose, getEngine, randn } from './helpers.js';
 
@@ -159,7 +162,7 @@ describe('instruction data', () => {
 
 /** The tiny model's dims and config, with fresh weights (seeded) whose trainable ones are parameters. */
 async function tinyTrainable(seed: number) {
-  const dims = { ...(await import('../src/model/train.js')).DEFAULT_DIMS, ...TINY };
+  const dims = { ...(await import('../src/train/dims.js')).DEFAULT_DIMS, ...TINY };
   const config = makeConfig(dims, tok);
   const w = initWeights(engine, config, seed);
   const params = trainableWeights(w);
@@ -169,7 +172,7 @@ async function tinyTrainable(seed: number) {
 
 /** Two clips' conversations, packed, with their cached log-mels on the GPU. */
 async function sampleBatch(config: ReturnType<typeof makeConfig>, picks: ManifestEntry[]) {
-  const fe = frontendFor({ ...(await import('../src/model/train.js')).DEFAULT_DIMS, ...TINY });
+  const fe = frontendFor({ ...(await import('../src/train/dims.js')).DEFAULT_DIMS, ...TINY });
   const clips = await cachedMels(engine, corpus, picks, fe, config.audio_config.max_source_positions, path.join(tmp, `mels-${picks.length}.safetensors`));
   const convs = clips.map((c) => encodeConversation(tok, c.nAudio, clipQAs(c.entry)));
   const t = templateIds(tok);
@@ -178,7 +181,7 @@ async function sampleBatch(config: ReturnType<typeof makeConfig>, picks: Manifes
 
 describe('training forward', () => {
   it('matches the inference path of the loaded model (f32, 1e-4)', async () => {
-    const dims = { ...(await import('../src/model/train.js')).DEFAULT_DIMS, ...TINY };
+    const dims = { ...(await import('../src/train/dims.js')).DEFAULT_DIMS, ...TINY };
     const config = makeConfig(dims, tok);
     const w = initWeights(engine, config, 11);
     const dir = path.join(tmp, 'f32-model');
@@ -467,8 +470,8 @@ describe('training runs', () => {
     sa.close();
     sc.close();
     // its README lists the earlier stage's command first and says which stage it is
-    const { evalModel } = await import('../src/model/eval-model.js');
-    const { writeWeightsReadme } = await import('../src/model/train.js');
+    const { evalModel } = await import('../src/train/eval-model.js');
+    const { writeWeightsReadme } = await import('../src/train/export.js');
     const ev = await evalModel({ engine, model: outC, corpus, split: 'test', maxClips: 2, latencyClips: 1 });
     writeWeightsReadme(outC, { command: 'npx tsx tools/train-audiollm.ts --stage-2', previousCommands: ['npx tsx tools/train-audiollm.ts --stage-1'], result: c, eval: ev, adapter: 'test' });
     const readme = fs.readFileSync(path.join(outC, 'README.md'), 'utf8');

@@ -2,7 +2,7 @@
 //
 //   npx tsx tools/train-audiollm.ts --corpus DIR --out weights/ --steps N --seed S [--resume]
 //
-// Options (defaults in src/model/train.ts): --batch, --lr, --warmup, --encoder-lr-scale, --aux-weight, --aux-lr-scale, --aux-pool, --mixture-repeat, --mix-rate,
+// Options (defaults in src/train/run.ts): --batch, --lr, --warmup, --encoder-lr-scale, --aux-weight, --aux-lr-scale, --aux-pool, --mixture-repeat, --mix-rate,
 // --mix-third, --mix-corpus-levels, --label-order, --ema DECAY, --average-from STEP, --average-every N,
 // --questions, --work DIR (caches, checkpoint,
 // loss log; default OUT/.ardgpu-cache/train), --checkpoint-every, --val-every, --vocab,
@@ -16,9 +16,12 @@ import * as path from 'node:path';
 import { cac } from 'cac';
 import { Engine } from '../src/gpu/engine.js';
 import { CORPUS_FILE } from '../src/corpus/manifest.js';
-import { evalModel } from '../src/model/eval-model.js';
-import { type AuxPool, type ModelDims, trainAudioLLM, writeWeightsReadme } from '../src/model/train.js';
-import { LABEL_ORDERS, type LabelOrder } from '../src/model/train-data.js';
+import { evalModel } from '../src/train/eval-model.js';
+import type { ModelDims } from '../src/train/dims.js';
+import { writeWeightsReadme } from '../src/train/export.js';
+import type { AuxPool } from '../src/train/forward.js';
+import { trainAudioLLM } from '../src/train/run.js';
+import { LABEL_ORDERS, type LabelOrder } from '../src/train/data.js';
 import { ArdError, UsageError } from '../src/util/errors.js';
 
 function num(v: unknown, name: string): number | undefined {

@@ -29,7 +29,7 @@ import { clipResiduals, modelDescriber, wavSamples } from '../ard/stages.js';
 import { steerCommand } from '../ard/steer.js';
 import { trainSaeStage } from '../ard/train-sae.js';
 import { DEMO_STAGES, runDemo } from '../ard/demo.js';
-import { evalModel } from '../model/eval-model.js';
+import { evalModel } from '../train/eval-model.js';
 import { fmtTime } from './progress.js';
 import { ArdError } from '../util/errors.js';
 

@@ -15,11 +15,11 @@ import type { Engine } from '../gpu/engine.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { ArdError } from '../util/errors.js';
 import { writeJsonAtomic } from '../util/fs.js';
-import { AudioLLM } from './audiollm.js';
-import { askDetailed, buildChatPrompt } from './chat.js';
-import { generate } from './generate.js';
-import { loadAudioLLM } from './load.js';
-import { PROMPTS, type PromptKind, labelsAnswer, parseGender, parseLabels, parseYesNo } from './train-data.js';
+import { AudioLLM } from '../model/audiollm.js';
+import { askDetailed, buildChatPrompt } from '../model/chat.js';
+import { generate } from '../model/generate.js';
+import { loadAudioLLM } from '../model/load.js';
+import { PROMPTS, type PromptKind, labelsAnswer, parseGender, parseLabels, parseYesNo } from './data.js';
 
 export interface EvalOptions {
   engine: Engine;

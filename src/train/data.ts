@@ -14,9 +14,9 @@
 import { mulberry32 } from '../util/random.js';
 import { CONCEPT_LABELS, type ManifestEntry } from '../corpus/manifest.js';
 import { ArdError } from '../util/errors.js';
-import { QWEN2_AUDIO_SPECIAL_TOKENS, TokenizerJson, trainBpe } from './bpe-train.js';
-import { chatPromptText } from './chat.js';
-import type { Tokenizer } from './tokenizer.js';
+import { QWEN2_AUDIO_SPECIAL_TOKENS, TokenizerJson, trainBpe } from './bpe.js';
+import { chatPromptText } from '../model/chat.js';
+import type { Tokenizer } from '../model/tokenizer.js';
 
 export const PROMPTS = {
   describe: 'Describe the sound.',
@@ -216,6 +216,18 @@ export function hashInts(...xs: number[]): number {
     h ^= h >>> 16;
   }
   return h >>> 0;
+}
+
+/** 32-bit FNV-1a hash of a string (per-tensor init streams, cache and run keys). */
+export function fnv(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+/** fnv as 8 hex digits. */
+export function fnvHex(s: string): string {
+  return fnv(s).toString(16).padStart(8, '0');
 }
 
 export function shuffled<T>(items: readonly T[], rand: () => number): T[] {

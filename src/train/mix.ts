@@ -21,7 +21,7 @@ import type { ManifestEntry } from '../corpus/manifest.js';
 import { NOISE_LIKE, mixable } from '../corpus/plan.js';
 import { Rng } from '../corpus/rng.js';
 import { mulberry32 } from '../util/random.js';
-import { hashInts } from './train-data.js';
+import { hashInts } from './data.js';
 
 export interface MixPlan {
   /** The foreground clip (the speech, or the loudest sound) and the one added to it. */

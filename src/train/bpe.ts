@@ -1,5 +1,5 @@
 import { ArdError } from '../util/errors.js';
-import { QWEN2_PATTERN, Tokenizer, bytesToUnicode } from './tokenizer.js';
+import { QWEN2_PATTERN, Tokenizer, bytesToUnicode } from '../model/tokenizer.js';
 
 // Trains a small byte-level BPE tokenizer for the tiny default model. The 256 byte tokens are
 // always in the vocabulary, so any text encodes and decodes exactly; the pre-tokeniser is Qwen2's,
