@@ -10,7 +10,8 @@
 // with the full ask() on the first few clips.
 import * as path from 'node:path';
 import { readWav } from '../audio/wav.js';
-import { CONCEPT_LABELS, readManifest, type ManifestEntry } from '../corpus/manifest.js';
+import { CONCEPT_LABELS } from '../corpus/manifest.js';
+import { openClipSource, type ClipRecord } from '../corpus/clips.js';
 import type { Engine } from '../gpu/engine.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { ArdError } from '../util/errors.js';
@@ -90,10 +91,12 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
   try {
     const tok = model.tokenizer;
     if (!tok) throw new ArdError(`${model.source}: the model has no tokenizer.json`);
-    let entries = readManifest(o.corpus).filter((e) => e.split === split);
+    const source = openClipSource(o.corpus);
+    const all = source.clips();
+    let entries = all.filter((e) => e.split === split);
     if (o.maxClips) entries = entries.slice(0, o.maxClips);
-    if (entries.length === 0) throw new ArdError(`${o.corpus}: no ${split} clips`);
-    const known = [...new Set([...CONCEPT_LABELS, ...readManifest(o.corpus).flatMap((e) => e.labels)])];
+    if (entries.length === 0) throw new ArdError(`${source.origin}: no ${split} clips`);
+    const known = [...new Set([...CONCEPT_LABELS, ...all.flatMap((e) => e.labels)])];
     const maxNew = o.maxNewTokens ?? 48;
     const decode = (ids: number[]) => tok.decode(ids, { skipSpecial: true }).trim();
 
@@ -106,13 +109,17 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
     const byCount = new Map<number, { clips: number; labels: number; found: number }>();
 
     for (let i = 0; i < entries.length; i++) {
-      const e: ManifestEntry = entries[i]!;
-      const samples = readWav(path.join(o.corpus, e.file)).samples;
+      const e: ClipRecord = entries[i]!;
+      const samples = readWav(e.file).samples;
       const counts = model.audioTokenCounts(samples.length);
       const feats: Tensor = model.encodeAudio(samples);
       const answers: Partial<Record<PromptKind, string>> = {};
       try {
-        const kinds: PromptKind[] = e.speech ? ['describe', 'gender', 'sounds', 'speaking'] : ['describe', 'sounds', 'speaking'];
+        // a question is asked where the corpus knows its answer (speech, and the speaker's gender)
+        const kinds: PromptKind[] = ['describe'];
+        if (e.speech === true && e.gender) kinds.push('gender');
+        kinds.push('sounds');
+        if (e.speech !== undefined) kinds.push('speaking');
         for (const kind of kinds) {
           const ids = buildChatPrompt(tok, counts, PROMPTS[kind], { audioTokenIndex: model.audioTokenIndex });
           const r = await generate(model, { ids, audio: feats }, { maxNewTokens: maxNew });
@@ -121,16 +128,18 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
       } finally {
         feats.dispose();
       }
-      if (e.speech) {
-        const g = parseGender(answers.gender ?? '');
+      if (answers.gender !== undefined) {
+        const g = parseGender(answers.gender);
         gender.total++;
         if (g === null) gender.unparsed++;
         else if (g === e.gender) gender.correct++;
       }
-      const yn = parseYesNo(answers.speaking ?? '');
-      speaking.total++;
-      if (yn === null) speaking.unparsed++;
-      else if (yn === e.speech) speaking.correct++;
+      if (answers.speaking !== undefined) {
+        const yn = parseYesNo(answers.speaking);
+        speaking.total++;
+        if (yn === null) speaking.unparsed++;
+        else if (yn === e.speech) speaking.correct++;
+      }
       const named = parseLabels(answers.sounds ?? '', known);
       const s = scoreLabels(named, e.labels);
       tp += s.tp;
@@ -141,7 +150,7 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
       byCount.set(e.labels.length, { clips: bc.clips + 1, labels: bc.labels + s.tp + s.fn, found: bc.found + s.tp });
       for (const l of named) (e.labels.includes(l) ? perOf(l).tp++ : perOf(l).fp++);
       for (const l of e.labels) if (!named.includes(l)) perOf(l).fn++;
-      if (examples.length < 24) examples.push({ file: e.file, labels: e.labels, answers });
+      if (examples.length < 24) examples.push({ file: path.relative(o.corpus, e.file), labels: e.labels, answers });
       if ((i + 1) % 20 === 0 || i + 1 === entries.length) {
         log(`eval ${split}: ${i + 1}/${entries.length} clips, gender ${(100 * ratio(gender.correct, gender.total)).toFixed(1)} %, speaking ${(100 * ratio(speaking.correct, speaking.total)).toFixed(1)} %, labels P ${(100 * ratio(tp, tp + fp)).toFixed(1)} % R ${(100 * ratio(tp, tp + fn)).toFixed(1)} %`);
       }
@@ -152,7 +161,7 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
     const times: number[] = [];
     for (let i = 0; i < nLat; i++) {
       const ts = performance.now();
-      await askDetailed(model, path.join(o.corpus, entries[i]!.file), PROMPTS.sounds, { maxNewTokens: maxNew });
+      await askDetailed(model, entries[i]!.file, PROMPTS.sounds, { maxNewTokens: maxNew });
       times.push(performance.now() - ts);
     }
     const sorted = [...times].sort((a, b) => a - b);

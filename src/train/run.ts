@@ -253,6 +253,8 @@ function resolveRun(o: TrainOptions, log: (line: string) => void): RunPlan {
   if (!Number.isInteger(o.steps) || o.steps < 1) throw new ArdError(`train: --steps must be a positive integer (got ${o.steps})`);
   const dims: ModelDims = { ...DEFAULT_DIMS, ...o.dims };
   const work = o.work ?? path.join(o.out, '.ardgpu-cache', 'train');
+  // Training reads the probe corpus's own manifest, not a generic ClipSource: its questions and answers
+  // come from fields only that corpus has (caption, speaker gender, speech, augmentation, sentence).
   const all = readManifest(o.corpus);
   let trainEntries = all.filter((e) => e.split === 'train');
   if (o.maxTrainClips) trainEntries = trainEntries.slice(0, o.maxTrainClips);
