@@ -57,9 +57,9 @@ console.log(`FMA peak: ${p0.wall.toFixed(1)} GFLOP/s wall, ${p0.cpu.toFixed(1)} 
 console.log(`copy bandwidth: ${(await measureCopyBandwidth(engine, { minSeconds: secs })).toFixed(2)} GB/s`);
 // what one loaded float costs in FMAs (per CPU-second, so other processes matter less): with at
 // most ~64 accumulators per lane, a matmul tile needs ≳ 0.09 loaded floats per FMA, which bounds
-// its share of the FMA peak (bench/RESULTS.md, session 3)
+// its share of the FMA peak (bench/RESULTS.md, 2026-11-21 19:50)
 // f16x2: halves packed two per u32 (unpack2x16float), what an f16-input kernel could gain: 1.13–1.15×
-// the values per CPU-second of vec4 f32 loads, 1.4–1.5× per wall second (session 5, idle machine)
+// the values per CPU-second of vec4 f32 loads, 1.4–1.5× per wall second (idle machine; bench/RESULTS.md)
 for (const kind of ['vec4', 'mat4', 'f16x2'] as const) {
   let l = 0;
   for (let r = 0; r < rounds; r++) l = Math.max(l, await measureLoadRate(engine, { minSeconds: secs, clock: 'cpu', kind }));

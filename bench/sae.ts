@@ -1,7 +1,7 @@
 // Top-K SAE training-step throughput (tokens/s): the same step trainSae runs (sparse decoder and
 // gradients, AuxK on a fixed share of dead latents, gradient projection, Adam, renormalisation),
 // timed with the wall clock around engine.sync() after warm-up steps. Compare with
-// bench/sae-pytorch.py run in the same session (the machine is shared: numbers are noisy).
+// bench/sae-pytorch.py run right after, on the same machine (it is shared: numbers are noisy).
 //   npx tsx bench/sae.ts [--d 256 --m 4096 --k 32 --batch 4096 --steps 5 --warmup 2 --profile]
 import { pathToFileURL } from 'node:url';
 import { Engine } from '../src/gpu/engine.js';

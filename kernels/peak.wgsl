@@ -15,7 +15,7 @@
 //             two per u32 (unpack2x16float), otherwise four array<vec4<f32>> loads. On lavapipe vec4
 //             and mat4x4 run at the same rate (loads cost per 32-bit component, not per access); packed
 //             halves deliver 1.4–1.5× the values per wall-clock second but only 1.13–1.15× per
-//             CPU-second (session 5, idle machine).
+//             CPU-second (idle machine; bench/RESULTS.md, 2026-11-22 00:12).
 //             Bindings: 0 uniform P (P.n = groups of 16 floats in I); 1 I; 2 O (array<vec4<f32>>).
 // Workgroup: 64 invocations; the grid may be 2-D (x ≤ 65535), kernels rebuild the linear id.
 

@@ -53,7 +53,7 @@ export interface DemoResult {
 export const DEMO_STEER_VALUES = [0, 1, 2, 3, 4, 6, 8, 10, 12, 16];
 /**
  * Features the demo keeps (rank's C) and names. More than rank's default 50: speech features score
- * lower on separation (speech pauses lower their coverage), and on the session-8 model the 'male
+ * lower on separation (speech pauses lower their coverage): on an earlier embedded model the 'male
  * speech' feature that steers ranked 129th at layer 1.
  */
 export const DEMO_KEEP = 150;
@@ -66,11 +66,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const corpus = path.join(run, 'corpus');
   const nLayers = model.config.text_config.num_hidden_layers;
   // the middle layer (as for a 32-layer model's 16). The later layers read the audio rows from
-  // here, so a feature steered here reaches the answer. Session 11's model (weights/): at layer 2
-  // the demo's steering flips 27 of 27 female test clips with "Is anyone speaking?" unchanged on
-  // 27 (mAP SAE 0.789 vs neurons 0.616, random 0.664); at layer 3 also 27 of 27 (at 12–16× the
-  // feature's largest clip-mean activation); at layer 1 (the earlier default, a quarter up, where
-  // session 8's model steered) its SAE named only 2 features "male speech" and neither flipped any.
+  // here, so a feature steered here reaches the answer. With the embedded model (weights/) the
+  // demo's steering flips 27 of 27 female test clips at layer 2 with "Is anyone speaking?" unchanged
+  // on 27 (mAP SAE 0.789 vs neurons 0.616, random 0.664), and at layer 3 (at 12–16× the feature's
+  // largest clip-mean activation); at layer 1 (a quarter up, where an earlier model steered) its SAE
+  // names only 2 features "male speech" and neither flips any (weights/README.md, History).
   const layer = o.layer ?? Math.floor(nLayers / 2);
   if (layer < 0 || layer >= nLayers) throw new ArdError(`demo: layer ${layer} out of range (0–${nLayers - 1})`);
   const log = o.log ?? (() => {});

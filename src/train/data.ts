@@ -260,8 +260,8 @@ export function batchClips(seed: number, step: number, batch: number, nClips: nu
 /**
  * The clip indices one epoch draws from: each clip once, and a clip with several labels (a
  * mixture) `mixtureRepeat` times. Mixtures are a fifth of the corpus and the model names only
- * their loudest sound; showing them 3× as often did not change that (session 4: the pooled audio
- * features barely carry the quieter sounds), but the knob stays for experiments.
+ * their loudest sound; showing them 3× as often did not change that (the pooled audio features
+ * barely carry the quieter sounds), but the knob stays for experiments.
  */
 export function epochPool(labelCounts: readonly number[], mixtureRepeat = 1): number[] {
   if (!(Number.isInteger(mixtureRepeat) && mixtureRepeat >= 1)) throw new ArdError(`training: mixture repeat must be an integer ≥ 1 (got ${mixtureRepeat})`);

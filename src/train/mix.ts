@@ -2,11 +2,11 @@
 // replaced by that clip with a second single-label training clip added underneath.
 //
 // Why: the corpus's own mixtures are a fifth of its clips, so a run sees each of the few hundred
-// training mixtures a handful of times, and the model learns to name one sound and stop (session 4:
-// recall 0.91 on single-label test clips, 0.45 on two-label ones; showing the same mixtures three
+// training mixtures a handful of times, and the model learns to name one sound and stop (recall
+// 0.91 on single-label test clips, 0.45 on two-label ones; showing the same mixtures three
 // times as often did not help). Fresh pairs every step give it thousands of different mixtures.
-// Session 5, rate 0.35: two-label recall 0.45 → 0.53, three-label 0.26 → 0.36, but it also named
-// a second sound on 24 single-label test clips (precision 85 → 82 %); see README.
+// At rate 0.35: two-label recall 0.45 → 0.53, three-label 0.26 → 0.36, but it also named
+// a second sound on 24 single-label test clips (precision 85 → 82 %); see weights/README.md.
 //
 // The mixing happens on the cached log-mel features, in the power domain: Whisper's feature is
 // (max(log10 P, m − 8) + 4) / 4 with m the clip's largest log10 P, so P = 10^(4x − 4) where the
@@ -39,7 +39,7 @@ export interface MixOptions {
   /**
    * Share (0–1, default 0) of the fresh mixtures that get a third sound. Why: the corpus holds a
    * few dozen three-sound training clips, and a model trained on two-sound mixtures never names
-   * three (session 8: none of 22 three-label test clips got a three-label answer).
+   * three (none of 22 three-label test clips got a three-label answer).
    */
   third?: number;
   /**
