@@ -5,6 +5,8 @@
 # Run with Debian's torch: /usr/bin/python3 bench/sae-pytorch.py [--d 256 --m 4096 --k 32 ...]
 import argparse
 import json
+import os
+import sys
 import time
 
 import torch
@@ -19,10 +21,11 @@ def main() -> None:
     ap.add_argument('--batch', type=int, default=4096)
     ap.add_argument('--steps', type=int, default=5)
     ap.add_argument('--warmup', type=int, default=2)
-    ap.add_argument('--threads', type=int, default=0, help='torch.set_num_threads (0: leave as is)')
+    ap.add_argument('--threads', type=int, default=os.cpu_count() or 1,
+                    help='torch.set_num_threads (default: every core; Debian torch starts with one thread)')
     a = ap.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    torch.set_num_threads(a.threads)
+    print(f'torch threads: {torch.get_num_threads()}', file=sys.stderr)
     torch.manual_seed(0)
     d, m, k, B = a.d, a.m, a.k, a.batch
 
