@@ -139,7 +139,7 @@ export function openClipSource(dir: string, opts: CorpusOptions = {}): ClipSourc
     return new RowClipSource(dir, labels, 'labels-file', () => readLabelFile(dir, labels, opts), split);
   }
   const stray = COLUMN_FLAGS.filter(([k]) => opts[k] !== undefined).map(([, flag]) => flag);
-  if (stray.length) throw new ArdError(`${dir}: ${stray.join(', ')} only apply to a label file (--labels FILE)`);
+  if (stray.length) throw new ArdError(`${dir}: ${stray.join(', ')} need${stray.length === 1 ? 's' : ''} a label file (--labels FILE)`);
   const at = (rel: string) => path.join(dir, rel);
   const noFolds = () => {
     if (opts.valFold !== undefined || opts.testFold !== undefined) throw new ArdError(`${dir}: --val-fold/--test-fold given, but the corpus has no folds`);
