@@ -21,7 +21,7 @@ export { resample } from './audio/resample.js';
 export { logMel } from './audio/logmel.js';
 export { makeCorpus, readManifest } from './corpus/index.js';
 export { openClipSource, ManifestClipSource, WavFolderClipSource } from './corpus/clips.js';
-export type { ClipRecord, ClipSource } from './corpus/clips.js';
+export type { ClipRecord, ClipSource, CorpusOptions, SplitRule } from './corpus/clips.js';
 export { capture } from './ard/capture.js';
 export type { CaptureOptions, CaptureResult } from './ard/capture.js';
 export { SparseAutoencoder } from './sae/model.js';

@@ -102,6 +102,28 @@ describe('capture', () => {
     expect(Array.from(got)).toEqual(Array.from(expected));
   });
 
+  it('lists a label-file corpus: its labels and splits in the manifest, with the split rule and the rows left out', async () => {
+    const dir = path.join(tmp, 'labelled');
+    writeWav(path.join(dir, 'x.wav'), randn(8000, 40, 0.2));
+    writeWav(path.join(dir, 'y.wav'), randn(6000, 41, 0.2));
+    const labels = path.join(dir, 'meta.tsv');
+    fs.writeFileSync(labels, [['name', 'tags'], ['x.wav', 'dog;bark'], ['y.wav', 'rain'], ['gone.wav', 'dog']].map((r) => r.join('\t')).join('\n') + '\n');
+    const run = path.join(tmp, 'run-labels');
+    const left: string[] = [];
+    const r = await capture({
+      model, corpus: dir, run, layers: [0], dtype: 'f32',
+      corpusOptions: { labels, fileColumn: 'name', labelsColumn: 'tags', splitSeed: 3 }, onSkippedRow: (l) => left.push(l),
+    });
+    expect(left).toEqual([`${labels}:4: gone.wav not found`]);
+    expect(r.skippedRows).toEqual(left);
+    expect(r.clips).toBe(2);
+    const m = readCaptureManifest(run);
+    expect(m.clips.map((c) => [c.id, c.labels])).toEqual([['x', ['dog', 'bark']], ['y', ['rain']]]);
+    expect(m.source).toEqual({ layout: 'labels-file', origin: labels, split: r.split, skippedRows: left });
+    expect(m.source!.split).toMatchObject({ method: 'hash', seed: 3 });
+    for (const c of m.clips) expect(['train', 'val', 'test']).toContain(c.split);
+  });
+
   it('skips when nothing changed and resumes after an interruption with identical shards', async () => {
     const ref = path.join(tmp, 'run-ref');
     await capture({ model, corpus, run: ref, layers: [0], dtype: 'f16', shardRows: 40 });

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readWav } from '../audio/wav.js';
-import { openClipSource, type ClipRecord } from '../corpus/clips.js';
+import { openClipSource, type ClipRecord, type CorpusOptions } from '../corpus/clips.js';
 import type { AudioLLM } from '../model/audiollm.js';
 import { buildChatPrompt } from '../model/chat.js';
 import { writeSafetensors } from '../io/safetensors.js';
@@ -17,15 +17,17 @@ import { keep, tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { ArdError, describeError } from '../util/errors.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
-import type { CaptureClip, CaptureManifest, CaptureShard } from './run.js';
+import type { CaptureClip, CaptureManifest, CaptureShard, CaptureSource } from './run.js';
 import { clearFresh, fileStamp, isFresh, markFresh, runPaths, stageInputsKey } from './run.js';
 
 export const DEFAULT_CAPTURE_PROMPT = 'Describe the sound.';
 
 export interface CaptureOptions {
   model: AudioLLM;
-  /** A corpus folder with manifest.jsonl (labels, splits), or any folder of WAV files. */
+  /** A corpus folder in any layout openClipSource reads (manifest.jsonl, a dataset's metadata, class folders, WAVs). */
   corpus: string;
+  /** A label file, its columns, and the split rule's choices (see openClipSource). */
+  corpusOptions?: CorpusOptions;
   run: string;
   layers: number[];
   prompt?: string;
@@ -42,6 +44,8 @@ export interface CaptureOptions {
   modelId?: string;
   onProgress?: (done: number, total: number, note?: string) => void;
   onBadClip?: (file: string, error: string) => void;
+  /** Called once per metadata row the corpus reader left out (one line: FILE:LINE: problem). */
+  onSkippedRow?: (line: string) => void;
 }
 
 export interface CaptureResult {
@@ -50,6 +54,10 @@ export interface CaptureResult {
   clips: number;
   rows: number;
   bad: { file: string; error: string }[];
+  /** Metadata rows the corpus reader left out, one line each. */
+  skippedRows: string[];
+  /** How the clips' splits were decided. */
+  split: CaptureSource['split'];
   seconds: number;
 }
 
@@ -83,8 +91,11 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
   for (const l of layers) if (!Number.isInteger(l) || l < 0 || l >= nLayers) throw new ArdError(`capture: layer ${l} out of range (the model has ${nLayers} decoder layers, 0–${nLayers - 1})`);
   if (o.dtype === 'f16' && !engine.f16) o.dtype = 'f32';
   if (!model.tokenizer) throw new ArdError(`${model.source}: no tokenizer.json (needed to build the prompt)`);
-  let clips = openClipSource(o.corpus).clips(o.splits);
-  if (!clips.length) throw new ArdError(`${o.corpus}: no clips${o.splits?.length ? ` in split(s) ${o.splits.join(',')}` : ''}`);
+  const sourceReader = openClipSource(o.corpus, o.corpusOptions);
+  let clips = sourceReader.clips(o.splits);
+  const source: CaptureSource = { layout: sourceReader.layout, origin: path.resolve(sourceReader.origin), split: sourceReader.splitRule(), skippedRows: sourceReader.problems() };
+  for (const line of source.skippedRows) o.onSkippedRow?.(line);
+  if (!clips.length) throw new ArdError(`${o.corpus}: no clips${o.splits?.length ? ` in split(s) ${o.splits.join(',')}` : ''}${source.skippedRows.length ? ` (${source.skippedRows.length} metadata rows left out)` : ''}`);
   if (o.limit !== undefined) clips = clips.slice(0, o.limit);
   const { captureDir: capDir, manifest: manifestFile } = runPaths(o.run, layers[0]!);
   const progressFile = path.join(capDir, 'progress.json');
@@ -92,7 +103,7 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
 
   if (!o.force && isFresh(manifestFile, inputsHash)) {
     const m = readJson<CaptureManifest>(manifestFile);
-    return { manifest: manifestFile, skipped: true, clips: m.clips.length, rows: m.clips.reduce((a, c) => a + c.rowCount, 0), bad: m.bad ?? [], seconds: 0 };
+    return { manifest: manifestFile, skipped: true, clips: m.clips.length, rows: m.clips.reduce((a, c) => a + c.rowCount, 0), bad: m.bad ?? [], skippedRows: source.skippedRows, split: source.split, seconds: 0 };
   }
   clearFresh(manifestFile);
   let prog: Progress = { inputsHash, clips: [], shards: Object.fromEntries(layers.map((l) => [String(l), []])), bad: [], next: 0, rows: 0 };
@@ -221,11 +232,12 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
     bad: prog.bad,
     inputsHash,
     corpus: path.resolve(o.corpus),
+    source,
     frameSeconds,
     createdAt: new Date().toISOString(),
   };
   writeJsonAtomic(manifestFile, manifest);
   markFresh(manifestFile, inputsHash);
   fs.rmSync(progressFile, { force: true });
-  return { manifest: manifestFile, skipped: false, clips: prog.clips.length, rows: prog.rows, bad: prog.bad, seconds: (Date.now() - t0) / 1000 };
+  return { manifest: manifestFile, skipped: false, clips: prog.clips.length, rows: prog.rows, bad: prog.bad, skippedRows: source.skippedRows, split: source.split, seconds: (Date.now() - t0) / 1000 };
 }

@@ -10,6 +10,7 @@
 // replaced when the run died is never taken for fresh. One sidecar per output (rather than a field
 // inside it) works for every file kind, including files two stages write (rank writes
 // features-L.json, describe fills in its names).
+import type { SplitRule } from '../corpus/clips.js';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -59,6 +60,15 @@ export interface CaptureShard {
   rowCount: number;
 }
 
+export interface CaptureSource {
+  /** manifest, wav-folder, labels-file, class-folders, esc50, fsd50k or urbansound8k. */
+  layout: string;
+  origin: string;
+  split: SplitRule;
+  /** One line per metadata row left out (FILE:LINE: problem). */
+  skippedRows: string[];
+}
+
 export interface CaptureManifest {
   model?: string;
   prompt?: string;
@@ -73,6 +83,8 @@ export interface CaptureManifest {
   inputsHash?: string;
   /** Directory corpus-relative clip files are resolved against (optional). */
   corpus?: string;
+  /** Which reader listed the clips, how their splits were decided, and the metadata rows it left out. */
+  source?: CaptureSource;
   frameSeconds?: number;
   createdAt?: string;
 }

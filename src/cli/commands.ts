@@ -220,7 +220,17 @@ export function registerCommands(cli: CAC): void {
     });
 
   withGlobals(cli.command('capture', 'Capture residual-stream activations of chosen decoder layers over a corpus'))
-    .option('--corpus <dir>', 'Corpus folder (manifest.jsonl, or any folder of WAVs)')
+    .option('--corpus <dir>', 'Corpus folder: manifest.jsonl, ESC-50, FSD50K, UrbanSound8K, a folder per class, or any folder of WAVs')
+    .option('--labels <file>', 'Label file (CSV, TSV or JSONL: file and labels columns; split, fold, caption, speaker optional); paths relative to --corpus (default: its folder)')
+    .option('--file-column <name>', 'Label file: the audio file column (default: file, filename, fname or path)')
+    .option('--labels-column <name>', "Label file: the labels column, labels separated by ',' or ';' (default: labels or label)")
+    .option('--split-column <name>', 'Label file: the split column (default: split)')
+    .option('--fold-column <name>', 'Label file: the fold column (default: fold)')
+    .option('--caption-column <name>', 'Label file: the caption column (default: caption)')
+    .option('--speaker-column <name>', 'Label file: the speaker column (default: speaker)')
+    .option('--val-fold <fold>', "Split by fold: this fold's clips are 'val' (default with folds: the second-to-last fold)")
+    .option('--test-fold <fold>', "Split by fold: this fold's clips are 'test' (default with folds: the last fold)")
+    .option('--split-seed <n>', 'Seed of the file-name hash split (70/15/15) used when the corpus gives neither splits nor folds', { default: 0 })
     .option('--out <dir>', 'Run folder (alias of --run)')
     .option('--run <dir>', 'Run folder')
     .option('--layers <list>', 'Decoder layers, e.g. 1,3', { default: '1' })
@@ -230,21 +240,30 @@ export function registerCommands(cli: CAC): void {
     .option('--dtype <t>', 'Shard dtype: f16 or f32', { default: 'f16' })
     .option('--limit <n>', 'At most this many clips')
     .option('--force', 'Recompute even if inputs are unchanged')
-    .action(async (flags: GlobalFlags & { corpus?: string; out?: string; run?: string; layers: string; model?: string; prompt: string; allPositions?: boolean; dtype: string; limit?: string; force?: boolean }) => {
-      if (!flags.corpus) throw new UsageError('--corpus <dir> is required');
+    .action(async (flags: GlobalFlags & { corpus?: string; labels?: string; fileColumn?: string; labelsColumn?: string; splitColumn?: string; foldColumn?: string; captionColumn?: string; speakerColumn?: string; valFold?: string | number; testFold?: string | number; splitSeed: string | number; out?: string; run?: string; layers: string; model?: string; prompt: string; allPositions?: boolean; dtype: string; limit?: string; force?: boolean }) => {
+      const corpus = flags.corpus ?? (flags.labels !== undefined ? path.dirname(String(flags.labels)) : undefined);
+      if (!corpus) throw new UsageError('--corpus <dir> is required');
+      const str = (v: unknown) => (v === undefined ? undefined : String(v));
+      const corpusOptions = {
+        labels: str(flags.labels), fileColumn: str(flags.fileColumn), labelsColumn: str(flags.labelsColumn), splitColumn: str(flags.splitColumn),
+        foldColumn: str(flags.foldColumn), captionColumn: str(flags.captionColumn), speakerColumn: str(flags.speakerColumn),
+        valFold: str(flags.valFold), testFold: str(flags.testFold), splitSeed: intFlag('split-seed', flags.splitSeed, 0),
+      };
       const run = needRun(flags.run ?? flags.out);
       if (flags.dtype !== 'f16' && flags.dtype !== 'f32') throw new UsageError(`--dtype: expected f16 or f32, got '${flags.dtype}'`);
       const engine = await openEngine(flags);
       const model = await openModel(engine, flags.model, flags.quiet);
       const b = bar('capture', flags, 'clips');
       const r = await capture({
-        model, corpus: flags.corpus, run, layers: listFlag('layers', flags.layers)!, prompt: flags.prompt,
+        model, corpus, corpusOptions, run, layers: listFlag('layers', flags.layers)!, prompt: flags.prompt,
         positions: flags.allPositions ? 'all' : 'audio', dtype: flags.dtype, limit: intFlag('limit', flags.limit, 1), force: flags.force,
         onProgress: b.update,
         onBadClip: (file, error) => void (flags.quiet || process.stderr.write(`\nskipped ${error}\n`)),
+        onSkippedRow: (line) => void (flags.quiet || process.stderr.write(`left out ${line}\n`)),
       });
       b.finish();
-      emit(flags, r, () => r.skipped ? `capture: unchanged, kept ${r.manifest}` : `capture: ${r.clips} clips, ${r.rows} rows in ${r.seconds.toFixed(1)} s → ${r.manifest}${r.bad.length ? ` (${r.bad.length} bad clips skipped)` : ''}`);
+      const notes = [r.bad.length ? `${r.bad.length} bad clips skipped` : '', r.skippedRows.length ? `${r.skippedRows.length} metadata rows left out` : ''].filter(Boolean);
+      emit(flags, r, () => `${r.skipped ? `capture: unchanged, kept ${r.manifest}` : `capture: ${r.clips} clips, ${r.rows} rows in ${r.seconds.toFixed(1)} s → ${r.manifest}`}${notes.length ? ` (${notes.join(', ')})` : ''}; splits ${r.split.description}`);
       model.dispose();
       engine.destroy();
     });
