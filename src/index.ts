@@ -25,7 +25,11 @@ export type { ClipRecord, ClipSource, CorpusOptions, SplitRule } from './corpus/
 export { capture } from './ard/capture.js';
 export type { CaptureOptions, CaptureResult } from './ard/capture.js';
 export { SparseAutoencoder } from './sae/model.js';
-export { loadSae, SAE_FORMATS } from './sae/load.js';
+export { loadSae, SAE_FORMATS, SAE_FOLDER_FORMATS, saeFolderFormat } from './sae/load.js';
+export { writeSaelens, loadSaelens, readSaelensSparsity, saelensConfig } from './sae/formats/saelens.js';
+export { writeSparsify, loadSparsify, sparsifyConfig } from './sae/formats/sparsify.js';
+export { exportSae, featureDensity } from './sae/formats/export.js';
+export type { ExportSaeOptions, ExportSaeResult, SaeExportFormat } from './sae/formats/export.js';
 export type { Sae, SparseEncoder } from './sae/types.js';
 export { trainSae } from './sae/train.js';
 export { MemorySource } from './sae/data.js';

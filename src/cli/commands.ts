@@ -32,6 +32,7 @@ import { DEMO_STAGES, runDemo } from '../ard/demo.js';
 import { evalModel } from '../train/eval-model.js';
 import { fmtTime } from './progress.js';
 import { ArdError } from '../util/errors.js';
+import { exportSae, SAE_EXPORT_FORMATS, SaeExportFormat } from '../sae/formats/export.js';
 
 export interface GlobalFlags {
   json?: boolean;
@@ -532,6 +533,24 @@ export function registerCommands(cli: CAC): void {
         ].join('\n'),
       );
       model.dispose();
+      engine.destroy();
+    });
+
+  withGlobals(cli.command('export-sae', "Write a run's SAE as a SAELens folder (cfg.json, sae_weights.safetensors, sparsity.safetensors) or sparsify's layout"))
+    .option('--run <dir>', 'Run folder')
+    .option('--layer <n>', 'Decoder layer')
+    .option('--format <f>', 'saelens or sparsify', { default: 'saelens' })
+    .option('--out <dir>', 'SAELens: the SAE folder; sparsify: the root, which gets one folder per hookpoint')
+    .action(async (flags: GlobalFlags & { run?: string; layer?: string; format: string; out?: string }) => {
+      const run = needRun(flags.run);
+      const layer = layerOf(flags, run);
+      if (!(SAE_EXPORT_FORMATS as readonly string[]).includes(flags.format)) throw new UsageError(`--format: expected ${SAE_EXPORT_FORMATS.join(' or ')}, got '${flags.format}'`);
+      if (!flags.out || typeof flags.out !== 'string') throw new UsageError('--out <dir> is required');
+      const engine = await openEngine(flags);
+      const b = bar('feature density', flags, 'rows');
+      const r = await exportSae({ engine, run, layer, format: flags.format as SaeExportFormat, out: flags.out, onProgress: b.update });
+      b.finish();
+      emit(flags, r, () => `export-sae: ${r.format} SAE (d_in ${r.d}, ${r.m} latents, k ${r.k}; input scale ${r.inputScale.toPrecision(6)} folded into the weights)${r.densityRows === null ? '' : `, densities over ${r.densityRows} capture rows`} → ${r.dir}`);
       engine.destroy();
     });
 }

@@ -1,11 +1,17 @@
-// Loading an SAE file whatever its architecture: the safetensors metadata's `format` (written by
-// every saver) picks the class. Another architecture is a class implementing Sae and one line in
-// SAE_FORMATS.
+// Loading an SAE whatever its architecture or layout. A file is ardgpu's own safetensors: its
+// metadata's `format` (written by every saver) picks the class through SAE_FORMATS. A folder is
+// another project's layout, recognised by the files in it through SAE_FOLDER_FORMATS (SAELens:
+// cfg.json + sae_weights.safetensors; sparsify: cfg.json + sae.safetensors); a path to such a
+// folder's weights file counts as the folder. Another architecture is a class implementing Sae and
+// one line in SAE_FORMATS; another layout, one entry in SAE_FOLDER_FORMATS.
 import type { Engine } from '../gpu/engine.js';
 import { openSafetensors } from '../io/safetensors.js';
 import { ArdError } from '../util/errors.js';
 import { SAE_FORMAT, SparseAutoencoder } from './model.js';
+import { SAE_FOLDER_FORMATS, saeFolderFormat } from './formats/index.js';
 import type { Sae } from './types.js';
+
+export { SAE_FOLDER_FORMATS, saeFolderFormat };
 
 export type SaeLoader = (engine: Engine, file: string) => Sae;
 
@@ -31,8 +37,10 @@ export function saeFormat(file: string): string | null {
   }
 }
 
-/** Loads an SAE file with the class its `format` names. */
+/** Loads an SAE: ardgpu's file (by its `format`), or a SAELens or sparsify folder. */
 export function loadSae(engine: Engine, file: string): Sae {
+  const folder = saeFolderFormat(file);
+  if (folder) return SAE_FOLDER_FORMATS[folder.format]!.load(engine, folder.dir);
   const format = saeFormat(file);
   const known = Object.keys(SAE_FORMATS).join(', ');
   if (format === null) throw new ArdError(`${file}: no 'format' in the metadata, so the SAE architecture is unknown (known formats: ${known})`);

@@ -14,6 +14,7 @@ import { scatterAdd } from '../tensor/ops/index.js';
 import { EncodeOptions, SparseCodes, encodeTopK, normalizeRows, reconLoss, sparseDecode } from './ops.js';
 import { Rng } from './rng.js';
 import type { Sae } from './types.js';
+import { SAE_FOLDER_FORMATS, saeFolderFormat } from './formats/index.js';
 
 export const SAE_FORMAT = 'ardgpu-topk-sae-1';
 
@@ -236,7 +237,10 @@ export class SparseAutoencoder implements Sae {
     return out;
   }
 
+  /** ardgpu's SAE file, or a SAELens or sparsify Top-K SAE folder (src/sae/formats). */
   static load(engine: Engine, file: string): SparseAutoencoder {
+    const folder = saeFolderFormat(file);
+    if (folder) return SAE_FOLDER_FORMATS[folder.format]!.load(engine, folder.dir);
     const f = openSafetensors(file);
     try {
       const meta: Record<string, any> = {};
