@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tinyModelDir } from './tiny-model.js';
 
 const BIN = path.join(import.meta.dirname, '..', 'bin', 'ardgpu.mjs');
-const COMMANDS = ['info', 'bench', 'ask', 'make-corpus', 'eval-model', 'capture', 'train-sae', 'retrieve', 'describe', 'steer', 'evaluate', 'report', 'explain', 'demo', 'tokenize', 'plan'];
+const COMMANDS = ['info', 'bench', 'ask', 'make-corpus', 'eval-model', 'capture', 'train-sae', 'retrieve', 'describe', 'steer', 'evaluate', 'report', 'explain', 'demo', 'tokenize', 'plan', 'export-sae'];
 
 function cli(args: string[], opts: { input?: string } = {}) {
   const r = spawnSync(process.execPath, [BIN, ...args], {

@@ -35,7 +35,7 @@ import { loadSae } from '../src/sae/load.js';
 import { readSaeArrays, SaeArrays, transpose2d } from '../src/sae/formats/common.js';
 import { loadSaelens, readSaelensSparsity, writeSaelens } from '../src/sae/formats/saelens.js';
 import { writeSparsify } from '../src/sae/formats/sparsify.js';
-import { featureDensity } from '../src/sae/formats/export.js';
+import { featureDensity } from '../src/ard/export-sae.js';
 import { ArdError } from '../src/util/errors.js';
 import { expectClose, getEngine, randn } from './helpers.js';
 

@@ -32,7 +32,7 @@ import { DEMO_STAGES, runDemo } from '../ard/demo.js';
 import { evalModel } from '../train/eval-model.js';
 import { fmtTime } from './progress.js';
 import { ArdError } from '../util/errors.js';
-import { exportSae, SAE_EXPORT_FORMATS, SaeExportFormat } from '../sae/formats/export.js';
+import { exportSae, SAE_EXPORT_FORMATS, SaeExportFormat } from '../ard/export-sae.js';
 
 export interface GlobalFlags {
   json?: boolean;

@@ -3,16 +3,16 @@
 // so it is measured here by streaming the layer's capture through the SAE (the tokens the SAE was
 // trained on, as SAELens counts over its training tokens).
 import * as fs from 'node:fs';
-import type { Engine } from '../../gpu/engine.js';
-import { captureShardReader, readCaptureManifest, runPaths } from '../../ard/run.js';
-import { uploadRows } from '../../ard/retrieve.js';
-import type { ShardReader } from '../../io/shards.js';
-import { ArdError } from '../../util/errors.js';
-import { SparseAutoencoder } from '../model.js';
-import type { SparseEncoder } from '../types.js';
-import { readSaeArrays } from './common.js';
-import { writeSaelens } from './saelens.js';
-import { writeSparsify } from './sparsify.js';
+import type { Engine } from '../gpu/engine.js';
+import { captureShardReader, readCaptureManifest, runPaths } from './run.js';
+import { uploadRows } from './retrieve.js';
+import type { ShardReader } from '../io/shards.js';
+import { ArdError } from '../util/errors.js';
+import { SparseAutoencoder } from '../sae/model.js';
+import type { SparseEncoder } from '../sae/types.js';
+import { readSaeArrays } from '../sae/formats/common.js';
+import { writeSaelens } from '../sae/formats/saelens.js';
+import { writeSparsify } from '../sae/formats/sparsify.js';
 
 export const SAE_EXPORT_FORMATS = ['saelens', 'sparsify'] as const;
 export type SaeExportFormat = (typeof SAE_EXPORT_FORMATS)[number];
