@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { packageRoot } from '../gpu/registry.js';
 import { loadAudioLLM } from '../model/load.js';
 import type { AudioLLM } from '../model/audiollm.js';
-import { askDetailed, chatPromptText } from '../model/chat.js';
+import { askDetailed, askWindows, chatPromptText } from '../model/chat.js';
 import { loadTokenizer } from '../model/tokenizer.js';
 import { loadQwen2AudioConfig } from '../model/config.js';
 import { planModel } from '../model/plan.js';
@@ -81,6 +81,17 @@ export async function openModel(engine: Engine, dir: string | undefined, quiet?:
     },
   });
   return model;
+}
+
+/** --windows: which windows of a clip longer than the model's audio window are used. */
+function windowsFlag(v: unknown): 'first' | 'all' {
+  if (v !== 'first' && v !== 'all') throw new UsageError(`--windows: expected first or all, got '${v}'`);
+  return v;
+}
+
+/** A window's time range, e.g. "4.0–8.0 s". */
+function timeRange(w: { start: number; end: number }): string {
+  return `${w.start.toFixed(1)}–${w.end.toFixed(1)} s`;
 }
 
 function needRun(run: unknown): string {
@@ -202,19 +213,36 @@ export function registerCommands(cli: CAC): void {
     .option('--seed <s>', 'Sample with this seed (default: greedy)')
     .option('--temperature <t>', 'Sampling temperature (with --seed)', { default: 0.7 })
     .option('--top-p <p>', 'Nucleus sampling (with --seed)', { default: 0.9 })
-    .action(async (wav: string, flags: GlobalFlags & { prompt: string; model?: string; maxTokens: number; seed?: string; temperature: number; topP: number }) => {
+    .option('--windows <w>', "A clip longer than the model's audio window: first (answer its first window) or all (each window, with its time range)", { default: 'first' })
+    .action(async (wav: string, flags: GlobalFlags & { prompt: string; model?: string; maxTokens: number; seed?: string; temperature: number; topP: number; windows: string }) => {
+      const windows = windowsFlag(flags.windows);
       const engine = await openEngine(flags);
       const model = await openModel(engine, flags.model, true);
       const sampled = flags.seed !== undefined;
-      const t0 = Date.now();
-      const r = await askDetailed(model, wav, String(flags.prompt), {
+      const askOpts = {
         maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1),
         ...(sampled ? { seed: intFlag('seed', flags.seed, 0), temperature: Number(flags.temperature), topP: Number(flags.topP) } : {}),
         onText: flags.json ? undefined : (piece: string) => void process.stdout.write(piece),
-      });
-      const ms = Date.now() - t0;
-      if (flags.json) emit(flags, { answer: r.text, tokens: r.tokens.length, ms, stopReason: r.stopReason }, () => '');
-      else process.stdout.write('\n');
+      };
+      if (windows === 'all') {
+        const answers = await askWindows(model, wav, String(flags.prompt), {
+          ...askOpts,
+          onWindow: (w) => void (flags.json || process.stdout.write(`${w.index > 0 ? '\n' : ''}[${timeRange(w)}] `)),
+        });
+        if (flags.json) emit(flags, answers.map((r) => ({ start: r.window.start, end: r.window.end, answer: r.text, tokens: r.tokens.length, stopReason: r.stopReason })), () => '');
+        else process.stdout.write('\n');
+      } else {
+        const t0 = Date.now();
+        const r = await askDetailed(model, wav, String(flags.prompt), askOpts);
+        const ms = Date.now() - t0;
+        const clip = r.clips[0]!;
+        const window = { start: clip.window.start, end: clip.window.end };
+        if (flags.json) emit(flags, { answer: r.text, tokens: r.tokens.length, ms, stopReason: r.stopReason, duration: clip.duration, windows: clip.windows, window }, () => '');
+        else process.stdout.write('\n');
+        if (clip.windows > 1) {
+          process.stderr.write(`note: ${path.basename(wav)} is ${clip.duration.toFixed(1)} s; answered its first ${(window.end - window.start).toFixed(1)} s window (--windows all answers each)\n`);
+        }
+      }
       model.dispose();
       engine.destroy();
     });
