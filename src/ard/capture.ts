@@ -72,6 +72,49 @@ function inputsKey(o: CaptureOptions, clips: ClipRecord[]): string {
   });
 }
 
+/**
+ * The residual stream after each of `layers` for one window of audio (samples of at most one
+ * encoder window) in the capture prompt: the audio-token rows, or every row with positions 'all'.
+ * Layers whose hook did not run are missing from the map; the caller disposes the tensors.
+ */
+export function windowResiduals(
+  model: AudioLLM,
+  samples: Float32Array,
+  layers: readonly number[],
+  opts: { prompt?: string; positions?: 'audio' | 'all'; lastLayer?: number } = {},
+): Map<number, Tensor> {
+  if (!model.tokenizer) throw new ArdError(`${model.source}: no tokenizer.json (needed to build the prompt)`);
+  if (samples.length > model.windowSamples) throw new ArdError(`capture: ${samples.length} samples are more than one audio window (${model.windowSamples})`);
+  const tokens = model.audioTokens(samples.length);
+  const ids = buildChatPrompt(model.tokenizer, [tokens], opts.prompt ?? DEFAULT_CAPTURE_PROMPT, { audioTokenIndex: model.audioTokenIndex });
+  const first = ids.indexOf(model.audioTokenIndex);
+  const [rowFrom, rowCount] = opts.positions === 'all' ? [0, ids.length] : [first, tokens];
+  const got = new Map<number, Tensor>();
+  const handles = layers.map((l) =>
+    model.hooks.add({
+      layer: l,
+      fn: (resid, ctx) => {
+        if (ctx.step !== 0) return;
+        got.set(l, keep(contiguous(slice(resid, 0, rowFrom - ctx.start, rowFrom - ctx.start + rowCount))));
+      },
+    }),
+  );
+  try {
+    const audio = model.encodeAudio(samples);
+    try {
+      tidy(() => void model.forward(ids, audio, { logits: 'none', lastLayer: opts.lastLayer }));
+    } finally {
+      audio.dispose();
+    }
+  } catch (e) {
+    for (const t of got.values()) t.dispose();
+    throw e;
+  } finally {
+    for (const h of handles) h.remove();
+  }
+  return got;
+}
+
 export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
   const t0 = Date.now();
   const o: CaptureOptions = { prompt: DEFAULT_CAPTURE_PROMPT, positions: 'audio', dtype: 'f16', shardRows: 16384, ...opts };
@@ -164,31 +207,9 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
     o.onProgress?.(prog.next + pendingClips.length + pendingBad.length, clips.length, 'bad clip skipped');
   };
 
-  /** One window's residual rows at each layer (host copies), for the capture prompt with that window's audio. */
-  const captureWindow = async (file: string, samples: Float32Array, tokens: number): Promise<Map<number, Float32Array>> => {
-    const ids = buildChatPrompt(model.tokenizer!, [tokens], o.prompt!, { audioTokenIndex: model.audioTokenIndex });
-    const first = ids.indexOf(model.audioTokenIndex);
-    const [rowFrom, rowCount] = o.positions === 'all' ? [0, ids.length] : [first, tokens];
-    const got = new Map<number, Tensor>();
-    const handles = layers.map((l) =>
-      model.hooks.add({
-        layer: l,
-        fn: (resid, ctx) => {
-          if (ctx.step !== 0) return;
-          got.set(l, keep(contiguous(slice(resid, 0, rowFrom - ctx.start, rowFrom - ctx.start + rowCount))));
-        },
-      }),
-    );
-    try {
-      const audio = model.encodeAudio(samples);
-      try {
-        tidy(() => void model.forward(ids, audio, { logits: 'none' }));
-      } finally {
-        audio.dispose();
-      }
-    } finally {
-      for (const h of handles) h.remove();
-    }
+  /** One window's residual rows at each layer, as host copies. */
+  const captureWindow = async (file: string, samples: Float32Array): Promise<Map<number, Float32Array>> => {
+    const got = windowResiduals(model, samples, layers, { prompt: o.prompt!, positions: o.positions! });
     const out = new Map<number, Float32Array>();
     try {
       for (const l of layers) {
@@ -221,7 +242,7 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
     const rowStart = written + pendingRows;
     const captured: CaptureWindow[] = [];
     for (const w of windows) {
-      const rows = await captureWindow(c.file, samples.subarray(w.from, w.to), w.tokens);
+      const rows = await captureWindow(c.file, samples.subarray(w.from, w.to));
       for (const l of layers) pending.get(l)!.push(rows.get(l)!);
       const rowCount = rows.get(layers[0]!)!.length / d;
       captured.push({ index: w.index, start: w.start, end: w.end, rowStart: written + pendingRows, rowCount });

@@ -355,8 +355,8 @@ export function registerCommands(cli: CAC): void {
       const model = await openModel(engine, flags.model, true);
       const sae = openSae(engine, run, layer);
       const acts = clipResiduals(model, samples, layer, readCaptureManifest(run).prompt);
-      const frameSeconds = (model.frontend.hopLength / model.frontend.samplingRate) * 4;
-      const r = await explain({ engine, sae, acts, frameSeconds, features, threshold: Number(flags.threshold) });
+      // a long clip is taken window by window; its rows continue in time across windows
+      const r = await explain({ engine, sae, acts, frameSeconds: model.frameSeconds, features, threshold: Number(flags.threshold) });
       acts.dispose();
       emit(flags, { file: wav, duration: r.duration, features: r.features.map(({ activations: _a, ...rest }) => rest) }, () => r.timeline);
       model.dispose();
@@ -373,19 +373,30 @@ export function registerCommands(cli: CAC): void {
     .option('--positions <p>', 'all: prompt and generated tokens; audio: audio tokens only', { default: 'all' })
     .option('--model <dir>', 'Model folder (default: weights/)')
     .option('--max-tokens <n>', 'Maximum new tokens', { default: 32 })
-    .action(async (wav: string, flags: GlobalFlags & { run?: string; layer?: string; feature?: string; values: string; prompt: string; mode: string; positions: string; model?: string; maxTokens: number }) => {
+    .option('--windows <w>', "A clip longer than the model's audio window: first (sweep its first window) or all (each window)", { default: 'first' })
+    .action(async (wav: string, flags: GlobalFlags & { run?: string; layer?: string; feature?: string; values: string; prompt: string; mode: string; positions: string; model?: string; maxTokens: number; windows: string }) => {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
       if (flags.feature === undefined) throw new UsageError('--feature <id> is required');
       if (flags.mode !== 'add' && flags.mode !== 'set') throw new UsageError(`--mode: expected add or set, got '${flags.mode}'`);
       if (flags.positions !== 'all' && flags.positions !== 'audio') throw new UsageError(`--positions: expected all or audio, got '${flags.positions}'`);
+      const windows = windowsFlag(flags.windows);
       const engine = await openEngine(flags);
-      const r = await steerCommand({
+      const o = {
         engine, modelDir: flags.model ?? defaultModelDir(), run, layer, feature: intFlag('feature', flags.feature, 0)!,
         values: listFlag('values', flags.values)!, prompt: String(flags.prompt), wav, mode: flags.mode, positions: flags.positions,
         maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1),
-      });
-      emit(flags, r, () => [`feature #${r.feature}${(r as any).name ? ` (${(r as any).name})` : ''} at layer ${r.layer}, ${r.mode} — ${r.question}`, `  unsteered: ${r.baseline}`, ...r.values.map((v) => `  ${String(v.value).padStart(6)}: ${v.answer}`)].join('\n'));
+      } as const;
+      const shown = windows === 'all' ? await steerCommand({ ...o, windows: 'all' }) : [await steerCommand(o)];
+      const lines = (r: (typeof shown)[number]) => [`  unsteered: ${r.baseline}`, ...r.values.map((v) => `  ${String(v.value).padStart(6)}: ${v.answer}`)];
+      const r0 = shown[0]!;
+      const head = `feature #${r0.feature}${r0.name ? ` (${r0.name})` : ''} at layer ${r0.layer}, ${r0.mode} — ${r0.question}`;
+      emit(flags, windows === 'all' ? shown : r0, () =>
+        [head, ...shown.flatMap((r) => (windows === 'all' && r.window ? [`[${timeRange(r.window)}]`, ...lines(r)] : lines(r)))].join('\n'),
+      );
+      if (windows === 'first' && r0.window) {
+        process.stderr.write(`note: ${path.basename(wav)} is ${r0.window.clipSeconds.toFixed(1)} s; steered its first ${(r0.window.end - r0.window.start).toFixed(1)} s window (--windows all steers each)\n`);
+      }
       engine.destroy();
     });
 
