@@ -105,6 +105,12 @@ describe('ask', () => {
     }
     expect(rs.map((r) => r.promptIds.filter((id) => id === model.audioTokenIndex).length)).toEqual([50, 50, 31]);
   });
+
+  it('a prompt and new tokens beyond the decoder positions: a one-line error saying so', async () => {
+    await expect(askDetailed(model, long, Q, { maxNewTokens: 500 })).rejects.toThrow(
+      /^generate: a prompt of \d+ positions and up to 500 new tokens need \d+ positions, more than the model's max_position_embeddings 512$/,
+    );
+  });
 });
 
 describe('capture, timelines and explain', () => {
