@@ -17,7 +17,7 @@ import { keep, tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { ArdError, describeError } from '../util/errors.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
-import type { CaptureClip, CaptureManifest, CaptureShard, CaptureSource } from './run.js';
+import type { CaptureClip, CaptureManifest, CaptureShard, CaptureSource, CaptureWindow } from './run.js';
 import { clearFresh, fileStamp, isFresh, markFresh, runPaths, stageInputsKey } from './run.js';
 
 export const DEFAULT_CAPTURE_PROMPT = 'Describe the sound.';
@@ -80,6 +80,49 @@ function inputsKey(o: CaptureOptions, clips: ClipRecord[]): string {
   });
 }
 
+/**
+ * The residual stream after each of `layers` for one window of audio (samples of at most one
+ * encoder window) in the capture prompt: the audio-token rows, or every row with positions 'all'.
+ * Layers whose hook did not run are missing from the map; the caller disposes the tensors.
+ */
+export function windowResiduals(
+  model: AudioLLM,
+  samples: Float32Array,
+  layers: readonly number[],
+  opts: { prompt?: string; positions?: 'audio' | 'all'; lastLayer?: number } = {},
+): Map<number, Tensor> {
+  if (!model.tokenizer) throw new ArdError(`${model.source}: no tokenizer.json (needed to build the prompt)`);
+  if (samples.length > model.windowSamples) throw new ArdError(`capture: ${samples.length} samples are more than one audio window (${model.windowSamples})`);
+  const tokens = model.audioTokens(samples.length);
+  const ids = buildChatPrompt(model.tokenizer, [tokens], opts.prompt ?? DEFAULT_CAPTURE_PROMPT, { audioTokenIndex: model.audioTokenIndex });
+  const first = ids.indexOf(model.audioTokenIndex);
+  const [rowFrom, rowCount] = opts.positions === 'all' ? [0, ids.length] : [first, tokens];
+  const got = new Map<number, Tensor>();
+  const handles = layers.map((l) =>
+    model.hooks.add({
+      layer: l,
+      fn: (resid, ctx) => {
+        if (ctx.step !== 0) return;
+        got.set(l, keep(contiguous(slice(resid, 0, rowFrom - ctx.start, rowFrom - ctx.start + rowCount))));
+      },
+    }),
+  );
+  try {
+    const audio = model.encodeAudio(samples);
+    try {
+      tidy(() => void model.forward(ids, audio, { logits: 'none', lastLayer: opts.lastLayer }));
+    } finally {
+      audio.dispose();
+    }
+  } catch (e) {
+    for (const t of got.values()) t.dispose();
+    throw e;
+  } finally {
+    for (const h of handles) h.remove();
+  }
+  return got;
+}
+
 export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
   const t0 = Date.now();
   const o: CaptureOptions = { prompt: DEFAULT_CAPTURE_PROMPT, positions: 'audio', dtype: 'f16', shardRows: 16384, ...opts };
@@ -118,43 +161,77 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
   fs.mkdirSync(capDir, { recursive: true });
 
   const d = model.config.text_config.hidden_size;
-  const frameSeconds = (model.frontend.hopLength / model.frontend.samplingRate) * 4; // conv stride 2 × pool 2
+  const frameSeconds = model.frameSeconds;
   // pending (not yet written) rows per layer, as host arrays, with the clips they belong to
   let pending: Map<number, Float32Array[]> = new Map(layers.map((l) => [l, []]));
   let pendingClips: CaptureClip[] = [];
   let pendingRows = 0;
   let pendingBad: { file: string; error: string }[] = [];
+  // rows in written shards; equals prog.rows except inside a long clip (see writeShard)
+  let written = prog.rows;
+
+  /**
+   * Writes the pending rows as the next shard of each layer. Shards normally end at a clip's end;
+   * a clip of many windows may also be split between shards (so host memory stays flat in its
+   * length). progress.json is only written at clip ends (commit), so a run that dies inside a
+   * clip resumes at that clip and rewrites its shards under the same names.
+   */
+  const writeShard = () => {
+    if (pendingRows === 0) return;
+    for (const l of layers) {
+      const parts = pending.get(l)!;
+      const all = new Float32Array(pendingRows * d);
+      let at = 0;
+      for (const p of parts) {
+        all.set(p, at);
+        at += p.length;
+      }
+      const idx = prog.shards[String(l)]!.length;
+      const rel = `layer-${l}/shard-${String(idx).padStart(5, '0')}.safetensors`;
+      writeSafetensors(
+        path.join(capDir, rel),
+        { acts: { dtype: o.dtype === 'f16' ? 'F16' : 'F32', shape: [pendingRows, d], data: all } },
+        { layer: String(l), rowStart: String(written), prompt: o.prompt!, positions: o.positions! },
+      );
+      prog.shards[String(l)]!.push({ file: rel, rowStart: written, rowCount: pendingRows });
+    }
+    written += pendingRows;
+    pending = new Map(layers.map((l) => [l, []]));
+    pendingRows = 0;
+  };
 
   const flushShard = () => {
     if (!pendingClips.length && !pendingBad.length) return;
-    if (pendingRows > 0) {
-      for (const l of layers) {
-        const parts = pending.get(l)!;
-        const all = new Float32Array(pendingRows * d);
-        let at = 0;
-        for (const p of parts) {
-          all.set(p, at);
-          at += p.length;
-        }
-        const idx = prog.shards[String(l)]!.length;
-        const rel = `layer-${l}/shard-${String(idx).padStart(5, '0')}.safetensors`;
-        writeSafetensors(
-          path.join(capDir, rel),
-          { acts: { dtype: o.dtype === 'f16' ? 'F16' : 'F32', shape: [pendingRows, d], data: all } },
-          { layer: String(l), rowStart: String(prog.rows), prompt: o.prompt!, positions: o.positions! },
-        );
-        prog.shards[String(l)]!.push({ file: rel, rowStart: prog.rows, rowCount: pendingRows });
-      }
-    }
+    writeShard();
     prog.clips.push(...pendingClips);
     prog.bad.push(...pendingBad);
-    prog.rows += pendingRows;
+    prog.rows = written;
     prog.next += pendingClips.length + pendingBad.length;
     writeJsonAtomic(progressFile, prog);
-    pending = new Map(layers.map((l) => [l, []]));
     pendingClips = [];
     pendingBad = [];
-    pendingRows = 0;
+  };
+
+  const badClip = (file: string, error: string) => {
+    pendingBad.push({ file, error });
+    o.onBadClip?.(file, error);
+    o.onProgress?.(prog.next + pendingClips.length + pendingBad.length, clips.length, 'bad clip skipped');
+  };
+
+  /** One window's residual rows at each layer, as host copies. */
+  const captureWindow = async (file: string, samples: Float32Array): Promise<Map<number, Float32Array>> => {
+    const got = windowResiduals(model, samples, layers, { prompt: o.prompt!, positions: o.positions! });
+    const out = new Map<number, Float32Array>();
+    try {
+      for (const l of layers) {
+        const t = got.get(l);
+        if (!t) throw new ArdError(`capture: the layer ${l} hook did not run for ${file}`);
+        out.set(l, (await t.toFloat32()).slice());
+      }
+    } finally {
+      for (const t of got.values()) t.dispose();
+    }
+    return out;
   };
 
   o.onProgress?.(prog.next, clips.length);
@@ -164,43 +241,26 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
     try {
       samples = readWav(c.file).samples;
     } catch (e) {
-      const error = describeError(e);
-      pendingBad.push({ file: c.file, error });
-      o.onBadClip?.(c.file, error);
-      o.onProgress?.(prog.next + pendingClips.length + pendingBad.length, clips.length, 'bad clip skipped');
+      badClip(c.file, describeError(e));
       continue;
     }
-    // one audio block per clip (its windows' tokens back to back), exactly as ask() builds it
-    const nAudio = model.audioTokens(samples.length);
-    const ids = buildChatPrompt(model.tokenizer, [nAudio], o.prompt!, { audioTokenIndex: model.audioTokenIndex });
-    const first = ids.indexOf(model.audioTokenIndex);
-    const [rowFrom, rowCount] = o.positions === 'all' ? [0, ids.length] : [first, nAudio];
-    const got = new Map<number, Tensor>();
-    const handles = layers.map((l) =>
-      model.hooks.add({
-        layer: l,
-        fn: (resid, ctx) => {
-          if (ctx.step !== 0) return;
-          got.set(l, keep(contiguous(slice(resid, 0, rowFrom - ctx.start, rowFrom - ctx.start + rowCount))));
-        },
-      }),
-    );
-    try {
-      const audio = model.encodeAudio(samples);
-      try {
-        tidy(() => void model.forward(ids, audio, { logits: 'none' }));
-      } finally {
-        audio.dispose();
-      }
-    } finally {
-      for (const h of handles) h.remove();
+    // one prompt per window of the model's audio window, exactly as ask() builds it for that window
+    const windows = model.windows(samples.length);
+    if (!windows.length) {
+      badClip(c.file, `${c.file}: ${samples.length} samples are too short to give an audio token`);
+      continue;
     }
-    for (const l of layers) {
-      const t = got.get(l);
-      if (!t) throw new ArdError(`capture: the layer ${l} hook did not run for ${c.file}`);
-      pending.get(l)!.push((await t.toFloat32()).slice());
-      t.dispose();
+    const rowStart = written + pendingRows;
+    const captured: CaptureWindow[] = [];
+    for (const w of windows) {
+      const rows = await captureWindow(c.file, samples.subarray(w.from, w.to));
+      for (const l of layers) pending.get(l)!.push(rows.get(l)!);
+      const rowCount = rows.get(layers[0]!)!.length / d;
+      captured.push({ index: w.index, start: w.start, end: w.end, rowStart: written + pendingRows, rowCount });
+      pendingRows += rowCount;
+      if (pendingRows >= o.shardRows! && w !== windows[windows.length - 1]) writeShard();
     }
+    const rowCount = written + pendingRows - rowStart;
     pendingClips.push({
       id: c.id,
       file: c.file,
@@ -210,12 +270,12 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
       speech: c.speech,
       caption: c.caption,
       duration: samples.length / 16000,
-      rowStart: prog.rows + pendingRows,
+      rowStart,
       rowCount,
       frameSeconds,
+      ...(captured.length > 1 ? { windows: captured } : {}),
     });
-    pendingRows += rowCount;
-    if (pendingRows >= o.shardRows!) flushShard();
+    if (pendingRows >= o.shardRows! || written > rowStart) flushShard();
     o.onProgress?.(prog.next + pendingClips.length + pendingBad.length, clips.length);
   }
   flushShard();

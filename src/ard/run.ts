@@ -52,6 +52,22 @@ export interface CaptureClip {
   rowStart: number;
   rowCount: number;
   frameSeconds: number;
+  /**
+   * A clip longer than the model's audio window is captured window by window (one prompt per
+   * window): each window's time range and its rows. Absent when the clip is one window. With
+   * positions 'audio' row r of the clip lies at r × frameSeconds (every window but the last is
+   * full); with positions 'all' each window's rows include its own prompt text.
+   */
+  windows?: CaptureWindow[];
+}
+
+/** One window of a captured clip: seconds [start, end) of the clip and the manifest rows it gave. */
+export interface CaptureWindow {
+  index: number;
+  start: number;
+  end: number;
+  rowStart: number;
+  rowCount: number;
 }
 
 export interface CaptureShard {

@@ -2,12 +2,12 @@
 // most representative clips), and "explain" on one WAV (residuals at a layer → named features).
 import { readWav } from '../audio/wav.js';
 import type { AudioLLM } from '../model/audiollm.js';
-import { ask, buildChatPrompt } from '../model/chat.js';
-import { contiguous, keep, slice } from '../tensor/index.js';
+import { ask } from '../model/chat.js';
+import { concat, tidy } from '../tensor/index.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { ArdError } from '../util/errors.js';
 import type { Describer } from './describe.js';
-import { DEFAULT_CAPTURE_PROMPT } from './capture.js';
+import { DEFAULT_CAPTURE_PROMPT, windowResiduals } from './capture.js';
 
 export const CAPTION_PROMPT = 'Describe the sound.';
 
@@ -23,32 +23,25 @@ export function modelDescriber(model: AudioLLM, opts: { prompt?: string; maxNewT
 
 /**
  * The residual stream [audio tokens, d] after decoder layer `layer` for one clip, with the same
- * prompt capture uses (so SAE features mean the same thing). The caller disposes the tensor.
+ * prompt capture uses (so SAE features mean the same thing). A clip longer than the model's audio
+ * window is taken window by window, as capture takes it, and the windows' rows are concatenated:
+ * row r lies at r × model.frameSeconds of the clip. The caller disposes the tensor.
  */
 export function clipResiduals(model: AudioLLM, samples: Float32Array, layer: number, prompt = DEFAULT_CAPTURE_PROMPT): Tensor {
-  if (!model.tokenizer) throw new ArdError(`${model.source}: no tokenizer.json`);
-  const n = model.audioTokens(samples.length); // one audio block per clip, as ask() and capture build it
-  const ids = buildChatPrompt(model.tokenizer, [n], prompt, { audioTokenIndex: model.audioTokenIndex });
-  const first = ids.indexOf(model.audioTokenIndex);
-  let out: Tensor | null = null;
-  const h = model.hooks.add({
-    layer,
-    fn: (resid, ctx) => {
-      if (ctx.step === 0) out = keep(contiguous(slice(resid, 0, first - ctx.start, first - ctx.start + n)));
-    },
-  });
+  const windows = model.windows(samples.length);
+  if (!windows.length) throw new ArdError(`explain: a clip of ${samples.length} samples is too short to give an audio token`);
+  const parts: Tensor[] = [];
   try {
-    const audio = model.encodeAudio(samples);
-    try {
-      model.forward(ids, audio, { logits: 'none', lastLayer: layer });
-    } finally {
-      audio.dispose();
+    for (const w of windows) {
+      const got = windowResiduals(model, samples.subarray(w.from, w.to), [layer], { prompt, lastLayer: layer });
+      const t = got.get(layer);
+      if (!t) throw new ArdError(`explain: the layer ${layer} hook did not run`);
+      parts.push(t);
     }
+    return parts.length === 1 ? parts.pop()! : tidy(() => concat(parts, 0));
   } finally {
-    h.remove();
+    for (const p of parts) p.dispose();
   }
-  if (!out) throw new ArdError(`explain: the layer ${layer} hook did not run`);
-  return out;
 }
 
 export function wavSamples(file: string): Float32Array {

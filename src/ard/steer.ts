@@ -16,12 +16,15 @@
 // Positions: 'all' edits every row of the prompt pass and of each generated token's pass;
 // 'audio' edits only the audio-placeholder rows of the prompt pass (later tokens see the edit
 // through the KV cache of the layers above L).
+//
+// Audio: like ask, a prompt carries one window of the model's audio window (the first, unless
+// `window` picks another); steerCommand with windows 'all' sweeps each window of the clip in turn.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readWav } from '../audio/wav.js';
 import type { WavAudio } from '../audio/wav.js';
 import type { Engine } from '../gpu/engine.js';
-import type { AudioLLM } from '../model/audiollm.js';
+import type { AudioLLM, AudioWindow } from '../model/audiollm.js';
 import { buildChatPrompt } from '../model/chat.js';
 import { generate } from '../model/generate.js';
 import type { GenerateOptions } from '../model/generate.js';
@@ -177,16 +180,30 @@ interface Prepared {
   ids: number[];
   feats: Tensor;
   tok: Tokenizer;
+  /** The window of the clip the prompt carries, how many the clip has, and its length. */
+  window: AudioWindow;
+  windows: number;
+  duration: number;
 }
 
-/** Encodes the clip (unless `feats` are given: they stay the caller's) and builds the prompt. */
-function prepare(model: AudioLLM, audio: SteerAudio, question: string, tokenizer?: Tokenizer, feats?: Tensor): Prepared {
+/**
+ * Encodes window `window` (default the first) of the clip (unless `feats` are given: they stay the
+ * caller's) and builds the prompt.
+ */
+function prepare(model: AudioLLM, audio: SteerAudio, question: string, tokenizer?: Tokenizer, feats?: Tensor, window = 0): Prepared {
   const tok = tokenizer ?? model.tokenizer;
   if (!tok) throw new ArdError(`${model.source}: no tokenizer.json (pass a tokenizer)`);
   const samples = samplesOf(audio);
-  // the same prompt as chat.ts askDetailed: one <|AUDIO|> block for the whole clip
-  const ids = buildChatPrompt(tok, [model.audioTokens(samples.length)], question, { audioTokenIndex: model.audioTokenIndex });
-  return { ids, feats: feats ?? model.encodeAudio(samples), tok };
+  const windows = model.windows(samples.length);
+  const w = windows[window];
+  if (!w) {
+    if (!windows.length) throw new ArdError(`steer: a clip of ${samples.length} samples is too short to give an audio token`);
+    throw new ArdError(`steer: window ${window} does not exist (the clip has ${windows.length})`);
+  }
+  const part = samples.subarray(w.from, w.to);
+  // the same prompt as chat.ts askDetailed: one <|AUDIO|> block for the window
+  const ids = buildChatPrompt(tok, [w.tokens], question, { audioTokenIndex: model.audioTokenIndex });
+  return { ids, feats: feats ?? model.encodeAudio(part), tok, window: w, windows: windows.length, duration: samples.length / model.frontend.samplingRate };
 }
 
 export interface SteerGenOptions {
@@ -258,6 +275,8 @@ export interface SteerSweepOptions extends SteerGenOptions {
   positions?: SteerPositions;
   audio: SteerAudio;
   question: string;
+  /** Which window of a clip longer than the model's audio window (default 0, the first). */
+  window?: number;
 }
 
 export interface SteerSweep {
@@ -270,6 +289,8 @@ export interface SteerSweep {
   /** The answer with no intervention. */
   baseline: string;
   values: { value: number; answer: string }[];
+  /** The window of the clip that was steered (seconds), when the clip has more than one. */
+  window?: { index: number; start: number; end: number; of: number; clipSeconds: number };
 }
 
 function checkValues(values: readonly number[]): void {
@@ -283,7 +304,7 @@ export async function steerSweep(o: SteerSweepOptions): Promise<SteerSweep> {
   const mode = o.mode ?? 'add';
   const positions = o.positions ?? 'all';
   checkSpec(o.model, { ...o, value: 0, mode, positions, promptIds: [] });
-  const p = prepare(o.model, o.audio, o.question, o.tokenizer);
+  const p = prepare(o.model, o.audio, o.question, o.tokenizer, undefined, o.window ?? 0);
   try {
     const baseline = await run(o.model, p, null, o);
     const values: SteerSweep['values'] = [];
@@ -291,7 +312,8 @@ export async function steerSweep(o: SteerSweepOptions): Promise<SteerSweep> {
       const r = mode === 'add' && value === 0 ? baseline : await run(o.model, p, { sae: o.sae, layer: o.layer, feature: o.feature, value, mode, positions }, o);
       values.push({ value, answer: r.answer });
     }
-    return { feature: o.feature, layer: o.layer, mode, positions, question: o.question, baseline: baseline.answer, values };
+    const w = p.windows > 1 ? { window: { index: p.window.index, start: p.window.start, end: p.window.end, of: p.windows, clipSeconds: p.duration } } : {};
+    return { feature: o.feature, layer: o.layer, mode, positions, question: o.question, baseline: baseline.answer, values, ...w };
   } finally {
     p.feats.dispose();
   }
@@ -310,35 +332,47 @@ export interface SteerCommandOptions {
   positions?: SteerPositions;
   maxNewTokens?: number;
   dtype?: 'f32' | 'f16';
+  /** A clip longer than the model's audio window: sweep its first window (default) or each. */
+  windows?: 'first' | 'all';
 }
 
 /**
  * `ardgpu steer <wav> --run RUN --layer L --feature F --values … --prompt … [--mode add|set]`:
- * loads the model and RUN/sae-L.safetensors, sweeps, frees both. Prints nothing.
+ * loads the model and RUN/sae-L.safetensors, sweeps (each window of the clip with windows 'all'),
+ * frees both. Prints nothing.
  */
-export async function steerCommand(o: SteerCommandOptions): Promise<SteerSweep> {
+export async function steerCommand(o: SteerCommandOptions & { windows: 'all' }): Promise<SteerSweep[]>;
+export async function steerCommand(o: SteerCommandOptions): Promise<SteerSweep>;
+export async function steerCommand(o: SteerCommandOptions): Promise<SteerSweep | SteerSweep[]> {
   const paths = runPaths(o.run, o.layer);
   if (!fs.existsSync(paths.sae)) throw new ArdError(`${paths.sae}: no SAE for layer ${o.layer} (train one first)`);
   if (!fs.existsSync(o.wav)) throw new ArdError(`${o.wav}: no such file`);
   checkValues(o.values);
+  const samples = readWav(o.wav).samples;
   const sae = loadSae(o.engine, paths.sae);
   let model: AudioLLM | null = null;
   try {
     model = await loadAudioLLM(o.engine, o.modelDir, o.dtype ? { dtype: o.dtype } : {});
-    const sweep = await steerSweep({
-      model,
-      sae,
-      layer: o.layer,
-      feature: o.feature,
-      values: o.values,
-      mode: o.mode ?? 'add',
-      positions: o.positions ?? 'all',
-      audio: o.wav,
-      question: o.prompt,
-      maxNewTokens: o.maxNewTokens ?? 32,
-    });
     const name = featureName(paths.features, o.feature);
-    return name ? { ...sweep, name } : sweep;
+    const sweeps: SteerSweep[] = [];
+    const count = o.windows === 'all' ? Math.max(1, model.windows(samples.length).length) : 1;
+    for (let window = 0; window < count; window++) {
+      const sweep = await steerSweep({
+        model,
+        sae,
+        layer: o.layer,
+        feature: o.feature,
+        values: o.values,
+        mode: o.mode ?? 'add',
+        positions: o.positions ?? 'all',
+        audio: samples,
+        question: o.prompt,
+        maxNewTokens: o.maxNewTokens ?? 32,
+        window,
+      });
+      sweeps.push(name ? { ...sweep, name } : sweep);
+    }
+    return o.windows === 'all' ? sweeps : sweeps[0]!;
   } finally {
     model?.dispose();
     sae.dispose();

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { packageRoot } from '../gpu/registry.js';
 import { loadAudioLLM } from '../model/load.js';
 import type { AudioLLM } from '../model/audiollm.js';
-import { askDetailed, chatPromptText } from '../model/chat.js';
+import { askDetailed, askWindows, chatPromptText } from '../model/chat.js';
 import { loadTokenizer } from '../model/tokenizer.js';
 import { loadQwen2AudioConfig } from '../model/config.js';
 import { planModel } from '../model/plan.js';
@@ -82,6 +82,17 @@ export async function openModel(engine: Engine, dir: string | undefined, quiet?:
     },
   });
   return model;
+}
+
+/** --windows: which windows of a clip longer than the model's audio window are used. */
+function windowsFlag(v: unknown): 'first' | 'all' {
+  if (v !== 'first' && v !== 'all') throw new UsageError(`--windows: expected first or all, got '${v}'`);
+  return v;
+}
+
+/** A window's time range, e.g. "4.0–8.0 s". */
+function timeRange(w: { start: number; end: number }): string {
+  return `${w.start.toFixed(1)}–${w.end.toFixed(1)} s`;
 }
 
 function needRun(run: unknown): string {
@@ -203,19 +214,36 @@ export function registerCommands(cli: CAC): void {
     .option('--seed <s>', 'Sample with this seed (default: greedy)')
     .option('--temperature <t>', 'Sampling temperature (with --seed)', { default: 0.7 })
     .option('--top-p <p>', 'Nucleus sampling (with --seed)', { default: 0.9 })
-    .action(async (wav: string, flags: GlobalFlags & { prompt: string; model?: string; maxTokens: number; seed?: string; temperature: number; topP: number }) => {
+    .option('--windows <w>', "A clip longer than the model's audio window: first (answer its first window) or all (each window, with its time range)", { default: 'first' })
+    .action(async (wav: string, flags: GlobalFlags & { prompt: string; model?: string; maxTokens: number; seed?: string; temperature: number; topP: number; windows: string }) => {
+      const windows = windowsFlag(flags.windows);
       const engine = await openEngine(flags);
       const model = await openModel(engine, flags.model, true);
       const sampled = flags.seed !== undefined;
-      const t0 = Date.now();
-      const r = await askDetailed(model, wav, String(flags.prompt), {
+      const askOpts = {
         maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1),
         ...(sampled ? { seed: intFlag('seed', flags.seed, 0), temperature: Number(flags.temperature), topP: Number(flags.topP) } : {}),
         onText: flags.json ? undefined : (piece: string) => void process.stdout.write(piece),
-      });
-      const ms = Date.now() - t0;
-      if (flags.json) emit(flags, { answer: r.text, tokens: r.tokens.length, ms, stopReason: r.stopReason }, () => '');
-      else process.stdout.write('\n');
+      };
+      if (windows === 'all') {
+        const answers = await askWindows(model, wav, String(flags.prompt), {
+          ...askOpts,
+          onWindow: (w) => void (flags.json || process.stdout.write(`${w.index > 0 ? '\n' : ''}[${timeRange(w)}] `)),
+        });
+        if (flags.json) emit(flags, answers.map((r) => ({ start: r.window.start, end: r.window.end, answer: r.text, tokens: r.tokens.length, stopReason: r.stopReason })), () => '');
+        else process.stdout.write('\n');
+      } else {
+        const t0 = Date.now();
+        const r = await askDetailed(model, wav, String(flags.prompt), askOpts);
+        const ms = Date.now() - t0;
+        const clip = r.clips[0]!;
+        const window = { start: clip.window.start, end: clip.window.end };
+        if (flags.json) emit(flags, { answer: r.text, tokens: r.tokens.length, ms, stopReason: r.stopReason, duration: clip.duration, windows: clip.windows, window }, () => '');
+        else process.stdout.write('\n');
+        if (clip.windows > 1) {
+          process.stderr.write(`note: ${path.basename(wav)} is ${clip.duration.toFixed(1)} s; answered its first ${(window.end - window.start).toFixed(1)} s window (--windows all answers each)\n`);
+        }
+      }
       model.dispose();
       engine.destroy();
     });
@@ -347,8 +375,8 @@ export function registerCommands(cli: CAC): void {
       const model = await openModel(engine, flags.model, true);
       const sae = openSae(engine, run, layer);
       const acts = clipResiduals(model, samples, layer, readCaptureManifest(run).prompt);
-      const frameSeconds = (model.frontend.hopLength / model.frontend.samplingRate) * 4;
-      const r = await explain({ engine, sae, acts, frameSeconds, features, threshold: Number(flags.threshold) });
+      // a long clip is taken window by window; its rows continue in time across windows
+      const r = await explain({ engine, sae, acts, frameSeconds: model.frameSeconds, features, threshold: Number(flags.threshold) });
       acts.dispose();
       emit(flags, { file: wav, duration: r.duration, features: r.features.map(({ activations: _a, ...rest }) => rest) }, () => r.timeline);
       model.dispose();
@@ -365,19 +393,30 @@ export function registerCommands(cli: CAC): void {
     .option('--positions <p>', 'all: prompt and generated tokens; audio: audio tokens only', { default: 'all' })
     .option('--model <dir>', 'Model folder (default: weights/)')
     .option('--max-tokens <n>', 'Maximum new tokens', { default: 32 })
-    .action(async (wav: string, flags: GlobalFlags & { run?: string; layer?: string; feature?: string; values: string; prompt: string; mode: string; positions: string; model?: string; maxTokens: number }) => {
+    .option('--windows <w>', "A clip longer than the model's audio window: first (sweep its first window) or all (each window)", { default: 'first' })
+    .action(async (wav: string, flags: GlobalFlags & { run?: string; layer?: string; feature?: string; values: string; prompt: string; mode: string; positions: string; model?: string; maxTokens: number; windows: string }) => {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
       if (flags.feature === undefined) throw new UsageError('--feature <id> is required');
       if (flags.mode !== 'add' && flags.mode !== 'set') throw new UsageError(`--mode: expected add or set, got '${flags.mode}'`);
       if (flags.positions !== 'all' && flags.positions !== 'audio') throw new UsageError(`--positions: expected all or audio, got '${flags.positions}'`);
+      const windows = windowsFlag(flags.windows);
       const engine = await openEngine(flags);
-      const r = await steerCommand({
+      const o = {
         engine, modelDir: flags.model ?? defaultModelDir(), run, layer, feature: intFlag('feature', flags.feature, 0)!,
         values: listFlag('values', flags.values)!, prompt: String(flags.prompt), wav, mode: flags.mode, positions: flags.positions,
         maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1),
-      });
-      emit(flags, r, () => [`feature #${r.feature}${(r as any).name ? ` (${(r as any).name})` : ''} at layer ${r.layer}, ${r.mode} — ${r.question}`, `  unsteered: ${r.baseline}`, ...r.values.map((v) => `  ${String(v.value).padStart(6)}: ${v.answer}`)].join('\n'));
+      } as const;
+      const shown = windows === 'all' ? await steerCommand({ ...o, windows: 'all' }) : [await steerCommand(o)];
+      const lines = (r: (typeof shown)[number]) => [`  unsteered: ${r.baseline}`, ...r.values.map((v) => `  ${String(v.value).padStart(6)}: ${v.answer}`)];
+      const r0 = shown[0]!;
+      const head = `feature #${r0.feature}${r0.name ? ` (${r0.name})` : ''} at layer ${r0.layer}, ${r0.mode} — ${r0.question}`;
+      emit(flags, windows === 'all' ? shown : r0, () =>
+        [head, ...shown.flatMap((r) => (windows === 'all' && r.window ? [`[${timeRange(r.window)}]`, ...lines(r)] : lines(r)))].join('\n'),
+      );
+      if (windows === 'first' && r0.window) {
+        process.stderr.write(`note: ${path.basename(wav)} is ${r0.window.clipSeconds.toFixed(1)} s; steered its first ${(r0.window.end - r0.window.start).toFixed(1)} s window (--windows all steers each)\n`);
+      }
       engine.destroy();
     });
 

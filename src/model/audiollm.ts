@@ -48,6 +48,20 @@ export interface ForwardOptions {
   lastLayer?: number;
 }
 
+/** One encoder window of a clip (see AudioLLM.windows). */
+export interface AudioWindow {
+  /** Position of the window in the clip (0 = the first). */
+  index: number;
+  /** Samples [from, to) of the clip. */
+  from: number;
+  to: number;
+  /** The same range in seconds. */
+  start: number;
+  end: number;
+  /** Audio tokens (prompt placeholders) the window gives. */
+  tokens: number;
+}
+
 export class AudioLLM {
   readonly config: Qwen2AudioConfig;
   readonly frontend: FrontendConfig;
@@ -81,20 +95,45 @@ export class AudioLLM {
     if (this.disposed) throw new ArdError(`model ${this.source}: used after dispose()`);
   }
 
-  /** Samples in one encoder window (480000 = 30 s for Qwen2-Audio). */
+  /**
+   * Samples in one encoder window: the preprocessor config's n_samples (480000 = 30 s for
+   * Qwen2-Audio, 64000 = 4 s for the embedded model). One prompt carries at most one window of a
+   * clip, as Qwen2-Audio's processor does; longer clips are taken window by window (windows()).
+   */
   get windowSamples(): number {
     return this.frontend.nSamples;
   }
 
-  /** Audio tokens each window of a clip of `n` samples gives (windows with none are dropped). */
-  audioTokenCounts(n: number): number[] {
-    const out: number[] = [];
-    for (let i = 0; i < n; i += this.windowSamples) {
-      const len = Math.min(n, i + this.windowSamples) - i;
-      const c = audioTokenCount(Math.ceil(len / this.frontend.hopLength));
-      if (c > 0) out.push(c);
+  /** Seconds of audio per audio token: the mel hop × the conv stem's stride 2 × the pool's 2. */
+  get frameSeconds(): number {
+    return (this.frontend.hopLength / this.frontend.samplingRate) * 4;
+  }
+
+  /** Seconds in one encoder window. */
+  get windowSeconds(): number {
+    return this.frontend.nSamples / this.frontend.samplingRate;
+  }
+
+  /**
+   * A clip of `n` samples cut into the model's windows [from, to) in order, the last one shorter;
+   * a tail too short to give an audio token (under three mel frames) is dropped. A full window
+   * gives windowSeconds / frameSeconds tokens, so the rows of consecutive windows are consecutive
+   * in time: row r of the clip's windows, concatenated, starts at r × frameSeconds.
+   */
+  windows(n: number): AudioWindow[] {
+    const out: AudioWindow[] = [];
+    const sr = this.frontend.samplingRate;
+    for (let from = 0, index = 0; from < n; from += this.windowSamples, index++) {
+      const to = Math.min(n, from + this.windowSamples);
+      const tokens = audioTokenCount(Math.ceil((to - from) / this.frontend.hopLength));
+      if (tokens > 0) out.push({ index, from, to, start: from / sr, end: to / sr, tokens });
     }
     return out;
+  }
+
+  /** Audio tokens each window of a clip of `n` samples gives (windows with none are dropped). */
+  audioTokenCounts(n: number): number[] {
+    return this.windows(n).map((w) => w.tokens);
   }
 
   /** Total audio tokens (placeholders in the prompt) for a clip of `n` samples. */
@@ -122,13 +161,11 @@ export class AudioLLM {
     if (samples.length === 0) throw new ArdError('encodeAudio: empty clip');
     const parts: Tensor[] = [];
     try {
-      for (let i = 0, w = 0; i < samples.length; i += this.windowSamples, w++) {
-        const chunk = samples.subarray(i, Math.min(samples.length, i + this.windowSamples));
-        const n = audioTokenCount(Math.ceil(chunk.length / this.frontend.hopLength));
-        if (n === 0) continue; // a tail of under three frames gives no token
+      for (const w of this.windows(samples.length)) {
+        const chunk = samples.subarray(w.from, w.to);
         const f = tidy(() => {
           const wf = windowFeatures(this.engine, chunk, this.frontend);
-          return this.encodeMel(wf.mel, wf.validFrames, { window: w }).features;
+          return this.encodeMel(wf.mel, wf.validFrames, { window: w.index }).features;
         });
         parts.push(f);
       }

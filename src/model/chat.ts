@@ -5,12 +5,16 @@
 //   <|im_start|>user\nAudio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\n{question}<|im_end|>\n
 //   <|im_start|>assistant\n
 // and the processor expands each <|AUDIO|> into as many placeholders as the clip has audio tokens.
+//
+// One prompt carries at most one encoder window of each clip (30 s for Qwen2-Audio, 4 s for the
+// embedded model), as Qwen2-Audio's processor does: a whole long clip would overflow the decoder's
+// positions. askDetailed answers each clip's first window; askWindows answers every window of one clip.
 import { readWav } from '../audio/wav.js';
 import type { WavAudio } from '../audio/wav.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { concat } from '../tensor/ops/layout.js';
 import { ArdError } from '../util/errors.js';
-import type { AudioLLM } from './audiollm.js';
+import type { AudioLLM, AudioWindow } from './audiollm.js';
 import { GenerateOptions, GenerateResult, generate } from './generate.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -93,16 +97,28 @@ export interface AskOptions extends GenerateOptions, ChatPromptOptions {
 export interface AskResult extends GenerateResult {
   text: string;
   promptIds: number[];
+  /** Per clip: its length, how many windows it has, and the window the prompt carried (the first). */
+  clips: { duration: number; windows: number; window: AudioWindow }[];
+}
+
+/** The first window of a clip, and how many it has (too short a clip is left whole: encoding it reports why). */
+function firstWindow(model: AudioLLM, s: Float32Array): { samples: Float32Array; windows: AudioWindow[] } {
+  const windows = model.windows(s.length);
+  const w = windows[0];
+  return { samples: w ? s.subarray(w.from, w.to) : s, windows };
 }
 
 /**
  * Asks the model a question about one clip (or several): builds the chat prompt, encodes the
- * audio, generates (greedy unless `temperature` is set) and returns the decoded answer.
+ * audio (the first window of each clip), generates (greedy unless `temperature` is set) and
+ * returns the decoded answer.
  */
 export async function askDetailed(model: AudioLLM, audio: AudioInput | AudioInput[], question: string, opts: AskOptions = {}): Promise<AskResult> {
   const tok = opts.tokenizer ?? model.tokenizer;
   if (!tok) throw new ArdError(`${model.source}: no tokenizer.json (pass opts.tokenizer)`);
-  const clips = (Array.isArray(audio) ? audio : [audio]).map(toSamples);
+  const whole = (Array.isArray(audio) ? audio : [audio]).map(toSamples);
+  const firsts = whole.map((s) => firstWindow(model, s));
+  const clips = firsts.map((f) => f.samples);
   const counts = clips.map((s) => model.audioTokens(s.length));
   const ids = buildChatPrompt(tok, counts, question, { ...opts, audioTokenIndex: model.audioTokenIndex });
   const feats: Tensor[] = [];
@@ -125,11 +141,40 @@ export async function askDetailed(model: AudioLLM, audio: AudioInput | AudioInpu
     const tail = stream.flush();
     if (tail) opts.onText?.(tail);
     text += tail;
-    return { ...res, text, promptIds: ids };
+    const sr = model.frontend.samplingRate;
+    const info = whole.map((s, i) => ({ duration: s.length / sr, windows: firsts[i]!.windows.length, window: firsts[i]!.windows[0]! }));
+    return { ...res, text, promptIds: ids, clips: info };
   } finally {
     for (const f of feats) f.dispose();
     if (all && !feats.includes(all)) all.dispose();
   }
+}
+
+export interface WindowAnswer extends AskResult {
+  /** The window of the clip this answer is about. */
+  window: AudioWindow;
+}
+
+/**
+ * Asks `question` about every window of one clip in turn (each answer is exactly what asking that
+ * window's audio alone gives). `onWindow` is called before each window is answered.
+ */
+export async function askWindows(
+  model: AudioLLM,
+  audio: AudioInput,
+  question: string,
+  opts: AskOptions & { onWindow?: (w: AudioWindow, count: number) => void } = {},
+): Promise<WindowAnswer[]> {
+  const samples = toSamples(audio);
+  const windows = model.windows(samples.length);
+  if (!windows.length) throw new ArdError(`ask: a clip of ${samples.length} samples is too short to give an audio token`);
+  const out: WindowAnswer[] = [];
+  for (const w of windows) {
+    opts.onWindow?.(w, windows.length);
+    const r = await askDetailed(model, samples.subarray(w.from, w.to), question, opts);
+    out.push({ ...r, window: w });
+  }
+  return out;
 }
 
 /** askDetailed, returning only the answer text. */

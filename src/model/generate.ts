@@ -116,7 +116,13 @@ export async function generate(model: AudioLLM, prompt: Prompt, opts: GenerateOp
   });
   if (maxNew === 0) return result('length', 0);
   // the last new token is never fed back: the cache needs prompt + maxNew − 1 positions
-  const cache: KVCache = model.newCache(prompt.ids.length + maxNew - 1);
+  const positions = prompt.ids.length + maxNew - 1;
+  const maxPositions = model.config.text_config.max_position_embeddings;
+  if (positions > maxPositions) {
+    // a prompt carries one audio window (chat.ts), so this is a long question or a large maxNewTokens
+    throw new ArdError(`generate: a prompt of ${prompt.ids.length} positions and up to ${maxNew} new tokens need ${positions} positions, more than the model's max_position_embeddings ${maxPositions}`);
+  }
+  const cache: KVCache = model.newCache(positions);
   try {
     const embeds = model.embed(prompt.ids, prompt.audio ?? null);
     let logits: Tensor;
