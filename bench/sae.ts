@@ -85,7 +85,7 @@ function arg(name: string, def: number): number {
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const profile = process.argv.includes('--profile');
-  const engine = await Engine.create({ profile });
+  const engine = await Engine.create({ timing: profile });
   const r = await benchSaeTrain(engine, {
     d: arg('d', 256),
     m: arg('m', 4096),

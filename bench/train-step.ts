@@ -60,7 +60,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     process.exit(2);
   }
   const profile = process.argv.includes('--profile');
-  const engine = await Engine.create({ profile });
+  const engine = await Engine.create({ timing: profile });
   const r = await benchTrainStep(engine, corpus, { steps: Number(arg('steps') ?? 22), skip: Number(arg('skip') ?? 2), cache: arg('cache') });
   console.log(JSON.stringify({ ...r, adapter: engine.adapter?.name }));
   if (profile) {

@@ -2,8 +2,10 @@
 // that already owns a GPUDevice.
 export { Engine } from './gpu/engine.js';
 export type { EngineOptions, Dispatch, KernelTiming } from './gpu/engine.js';
-export { requestAdapter, requestDevice, summarizeAdapter } from './gpu/device.js';
+export { requestAdapter, requestDevice, summarizeAdapter, summarizeDevice } from './gpu/device.js';
 export type { AdapterSummary, AdapterOptions } from './gpu/device.js';
+export { buildProfile } from './gpu/profile.js';
+export type { DeviceProfile, DeviceFacts, ProfileKind } from './gpu/profile.js';
 export * from './tensor/index.js';
 export { ArdError, UsageError } from './util/errors.js';
 export { loadAudioLLM } from './model/load.js';

@@ -141,10 +141,10 @@ describe('engine', () => {
     expect(() => preprocess('x ${MISSING}', {}, 'k.main')).toThrow(/k\.main: define \$\{MISSING\} not given/);
   });
 
-  it('profile mode reports per-kernel GPU time with timestamp queries', async () => {
-    const e = await Engine.create({ profile: true });
+  it('timing mode reports per-kernel GPU time with timestamp queries', async () => {
+    const e = await Engine.create({ timing: true });
     try {
-      expect(e.profile).toBe(e.hasTimestamps);
+      expect(e.timing).toBe(e.hasTimestamps);
       const a = T.tensor(e, randn(4096, 5));
       T.exp(a);
       T.sum(a);

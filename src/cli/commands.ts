@@ -1,6 +1,7 @@
 // Every subcommand: its flags and a thin call into the library.
 import type { CAC } from 'cac';
 import { Engine } from '../gpu/engine.js';
+import { describeVariants } from '../gpu/profile.js';
 import { formatBench, modelTasks, runBench, SAE_TASKS } from '../../bench/run.js';
 import { UsageError } from '../util/errors.js';
 import { makeCorpus } from '../corpus/index.js';
@@ -40,6 +41,7 @@ export interface GlobalFlags {
   debug?: boolean;
   backend?: string;
   adapter?: string;
+  unsafeApis?: boolean;
 }
 
 /** Print a result: JSON on stdout with --json, else the human text. */
@@ -48,8 +50,8 @@ export function emit(flags: GlobalFlags, json: unknown, text: () => string): voi
   else process.stdout.write(text() + '\n');
 }
 
-export async function openEngine(flags: GlobalFlags & { profile?: boolean }): Promise<Engine> {
-  return Engine.create({ backend: flags.backend, adapter: flags.adapter, profile: flags.profile });
+export async function openEngine(flags: GlobalFlags & { timing?: boolean }): Promise<Engine> {
+  return Engine.create({ backend: flags.backend, adapter: flags.adapter, timing: flags.timing, unsafeApis: flags.unsafeApis || undefined });
 }
 
 export function intFlag(name: string, v: unknown, min = 0): number | undefined {
@@ -133,7 +135,8 @@ function withGlobals<T extends { option: (...a: any[]) => T }>(cmd: T): T {
     .option('--quiet', 'No progress output')
     .option('--debug', 'Show stack traces on errors')
     .option('--backend <name>', 'Dawn backend: vulkan, metal, d3d12 (env ARDGPU_BACKEND)')
-    .option('--adapter <name>', 'Pick an adapter by name substring (env ARDGPU_ADAPTER)');
+    .option('--adapter <name>', 'Pick an adapter by name substring (env ARDGPU_ADAPTER)')
+    .option('--unsafe-apis', "Dawn's allow_unsafe_apis, for subgroup matrices (env ARDGPU_UNSAFE_APIS=1)");
 }
 
 /** Split weights grouped over layers: "layers.*.mlp.gate|up.weight ×32 (2 blocks each)". */
@@ -152,8 +155,10 @@ function splitSummary(split: readonly { name: string; blocks: number }[]): strin
 export function registerCommands(cli: CAC): void {
   withGlobals(cli.command('info', 'Show the WebGPU adapter: name, backend, features, limits, f16')).action(async (flags: GlobalFlags) => {
     const engine = await openEngine(flags);
-    const a = engine.adapter!;
-    emit(flags, a, () =>
+    const a = engine.adapter;
+    const p = engine.profile;
+    const variants = describeVariants(p);
+    emit(flags, { ...a, profile: { ...p, variants } }, () =>
       [
         `adapter   ${a.name}`,
         `vendor    ${a.vendor} (${a.architecture})${a.isSoftware ? ' — software rasteriser on the CPU' : ''}`,
@@ -162,6 +167,11 @@ export function registerCommands(cli: CAC): void {
         `features  ${a.features.join(', ')}`,
         'limits',
         ...Object.entries(a.limits).map(([k, v]) => `  ${k.padEnd(36)} ${v}`),
+        `profile   ${p.kind}${p.source === 'adapter' ? ' (detected)' : ` (${p.source}; the adapter is ${p.detected})`}`,
+        `subgroups ${p.subgroups ? `${p.subgroupMinSize}–${p.subgroupMaxSize} lanes` : 'no'}`,
+        `subgroup matrices ${p.subgroupMatrixConfigs.length ? `${p.subgroupMatrixConfigs.length} configurations` : 'none'}`,
+        'kernels',
+        ...Object.entries(variants).map(([k, v]) => `  ${k.padEnd(8)} ${v}`),
       ].join('\n'),
     );
     engine.destroy();

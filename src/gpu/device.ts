@@ -1,6 +1,7 @@
 // Adapter and device acquisition. Dawn is loaded lazily so that pure-CPU parts of the library
 // (tokenizer, safetensors, corpus) work without a Vulkan driver.
 import { ArdError } from '../util/errors.js';
+import { type DeviceFacts, isSoftwareAdapter } from './profile.js';
 
 export interface AdapterOptions {
   /** Dawn backend: vulkan, metal, d3d12, opengl, … (env ARDGPU_BACKEND). `null` is refused. */
@@ -8,6 +9,16 @@ export interface AdapterOptions {
   /** Substring of the adapter's description to pick among several (env ARDGPU_ADAPTER). */
   adapter?: string;
   powerPreference?: GPUPowerPreference;
+  /**
+   * Dawn's `allow_unsafe_apis` (env ARDGPU_UNSAFE_APIS=1): exposes experimental features such as
+   * subgroup matrices (`chromium-experimental-subgroup-matrix`). Off unless asked for.
+   */
+  unsafeApis?: boolean;
+  /**
+   * Record per-kernel GPU time with timestamp queries (one compute pass per dispatch); Dawn's
+   * timestamp quantisation is turned off for it.
+   */
+  timing?: boolean;
 }
 
 export interface AdapterSummary {
@@ -21,20 +32,46 @@ export interface AdapterSummary {
   f16: boolean;
 }
 
-let gpuInstance: GPU | null = null;
-let gpuInstanceKey = '';
+// one Dawn instance per distinct set of flags (toggles are per instance in Dawn's node binding)
+const gpuInstances = new Map<string, GPU>();
 
-async function getGPU(opts: AdapterOptions): Promise<GPU> {
-  const backend = opts.backend ?? process.env.ARDGPU_BACKEND;
-  const adapterName = opts.adapter ?? process.env.ARDGPU_ADAPTER;
+/** ARDGPU_UNSAFE_APIS: 1/true on, 0/false/empty off, anything else an error. */
+export function unsafeApisFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  const v = (env.ARDGPU_UNSAFE_APIS ?? '').trim().toLowerCase();
+  if (v === '' || v === '0' || v === 'false') return false;
+  if (v === '1' || v === 'true') return true;
+  throw new ArdError(`ARDGPU_UNSAFE_APIS=${env.ARDGPU_UNSAFE_APIS}: expected 1 or 0`);
+}
+
+/**
+ * The flags handed to the `webgpu` package's create(): backend / adapter choice and Dawn toggles.
+ * - vulkan_enable_f16_on_nvidia, always: Dawn hides NVIDIA's `shader-f16` on Vulkan without it
+ *   (the toggle does nothing on other vendors);
+ * - allow_unsafe_apis only when asked for (subgroup matrices are experimental);
+ * - timestamp_quantization off while timing kernels.
+ */
+export function dawnFlags(opts: AdapterOptions = {}, env: NodeJS.ProcessEnv = process.env): string[] {
+  const backend = opts.backend ?? env.ARDGPU_BACKEND;
+  const adapterName = opts.adapter ?? env.ARDGPU_ADAPTER;
   if (backend && /^null$/i.test(backend)) {
     throw new ArdError('ARDGPU_BACKEND=null: Dawn\'s null backend computes nothing; choose a real backend (vulkan, metal, d3d12)');
   }
   const flags: string[] = [];
   if (backend) flags.push(`backend=${backend}`);
   if (adapterName) flags.push(`adapter=${adapterName}`);
+  // one flag per key: Dawn's node binding keeps the last value given for a key
+  const enable = ['vulkan_enable_f16_on_nvidia'];
+  if (opts.unsafeApis ?? unsafeApisFromEnv(env)) enable.push('allow_unsafe_apis');
+  flags.push(`enable-dawn-features=${enable.join(',')}`);
+  if (opts.timing) flags.push('disable-dawn-features=timestamp_quantization');
+  return flags;
+}
+
+async function getGPU(opts: AdapterOptions): Promise<GPU> {
+  const flags = dawnFlags(opts);
   const key = flags.join('|');
-  if (gpuInstance && key === gpuInstanceKey) return gpuInstance;
+  const cached = gpuInstances.get(key);
+  if (cached) return cached;
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
   let mod: any;
   try {
@@ -43,9 +80,9 @@ async function getGPU(opts: AdapterOptions): Promise<GPU> {
     throw new ArdError(`webgpu package cannot be loaded (${e.message.split('\n')[0]}): run \`npm run setup\``);
   }
   Object.assign(globalThis, mod.globals);
-  gpuInstance = mod.create(flags) as GPU;
-  gpuInstanceKey = key;
-  return gpuInstance;
+  const gpu = mod.create(flags) as GPU;
+  gpuInstances.set(key, gpu);
+  return gpu;
 }
 
 const LIMITS_OF_INTEREST = [
@@ -61,20 +98,34 @@ const LIMITS_OF_INTEREST = [
 ] as const;
 
 export function summarizeAdapter(adapter: GPUAdapter): AdapterSummary {
-  const info: any = (adapter as any).info ?? {};
+  return summarize({ info: (adapter as any).info ?? {}, features: adapter.features as Iterable<string>, limits: adapter.limits });
+}
+
+/** The same summary for a device a caller made (its adapterInfo, and the features and limits it got). */
+export function summarizeDevice(device: GPUDevice): AdapterSummary {
+  return summarize({ info: (device as any).adapterInfo ?? {}, features: device.features as Iterable<string>, limits: device.limits });
+}
+
+/** The facts a profile is built from, for a device (see gpu/profile.ts). */
+export function deviceFacts(device: GPUDevice): DeviceFacts {
+  return { info: (device as any).adapterInfo ?? {}, features: device.features as Iterable<string>, limits: device.limits };
+}
+
+function summarize(facts: DeviceFacts): AdapterSummary {
+  const info: any = facts.info;
   const name = String(info.description || info.device || 'unknown adapter');
   const limits: Record<string, number> = {};
-  for (const k of LIMITS_OF_INTEREST) limits[k] = Number((adapter.limits as any)[k]);
-  const features = [...adapter.features].map(String).sort();
+  for (const k of LIMITS_OF_INTEREST) limits[k] = Number((facts.limits as any)[k]);
+  const features = [...facts.features].map(String).sort();
   return {
     name,
     vendor: String(info.vendor ?? ''),
     architecture: String(info.architecture ?? ''),
     backend: String(info.backendType ?? guessBackend(name)),
-    isSoftware: /llvmpipe|lavapipe|swiftshader|software/i.test(name) || info.type === 'cpu',
+    isSoftware: isSoftwareAdapter(info),
     features,
     limits,
-    f16: adapter.features.has('shader-f16'),
+    f16: features.includes('shader-f16'),
   };
 }
 
@@ -102,7 +153,8 @@ export async function requestAdapter(opts: AdapterOptions = {}): Promise<GPUAdap
 
 /** A device with the adapter's largest buffer limits and every feature ardgpu can use. */
 export async function requestDevice(adapter: GPUAdapter): Promise<GPUDevice> {
-  const wanted: GPUFeatureName[] = ['shader-f16', 'timestamp-query', 'subgroups' as GPUFeatureName];
+  // subgroup matrices appear only with allow_unsafe_apis (dawnFlags), so asking for them is safe
+  const wanted = ['shader-f16', 'timestamp-query', 'subgroups', 'chromium-experimental-subgroup-matrix'] as GPUFeatureName[];
   const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
   const a = adapter.limits;
   const requiredLimits: Record<string, number> = {

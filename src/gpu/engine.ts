@@ -4,15 +4,16 @@
 // recorded or compiled are collected and thrown at the next sync point (read, sync), naming the
 // kernels of that batch, so a bad dispatch never turns into a hang or a silent wrong result.
 import { ArdError } from '../util/errors.js';
-import { AdapterOptions, AdapterSummary, requestAdapter, requestDevice, summarizeAdapter } from './device.js';
+import { AdapterOptions, AdapterSummary, deviceFacts, requestAdapter, requestDevice, summarizeAdapter, summarizeDevice } from './device.js';
+import { buildProfile, type DeviceProfile, type ProfileKind } from './profile.js';
 import { BufferPool } from './pool.js';
 import { KernelRegistry, KernelSpec, kernelLabel } from './registry.js';
 
 export interface EngineOptions extends AdapterOptions {
   /** Use this device (the caller keeps ownership: the engine never destroys it). */
   device?: GPUDevice;
-  /** Record per-kernel GPU time with timestamp queries (one compute pass per dispatch). */
-  profile?: boolean;
+  /** Force the device profile's kind (else ARDGPU_PROFILE, else what the adapter is). */
+  profileKind?: ProfileKind;
 }
 
 export interface Dispatch {
@@ -44,7 +45,10 @@ export class Engine {
   readonly pool: BufferPool;
   readonly f16: boolean;
   readonly hasTimestamps: boolean;
-  profile: boolean;
+  /** Every device-dependent kernel choice (gpu/profile.ts). */
+  readonly profile: DeviceProfile;
+  /** Per-kernel GPU timing on (timestamp queries; see takeTimings). */
+  timing: boolean;
   /** Autograd recording switch (see tensor/autograd.ts). */
   gradEnabled = true;
 
@@ -66,13 +70,15 @@ export class Engine {
 
   private constructor(
     readonly device: GPUDevice,
-    readonly adapter: AdapterSummary | null,
+    readonly adapter: AdapterSummary,
     private readonly ownsDevice: boolean,
     opts: EngineOptions,
   ) {
     this.f16 = device.features.has('shader-f16');
     this.hasTimestamps = device.features.has('timestamp-query');
-    this.profile = Boolean(opts.profile) && this.hasTimestamps;
+    this.timing = Boolean(opts.timing) && this.hasTimestamps;
+    // from the device, not the adapter: its features are what was granted, its adapterInfo the same facts
+    this.profile = buildProfile(deviceFacts(device), { kind: opts.profileKind });
     this.registry = new KernelRegistry(device, this.f16);
     this.pool = new BufferPool(device);
     this.arena = device.createBuffer({ size: PARAM_SLOT * ARENA_SLOTS, usage: UNIFORM | COPY_DST, label: 'ardgpu params' });
@@ -86,7 +92,7 @@ export class Engine {
   }
 
   static async create(opts: EngineOptions = {}): Promise<Engine> {
-    if (opts.device) return new Engine(opts.device, null, false, opts);
+    if (opts.device) return new Engine(opts.device, summarizeDevice(opts.device), false, opts);
     const adapter = await requestAdapter(opts);
     const device = await requestDevice(adapter);
     return new Engine(device, summarizeAdapter(adapter), true, opts);
@@ -157,7 +163,7 @@ export class Engine {
     for (const buffer of d.buffers) entries.push({ binding: binding++, resource: { buffer } });
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label });
     this.batchKernels.push(label);
-    if (this.profile) {
+    if (this.timing) {
       const i = this.queryKernels.length;
       this.queryKernels.push(label);
       const pass = this.encoder!.beginComputePass({
@@ -184,7 +190,7 @@ export class Engine {
     this.pass?.end();
     this.pass = null;
     this.encoder!.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
-    if (!this.profile) this.pass = this.encoder!.beginComputePass();
+    if (!this.timing) this.pass = this.encoder!.beginComputePass();
     this.batchKernels.push('copy');
   }
 
@@ -192,7 +198,7 @@ export class Engine {
     this.device.pushErrorScope('validation');
     this.device.pushErrorScope('out-of-memory');
     this.encoder = this.device.createCommandEncoder({ label: 'ardgpu batch' });
-    if (this.profile) {
+    if (this.timing) {
       this.querySet ??= this.device.createQuerySet({ type: 'timestamp', count: 2 * MAX_BATCH });
       this.queryKernels = [];
     } else {
@@ -207,7 +213,7 @@ export class Engine {
     this.pass?.end();
     this.pass = null;
     let timing: { buf: GPUBuffer; labels: string[]; resolve: GPUBuffer } | null = null;
-    if (this.profile && this.queryKernels.length) {
+    if (this.timing && this.queryKernels.length) {
       const n = this.queryKernels.length;
       const resolve = this.device.createBuffer({ size: 16 * n, usage: QUERY_RESOLVE | COPY_SRC });
       const read = this.device.createBuffer({ size: 16 * n, usage: MAP_READ | COPY_DST });
@@ -300,7 +306,7 @@ export class Engine {
     }
   }
 
-  /** Per-kernel GPU time since the last call (profile mode only). */
+  /** Per-kernel GPU time since the last call (timing mode only). */
   async takeTimings(): Promise<KernelTiming[]> {
     await this.sync();
     await Promise.all(this.pendingTimings.splice(0));

@@ -12,9 +12,9 @@
 // - Per-latent sums (dW rows, dz by latent) read a CSR latent → entries of each code range (main,
 //   AuxK), built per batch by a stable counting sort over row chunks: no atomics, buckets in row
 //   order, so every float sum runs in a fixed order and training is bit-reproducible.
-// - Those kernels run one dispatch per block of rows (~1 MiB of the row-indexed operand), so the
-//   rows they gather stay in cache while all latents go through them (3–4× faster than gathering
-//   rows from the whole batch at B = 4096, d = 256).
+// - Those kernels run one dispatch per block of rows (~1 MiB of the row-indexed operand; the device
+//   profile's sae.rowBlockBytes, none on a GPU), so the rows they gather stay in cache while all
+//   latents go through them (3–4× faster than gathering rows from the whole batch at B = 4096, d = 256).
 // - Up to d = 256 a row is one 8-lane vector (each lane owns d/32 vec4 columns), so each entry's
 //   bookkeeping runs once per entry and feeds up to 8 vec4 FMAs per lane.
 // - The decoder backward computes dW_dec and dz in one pass when 8-lane subgroups exist and
@@ -23,6 +23,8 @@
 //   top-k costs in proportion to the number of dead latents, not m; it runs as a radix select
 //   (k_aux is a large share of that row, where a heap's sifts diverge across the SIMD lanes).
 import { grid, Params } from '../gpu/engine.js';
+import type { Engine } from '../gpu/engine.js';
+import type { SaeProfile } from '../gpu/profile.js';
 import { ArdError } from '../util/errors.js';
 import { record } from '../tensor/autograd.js';
 import { Tensor, empty, shapeStr } from '../tensor/tensor.js';
@@ -88,20 +90,25 @@ function pow2ceil(n: number): number {
   while (p < n) p *= 2;
   return p;
 }
-/** Lanes per workgroup for n entries. */
-function lanes(n: number): number {
-  return Math.min(64, Math.max(8, pow2ceil(n)));
+/** Lanes per workgroup for n entries: 8 up to the profile's sae.entryLanes. */
+function lanes(engine: Engine, n: number): number {
+  return Math.min(engine.profile.sae.entryLanes, Math.max(8, pow2ceil(n)));
 }
 /**
- * A row of d4 vec4s over lanes: WG lanes with Q vec4 each, gridX workgroups per row. Rows up to
- * d = 256 take one 8-lane SIMD vector with Q = d4/8 (no lane loads a clamped column twice), so each
- * entry's bookkeeping (its id and coefficient loads, the loop) runs once per entry, not once per
- * vector (at d = 256, Q = 4 over 16 lanes was ~10 % slower); wider rows add lanes at Q = 8.
+ * A row of d4 vec4s over lanes: WG lanes with Q vec4 each, gridX workgroups per row, Q ≤ qMax and
+ * WG ≤ wgMax. The CPU profile (8, 64): rows up to d = 256 take one 8-lane SIMD vector with
+ * Q = d4/8 (no lane loads a clamped column twice), so each entry's bookkeeping (its id and
+ * coefficient loads, the loop) runs once per entry, not once per vector (at d = 256, Q = 4 over 16
+ * lanes was ~10 % slower); wider rows add lanes at Q = 8. The GPU profile (1, 256): a vec4 per lane.
  */
-function colTiling(d4: number): { WG: number; Q: number; gridX: number } {
-  const Q = Math.min(8, Math.ceil(d4 / 8));
-  const WG = Math.min(64, Math.max(8, pow2ceil(Math.ceil(d4 / Q))));
+function colTiling(d4: number, qMax: number, wgMax: number): { WG: number; Q: number; gridX: number } {
+  const Q = Math.min(qMax, Math.ceil(d4 / 8));
+  const WG = Math.min(wgMax, Math.max(8, pow2ceil(Math.ceil(d4 / Q))));
   return { WG, Q, gridX: Math.ceil(d4 / (WG * Q)) };
+}
+function profileTiling(engine: Engine, d4: number): { WG: number; Q: number; gridX: number } {
+  const p = engine.profile.sae;
+  return colTiling(d4, p.colQ, p.colLanes);
 }
 /** Grid: x = ceil(cols / wg), rows over y (≤ 65535) and z. */
 function rowGrid(cols: number, wg: number, rows: number): [number, number, number] {
@@ -132,7 +139,7 @@ export function buildCsr(idx: Tensor, m: number, range?: [number, number]): Csr 
   const [B, kTot] = idx.shape as [number, number];
   if (kTot > 1024 || B >= 1 << 22) throw new ArdError(`sae buildCsr: ${B} rows of ${kTot} codes exceed the packed entry format (kTot ≤ 1024, B < 4M)`);
   const [lo, hi] = range ?? [0, kTot];
-  const rc = Math.max(1, Math.ceil(B / 128));
+  const rc = Math.max(1, Math.ceil(B / engine.profile.sae.csrChunks));
   const nC = Math.max(1, Math.ceil(B / rc));
   const p = params({ B, m, kTot, nC, rc, lo, hi });
   const cnt = empty(engine, [m, nC], 'u32');
@@ -146,19 +153,25 @@ export function buildCsr(idx: Tensor, m: number, range?: [number, number]): Csr 
   return { rowStart, list, chunkEnd: cnt, nC, rc };
 }
 
-/** Knobs for tests and benchmarks. rowBlockBytes: bytes of V per rows_grad block (cache-sized). */
-export const saeTuning = { rowBlockBytes: 1 << 20, dzByLatent: true, fusedDecoderGrad: true };
+/**
+ * Overrides of the device profile's SAE choices, for tests and benchmarks (unset: the profile's).
+ * rowBlockBytes: bytes of V per rows_grad block (cache-sized), null for one block.
+ */
+export const saeTuning: Partial<Pick<SaeProfile, 'rowBlockBytes' | 'dzByLatent' | 'fusedDecoderGrad'>> = {};
+
+function tuning(engine: Engine): SaeProfile {
+  const t = saeTuning;
+  const p = engine.profile.sae;
+  return { ...p, rowBlockBytes: t.rowBlockBytes !== undefined ? t.rowBlockBytes : p.rowBlockBytes, dzByLatent: t.dzByLatent ?? p.dzByLatent, fusedDecoderGrad: t.fusedDecoderGrad ?? p.fusedDecoderGrad };
+}
 
 /**
  * The fused decoder backward (rows_grad + dz in one pass) runs one 8-lane subgroup per latent row,
  * so it needs subgroups of at least 8 lanes and d ≤ 256 (8 lanes × 8 vec4); null when unavailable.
+ * The kernel fixes this tiling (the whole row in one subgroup), whatever the profile.
  */
 function fusedTiling(d4: number): { WG: number; Q: number; gridX: number } | null {
-  return d4 > 64 ? null : colTiling(d4); // one 8-lane vector per row there
-}
-function hasSubgroups8(engine: { device: GPUDevice }): boolean {
-  const dev = engine.device as GPUDevice & { adapterInfo?: { subgroupMinSize?: number } };
-  return dev.features.has('subgroups' as GPUFeatureName) && (dev.adapterInfo?.subgroupMinSize ?? 0) >= 8;
+  return d4 > 64 ? null : colTiling(d4, 8, 8); // one 8-lane vector per row there
 }
 
 /**
@@ -166,8 +179,10 @@ function hasSubgroups8(engine: { device: GPUDevice }): boolean {
  * per-block costs (every latent's workgroup, and rows_grad's read-modify-write of the whole [m, d]
  * output) stay below the gathering they save: blocks ≤ entries / (2m).
  */
-function chunksPerBlock(csr: Csr, d: number, entries: number, m: number): number {
-  const byCache = Math.max(1, Math.floor(saeTuning.rowBlockBytes / (d * 4) / csr.rc));
+function chunksPerBlock(engine: Engine, csr: Csr, d: number, entries: number, m: number): number {
+  const blockBytes = tuning(engine).rowBlockBytes;
+  if (blockBytes === null) return csr.nC; // one block
+  const byCache = Math.max(1, Math.floor(blockBytes / (d * 4) / csr.rc));
   const maxBlocks = Math.max(1, Math.floor(entries / (2 * m)));
   return Math.max(byCache, Math.ceil(csr.nC / maxBlocks));
 }
@@ -189,12 +204,12 @@ export function rowsGrad(
   const m = codes.m;
   const [B, kTot] = codes.z.shape as [number, number];
   const d = V.shape[1]!;
-  const { WG, Q, gridX } = opts.dz ? fusedTiling(d / 4)! : colTiling(d / 4);
+  const { WG, Q, gridX } = opts.dz ? fusedTiling(d / 4)! : profileTiling(engine, d / 4);
   const out = opts.into?.out ?? empty(engine, [m, d]);
   const ob = opts.into ? opts.into.ob : opts.bias ? empty(engine, [m]) : null;
   const enc = g !== null;
   const csr = csrOf(codes, range);
-  const per = chunksPerBlock(csr, d, B * (range[1] - range[0]), m);
+  const per = chunksPerBlock(engine, csr, d, B * (range[1] - range[0]), m);
   for (let c0 = 0; c0 < csr.nC; c0 += per) {
     const accum = Boolean(opts.into) || c0 > 0;
     engine.dispatch({
@@ -243,7 +258,7 @@ export function sparseDecode(codes: SparseCodes, W_dec: Tensor, b_dec: Tensor | 
   if (b_dec) checkF32(b_dec, 'b_dec', [d]);
   if (d % 4) throw new ArdError(`sae: model width d = ${d} must be a multiple of 4`);
   const [lo, hi] = range ?? [0, kTot];
-  const { WG, Q, gridX } = colTiling(d / 4);
+  const { WG, Q, gridX } = profileTiling(engine, d / 4);
   const out = empty(engine, [B, d]);
   engine.dispatch({
     kernel: { family: 'sae', entry: 'decode', defines: { DECODE: true, WG, Q } },
@@ -257,16 +272,17 @@ export function sparseDecode(codes: SparseCodes, W_dec: Tensor, b_dec: Tensor | 
     checkF32(g, 'decode gradient', [B, d]);
     let dz: Tensor | null = null;
     let dW: Tensor | null = null;
-    const fused = z.requiresGrad && W_dec.requiresGrad && saeTuning.fusedDecoderGrad && fusedTiling(d / 4) !== null && hasSubgroups8(engine);
+    const tune = tuning(engine);
+    const fused = z.requiresGrad && W_dec.requiresGrad && tune.fusedDecoderGrad && fusedTiling(d / 4) !== null && tune.subgroups8;
     if (fused) {
       dz = zeros(engine, [B, kTot]);
       dW = rowsGrad(codes, null, g, [lo, hi], { bias: false, dz: { W: W_dec, out: dz } }).out;
     } else if (z.requiresGrad) {
-      if (saeTuning.dzByLatent) {
+      if (tune.dzByLatent) {
         // by latent over the CSR, in row blocks (see DZ_CSR); entries outside [lo, hi) stay 0
         dz = zeros(engine, [B, kTot]);
         const csr = csrOf(codes, [lo, hi]);
-        const per = chunksPerBlock(csr, d, B * (hi - lo), m);
+        const per = chunksPerBlock(engine, csr, d, B * (hi - lo), m);
         for (let c0 = 0; c0 < csr.nC; c0 += per) {
           engine.dispatch({
             kernel: { family: 'sae', entry: 'dz_csr', defines: { DZ_CSR: true } },
@@ -277,7 +293,7 @@ export function sparseDecode(codes: SparseCodes, W_dec: Tensor, b_dec: Tensor | 
         }
       } else {
         dz = empty(engine, [B, kTot]);
-        const wgs = lanes(kTot);
+        const wgs = lanes(engine, kTot);
         engine.dispatch({
           kernel: { family: 'sae', entry: 'decode_dz', defines: { DECODE_DZ: true, WG: wgs } },
           params: params({ B, d, m, kTot, lo, hi }),

@@ -301,16 +301,9 @@ export interface TopK {
 }
 
 export const TOPK_MAX_K = 256;
-/** Independent (row, chunk) lanes wanted before a row is split into chunks (keeps every core busy). */
-const TOPK_LANES = 256;
-const TOPK_WG = 64;
-/** Largest k for the threshold-and-filter variant (4k slots per lane); larger k use the heap. */
-const TOPK_FILTER_MAX = 128;
-/** Slot-list length of the radix select (candidates collected once a bin is this small). */
-const TOPK_RADIX_SLOTS = 256;
-/** Slots per workgroup: 2 × 4 bytes each, within 32 KiB and the device's workgroup memory. */
+/** Slots per workgroup: 2 × 4 bytes each, within the profile's share of workgroup memory. */
 function topkSlotsPerWg(engine: Engine): number {
-  return Math.min(32768, engine.limits.maxComputeWorkgroupStorageSize) / 8;
+  return engine.profile.topk.storageBytes / 8;
 }
 
 function topkCap(k: number): number {
@@ -332,7 +325,7 @@ function topkCap(k: number): number {
  *    elements ≥ tau (≈ 1.35k on random data) to a 4k-slot list, cut to its top k when full; a
  *    partial selection sort of the list gives the result. Both passes read 16-byte quads.
  *  - heap (otherwise): a streaming k-slot min-heap, one compare per element against its root.
- * With fewer than 256 rows, rows are split into chunks whose k candidates each further passes of
+ * With fewer rows than the device profile's topk.lanes (256 on a CPU), rows are split into chunks whose k candidates each further passes of
  * the same kernel merge, so every core has work; the last pass writes the result.
  * sorted: false returns the same k entries in no particular order: for callers that only need the
  * set, such as the SAE's AuxK selection (k_aux = 4k on a short row). Where the heap would run in a
@@ -382,25 +375,26 @@ function topkRaw(engine: Engine, x: Tensor, rows: number, n: number, k: number, 
   const dense = x.isContiguousIgnoringOffset() ? x : engine.noGradScope(() => contiguous(x));
   const stride = x.shape[x.rank - 1]!;
   const cap = topkCap(k);
+  const prof = engine.profile.topk;
   let cand: Tensor | null = null; // (key, index) pairs from the previous pass, [rows, len]
   let len = n;
   for (;;) {
     let chunks = 1;
-    if (rows < TOPK_LANES) chunks = Math.max(1, Math.min(Math.ceil(TOPK_LANES / rows), Math.floor(len / (4 * k))));
+    if (rows < prof.lanes) chunks = Math.max(1, Math.min(Math.ceil(prof.lanes / rows), Math.floor(len / (4 * k))));
     const chunkLen = Math.ceil(len / chunks / 8) * 8; // multiple of 8: aligned quad loads
     chunks = Math.ceil(len / chunkLen);
     const final = chunks === 1;
     const first = cand === null;
     const lanes = rows * chunks;
-    const heap = !first || k > TOPK_FILTER_MAX || chunkLen < 16 * k;
+    const heap = !first || k > prof.filterMax || chunkLen < 16 * k;
     // an unsorted single-pass heap selection runs as a radix select instead (no divergent sifts)
     const radix = heap && first && final && !sorted;
     const vec4 = first && !cols && !radix && len % 4 === 0 && dense.offset % 4 === 0;
     const withCols = first && cols !== null;
-    const slots = radix ? TOPK_RADIX_SLOTS : heap ? cap : 4 * cap;
+    const slots = radix ? prof.radixSlots : heap ? cap : 4 * cap;
     // the radix select also keeps 256 histogram bins per lane (1 KiB: 128 slots' worth)
     // a whole number of 8-lane SIMD vectors where possible (lavapipe runs a workgroup of 10 as 2 vectors)
-    const wgFit = Math.max(1, Math.min(TOPK_WG, Math.floor(topkSlotsPerWg(engine) / (slots + (radix ? 128 : 0)))));
+    const wgFit = Math.max(1, Math.min(prof.workgroup, Math.floor(topkSlotsPerWg(engine) / (slots + (radix ? 128 : 0)))));
     const wgSize = wgFit > 8 ? wgFit - (wgFit % 8) : wgFit;
     const next: Tensor | null = final ? null : empty(engine, [rows, chunks * k * 2], 'u32');
     engine.dispatch({
@@ -426,7 +420,7 @@ function topkBackward(g: Tensor, indices: Tensor, xShape: readonly number[], row
   const gd = g.isContiguous ? g : contiguous(g);
   const dx = zeros(engine, xShape, g.dtype);
   engine.dispatch({
-    kernel: { family: 'topk', entry: 'scatter', defines: { TX: g.dtype, SLOTS: 8, FIRST: true, FINAL: true, WG: TOPK_WG, HEAP: false } },
+    kernel: { family: 'topk', entry: 'scatter', defines: { TX: g.dtype, SLOTS: 8, FIRST: true, FINAL: true, WG: engine.profile.topk.workgroup, HEAP: false } },
     params: new Params().u32(rows, n, k, 1, n, 0, 0, 0).done(),
     buffers: [gd.buffer, indices.buffer, dx.buffer],
     workgroups: grid(Math.ceil((rows * k) / 256)),

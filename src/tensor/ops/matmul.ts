@@ -18,7 +18,7 @@ import { sum, sumToShape } from './reduce.js';
 
 export type MatmulAct = 'none' | 'gelu' | 'silu' | 'relu';
 
-/** Kernel shape knobs (benchmarks and tests; the defaults are what the op picks). */
+/** Kernel shape knobs (benchmarks and tests; the defaults come from the engine's device profile). */
 export interface MatmulTuning {
   /** Rows per subgroup: 8 or 16. */
   tm?: 8 | 16;
@@ -51,14 +51,6 @@ const ACT_GRAD: Record<Exclude<MatmulAct, 'none'>, string> = {
 
 function isFloat(d: DType): boolean {
   return d === 'f32' || d === 'f16';
-}
-
-/** Does this adapter run subgroups of exactly 8 lanes (the shuffle path's assumption)? */
-function has8LaneSubgroups(t: Tensor): boolean {
-  const dev = t.engine.device as GPUDevice & { adapterInfo?: { subgroupMinSize?: number; subgroupMaxSize?: number } };
-  if (!dev.features.has('subgroups')) return false;
-  const info = dev.adapterInfo;
-  return info?.subgroupMinSize === 8 && info?.subgroupMaxSize === 8;
 }
 
 interface OperandPlan {
@@ -205,11 +197,10 @@ function matmulRaw(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean, 
   const pb = planOperand(b, b.offset, K, N, transB ? sb1 : sb0, transB ? sb0 : sb1, c.sb);
 
   const tune = opts.tune ?? {};
-  const noSg = Boolean(tune.noSubgroups) || !has8LaneSubgroups(a);
-  const TM = tune.tm ?? (M <= 8 ? 8 : 16);
-  // subgroups per workgroup: one. On lavapipe it ran 13–33 % faster than 8 side by side (the
-  // previous default for N > 128) at every size of bench/RESULTS.md's session 13 table.
-  const WGS = tune.wgs ?? 1;
+  const prof = engine.profile.matmul;
+  const noSg = Boolean(tune.noSubgroups) || !prof.subgroupPath;
+  const TM = tune.tm ?? (M <= 8 ? 8 : prof.tm);
+  const WGS = tune.wgs ?? prof.wgs;
   const cvec = N % 4 === 0 && ldc % 4 === 0 && offC % 4 === 0;
   const defines = {
     TA: a.dtype,

@@ -28,10 +28,14 @@ function release(copy: Tensor, orig: Tensor): void {
   if (copy !== orig) copy.dispose();
 }
 
-/** Threads per row for the row kernels: about 8 elements per lane, at most 64 lanes. */
-function threadsPerRow(n: number): number {
+/**
+ * Threads per row for the row kernels (64-invocation workgroups): lanes double up to the profile's
+ * nn.rowLanes (≤ 64) while a lane would hold more than nn.rowElemsPerLane elements.
+ */
+function threadsPerRow(engine: Engine, n: number): number {
+  const { rowLanes, rowElemsPerLane } = engine.profile.nn;
   let t = 1;
-  while (t < 64 && t * 8 < n) t *= 2;
+  while (t < Math.min(64, rowLanes) && t * rowElemsPerLane < n) t *= 2;
   return t;
 }
 function rowGrid(rows: number, tpr: number): [number, number] {
@@ -78,7 +82,7 @@ function softmaxImpl(x: Tensor, opts: SoftmaxOptions, log: boolean): Tensor {
   const engine = x.engine;
   const out = empty(engine, x.shape, x.dtype);
   if (out.size === 0) return out;
-  const tpr = threadsPerRow(n);
+  const tpr = threadsPerRow(engine, n);
   const params = (offA: number, offB: number) =>
     new Params()
       .u32(rows, n, Math.max(tq, 1))
@@ -112,11 +116,12 @@ function softmaxImpl(x: Tensor, opts: SoftmaxOptions, log: boolean): Tensor {
 
 // ---- layer norm / RMS norm ------------------------------------------------------------------
 
-/** Rows per column-chunk of the weight-gradient kernel: enough chunks to occupy the device. */
-function weightGradChunks(rows: number, n: number): number {
+/** Row chunks of the weight-gradient kernel (64 columns per workgroup): enough to occupy the device. */
+function weightGradChunks(engine: Engine, rows: number, n: number): number {
+  const { normGradWorkgroups, normGradMinRows } = engine.profile.nn;
   const colGroups = Math.ceil(n / 64);
-  const want = Math.max(1, Math.ceil(64 / colGroups));
-  return Math.max(1, Math.min(want, Math.ceil(rows / 32)));
+  const want = Math.max(1, Math.ceil(normGradWorkgroups / colGroups));
+  return Math.max(1, Math.min(want, Math.ceil(rows / normGradMinRows)));
 }
 
 function normImpl(name: string, x: Tensor, weight: Tensor, bias: Tensor | null, eps: number, rms: boolean): Tensor {
@@ -136,7 +141,7 @@ function normImpl(name: string, x: Tensor, weight: Tensor, bias: Tensor | null, 
   const out = empty(engine, x.shape, x.dtype);
   if (out.size === 0) return out;
   const rows = x.size / n;
-  const tpr = threadsPerRow(n);
+  const tpr = threadsPerRow(engine, n);
   const wantsGrad = engine.gradEnabled && (x.requiresGrad || weight.requiresGrad || Boolean(bias?.requiresGrad));
   const xd = dense(x);
   const wd = dense(weight);
@@ -181,7 +186,7 @@ function normImpl(name: string, x: Tensor, weight: Tensor, bias: Tensor | null, 
       });
     }
     if (weight.requiresGrad || bias?.requiresGrad) {
-      const chunks = weightGradChunks(rows, n);
+      const chunks = weightGradChunks(engine, rows, n);
       const chunkRows = Math.ceil(rows / chunks);
       const nChunks = Math.ceil(rows / chunkRows);
       const pw = empty(engine, [nChunks, n], 'f32');

@@ -1,0 +1,224 @@
+// The device profile: every device-dependent kernel choice (tilings, workgroup sizes, which
+// variant runs) in one object, made once per engine from the adapter's info, features and limits.
+// Ops read `engine.profile` instead of module constants, so one place says what a software
+// adapter (lavapipe, SwiftShader: a workgroup is one CPU thread, barriers and cache misses are
+// expensive) and a hardware GPU (thousands of threads, wide workgroups) each get.
+// `ARDGPU_PROFILE=cpu|gpu` forces the kind, so a GPU's choices can be exercised on a CPU adapter.
+// Choices that correctness depends on (the 8-lane subgroup paths) follow the hardware facts, never
+// the forced kind.
+import { ArdError } from '../util/errors.js';
+
+export type ProfileKind = 'cpu' | 'gpu';
+
+/** What the profile is built from: an adapter's (or a device's) info, features and limits. */
+export interface DeviceFacts {
+  /** GPUAdapterInfo-like: description, vendor, architecture, subgroup sizes, … (any may be missing). */
+  info: {
+    description?: string;
+    device?: string;
+    vendor?: string;
+    architecture?: string;
+    subgroupMinSize?: number;
+    subgroupMaxSize?: number;
+    isFallbackAdapter?: boolean;
+    subgroupMatrixConfigs?: readonly unknown[];
+    type?: string;
+  };
+  features: Iterable<string>;
+  limits: Partial<Record<string, number>> | GPUSupportedLimits;
+}
+
+export interface MatmulProfile {
+  /** Rows per workgroup tile when M > 8 (M ≤ 8 always takes 8). */
+  tm: 8 | 16;
+  /** 8-lane groups (32 columns each) side by side per workgroup: 8·wgs invocations (kernel: 1–8). */
+  wgs: number;
+  /** The shuffle path: needs subgroups of exactly 8 lanes (a hardware fact, not a tuning choice). */
+  subgroupPath: boolean;
+}
+
+export interface TopkProfile {
+  /** Independent (row, chunk) lanes wanted before rows are split into chunks merged by more passes. */
+  lanes: number;
+  /** Workgroup size wanted (reduced to fit the slot arrays in workgroup memory). */
+  workgroup: number;
+  /** Largest k for the threshold-and-filter variant (4k slots per lane); larger k use the heap. */
+  filterMax: number;
+  /** Slot-list length of the radix select. */
+  radixSlots: number;
+  /** Workgroup memory the slot arrays may use, bytes. */
+  storageBytes: number;
+}
+
+export interface SaeProfile {
+  /** Bytes of the row-indexed operand per rows_grad / dz_csr dispatch (cache-sized); null: one block. */
+  rowBlockBytes: number | null;
+  /** Row chunks of the CSR counting sort (its rows per chunk = ⌈B / csrChunks⌉). */
+  csrChunks: number;
+  /** Column tiling of a d-long row: at most colQ vec4 per lane, at most colLanes lanes per workgroup. */
+  colQ: number;
+  colLanes: number;
+  /** Lanes per workgroup of the per-entry kernels (decode_dz): at most this many. */
+  entryLanes: number;
+  /** dz by latent over the CSR (else by row). */
+  dzByLatent: boolean;
+  /** Decoder backward's dW_dec and dz in one pass where 8-lane subgroups exist and d ≤ 256. */
+  fusedDecoderGrad: boolean;
+  /** Subgroups of at least 8 lanes (the fused pass's requirement; a hardware fact). */
+  subgroups8: boolean;
+}
+
+export interface NnProfile {
+  /** Row kernels (softmax, norms; 64-invocation workgroups): lanes per row grow to this many… */
+  rowLanes: number;
+  /** …while a lane would otherwise hold more than this many elements. */
+  rowElemsPerLane: number;
+  /** Norm weight gradient: column chunks wanted in flight, and the fewest rows per chunk. */
+  normGradWorkgroups: number;
+  normGradMinRows: number;
+}
+
+export interface DeviceProfile {
+  kind: ProfileKind;
+  /** What the adapter itself is (software → cpu), before any ARDGPU_PROFILE override. */
+  detected: ProfileKind;
+  /** Where `kind` came from. */
+  source: 'adapter' | 'ARDGPU_PROFILE' | 'option';
+  name: string;
+  vendor: string;
+  architecture: string;
+  subgroups: boolean;
+  subgroupMinSize: number;
+  subgroupMaxSize: number;
+  f16: boolean;
+  timestamps: boolean;
+  /** Subgroup-matrix configurations reported (needs allow_unsafe_apis); empty if none. */
+  subgroupMatrixConfigs: unknown[];
+  limits: {
+    maxComputeWorkgroupStorageSize: number;
+    maxComputeInvocationsPerWorkgroup: number;
+    maxStorageBufferBindingSize: number;
+    maxBufferSize: number;
+    maxStorageBuffersPerShaderStage: number;
+  };
+  matmul: MatmulProfile;
+  topk: TopkProfile;
+  sae: SaeProfile;
+  nn: NnProfile;
+}
+
+/** Software rasterisers on the CPU: lavapipe/llvmpipe, SwiftShader, WARP, Dawn's fallback adapters. */
+export function isSoftwareAdapter(info: DeviceFacts['info']): boolean {
+  const name = `${info.description ?? ''} ${info.device ?? ''}`;
+  return (
+    Boolean(info.isFallbackAdapter) ||
+    info.type === 'cpu' ||
+    /^software$/i.test(info.architecture ?? '') ||
+    /llvmpipe|lavapipe|swiftshader|software|microsoft basic render/i.test(name)
+  );
+}
+
+/** ARDGPU_PROFILE, if set: 'cpu' or 'gpu' (anything else is an error). */
+export function profileOverride(env: NodeJS.ProcessEnv = process.env): ProfileKind | undefined {
+  const v = env.ARDGPU_PROFILE;
+  if (v === undefined || v === '') return undefined;
+  const k = v.trim().toLowerCase();
+  if (k === 'cpu' || k === 'gpu') return k;
+  throw new ArdError(`ARDGPU_PROFILE=${v}: expected cpu or gpu`);
+}
+
+const num = (v: unknown, fallback: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : fallback);
+
+/**
+ * The profile for these facts. `kind` (an explicit choice) wins over ARDGPU_PROFILE in `env`,
+ * which wins over detection.
+ */
+export function buildProfile(facts: DeviceFacts, opts: { kind?: ProfileKind; env?: NodeJS.ProcessEnv } = {}): DeviceProfile {
+  const { info } = facts;
+  const features = new Set([...facts.features].map(String));
+  const lim = facts.limits as Record<string, number | undefined>;
+  const detected: ProfileKind = isSoftwareAdapter(info) ? 'cpu' : 'gpu';
+  const forced = profileOverride(opts.env ?? process.env);
+  const kind = opts.kind ?? forced ?? detected;
+  const source = opts.kind ? 'option' : forced ? 'ARDGPU_PROFILE' : 'adapter';
+  const subgroups = features.has('subgroups');
+  const sgMin = subgroups ? num(info.subgroupMinSize, 0) : 0;
+  const sgMax = subgroups ? num(info.subgroupMaxSize, 0) : 0;
+  const storage = num(lim.maxComputeWorkgroupStorageSize, 16384);
+  const cpu = kind === 'cpu';
+  return {
+    kind,
+    detected,
+    source,
+    name: String(info.description || info.device || 'unknown adapter'),
+    vendor: String(info.vendor ?? ''),
+    architecture: String(info.architecture ?? ''),
+    subgroups,
+    subgroupMinSize: sgMin,
+    subgroupMaxSize: sgMax,
+    f16: features.has('shader-f16'),
+    timestamps: features.has('timestamp-query'),
+    subgroupMatrixConfigs: [...(info.subgroupMatrixConfigs ?? [])].map(plain),
+    limits: {
+      maxComputeWorkgroupStorageSize: storage,
+      maxComputeInvocationsPerWorkgroup: num(lim.maxComputeInvocationsPerWorkgroup, 256),
+      maxStorageBufferBindingSize: num(lim.maxStorageBufferBindingSize, 128 << 20),
+      maxBufferSize: num(lim.maxBufferSize, 256 << 20),
+      maxStorageBuffersPerShaderStage: num(lim.maxStorageBuffersPerShaderStage, 8),
+    },
+    matmul: {
+      tm: 16,
+      // one 8-lane group per workgroup ran 13–33 % faster than 8 side by side on lavapipe (bench/RESULTS.md);
+      // a GPU wants the widest workgroup the kernel has (64 invocations)
+      wgs: cpu ? 1 : 8,
+      subgroupPath: subgroups && sgMin === 8 && sgMax === 8,
+    },
+    topk: {
+      // a CPU has a few cores; a GPU wants tens of thousands of threads in flight before rows split
+      lanes: cpu ? 256 : 16384,
+      workgroup: cpu ? 64 : 256,
+      filterMax: 128,
+      radixSlots: 256,
+      storageBytes: Math.min(32768, storage),
+    },
+    sae: {
+      // row blocks keep gathered rows in a CPU's cache; a GPU hides the latency with threads
+      rowBlockBytes: cpu ? 1 << 20 : null,
+      csrChunks: 128,
+      // lavapipe: one 8-lane SIMD vector per row with up to 8 vec4 per lane (per-entry bookkeeping
+      // once per entry); a GPU: one vec4 per lane, up to 256 lanes
+      colQ: cpu ? 8 : 1,
+      colLanes: cpu ? 64 : 256,
+      entryLanes: cpu ? 64 : 256,
+      dzByLatent: true,
+      fusedDecoderGrad: true,
+      subgroups8: subgroups && sgMin >= 8,
+    },
+    nn: {
+      rowLanes: 64,
+      rowElemsPerLane: cpu ? 8 : 1,
+      normGradWorkgroups: cpu ? 64 : 1024,
+      normGradMinRows: 32,
+    },
+  };
+}
+
+/** A subgroup-matrix configuration (a Dawn object) as plain data. */
+function plain(c: unknown): unknown {
+  if (!c || typeof c !== 'object') return c;
+  const o: Record<string, unknown> = {};
+  for (const k in c as object) o[k] = (c as Record<string, unknown>)[k];
+  return o;
+}
+
+/** The profile's kernel choice per op family, one line each (for `ardgpu info`). */
+export function describeVariants(p: DeviceProfile): Record<string, string> {
+  const t = p.topk;
+  const s = p.sae;
+  return {
+    matmul: `${p.matmul.subgroupPath ? '8-lane subgroup shuffles' : 'no subgroups'}, TM ${p.matmul.tm} (8 for M ≤ 8), ${p.matmul.wgs * 8} invocations per workgroup`,
+    topk: `one lane per (row, chunk), rows split below ${t.lanes} lanes, workgroup ≤ ${t.workgroup}, filter for k ≤ ${t.filterMax} else heap, radix select for unsorted single passes`,
+    sae: `${s.rowBlockBytes === null ? 'no row blocks' : `row blocks of ${s.rowBlockBytes} bytes`}, ≤ ${s.colQ} vec4 × ${s.colLanes} lanes per row tile, dz ${s.dzByLatent ? 'by latent' : 'by row'}, decoder backward ${s.fusedDecoderGrad && s.subgroups8 ? 'fused (subgroups, d ≤ 256)' : 'in two passes'}`,
+    nn: `row kernels: ≤ ${p.nn.rowLanes} lanes per row at ${p.nn.rowElemsPerLane}+ elements each; norm weight gradient over ${p.nn.normGradWorkgroups} chunks of ≥ ${p.nn.normGradMinRows} rows`,
+  };
+}
