@@ -42,7 +42,8 @@ describe('device profile from adapter facts', () => {
     expect(p.matmul).toEqual({ tm: 16, wgs: 1, subgroupPath: true });
     expect(p.topk).toEqual({ lanes: 256, workgroup: 64, filterMax: 128, radixSlots: 256, storageBytes: 32768 });
     expect(p.sae).toEqual({ rowBlockBytes: 1 << 20, csrChunks: 128, colQ: 8, colLanes: 64, entryLanes: 64, dzByLatent: true, fusedDecoderGrad: true, subgroups8: true });
-    expect(p.nn).toEqual({ rowLanes: 64, rowElemsPerLane: 8, normGradWorkgroups: 64, normGradMinRows: 32 });
+    // attention scores: one 128 MiB binding less the pool's 1/8 rounding is 113.8 MiB, capped at 64 MiB
+    expect(p.nn).toEqual({ rowLanes: 64, rowElemsPerLane: 8, normGradWorkgroups: 64, normGradMinRows: 32, attentionScoreBytes: 64 << 20 });
   });
 
   it('SwiftShader and a CPU-typed adapter count as software too', () => {

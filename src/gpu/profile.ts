@@ -76,6 +76,8 @@ export interface NnProfile {
   /** Norm weight gradient: column chunks wanted in flight, and the fewest rows per chunk. */
   normGradWorkgroups: number;
   normGradMinRows: number;
+  /** Attention: largest f32 score matrix materialised at once (more query rows run in chunks). */
+  attentionScoreBytes: number;
 }
 
 export interface DeviceProfile {
@@ -199,6 +201,7 @@ export function buildProfile(facts: DeviceFacts, opts: { kind?: ProfileKind; env
       rowElemsPerLane: cpu ? 8 : 1,
       normGradWorkgroups: cpu ? 64 : 1024,
       normGradMinRows: 32,
+      attentionScoreBytes: attentionScoreBudget(num(lim.maxStorageBufferBindingSize, 128 << 20)),
     },
   };
 }
@@ -219,6 +222,14 @@ export function describeVariants(p: DeviceProfile): Record<string, string> {
     matmul: `${p.matmul.subgroupPath ? '8-lane subgroup shuffles' : 'no subgroups'}, TM ${p.matmul.tm} (8 for M ≤ 8), ${p.matmul.wgs * 8} invocations per workgroup`,
     topk: `one lane per (row, chunk), rows split below ${t.lanes} lanes, workgroup ≤ ${t.workgroup}, filter for k ≤ ${t.filterMax} else heap, radix select for unsorted single passes`,
     sae: `${s.rowBlockBytes === null ? 'no row blocks' : `row blocks of ${s.rowBlockBytes} bytes`}, ≤ ${s.colQ} vec4 × ${s.colLanes} lanes per row tile, dz ${s.dzByLatent ? 'by latent' : 'by row'}, decoder backward ${s.fusedDecoderGrad && s.subgroups8 ? 'fused (subgroups, d ≤ 256)' : 'in two passes'}`,
-    nn: `row kernels: ≤ ${p.nn.rowLanes} lanes per row at ${p.nn.rowElemsPerLane}+ elements each; norm weight gradient over ${p.nn.normGradWorkgroups} chunks of ≥ ${p.nn.normGradMinRows} rows`,
+    nn: `row kernels: ≤ ${p.nn.rowLanes} lanes per row at ${p.nn.rowElemsPerLane}+ elements each; norm weight gradient over ${p.nn.normGradWorkgroups} chunks of ≥ ${p.nn.normGradMinRows} rows; attention scores ≤ ${p.nn.attentionScoreBytes} bytes at once`,
   };
+}
+
+/**
+ * Attention scores materialised at once: one binding (less the buffer pool's 1/8 rounding), and no more
+ * than 64 MiB, so a 30 s Whisper window's [20, 1500, 1500] f32 scores (172 MiB) run in 3 chunks of rows.
+ */
+export function attentionScoreBudget(maxStorageBufferBindingSize: number): number {
+  return Math.min(64 << 20, Math.floor(maxStorageBufferBindingSize / 1.125));
 }

@@ -5,7 +5,7 @@
 // prefill. Attention scores are chunked over queries (as scaledDotProductAttention does); other
 // activations are not split, so one larger than a binding is a "does not fit".
 import { rowBlockRanges } from '../tensor/blocked.js';
-import { ATTENTION_SCORES_MAX } from '../tensor/ops/nn.js';
+import { attentionScoreBudget } from '../gpu/profile.js';
 import { ArdError } from '../util/errors.js';
 import { Qwen2AudioConfig, expectedTensorShapes } from './config.js';
 
@@ -124,7 +124,7 @@ export function planModel(config: Qwen2AudioConfig, opts: PlanOptions): ModelPla
     { name: 'decoder: logits of the last position', shape: [batch, t.vocab_size] },
   ];
   // attention scores are materialised a chunk of query rows at a time (scaledDotProductAttention)
-  const scoreCap = Math.min(ATTENTION_SCORES_MAX, binding);
+  const scoreCap = Math.min(attentionScoreBudget(opts.maxBindingBytes), binding);
   const activations = acts
     .map((x) => {
       const bytes = numel(x.shape) * 4;

@@ -518,14 +518,11 @@ export function conv1d(x: Tensor, w: Tensor, bias: Tensor | null = null, opts: C
  */
 export interface AttentionOptions extends SoftmaxOptions {
   /**
-   * Largest f32 score matrix to materialise at once (bytes; default: one storage binding, at most
-   * ATTENTION_SCORES_MAX). Without autograd, more queries than fit are processed in chunks of rows.
+   * Largest f32 score matrix to materialise at once (bytes; default: the device profile's
+   * nn.attentionScoreBytes). Without autograd, more queries than fit are processed in chunks of rows.
    */
   maxScoreBytes?: number;
 }
-
-/** Score bytes one attention call materialises at most (a 30 s Whisper window's [20, 1500, 1500] is 172 MiB). */
-export const ATTENTION_SCORES_MAX = 64 * 2 ** 20;
 
 /**
  * softmax(q·kᵀ·scale + causal mask)·v, chunked over queries when the [.., Tq, Tk] scores would exceed
@@ -538,7 +535,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   const Tk = k.rank >= 2 ? k.shape[k.rank - 2]! : 0;
   const engine = q.engine;
   const wantGrad = engine.gradEnabled && (q.requiresGrad || k.requiresGrad || v.requiresGrad);
-  const budget = opts.maxScoreBytes ?? Math.min(ATTENTION_SCORES_MAX, Math.floor(engine.limits.maxStorageBufferBindingSize / 1.125));
+  const budget = opts.maxScoreBytes ?? engine.profile.nn.attentionScoreBytes;
   // scores of one query row, over every head and batch entry: [..., H, 1, Tk] f32
   const rowBytes = r >= 2 ? (q.shape.slice(0, -2).reduce((a, b) => a * b, 1) || 1) * Tk * 4 : 0;
   if (wantGrad || Tq <= 1 || rowBytes * Tq <= budget) return attentionPass(q, k, v, opts);
