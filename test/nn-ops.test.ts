@@ -207,6 +207,10 @@ describe('rope', () => {
     shape = [129, 2, 128];
     x = randn(prod(shape), 53);
     expectClose(await run1(x, shape, (t) => rope(t, 4000, { theta: 1e6 })), ropeRef(x, shape, 4000, { theta: 1e6 }), 1e-5, 1e-5, 'rope D=128 at 4000');
+    // angles up to 2^24 rad, far outside the [-π, π] where WGSL's sin/cos promise anything
+    shape = [9, 1, 128];
+    x = randn(prod(shape), 57);
+    expectClose(await run1(x, shape, (t) => rope(t, 2 ** 24 - 9)), ropeRef(x, shape, 2 ** 24 - 9), 1e-5, 1e-5, 'rope D=128 at 2^24 − 9');
   });
 
   it('f16 storage within 1e-2; bad arguments throw ArdError', async () => {
