@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import * as T from '../src/tensor/index.js';
 import { Tensor } from '../src/tensor/index.js';
 import { gradCheck } from './gradcheck.js';
-import { AWKWARD, expectClose, getEngine, randn, randu } from './helpers.js';
+import { AWKWARD, expectClose, getEngine, itF16, randn, randu } from './helpers.js';
 
 // f64 references for the elementwise family
 const erf = (x: number): number => {
@@ -112,9 +112,7 @@ describe('elementwise', () => {
     expect(Array.from(await iw.read())).toEqual(Array.from(a, (v) => ((Math.fround(10 * v) | 0) > 0 ? (Math.fround(10 * v) | 0) : -7)));
   });
 
-  it('f16 storage within 1e-2 relative', async () => {
-    const e = await getEngine();
-    expect(e.f16).toBe(true); // lavapipe has shader-f16; a real GPU without it skips nothing silently
+  itF16('f16 storage within 1e-2 relative', async (e) => {
     for (const n of AWKWARD) {
       const x = randu(n, n, -3, 3);
       const h = T.cast(T.tensor(e, x), 'f16');
