@@ -12,9 +12,8 @@ import { defineConfig } from 'vitest/config';
 const wanted = process.env.ARDGPU_TEST_ADAPTER?.trim() || '';
 const env: Record<string, string> = {};
 if (/^swiftshader$/i.test(wanted)) {
-  const candidates = [process.env.ARDGPU_SWIFTSHADER_ICD, '/usr/lib/chromium/vk_swiftshader_icd.json'].filter((p): p is string => Boolean(p));
-  const icd = candidates.find((p) => fs.existsSync(p));
-  if (!icd) throw new Error(`ARDGPU_TEST_ADAPTER=swiftshader: no SwiftShader ICD file at ${candidates.join(' or ')} (install chromium: tools/setup.sh --with-test-tools)`);
+  const icd = process.env.ARDGPU_SWIFTSHADER_ICD || '/usr/lib/chromium/vk_swiftshader_icd.json';
+  if (!fs.existsSync(icd)) throw new Error(`ARDGPU_TEST_ADAPTER=swiftshader: no SwiftShader ICD file at ${icd} (install chromium: tools/setup.sh --with-test-tools)`);
   // VK_DRIVER_FILES is the newer loader's name for the same setting
   env.VK_ICD_FILENAMES = icd;
   env.VK_DRIVER_FILES = icd;
