@@ -41,6 +41,14 @@ export function itF16(name: string, fn: (e: Engine) => Promise<void>, timeout?: 
   }, timeout);
 }
 
+/**
+ * A test's own timeout, stretched on a run whose configured timeout is longer (a slower adapter
+ * than lavapipe, see vitest.config.ts).
+ */
+export function ownTimeout(ms: number): number {
+  return Math.max(ms, Number(process.env.ARDGPU_TEST_TIMEOUT_MS ?? 0));
+}
+
 /** Seeded uniform [0, 1) generator (the project's one PRNG). */
 export const rng = mulberry32;
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as T from '../src/tensor/index.js';
 import { gradCheck } from './gradcheck.js';
-import { expectClose, getEngine, itF16, randn } from './helpers.js';
+import { expectClose, getEngine, itF16, ownTimeout, randn } from './helpers.js';
 
 /** Reference reduction of a row-major [outer, L, inner] array. */
 function refReduce(x: ArrayLike<number>, shape: number[], axis: number, op: 'sum' | 'max' | 'min' | 'argmax' | 'argmin'): number[] {
@@ -131,7 +131,7 @@ describe('layout', () => {
       }
       expect(bad, `shape ${shape} perm ${perm}: first wrong element`).toBe(-1);
     }
-  }, 60_000);
+  }, ownTimeout(60_000));
 
   it('concat along any axis, including empty parts', async () => {
     const e = await getEngine();
