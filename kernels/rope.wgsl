@@ -9,8 +9,14 @@
 //           3 POS (array<${TP}>, only with POS); ${O_BINDING} O (array<${TX}>, dense).
 // Defines: TX storage type; POS; TP (i32|u32); O_BINDING.
 // Workgroup: 256 threads, one pair each; grid may be 2-D.
-// The angle is rounded to f32 once (pos·F[k], as HF computes it), then reduced mod 2π in
-// Cody-Waite steps so that sin/cos stay accurate for long contexts on any GPU.
+// The angle is rounded to f32 once (pos·F[k], as HF computes it); its sine and cosine are then
+// computed here to about 1 ULP instead of by WGSL's sin/cos, which promise only 2^-11 absolute
+// error and only on [-π, π] (SwiftShader gives 5e-4 errors at long-context angles that lavapipe
+// computes to 1e-7). The reduction by π/2 is exact: integer arithmetic on the f32's mantissa and
+// 96 bits of 2/π (Payne-Hanek), then polynomials on [-π/4, π/4]. Only correctly rounded f32
+// operations and wrapping u32 arithmetic are used, so every conforming adapter gives the same
+// answer to within an ULP. Angles of 2^32 rad and more (positions beyond what f32 holds exactly)
+// are outside its range.
 struct Params {
   nPairs: u32,
   half: u32,
@@ -32,11 +38,69 @@ struct Params {
 //#endif
 @group(0) @binding(${O_BINDING}) var<storage, read_write> O: array<${TX}>;
 
-// 2π = C1 + C2 + C3 with C1 = 201/32 (8 significant bits: k·C1 is exact for |k| < 2^16).
-const C1 = 6.28125;
-const C2 = 0.0019353071693331003; // exactly an f32
-const C3 = 1.0253131677018246e-11; // 2π − C1 − C2
-const INV_2PI = 0.15915494309189535;
+// 2/π in binary, bits 2^-1 … 2^-96
+const TWO_OVER_PI_2 = 0xa2f9836eu;
+const TWO_OVER_PI_1 = 0x4e441529u;
+const TWO_OVER_PI_0 = 0xfc2757d1u;
+const QUARTER_PI = 0.78539816339744831;
+const HALF_PI_2M30 = 1.4629180792671596e-9; // (π/2)·2^-30: one unit of a 30-bit fraction of a quadrant
+
+// a·b as a 64-bit product (hi, lo) from 16-bit halves (each partial product fits in 32 bits)
+fn mul64(a: u32, b: u32) -> vec2<u32> {
+  let al = a & 0xffffu;
+  let ah = a >> 16u;
+  let bl = b & 0xffffu;
+  let bh = b >> 16u;
+  let ll = al * bl;
+  let lh = al * bh;
+  let hl = ah * bl;
+  let mid = (ll >> 16u) + (lh & 0xffffu) + (hl & 0xffffu);
+  return vec2<u32>(ah * bh + (lh >> 16u) + (hl >> 16u) + (mid >> 16u), (ll & 0xffffu) | (mid << 16u));
+}
+
+// (sin a, cos a) for an f32 a with |a| < 2^32, to about 1 ULP.
+fn sin_cos(a: f32) -> vec2<f32> {
+  let ax = abs(a);
+  var r = ax;
+  var quadrant = 0u;
+  if (ax > QUARTER_PI) {
+    // ax = m·2^s with a 24-bit integer m; ax·2/π = m·W·2^(s−96), W = 2/π·2^96 (three words)
+    let bits = bitcast<u32>(ax);
+    let s = min(i32(bits >> 23u) - 150, 8);
+    let m = (bits & 0x7fffffu) | 0x800000u;
+    let w0 = mul64(m, TWO_OVER_PI_0);
+    let w1 = mul64(m, TWO_OVER_PI_1);
+    let w2 = mul64(m, TWO_OVER_PI_2);
+    // the product's 32-bit limbs p1 … p3 (p0 = w0.y lies below every bit used)
+    let p1 = w0.x + w1.y;
+    let c1 = select(0u, 1u, p1 < w0.x);
+    let p2a = w1.x + w2.y;
+    let p2 = p2a + c1;
+    let c2 = select(0u, 1u, p2a < w1.x) + select(0u, 1u, p2 < p2a);
+    let p3 = w2.x + c2;
+    // bits [66 − s, 98 − s) of the product: 2 bits of quadrant (mod 4), then 30 bits of fraction
+    let lsb = u32(66 - s);
+    let hiLimb = lsb >= 64u;
+    let lo = select(p1, p2, hiLimb);
+    let hi = select(p2, p3, hiLimb);
+    let sh = lsb & 31u;
+    let x = select((lo >> sh) | (hi << (32u - sh)), lo, sh == 0u);
+    // round to the nearest quadrant: the remainder lies in [-1/2, 1/2) of a quadrant
+    let frac = x & 0x3fffffffu;
+    let up = frac >= 0x20000000u;
+    quadrant = ((x >> 30u) + select(0u, 1u, up)) & 3u;
+    r = f32(i32(frac) - select(0, 0x40000000, up)) * HALF_PI_2M30;
+  }
+  // Cephes sinf/cosf polynomials on [-π/4, π/4]
+  let z = r * r;
+  let sr = r + r * z * (-1.6666654611e-1 + z * (8.3321608736e-3 + z * -1.9515295891e-4));
+  let cr = 1.0 - 0.5 * z + z * z * (4.166664568298827e-2 + z * (-1.388731625493765e-3 + z * 2.443315711809948e-5));
+  var sc = vec2<f32>(sr, cr);
+  if (quadrant == 1u) { sc = vec2<f32>(cr, -sr); }
+  if (quadrant == 2u) { sc = vec2<f32>(-sr, -cr); }
+  if (quadrant == 3u) { sc = vec2<f32>(-cr, sr); }
+  return vec2<f32>(select(sc.x, -sc.x, a < 0.0), sc.y);
+}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -52,11 +116,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 //#else
   let pos = f32(P.startPos + i32(t));
 //#endif
-  let a = pos * F[k];
-  let q = round(a * INV_2PI);
-  let red = ((a - q * C1) - q * C2) - q * C3;
-  let c = cos(red);
-  let s = sin(red) * P.sign;
+  let sc = sin_cos(pos * F[k]);
+  let c = sc.y;
+  let s = sc.x * P.sign;
   let i1 = hr * 2u * P.half + k;
   let i2 = i1 + P.half;
   let x1 = f32(X[P.offX + i1]);

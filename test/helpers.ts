@@ -1,17 +1,52 @@
 // Shared test helpers: one engine per test file (a real adapter or the test fails), seeded
 // random data, and closeness checks that report the worst element.
+import { it } from 'vitest';
 import { Engine } from '../src/gpu/engine.js';
 import { mulberry32 } from '../src/util/random.js';
 
 let enginePromise: Promise<Engine> | null = null;
 
-/** The engine for GPU tests. No adapter is a failure, never a skip. */
+/** The adapter a test run asks for (ARDGPU_TEST_ADAPTER, see vitest.config.ts), '' for any. */
+export function wantedAdapter(): string {
+  return process.env.ARDGPU_TEST_ADAPTER?.trim() ?? '';
+}
+
+/**
+ * The engine for GPU tests. No adapter is a failure, never a skip; so is an adapter other than the
+ * one ARDGPU_TEST_ADAPTER asks for (matched case-insensitively in the adapter's description).
+ */
 export function getEngine(): Promise<Engine> {
   enginePromise ??= Engine.create().then((e) => {
     if (!e.adapter || /null/i.test(e.adapter.backend)) throw new Error(`no real WebGPU adapter (got ${e.adapter?.name})`);
+    const want = wantedAdapter();
+    if (want && !e.adapter.name.toLowerCase().includes(want.toLowerCase())) {
+      throw new Error(`ARDGPU_TEST_ADAPTER=${want} but the adapter in use is "${e.adapter.name}"`);
+    }
     return e;
   });
   return enginePromise;
+}
+
+/**
+ * A test of an f16 path: it runs wherever the adapter has shader-f16 and is reported as skipped
+ * elsewhere, its name ending in "(needs shader-f16)" — never silently passed. An adapter that offers
+ * shader-f16 always runs it: engine.test.ts checks that the engine enables the feature whenever the
+ * adapter offers it, and that lavapipe offers it.
+ */
+export function itF16(name: string, fn: (e: Engine) => Promise<void>, timeout?: number): void {
+  it(`${name} (needs shader-f16)`, async (ctx) => {
+    const e = await getEngine();
+    if (!e.f16) ctx.skip(`${e.adapter?.name} has no shader-f16`);
+    await fn(e);
+  }, timeout);
+}
+
+/**
+ * A test's own timeout, stretched on a run whose configured timeout is longer (a slower adapter
+ * than lavapipe, see vitest.config.ts).
+ */
+export function ownTimeout(ms: number): number {
+  return Math.max(ms, Number(process.env.ARDGPU_TEST_TIMEOUT_MS ?? 0));
 }
 
 /** Seeded uniform [0, 1) generator (the project's one PRNG). */

@@ -3,7 +3,7 @@ import * as T from '../src/tensor/index.js';
 import { crossEntropy, embedding, gather, indexSelect, scatterAdd, topk, topkColumns } from '../src/tensor/ops/index.js';
 import { ArdError } from '../src/util/errors.js';
 import { gradCheck } from './gradcheck.js';
-import { expectClose, getEngine, randn, rng } from './helpers.js';
+import { expectClose, getEngine, itF16, randn, rng } from './helpers.js';
 import { gatherRef, indexSelectRef, scatterAddRef } from '../reference/gather.js';
 import { prod } from '../reference/shape.js';
 import { topkRef } from '../reference/topk.js';
@@ -295,7 +295,7 @@ describe('topk', () => {
     c.dispose();
   });
 
-  it('handles constant, sorted and special-valued rows, offset/strided views and f16', async () => {
+  it('handles constant, sorted and special-valued rows, offset/strided views', async () => {
     const e = await getEngine();
     const n = 4096;
     const rows = 6;
@@ -327,8 +327,9 @@ describe('topk', () => {
     const tr = T.transpose(T.tensor(e, m, [129, 33])); // [33, 129]
     const mt = new Float32Array(33 * 129).map((_, i) => m[(i % 129) * 33 + Math.floor(i / 129)]!);
     await checkTopk(e, mt, 33, 129, 7, 'transposed view', tr);
+  });
 
-    // leading dimensions are kept; f16 values come back exactly
+  itF16('keeps leading dimensions of f16 input; f16 values come back exactly', async (e) => {
     const h = T.tensor(e, randn(2 * 3 * 1000, 302), [2, 3, 1000], 'f16');
     const hv = await h.toFloat32();
     const r = topk(h, 32);
@@ -439,38 +440,38 @@ describe('crossEntropy', () => {
       expectClose(got, xentRef(x, N, V, t, t[0]!, 'none'), 2e-5, 2e-5, `xent ignore=${t[0]}`);
       T.disposeAll(xt, tt);
     }
-    // f16 logits: f32 loss; an f16 gradient
-    {
-      const N = 7;
-      const V = 129;
-      const h = T.param(T.tensor(e, randn(N * V, 650, 2), [N, V], 'f16'));
-      const hv = await h.toFloat32();
-      const t = randInt(N, 651, 0, V);
-      const loss = T.tidy(() => {
-        const l = crossEntropy(h, T.tensor(e, t, [N], 'i32'));
-        T.backward(l);
-        return l;
-      });
-      expect(loss.dtype).toBe('f32');
-      expectClose([await loss.item()], xentRef(hv, N, V, t, -100, 'mean'), 1e-5, 1e-5, 'f16 xent');
-      expect(h.grad!.dtype).toBe('f16');
-      const g = await h.grad!.toFloat32();
-      const ref = new Float64Array(N * V);
-      for (let r = 0; r < N; r++) {
-        let m = -Infinity;
-        for (let j = 0; j < V; j++) m = Math.max(m, hv[r * V + j]!);
-        let z = 0;
-        for (let j = 0; j < V; j++) z += Math.exp(hv[r * V + j]! - m);
-        for (let j = 0; j < V; j++) ref[r * V + j] = (Math.exp(hv[r * V + j]! - m) / z - (j === t[r] ? 1 : 0)) / N;
-      }
-      expectClose(g, ref, 1e-2, 1e-4, 'f16 xent grad');
-      T.disposeAll(h, h.grad, loss);
-    }
     // every target ignored: NaN like PyTorch; a target out of range: NaN, never silently fine
     const x = T.tensor(e, randn(6, 1), [2, 3]);
     expect(Number.isNaN(await crossEntropy(x, T.tensor(e, [-100, -100], [2], 'i32')).item())).toBe(true);
     expect(Number.isNaN(await crossEntropy(x, T.tensor(e, [0, 3], [2], 'i32')).item())).toBe(true);
     expect(() => crossEntropy(x, T.tensor(e, [0, 1, 2], [3], 'i32'))).toThrow(ArdError);
+  });
+
+  itF16('f16 logits: an f32 loss and an f16 gradient', async (e) => {
+    const N = 7;
+    const V = 129;
+    const h = T.param(T.tensor(e, randn(N * V, 650, 2), [N, V], 'f16'));
+    const hv = await h.toFloat32();
+    const t = randInt(N, 651, 0, V);
+    const loss = T.tidy(() => {
+      const l = crossEntropy(h, T.tensor(e, t, [N], 'i32'));
+      T.backward(l);
+      return l;
+    });
+    expect(loss.dtype).toBe('f32');
+    expectClose([await loss.item()], xentRef(hv, N, V, t, -100, 'mean'), 1e-5, 1e-5, 'f16 xent');
+    expect(h.grad!.dtype).toBe('f16');
+    const g = await h.grad!.toFloat32();
+    const ref = new Float64Array(N * V);
+    for (let r = 0; r < N; r++) {
+      let m = -Infinity;
+      for (let j = 0; j < V; j++) m = Math.max(m, hv[r * V + j]!);
+      let z = 0;
+      for (let j = 0; j < V; j++) z += Math.exp(hv[r * V + j]! - m);
+      for (let j = 0; j < V; j++) ref[r * V + j] = (Math.exp(hv[r * V + j]! - m) / z - (j === t[r] ? 1 : 0)) / N;
+    }
+    expectClose(g, ref, 1e-2, 1e-4, 'f16 xent grad');
+    T.disposeAll(h, h.grad, loss);
   });
 
   it('gradients (mean with ignored rows, sum, none) match finite differences', async () => {

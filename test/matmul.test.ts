@@ -4,7 +4,7 @@ import * as T from '../src/tensor/index.js';
 import { Tensor } from '../src/tensor/index.js';
 import { MatmulAct, MatmulOptions, linear, matmul } from '../src/tensor/ops/matmul.js';
 import { gradCheck } from './gradcheck.js';
-import { expectClose, getEngine, randn } from './helpers.js';
+import { expectClose, getEngine, itF16, randn } from './helpers.js';
 import { Logical, broadcastBatch, matmulRef, transposeRef } from '../reference/matmul.js';
 import { prod } from '../reference/shape.js';
 
@@ -169,9 +169,7 @@ describe('matmul', () => {
     }
   });
 
-  it('takes f16 operands (f32 accumulation, output in a\'s dtype)', async () => {
-    const e = await getEngine();
-    if (!e.f16) return expect(e.f16).toBe(false);
+  itF16('takes f16 operands (f32 accumulation, output in a\'s dtype)', async (e) => {
     for (const [dtypeA, dtypeB, transB] of [['f16', 'f16', false], ['f16', 'f16', true], ['f32', 'f16', true], ['f16', 'f32', false]] as const) {
       {
         // round the data to f16 first so the reference sees what the kernel reads

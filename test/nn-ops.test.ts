@@ -10,7 +10,7 @@ import { attentionRef, logSoftmaxRef, softmaxRef } from '../reference/softmax.js
 import { unfold1dRef } from '../reference/unfold.js';
 import { ArdError } from '../src/util/errors.js';
 import { gradCheck } from './gradcheck.js';
-import { expectClose, getEngine, randn, randu } from './helpers.js';
+import { expectClose, getEngine, itF16, randn, randu } from './helpers.js';
 
 const f16round = (x: Float32Array) => Float32Array.from(Float16Array.from(x));
 
@@ -73,9 +73,7 @@ describe('softmax', () => {
     expectClose(await run1(xs, sq, (t) => softmax(t, { causal: true })), softmaxRef(xs, sq, { causal: true, causalOffset: 0 }), 1e-4, 1e-9, 'causal 129×129');
   });
 
-  it('f16 storage matches the reference within 1e-2', async () => {
-    const e = await getEngine();
-    if (!e.f16) return expect(e.adapter?.features).not.toContain('shader-f16');
+  itF16('f16 storage matches the reference within 1e-2', async (e) => {
     for (const shape of [[7, 129], [3, 1000], [2, 4, 6]]) {
       const x = f16round(randn(prod(shape), shape[1]!, 3));
       const y = T.tidy(() => softmax(T.tensor(e, x, shape, 'f16'), { causal: shape.length === 3, scale: 0.7 }));
@@ -142,9 +140,7 @@ describe('layerNorm / rmsNorm', () => {
     expectClose(await run1(x, shape, (t) => layerNorm(t, T.tensor(t.engine, w), null)), layerNormRef(x, shape, w, null, 1e-5), 1e-4, 1e-3, 'layerNorm(300 + x)');
   });
 
-  it('f16 storage (x and weights) within 1e-2', async () => {
-    const e = await getEngine();
-    if (!e.f16) return;
+  itF16('f16 storage (x and weights) within 1e-2', async (e) => {
     const shape = [7, 129];
     const x = f16round(randn(prod(shape), 31, 2));
     const w = f16round(randu(129, 32, 0.5, 1.5));
@@ -211,13 +207,22 @@ describe('rope', () => {
     shape = [129, 2, 128];
     x = randn(prod(shape), 53);
     expectClose(await run1(x, shape, (t) => rope(t, 4000, { theta: 1e6 })), ropeRef(x, shape, 4000, { theta: 1e6 }), 1e-5, 1e-5, 'rope D=128 at 4000');
+    // angles up to 2^24 rad, far outside the [-π, π] where WGSL's sin/cos promise anything
+    shape = [9, 1, 128];
+    x = randn(prod(shape), 57);
+    expectClose(await run1(x, shape, (t) => rope(t, 2 ** 24 - 9)), ropeRef(x, shape, 2 ** 24 - 9), 1e-5, 1e-5, 'rope D=128 at 2^24 − 9');
   });
 
-  it('f16 storage within 1e-2; bad arguments throw ArdError', async () => {
+  itF16('f16 storage within 1e-2', async () => {
+    const shape = [9, 2, 64];
+    const x = f16round(randn(prod(shape), 54));
+    expectClose(await run1(x, shape, (t) => rope(t, 3), 'f16'), ropeRef(x, shape, 3), 1e-2, 1e-2, 'f16 rope');
+  });
+
+  it('bad arguments throw ArdError', async () => {
     const e = await getEngine();
     const shape = [9, 2, 64];
     const x = f16round(randn(prod(shape), 54));
-    if (e.f16) expectClose(await run1(x, shape, (t) => rope(t, 3), 'f16'), ropeRef(x, shape, 3), 1e-2, 1e-2, 'f16 rope');
     const t = T.tensor(e, x, shape);
     expect(() => rope(t, 0, { headDim: 7 })).toThrow(ArdError);
     expect(() => rope(t, 0, { headDim: 48 })).toThrow(ArdError);
@@ -263,16 +268,17 @@ describe('conv1d', () => {
     }
   });
 
-  it('f16 storage within 1e-2; bad shapes throw ArdError', async () => {
+  itF16('f16 storage within 1e-2', async (e) => {
+    const x = f16round(randn(2 * 6 * 33, 61));
+    const w = f16round(randn(8 * 6 * 3, 62, 0.4));
+    const y = T.tidy(() => conv1d(T.tensor(e, x, [2, 6, 33], 'f16'), T.tensor(e, w, [8, 6, 3], 'f16'), null, { stride: 2, padding: 1 }));
+    expect(y.dtype).toBe('f16');
+    expectClose(await y.toFloat32(), conv1dRef(x, [2, 6, 33], w, [8, 6, 3], null, { stride: 2, padding: 1 }), 1e-2, 1e-2, 'f16 conv1d');
+    y.dispose();
+  });
+
+  it('bad shapes throw ArdError', async () => {
     const e = await getEngine();
-    if (e.f16) {
-      const x = f16round(randn(2 * 6 * 33, 61));
-      const w = f16round(randn(8 * 6 * 3, 62, 0.4));
-      const y = T.tidy(() => conv1d(T.tensor(e, x, [2, 6, 33], 'f16'), T.tensor(e, w, [8, 6, 3], 'f16'), null, { stride: 2, padding: 1 }));
-      expect(y.dtype).toBe('f16');
-      expectClose(await y.toFloat32(), conv1dRef(x, [2, 6, 33], w, [8, 6, 3], null, { stride: 2, padding: 1 }), 1e-2, 1e-2, 'f16 conv1d');
-      y.dispose();
-    }
     const x = T.tensor(e, randn(12, 63), [3, 4]);
     expect(() => conv1d(x, T.tensor(e, randn(12, 64), [2, 2, 3]))).toThrow(ArdError);
     expect(() => conv1d(x, T.tensor(e, randn(30, 65), [2, 3, 5]))).toThrow(ArdError);

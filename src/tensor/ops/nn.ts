@@ -297,6 +297,8 @@ function invFreqTensor(engine: Engine, theta: number, headDim: number): Tensor {
  * `positions`: an i32/u32 tensor of T (or batch·T) positions, or a start position p0 so that step t
  * is at p0 + t (a KV cache's length). batch = the product of the axes before T (layout 'thd') or
  * before H ('htd'). Backward: rotation by −angle. The positions tensor must live until backward.
+ * The angle is pos·F[k] rounded to f32 as in HF; its sine and cosine are right to about 1 ULP on
+ * any conforming adapter (kernels/rope.wgsl reduces it exactly instead of trusting WGSL's sin/cos).
  */
 export function rope(x: Tensor, positions: Tensor | number, opts: RopeOptions = {}): Tensor {
   floatCheck(x, 'rope');
