@@ -23,7 +23,8 @@ if (/^swiftshader$/i.test(wanted)) {
 }
 
 // The kernel, autograd and SAE test files: what a run with ARDGPU_TEST_ADAPTER set runs (npm run
-// test:swiftshader).
+// test:swiftshader; with ARDGPU_PROFILE=gpu, npm run test:gpu-profile and test:swiftshader:gpu-profile
+// run it with the kernel variants and tunings a GPU gets).
 // SwiftShader is several times slower than lavapipe; .ci/run times this set.
 const ADAPTER_SUITE = [
   'test/elementwise.test.ts',
@@ -35,6 +36,8 @@ const ADAPTER_SUITE = [
   'test/sae.test.ts',
   'test/engine.test.ts',
   'test/logmel.test.ts',
+  'test/blocked.test.ts',
+  'test/attention-chunks.test.ts',
 ];
 
 // lavapipe runs every kernel on the CPU: GPU tests are slow and must not fight each other for 2 cores.

@@ -9,3 +9,12 @@ if (wantedAdapter()) {
     await getEngine(); // throws when the adapter is not the one asked for
   });
 }
+
+// ARDGPU_PROFILE forces the device profile (cpu or gpu): the engine must really run with it.
+const wantedProfile = process.env.ARDGPU_PROFILE?.trim();
+if (wantedProfile) {
+  beforeAll(async () => {
+    const e = await getEngine();
+    if (e.profile.kind !== wantedProfile) throw new Error(`ARDGPU_PROFILE=${wantedProfile} but the engine runs the ${e.profile.kind} profile`);
+  });
+}
