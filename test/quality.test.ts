@@ -1,0 +1,120 @@
+// SAE quality figures (src/ard/quality.ts) on a hand-made SAE and rows whose FVU, L0, dead and
+// dense counts and density histogram are worked out by hand below; and feature grouping
+// (src/ard/rank.ts groupFeatures) on parallel decoder rows and overlapping H^k sets.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Engine } from '../src/gpu/engine.js';
+import { ShardReader } from '../src/io/shards.js';
+import { SparseAutoencoder } from '../src/sae/model.js';
+import { densityHistogram, qualityFromCounts, saeQuality } from '../src/ard/quality.js';
+import { getEngine } from './helpers.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ardgpu-quality-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+// d = 4, m = 6, k = 2. Latents 0–3 read and write the unit axes e0–e3; latents 4 and 5 read
+// −(1, 1, 1, 1), which is negative on every row below, so they never fire.
+const d = 4;
+const m = 6;
+const k = 2;
+function handSae(engine: Engine, inputScale: number): SparseAutoencoder {
+  const W_enc = new Float32Array(d * m);
+  const W_dec = new Float32Array(m * d);
+  for (let c = 0; c < d; c++) {
+    W_enc[c * m + c] = 1;
+    W_enc[c * m + 4] = -1;
+    W_enc[c * m + 5] = -1;
+    W_dec[c * d + c] = 1;
+  }
+  W_dec[4 * d + 0] = 1;
+  W_dec[5 * d + 1] = 1;
+  return SparseAutoencoder.fromArrays(engine, { d, m, k }, { W_enc, b_enc: new Float32Array(m), W_dec, b_dec: new Float32Array(d) }, { inputScale });
+}
+
+// 20 rows:
+//   9 × (3, 0, 0, 0): top 2 = latent 0 (3) and a latent at 0 → one fires; x̂ = x
+//   8 × (1, 2, 0, 0): latents 1 and 0 fire; x̂ = x
+//   2 × (3, 2, 1, 0): latents 0 and 1 fire, e2 is lost; ‖x − x̂‖² = 1 each
+//   1 × (0, 0, 0, 4): latent 3 fires (the other top value is 0); x̂ = x
+// firing counts: latent 0: 19, 1: 10, 2: 0, 3: 1, 4: 0, 5: 0 → L0 = 30 / 20 = 1.5
+// dead = 3 (2, 4, 5); dense (> 10 % of 20 rows = more than 2) = 2 (0, 1)
+// Σ‖x − x̂‖² = 2; Σ‖x‖² = 9·9 + 8·5 + 2·14 + 16 = 165; Σx = (41, 20, 2, 4), so
+// Σ‖x − x̄‖² = 165 − ‖Σx‖² / 20 = 165 − 2101 / 20 = 59.95 and FVU = 2 / 59.95.
+// log10 densities: 0.95 → −0.022 and 0.5 → −0.301 (bin 19, [−0.5, 0]); 0.05 → −1.301 (bin 17, [−1.5, −1)).
+const ROWS: number[][] = [
+  ...Array.from({ length: 9 }, () => [3, 0, 0, 0]),
+  ...Array.from({ length: 8 }, () => [1, 2, 0, 0]),
+  [3, 2, 1, 0],
+  [0, 0, 0, 4],
+  [3, 2, 1, 0],
+];
+const FVU = 2 / 59.95;
+
+describe('SAE quality', () => {
+  let engine: Engine;
+  let reader: ShardReader;
+  beforeAll(async () => {
+    engine = await getEngine();
+    // two shards, so the batches below also cross a shard boundary
+    const a = path.join(tmp, 'a.f32');
+    const b = path.join(tmp, 'b.f32');
+    fs.writeFileSync(a, Buffer.from(Float32Array.from(ROWS.slice(0, 11).flat()).buffer));
+    fs.writeFileSync(b, Buffer.from(Float32Array.from(ROWS.slice(11).flat()).buffer));
+    reader = new ShardReader([a, b], d);
+  });
+
+  it('measures FVU, L0, dead and dense latents and the density histogram as worked out by hand', async () => {
+    const sae = handSae(engine, 1);
+    try {
+      const q = await saeQuality(engine, sae, reader, { batchRows: 7 });
+      expect(q.rows).toBe(20);
+      expect([q.d, q.m, q.k]).toEqual([d, m, k]);
+      expect(q.fvu).toBeCloseTo(FVU, 6);
+      expect(q.explainedVariance).toBeCloseTo(1 - FVU, 6);
+      expect(q.l0).toBe(1.5);
+      expect(q.dead).toBe(3);
+      expect(q.deadShare).toBe(0.5);
+      expect(q.dense).toBe(2);
+      expect(q.denseShare).toBeCloseTo(2 / 6, 12);
+      const want = new Array(20).fill(0);
+      want[19] = 2;
+      want[17] = 1;
+      expect(q.histogram).toEqual({ log10Lo: -10, log10Hi: 0, counts: want, dead: 3 });
+    } finally {
+      sae.dispose();
+    }
+  });
+
+  it('gives the same figures whatever the batch size and input scale (the scale cancels in FVU)', async () => {
+    const sae = handSae(engine, 0.5);
+    try {
+      for (const batchRows of [1, 20, 4096]) {
+        const q = await saeQuality(engine, sae, reader, { batchRows });
+        expect(q.fvu).toBeCloseTo(FVU, 6);
+        expect([q.l0, q.dead, q.dense]).toEqual([1.5, 3, 2]);
+      }
+    } finally {
+      sae.dispose();
+    }
+  });
+
+  it('bins densities on their edges exactly and counts "dense" strictly above 10 %', () => {
+    // 1000 rows: 100 firings = density 0.1 exactly (log10 −1: bin 18, [−1, −0.5), not dense);
+    // 101 is dense (log10 −0.996: bin 18); 1000 = density 1 (log10 0: the last bin, 19);
+    // 1 = 1e-3 (log10 −3: bin 14)
+    const q = qualityFromCounts([100, 101, 1000, 1, 0], 1000, 1, 4, { d: 4, k: 2 });
+    expect(q.dense).toBe(2);
+    expect(q.dead).toBe(1);
+    expect(q.l0).toBeCloseTo(1.202, 12);
+    expect(q.fvu).toBe(0.25);
+    expect(q.histogram.counts[17]).toBe(0);
+    expect(q.histogram.counts[18]).toBe(2);
+    expect(q.histogram.counts[19]).toBe(1);
+    expect(q.histogram.counts[14]).toBe(1);
+    expect(q.histogram.counts.reduce((a, b) => a + b, 0)).toBe(4);
+    // below the lowest edge: the first bin
+    expect(densityHistogram([1], 1e12).counts[0]).toBe(1);
+  });
+});
