@@ -9,6 +9,9 @@ import type { Engine } from '../src/gpu/engine.js';
 import { ShardReader } from '../src/io/shards.js';
 import { SparseAutoencoder } from '../src/sae/model.js';
 import { densityHistogram, qualityFromCounts, saeQuality } from '../src/ard/quality.js';
+import type { FeatureEntry } from '../src/ard/rank.js';
+import { decoderRowsFromFile, groupFeatures } from '../src/ard/rank.js';
+import { writeSafetensors } from '../src/io/safetensors.js';
 import { getEngine } from './helpers.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ardgpu-quality-'));
@@ -116,5 +119,76 @@ describe('SAE quality', () => {
     expect(q.histogram.counts.reduce((a, b) => a + b, 0)).toBe(4);
     // below the lowest edge: the first bin
     expect(densityHistogram([1], 1e12).counts[0]).toBe(1);
+  });
+});
+
+describe('feature grouping', () => {
+  const feature = (id: number, H: number[]): FeatureEntry => ({
+    id,
+    scores: {} as FeatureEntry['scores'],
+    H: H.map((clip) => ({ clip, id: `c${clip}`, score: 1, mean: 1, coverage: 1 })),
+    L: [],
+  });
+  // decoder rows (d = 4) by feature id
+  const s = Math.SQRT1_2;
+  const rows: Record<number, number[]> = {
+    10: [1, 0, 0, 0],
+    11: [0, 1, 0, 0],
+    12: [0.99, 0.141, 0, 0], // cos with 10 = 0.99 / ‖(0.99, 0.141)‖ ≈ 0.990: grouped with 10
+    13: [0, 0, 1, 0],
+    14: [0, 0, s, s], //         cos with 13 = 0.707: not parallel enough
+    15: [-1, 0, 0, 0], //        antiparallel to 10: a different concept
+    16: [0, 0, 0, 1],
+  };
+  const decoder = { d: 4, row: (id: number) => Float32Array.from(rows[id]!) };
+  // in rank order; H sets: 11 and 16 share 3 of 4 clips (Jaccard 3/5 = 0.6): grouped;
+  // 13 and 14 share 2 of 4 (2/6): not; 16 and 12 share nothing
+  const ranked = () => [
+    feature(11, [1, 2, 3, 4]),
+    feature(10, [5, 6, 7, 8]),
+    feature(13, [9, 10, 11, 12]),
+    feature(12, [13, 14, 15, 16]),
+    feature(14, [9, 10, 20, 21]),
+    feature(15, [5, 6, 22, 23]),
+    feature(16, [2, 3, 4, 30]),
+  ];
+
+  it('groups parallel decoder directions and mostly shared H^k sets under the best-ranked member', () => {
+    const f = ranked();
+    expect(groupFeatures(f, decoder)).toBe(5);
+    expect(Object.fromEntries(f.map((e) => [e.id, e.group]))).toEqual({ 11: 11, 10: 10, 13: 13, 12: 10, 14: 14, 15: 15, 16: 11 });
+    expect(f.filter((e) => e.members).map((e) => [e.id, e.members])).toEqual([
+      [11, [11, 16]],
+      [10, [10, 12]],
+      [13, [13]],
+      [14, [14]],
+      [15, [15]],
+    ]);
+  });
+
+  it('links transitively, and without decoder rows groups by H^k alone', () => {
+    const f = ranked();
+    // 14 takes 3 of 13's 4 clips (Jaccard 0.6: 13–14 linked) and a direction nearly parallel to
+    // 16's (cos 1/√1.01 ≈ 0.995: 14–16 linked); 16 is linked to 11 by H^k: one group under 11
+    f[4]!.H = [9, 10, 11, 21].map((clip) => ({ clip, id: `c${clip}`, score: 1, mean: 1, coverage: 1 }));
+    const r2 = { d: 4, row: (id: number) => Float32Array.from(id === 14 ? [0, 0, 0.1, 1] : rows[id]!) };
+    expect(groupFeatures(f, r2)).toBe(3);
+    expect(f[0]!.members).toEqual([11, 13, 14, 16]);
+    expect(f.map((e) => e.group)).toEqual([11, 10, 11, 10, 11, 15, 11]);
+    expect(f.filter((e) => e.members).map((e) => e.id)).toEqual([11, 10, 15]);
+
+    const g = ranked();
+    expect(groupFeatures(g, null)).toBe(6);
+    expect(g.map((e) => e.group)).toEqual([11, 10, 13, 12, 14, 15, 11]);
+  });
+
+  it('reads decoder rows from an SAE file', () => {
+    const file = path.join(tmp, 'sae.safetensors');
+    const W_dec = Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    writeSafetensors(file, { W_dec: { dtype: 'F32', shape: [3, 4], data: W_dec } }, {});
+    const r = decoderRowsFromFile(file);
+    expect(r.d).toBe(4);
+    expect(Array.from(r.row(1))).toEqual([5, 6, 7, 8]);
+    expect(() => r.row(3)).toThrow(/outside W_dec's 3 rows/);
   });
 });
