@@ -186,9 +186,12 @@ describe('feature grouping', () => {
     const file = path.join(tmp, 'sae.safetensors');
     const W_dec = Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     writeSafetensors(file, { W_dec: { dtype: 'F32', shape: [3, 4], data: W_dec } }, {});
-    const r = decoderRowsFromFile(file);
+    const r = decoderRowsFromFile(file)!;
     expect(r.d).toBe(4);
     expect(Array.from(r.row(1))).toEqual([5, 6, 7, 8]);
     expect(() => r.row(3)).toThrow(/outside W_dec's 3 rows/);
+    const encoderOnly = path.join(tmp, 'enc.safetensors');
+    writeSafetensors(encoderOnly, { W_enc: { dtype: 'F32', shape: [4, 3], data: W_dec } }, {});
+    expect(decoderRowsFromFile(encoderOnly)).toBeNull();
   });
 });

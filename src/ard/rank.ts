@@ -252,8 +252,11 @@ export function groupFeatures(
   return members.size;
 }
 
-/** Rows of W_dec read from an SAE safetensors file, one row at a time (the file is opened once per call). */
-export function decoderRowsFromFile(file: string): DecoderRows {
+/**
+ * Rows of W_dec read from an SAE safetensors file, one row at a time (the file is opened once per
+ * call); null when the file holds no W_dec (an encoder-only file: grouping then uses H^k alone).
+ */
+export function decoderRowsFromFile(file: string): DecoderRows | null {
   const f = openSafetensors(file);
   let info;
   try {
@@ -261,7 +264,8 @@ export function decoderRowsFromFile(file: string): DecoderRows {
   } finally {
     f.close();
   }
-  if (!info || info.shape.length !== 2) throw new ArdError(`${file}: no 2-D tensor 'W_dec' (not an SAE file?)`);
+  if (!info) return null;
+  if (info.shape.length !== 2) throw new ArdError(`${file}: W_dec has shape [${info.shape.join(', ')}], expected [m, d]`);
   if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') throw new ArdError(`${file}: W_dec is ${info.dtype}, expected F32, F16 or BF16`);
   const [m, d] = info.shape as [number, number];
   const dtype = info.dtype;
