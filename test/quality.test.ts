@@ -12,7 +12,10 @@ import { densityHistogram, qualityFromCounts, saeQuality } from '../src/ard/qual
 import type { FeatureEntry } from '../src/ard/rank.js';
 import { decoderRowsFromFile, groupFeatures } from '../src/ard/rank.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
-import { getEngine } from './helpers.js';
+import { trainSaeStage } from '../src/ard/train-sae.js';
+import type { CaptureManifest } from '../src/ard/run.js';
+import { runPaths } from '../src/ard/run.js';
+import { getEngine, randn } from './helpers.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ardgpu-quality-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -101,6 +104,50 @@ describe('SAE quality', () => {
     } finally {
       sae.dispose();
     }
+  });
+
+  it('train-sae stores the quality of the SAE it trained in sae-L.train.json, and adds it to an older one', async () => {
+    const run = path.join(tmp, 'run');
+    const rows = 256;
+    const D = 8;
+    fs.mkdirSync(path.join(run, 'capture', 'layer-0'), { recursive: true });
+    writeSafetensors(path.join(run, 'capture', 'layer-0', 's0.safetensors'), { acts: { dtype: 'F32', shape: [rows, D], data: randn(rows * D, 4) } });
+    const manifest: CaptureManifest = {
+      layers: [0], d: D, dtype: 'f32',
+      clips: [{ id: 'a', file: 'a.wav', labels: [], split: 'train', duration: 1, rowStart: 0, rowCount: rows, frameSeconds: 0.04 }],
+      shards: { '0': [{ file: 'layer-0/s0.safetensors', rowStart: 0, rowCount: rows }] },
+    };
+    fs.writeFileSync(path.join(run, 'capture', 'manifest.json'), JSON.stringify(manifest));
+    const opts = { engine, run, layer: 0, m: 32, k: 4, steps: 20, batchSize: 64, seed: 1 };
+    const r = await trainSaeStage(opts);
+    const paths = runPaths(run, 0);
+    const doc = JSON.parse(fs.readFileSync(paths.saeTrain, 'utf8'));
+    expect(doc.quality).toEqual(JSON.parse(JSON.stringify(r.quality)));
+    expect(doc.quality.rows).toBe(rows);
+    expect(doc.quality.l0).toBeGreaterThan(0);
+    expect(doc.quality.l0).toBeLessThanOrEqual(4);
+    expect(doc.quality.fvu).toBeGreaterThan(0);
+    expect(doc.quality.fvu).toBeLessThan(1.5);
+    // the same figures measured again on the saved SAE
+    const sae = SparseAutoencoder.load(engine, paths.sae);
+    try {
+      const again = await saeQuality(engine, sae, new ShardReader([path.join(run, 'capture', 'layer-0', 's0.safetensors')], D));
+      expect(again.fvu).toBeCloseTo(doc.quality.fvu, 5);
+      expect([again.l0, again.dead, again.dense]).toEqual([doc.quality.l0, doc.quality.dead, doc.quality.dense]);
+    } finally {
+      sae.dispose();
+    }
+    // unchanged inputs: skipped, nothing to add
+    expect(await trainSaeStage(opts)).toMatchObject({ skipped: true, quality: null });
+    // a train.json written before quality was measured gets it on the next (skipped) run
+    const { quality: _q, ...old } = doc;
+    fs.writeFileSync(paths.saeTrain, JSON.stringify(old));
+    const s2 = await trainSaeStage(opts);
+    expect(s2.skipped).toBe(true);
+    expect(s2.quality!.fvu).toBeCloseTo(doc.quality.fvu, 5);
+    const doc2 = JSON.parse(fs.readFileSync(paths.saeTrain, 'utf8'));
+    expect(doc2.quality.l0).toBe(doc.quality.l0);
+    expect(doc2.log).toEqual(doc.log);
   });
 
   it('bins densities on their edges exactly and counts "dense" strictly above 10 %', () => {

@@ -99,7 +99,7 @@ export async function trainSaeStage(o: TrainSaeStageOptions): Promise<TrainSaeSt
   });
   try {
     const quality = await saeQuality(o.engine, sae, source);
-    await sae.save(paths.sae, { inputs_hash: hash, layer: o.layer, rows, capture: manifest.inputsHash });
+    await sae.save(paths.sae, { inputs_hash: hash, layer: o.layer, rows, capture: manifest.inputsHash ?? null }); // JSON has no undefined: a manifest without inputsHash still saves
     writeJsonAtomic(paths.saeTrain, { layer: o.layer, d, m, k, steps, batchSize, rows, metrics, quality, log });
     markFresh(paths.sae, hash);
     fs.rmSync(ckpt, { force: true });
