@@ -9,7 +9,9 @@ import * as zlib from 'node:zlib';
 import { encodeWav } from '../src/audio/wav.js';
 import { evaluateAll } from '../src/ard/evaluate.js';
 import type { FeaturesFile } from '../src/ard/rank.js';
-import { linePlot, sparkline, trainingSeries, writeReport } from '../src/ard/report.js';
+import { densityHistogramPlot, linePlot, sparkline, trainingSeries, writeReport } from '../src/ard/report.js';
+import { groupFeatures, readFeatures } from '../src/ard/rank.js';
+import { qualityFromCounts } from '../src/ard/quality.js';
 import type { CaptureManifest } from '../src/ard/run.js';
 import { randn, rng } from './helpers.js';
 
@@ -204,6 +206,41 @@ describe('report', () => {
     expect(html).toMatch(/Candidates compared on 5 selection clips/);
     expect(html).toMatch(/<tr class="chosen"><td>#10<\/td><td>female speech<\/td><td class="num">80 %<\/td>/);
     expect(html).toMatch(/<tr><td>#12<\/td><td>male voice<\/td><td class="num">20 %<\/td>/);
+  });
+
+  it('shows the SAE quality table and density histogram, and one ranked row and card per feature group', () => {
+    const dir = path.join(tmp, 'quality-groups');
+    syntheticRun(dir);
+    // quality: 64 latents over 1000 tokens; 40 dead, 2 dense (> 100 firings), the rest rare
+    const counts = Array.from({ length: 64 }, (_, j) => (j < 40 ? 0 : j < 42 ? 500 : 3));
+    const q = qualityFromCounts(counts, 1000, 25, 100, { d: 8, k: 4 });
+    const trainFile = path.join(dir, `sae-${LAYER}.train.json`);
+    fs.writeFileSync(trainFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(trainFile, 'utf8')), quality: q }));
+    // features 10 and 12 share their H^k clips: one group under 10 (the better ranked)
+    const featFile = path.join(dir, `features-${LAYER}.json`);
+    const doc = readFeatures(featFile);
+    doc.features[2]!.H = doc.features[0]!.H.map((c) => ({ ...c }));
+    expect(groupFeatures(doc.features, null)).toBe(3);
+    fs.writeFileSync(featFile, JSON.stringify(doc));
+    const html = fs.readFileSync(writeReport(dir).file, 'utf8');
+    expect(html).toMatch(/<th>FVU<\/th><td class="num">0\.2500<\/td>/);
+    expect(html).toMatch(/<th>explained variance<\/th><td class="num">0\.7500<\/td>/);
+    expect(html).toMatch(/<th>dead latents \(never fired\)<\/th><td class="num">40 /);
+    expect(html).toMatch(/<th>dense latents \(fire on &gt; 10% of tokens\)<\/th><td class="num">2 /);
+    expect(html).toContain('aria-label="latents by log10 firing density"');
+    const rows = html.match(/<table class="ftable">.*?<\/table>/s)![0].match(/<tr><td>\d+<\/td>/g)!;
+    expect(rows).toHaveLength(3);
+    expect(html).toMatch(/<td class="members"><span class="member" title="mono 0\.600">#12 alarm<\/span><\/td>/);
+    expect(html).not.toContain('id="f-5-12"');
+    expect(html).toContain('They form 3 groups');
+  });
+
+  it('draws a density histogram: one bar per non-empty bin and the dead latents apart', () => {
+    const svg = densityHistogramPlot({ log10Lo: -10, log10Hi: 0, counts: [0, 2, 0, 5], dead: 3 });
+    expect(svg.match(/<rect [^>]*class="hbar"/g)).toHaveLength(2);
+    expect(svg.match(/<rect [^>]*class="hbar dead"/g)).toHaveLength(1);
+    expect(svg).toContain('3 dead');
+    expect(densityHistogramPlot({ log10Lo: -10, log10Hi: 0, counts: [0, 0], dead: 0 }).match(/<rect/g)).toBeNull();
   });
 
   it('is one self-contained file that a real browser renders: non-blank, audio players with data: sources, no console errors', () => {

@@ -18,13 +18,14 @@
 import { mulberry32 } from '../util/random.js';
 import * as fs from 'node:fs';
 import { ArdError } from '../util/errors.js';
-import { writeJsonAtomic } from '../util/fs.js';
+import { readJson, writeJsonAtomic } from '../util/fs.js';
 import type { FeaturesFile } from './rank.js';
 import { readFeatures } from './rank.js';
 import { readRetrieve } from './retrieve.js';
 import type { CaptureClip } from './run.js';
 import { readCaptureManifest, runPaths } from './run.js';
 import { namesAgree } from './describe.js';
+import type { SaeQuality } from './quality.js';
 
 // ---- metrics -------------------------------------------------------------------------------------
 
@@ -347,6 +348,8 @@ export interface EvalFile {
   name_accuracy: number | null;
   named: number;
   name_mismatches: NameMismatch[];
+  /** The SAE's quality over the capture (quality.ts), copied from sae-L.train.json; null when it has none. */
+  quality?: SaeQuality | null;
 }
 
 export const EVAL_METHOD =
@@ -433,7 +436,10 @@ export function evaluate(o: EvaluateOptions): EvalFile {
   if (stats.nClips !== manifest.clips.length) throw new ArdError(`${paths.retrieve}: ${stats.nClips} clips, capture manifest has ${manifest.clips.length} (re-run retrieve)`);
   if (!stats.residMean) throw new ArdError(`${paths.retrieve}: no clip_resid_mean (re-run retrieve)`);
   const features = fs.existsSync(paths.features) ? readFeatures(paths.features) : null;
-  const out = evaluateAll({ clips: manifest.clips, clipMean: stats.mean, m: stats.m, residMean: stats.residMean, d: stats.d, features, seed: o.seed, layer: o.layer });
+  const out: EvalFile = evaluateAll({ clips: manifest.clips, clipMean: stats.mean, m: stats.m, residMean: stats.residMean, d: stats.d, features, seed: o.seed, layer: o.layer });
+  // the SAE's quality is measured when it is trained (train-sae, under the SAE's inputs key); eval.json
+  // repeats it so one file holds the layer's figures
+  out.quality = fs.existsSync(paths.saeTrain) ? (readJson<{ quality?: SaeQuality }>(paths.saeTrain)?.quality ?? null) : null;
   writeJsonAtomic(paths.eval, out);
   return out;
 }

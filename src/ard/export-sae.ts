@@ -7,6 +7,7 @@ import type { Engine } from '../gpu/engine.js';
 import { captureShardReader, readCaptureManifest, runPaths } from './run.js';
 import { uploadRows } from './retrieve.js';
 import type { ShardReader } from '../io/shards.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { ArdError } from '../util/errors.js';
 import { SparseAutoencoder } from '../sae/model.js';
 import type { SparseEncoder } from '../sae/types.js';
@@ -17,12 +18,20 @@ import { writeSparsify } from '../sae/formats/sparsify.js';
 export const SAE_EXPORT_FORMATS = ['saelens', 'sparsify'] as const;
 export type SaeExportFormat = (typeof SAE_EXPORT_FORMATS)[number];
 
-/** Fraction of the reader's rows on which each latent fires (z > 0). */
+/**
+ * Fraction of the reader's rows on which each latent fires (z > 0). `onBatch` sees each batch of
+ * rows and its codes before they are freed, so other measures over the same pass (quality.ts)
+ * need no second read of the shards.
+ */
 export async function featureDensity(
   engine: Engine,
   sae: SparseEncoder,
   reader: ShardReader,
-  o: { batchRows?: number; onProgress?: (done: number, total: number) => void } = {},
+  o: {
+    batchRows?: number;
+    onProgress?: (done: number, total: number) => void;
+    onBatch?: (x: Tensor, codes: { values: Tensor; indices: Tensor }) => void | Promise<void>;
+  } = {},
 ): Promise<{ density: Float32Array; rows: number }> {
   const counts = new Float64Array(sae.m);
   const total = reader.totalRows;
@@ -31,10 +40,16 @@ export async function featureDensity(
     const n = Math.min(B, total - r);
     const x = uploadRows(engine, reader, r, n);
     const { values, indices } = engine.noGradScope(() => sae.encode(x));
-    x.dispose();
-    const [v, idx] = await Promise.all([values.read() as Promise<Float32Array>, indices.read() as Promise<Int32Array>]);
-    values.dispose();
-    indices.dispose();
+    let v: Float32Array;
+    let idx: Int32Array;
+    try {
+      await o.onBatch?.(x, { values, indices });
+      [v, idx] = await Promise.all([values.read() as Promise<Float32Array>, indices.read() as Promise<Int32Array>]);
+    } finally {
+      x.dispose();
+      values.dispose();
+      indices.dispose();
+    }
     for (let i = 0; i < v.length; i++) if (v[i]! > 0) counts[idx[i]!]! += 1;
     o.onProgress?.(r + n, total);
   }

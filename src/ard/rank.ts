@@ -19,7 +19,16 @@
 // Excluded (with the reason counted in the output): dead features, features firing on fewer
 // than p clips (H would be incomplete), features firing on more than maxFiringShare of the clips
 // (present almost everywhere: not a concept), and features with no L clip outside H.
+//
+// Grouping (presentation and metadata, not a filter): kept features i and j that say the same thing
+// are linked when their decoder directions are nearly parallel, cos(W_dec[i], W_dec[j]) > 0.9
+// (signed: opposite directions are different concepts), or their H^k clip sets mostly overlap,
+// |H_i ∩ H_j| / |H_i ∪ H_j| > 0.5 (with p = 4 that is 3 shared clips of 4). Groups are the connected
+// components of these links (union-find over the kept features); a group's representative is its
+// best-ranked member. Each feature records its group's representative (`group`); representatives
+// list their members in rank order (`members`, the representative first).
 import * as fs from 'node:fs';
+import { openSafetensors, toFloat32 } from '../io/safetensors.js';
 import { ArdError } from '../util/errors.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
 import type { ClipStats } from './retrieve.js';
@@ -58,6 +67,19 @@ export interface FeatureEntry {
   };
   H: ClipRef[];
   L: ClipRef[];
+  /** Feature id of the group's representative (its best-ranked member; itself when alone). */
+  group?: number;
+  /** On representatives: the group's feature ids in rank order, the representative first. */
+  members?: number[];
+}
+
+export interface FeatureGrouping {
+  method: string;
+  decoderCosine: number;
+  hJaccard: number;
+  /** Whether decoder directions were compared (false when the SAE file was not there). */
+  decoder: boolean;
+  groups: number;
 }
 
 export interface FeaturesFile {
@@ -68,7 +90,22 @@ export interface FeaturesFile {
   nClips: number;
   m: number;
   excluded: Record<string, number>;
+  grouping?: FeatureGrouping;
   features: FeatureEntry[];
+}
+
+/** Kept features closer than this decoder cosine are grouped. */
+export const GROUP_DECODER_COSINE = 0.9;
+/** Kept features whose H^k sets overlap by more than this Jaccard index are grouped. */
+export const GROUP_H_JACCARD = 0.5;
+export const GROUP_METHOD =
+  `same group when cos(W_dec[i], W_dec[j]) > ${GROUP_DECODER_COSINE} or Jaccard(H_i, H_j) > ${GROUP_H_JACCARD}; ` +
+  'groups = connected components over the kept features; representative = best-ranked member';
+
+/** Decoder directions by feature id (rows of W_dec). */
+export interface DecoderRows {
+  d: number;
+  row(id: number): Float32Array;
 }
 
 export const RANK_METHOD =
@@ -144,11 +181,114 @@ export function coherenceScore(v: Float32Array, d: number, H: readonly number[],
   return { coherence: within - cross, within, cross };
 }
 
+/**
+ * Groups `features` (in rank order) in place: sets `group` on each and `members` on each
+ * representative (see the header). Returns the number of groups.
+ */
+export function groupFeatures(
+  features: FeatureEntry[],
+  decoder: DecoderRows | null,
+  o: { decoderCosine?: number; hJaccard?: number } = {},
+): number {
+  const cosMax = o.decoderCosine ?? GROUP_DECODER_COSINE;
+  const jacMax = o.hJaccard ?? GROUP_H_JACCARD;
+  const n = features.length;
+  const parent = Array.from({ length: n }, (_, i) => i);
+  const find = (i: number): number => {
+    while (parent[i] !== i) i = parent[i] = parent[parent[i]!]!;
+    return i;
+  };
+  // union by the smaller index: each root is its component's best-ranked member
+  const union = (a: number, b: number) => {
+    const [ra, rb] = [find(a), find(b)];
+    if (ra !== rb) parent[Math.max(ra, rb)] = Math.min(ra, rb);
+  };
+  let unit: Float64Array[] | null = null;
+  if (decoder) {
+    unit = features.map((f) => {
+      const r = decoder.row(f.id);
+      if (r.length !== decoder.d) throw new ArdError(`rank: decoder row of feature ${f.id} has ${r.length} values, expected ${decoder.d}`);
+      let n2 = 0;
+      for (let j = 0; j < r.length; j++) n2 += r[j]! * r[j]!;
+      const inv = n2 > 0 ? 1 / Math.sqrt(n2) : 0;
+      return Float64Array.from(r, (v) => v * inv);
+    });
+  }
+  const hSets = features.map((f) => new Set(f.H.map((c) => c.clip)));
+  for (let i = 0; i < n; i++) {
+    for (let j = i + 1; j < n; j++) {
+      if (find(i) === find(j)) continue;
+      let linked = false;
+      if (unit) {
+        const a = unit[i]!;
+        const b = unit[j]!;
+        let dot = 0;
+        for (let t = 0; t < a.length; t++) dot += a[t]! * b[t]!;
+        linked = dot > cosMax;
+      }
+      if (!linked) {
+        const [A, B] = [hSets[i]!, hSets[j]!];
+        let inter = 0;
+        for (const c of A) if (B.has(c)) inter++;
+        const uni = A.size + B.size - inter;
+        linked = uni > 0 && inter / uni > jacMax;
+      }
+      if (linked) union(i, j);
+    }
+  }
+  const members = new Map<number, number[]>();
+  for (let i = 0; i < n; i++) {
+    const r = find(i);
+    if (!members.has(r)) members.set(r, []);
+    members.get(r)!.push(features[i]!.id);
+  }
+  for (let i = 0; i < n; i++) {
+    const f = features[i]!;
+    const r = find(i);
+    f.group = features[r]!.id;
+    if (r === i) f.members = members.get(r)!;
+    else delete f.members;
+  }
+  return members.size;
+}
+
+/**
+ * Rows of W_dec read from an SAE safetensors file, one row at a time (the file is opened once per
+ * call); null when the file holds no W_dec (an encoder-only file: grouping then uses H^k alone).
+ */
+export function decoderRowsFromFile(file: string): DecoderRows | null {
+  const f = openSafetensors(file);
+  let info;
+  try {
+    info = f.tensors.get('W_dec');
+  } finally {
+    f.close();
+  }
+  if (!info) return null;
+  if (info.shape.length !== 2) throw new ArdError(`${file}: W_dec has shape [${info.shape.join(', ')}], expected [m, d]`);
+  if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') throw new ArdError(`${file}: W_dec is ${info.dtype}, expected F32, F16 or BF16`);
+  const [m, d] = info.shape as [number, number];
+  const dtype = info.dtype;
+  const bpe = dtype === 'F32' ? 4 : 2;
+  return {
+    d,
+    row(id: number) {
+      if (!Number.isInteger(id) || id < 0 || id >= m) throw new ArdError(`${file}: feature ${id} is outside W_dec's ${m} rows`);
+      const g = openSafetensors(file);
+      try {
+        return toFloat32(g.readRange('W_dec', id * d * bpe, (id + 1) * d * bpe), dtype).slice();
+      } finally {
+        g.close();
+      }
+    },
+  };
+}
+
 /** Rank features from in-memory retrieval statistics (pure; no files). */
 export function rankFeatures(
   stats: ClipStats,
   manifest: Pick<CaptureManifest, 'clips'>,
-  opts: { C?: number; maxFiringShare?: number; layer?: number } = {},
+  opts: { C?: number; maxFiringShare?: number; layer?: number; decoder?: DecoderRows | null } = {},
 ): FeaturesFile {
   const { nClips, m, d, p } = stats;
   const C = opts.C ?? 50;
@@ -217,7 +357,10 @@ export function rankFeatures(
   cands.sort((a, b) => b.scores.mono - a.scores.mono || b.scores.coherence - a.scores.coherence || a.id - b.id);
   const kept = cands.slice(0, C);
   if (cands.length > C) excluded[`ranked below the top C = ${C}`] = cands.length - C;
-  return { layer: opts.layer ?? -1, p, C, method: RANK_METHOD, nClips, m, excluded, features: kept };
+  const decoder = opts.decoder ?? null;
+  const groups = groupFeatures(kept, decoder);
+  const grouping: FeatureGrouping = { method: GROUP_METHOD, decoderCosine: GROUP_DECODER_COSINE, hJaccard: GROUP_H_JACCARD, decoder: decoder !== null, groups };
+  return { layer: opts.layer ?? -1, p, C, method: RANK_METHOD, nClips, m, excluded, grouping, features: kept };
 }
 
 function round(x: number): number {
@@ -232,7 +375,9 @@ export function rank(o: RankOptions): FeaturesFile {
   if (manifest.clips.length !== stats.nClips) {
     throw new ArdError(`${paths.retrieve}: ${stats.nClips} clips but the capture manifest has ${manifest.clips.length} (re-run retrieve)`);
   }
-  const out = rankFeatures(stats, manifest, { C: o.C, maxFiringShare: o.maxFiringShare, layer: o.layer });
+  // decoder directions for grouping come from the run's SAE; without it features are grouped by H^k alone
+  const decoder = fs.existsSync(paths.sae) && fs.statSync(paths.sae).isFile() ? decoderRowsFromFile(paths.sae) : null;
+  const out = rankFeatures(stats, manifest, { C: o.C, maxFiringShare: o.maxFiringShare, layer: o.layer, decoder });
   // keep names/captions from an earlier describe pass of the same features
   if (fs.existsSync(paths.features)) {
     try {

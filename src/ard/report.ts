@@ -1,5 +1,7 @@
 // AR&D report: one self-contained HTML page (inline CSS, JS and SVG; audio as base64 WAV data:
-// URIs) summarising a RUN directory: SAE training curves, the ranked features with their most and
+// URIs) summarising a RUN directory: SAE training curves and quality figures (FVU, L0, dead and
+// dense latents, log10 feature-density histogram), the ranked features (one table row per group of
+// features that say the same thing, see rank.ts) with their most and
 // least representative clips (players, captions, labels, activation-over-time sparklines), the
 // benchmark against baselines, and steering sweeps. Every section copes with its stage not having
 // run yet. Audio is embedded once per clip (a JSON map the page's script hands to the players),
@@ -16,6 +18,8 @@ import { readCaptureManifest, runPaths } from './run.js';
 import type { ClipRef, FeatureEntry, FeaturesFile } from './rank.js';
 import { RANK_METHOD, readFeatures } from './rank.js';
 import type { EvalFile, MethodResult } from './evaluate.js';
+import type { DensityHistogram, SaeQuality } from './quality.js';
+import { QUALITY_METHOD } from './quality.js';
 import { EVAL_METHOD } from './evaluate.js';
 
 export interface ReportOptions {
@@ -121,6 +125,41 @@ export function linePlot(xs: number[], ys: number[], o: { title: string; width?:
   );
 }
 
+/** Bars of a log10 feature-density histogram, with the dead latents (density 0) as a separate bar on the left. */
+export function densityHistogramPlot(h: DensityHistogram, o: { title?: string; width?: number; height?: number } = {}): string {
+  const W = o.width ?? 340;
+  const H = o.height ?? 180;
+  const title = o.title ?? 'latents by log10 firing density';
+  const pad = { l: 40, r: 12, t: 26, b: 28 };
+  const bins = h.counts.length;
+  if (!bins) return `<div class="plot empty">${esc(title)}: no data</div>`;
+  const deadW = 22;
+  const x0 = pad.l + deadW + 8;
+  const bw = (W - pad.r - x0) / bins;
+  const top = Math.max(1, h.dead, ...h.counts);
+  const sy = (v: number) => H - pad.b - (v / top) * (H - pad.t - pad.b);
+  const bar = (x: number, w: number, v: number, cls: string, tip: string) =>
+    v > 0 ? `<rect x="${x.toFixed(1)}" y="${sy(v).toFixed(1)}" width="${Math.max(0.5, w - 1).toFixed(1)}" height="${(H - pad.b - sy(v)).toFixed(1)}" class="${cls}"><title>${esc(tip)}</title></rect>` : '';
+  const w = (h.log10Hi - h.log10Lo) / bins;
+  const bars = h.counts.map((c, i) => bar(x0 + i * bw, bw, c, 'hbar', `log10 density ${num(h.log10Lo + i * w)} to ${num(h.log10Lo + (i + 1) * w)}: ${c} latents`)).join('');
+  const ticks = [h.log10Lo, (h.log10Lo + h.log10Hi) / 2, h.log10Hi]
+    .map((v, i) => `<text x="${(x0 + ((v - h.log10Lo) / (h.log10Hi - h.log10Lo)) * bins * bw).toFixed(1)}" y="${H - 8}" class="xtick${i === 1 ? ' mid' : i === 2 ? ' end' : ''}">${esc(num(v))}</text>`)
+    .join('');
+  return (
+    `<svg class="plot" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)}">` +
+    `<text x="${pad.l}" y="16" class="ptitle">${esc(title)}</text>` +
+    `<line x1="${pad.l}" x2="${W - pad.r}" y1="${sy(top).toFixed(1)}" y2="${sy(top).toFixed(1)}" class="grid"/><text x="${pad.l - 6}" y="${(sy(top) + 4).toFixed(1)}" class="ytick">${top}</text>` +
+    `<text x="${pad.l - 6}" y="${(H - pad.b + 4).toFixed(1)}" class="ytick">0</text>` +
+    `<line x1="${pad.l}" x2="${W - pad.r}" y1="${H - pad.b}" y2="${H - pad.b}" class="axis"/>` +
+    bar(pad.l + 4, deadW, h.dead, 'hbar dead', `dead (never fired): ${h.dead} latents`) +
+    `<text x="${(pad.l + 4 + deadW / 2).toFixed(1)}" y="${H - 8}" class="xtick mid">dead</text>` +
+    bars +
+    ticks +
+    `<text x="${W - pad.r}" y="16" class="xtick end">${h.dead} dead</text>` +
+    `</svg>`
+  );
+}
+
 /** A small filled sparkline of per-token activations. */
 export function sparkline(values: number[], scale: number, frameSeconds?: number): string {
   const W = 150;
@@ -206,7 +245,26 @@ function trainingSection(layer: number, file: string): [string, 'ok' | 'missing'
     .slice(0, 12)
     .map(([k, v]) => `<span class="kv"><b>${esc(k)}</b> ${esc(typeof v === 'number' ? num(v) : v)}</span>`)
     .join('');
-  return [`${title}${metaRows ? `<div class="kvs">${metaRows}</div>` : ''}<div class="plots">${plots}</div>`, 'ok'];
+  const quality = doc.quality ? qualityBlock(doc.quality as SaeQuality) : `<div class="missing small">No quality figures in <code>${esc(path.basename(file))}</code> (re-run train-sae: it adds them).</div>`;
+  return [`${title}${metaRows ? `<div class="kvs">${metaRows}</div>` : ''}<div class="plots">${plots}</div>${quality}`, 'ok'];
+}
+
+/** The SAE's quality over the capture (quality.ts): a small table and the density histogram. */
+function qualityBlock(q: SaeQuality): string {
+  const pct = (x: number) => `${fmt(x * 100, 1)}%`;
+  const rows: [string, string][] = [
+    ['FVU', fmt(q.fvu, 4)],
+    ['explained variance', fmt(q.explainedVariance, 4)],
+    ['L0 (mean active latents per token)', `${fmt(q.l0, 2)} <span class="dim">(k = ${esc(q.k)})</span>`],
+    ['dead latents (never fired)', `${num(q.dead)} <span class="dim">(${pct(q.deadShare)} of ${num(q.m)})</span>`],
+    [`dense latents (fire on > ${fmt(q.denseThreshold * 100, 0)}% of tokens)`, `${num(q.dense)} <span class="dim">(${pct(q.denseShare)})</span>`],
+    ['tokens measured', num(q.rows)],
+  ];
+  const table = `<table class="qtable"><tbody>${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td class="num">${v}</td></tr>`).join('')}</tbody></table>`;
+  return (
+    `<h3>SAE quality over the capture</h3><div class="quality">${table}${q.histogram ? densityHistogramPlot(q.histogram) : ''}</div>` +
+    `<p class="dim small">${esc(q.method ?? QUALITY_METHOD)}. Spliced-in loss not measured.</p>`
+  );
 }
 
 function rankOf(k: string): number {
@@ -323,17 +381,26 @@ function featuresSection(
   }
   const timelines = readJsonIf(paths.timelines);
   const clips = manifest?.clips ?? [];
-  const shown = doc.features.slice(0, o.maxFeatures);
+  // one row and one card per group (features without grouping data are their own group)
+  const byId = new Map(doc.features.map((f) => [f.id, f]));
+  const reps = doc.features.filter((f) => f.group === undefined || f.group === f.id);
+  const shown = reps.slice(0, o.maxFeatures);
+  const others = (f: FeatureEntry) => (f.members ?? []).filter((id) => id !== f.id).map((id) => byId.get(id) ?? ({ id } as FeatureEntry));
+  const memberList = (f: FeatureEntry) =>
+    others(f)
+      .map((g) => `<span class="member" title="mono ${esc(fmt(g.scores?.mono))}">#${g.id}${g.name ? ` ${esc(g.name)}` : ''}</span>`)
+      .join(', ');
   const excluded = Object.entries(doc.excluded ?? {})
     .map(([r, n]) => `<li>${esc(r)}: <b>${n}</b></li>`)
     .join('');
   const summary =
     `<p class="lead">${doc.features.length} features kept of ${doc.m || '?'} (p = ${doc.p} clips per H/L, ${doc.nClips || clips.length} clips). ` +
+    `${reps.length < doc.features.length ? `They form ${reps.length} groups (${esc(doc.grouping?.method ?? 'grouped in rank')}${doc.grouping && !doc.grouping.decoder ? '; decoder directions not compared: no SAE file' : ''}); each row and card is one group, shown by its best-ranked member. ` : ''}` +
     `Showing the top ${shown.length} by monosemanticity. Clip cards show <i>score · mean activation · coverage</i>; ` +
     `sparklines show the feature's activation over the clip's tokens (same scale within a feature).</p>` +
     (excluded ? `<details class="excl"><summary>Excluded features</summary><ul>${excluded}</ul></details>` : '');
   const table =
-    `<table class="ftable"><thead><tr><th>#</th><th>feature</th><th>name</th><th>mono</th><th>coherence</th><th>separation</th><th>H mean</th><th>L mean</th><th>firing clips</th></tr></thead><tbody>` +
+    `<table class="ftable"><thead><tr><th>#</th><th>feature</th><th>name</th><th>mono</th><th>coherence</th><th>separation</th><th>H mean</th><th>L mean</th><th>firing clips</th><th>also in group</th></tr></thead><tbody>` +
     shown
       .map((f, i) => {
         const s = f.scores ?? ({} as FeatureEntry['scores']);
@@ -341,7 +408,8 @@ function featuresSection(
           `<tr><td>${i + 1}</td><td><a href="#f-${layer}-${f.id}">#${f.id}</a></td><td>${f.name ? `<b>${esc(f.name)}</b>` : '<span class="dim">unnamed</span>'}` +
           `${f.support !== undefined ? ` <span class="dim">(${Math.round(f.support * 100)}%)</span>` : ''}</td>` +
           `<td class="num">${fmt(s.mono)} ${bar(s.mono ?? 0, Math.max(...shown.map((g) => g.scores?.mono ?? 0), 1e-9))}</td><td class="num">${fmt(s.coherence)}</td><td class="num">${fmt(s.separation)}</td>` +
-          `<td class="num">${fmt(s.hMean)}</td><td class="num">${fmt(s.lMean)}</td><td class="num">${num(s.firingClips)}${s.firingShare !== undefined ? ` <span class="dim">(${Math.round(s.firingShare * 100)}%)</span>` : ''}</td></tr>`
+          `<td class="num">${fmt(s.hMean)}</td><td class="num">${fmt(s.lMean)}</td><td class="num">${num(s.firingClips)}${s.firingShare !== undefined ? ` <span class="dim">(${Math.round(s.firingShare * 100)}%)</span>` : ''}</td>` +
+          `<td class="members">${memberList(f) || '<span class="dim">–</span>'}</td></tr>`
         );
       })
       .join('') +
@@ -358,7 +426,8 @@ function featuresSection(
         .join('');
       return (
         `<article class="feature" id="f-${layer}-${f.id}"><header><span class="rank">${i + 1}</span><h3>${f.name ? esc(f.name) : 'unnamed'} <span class="fid">#${f.id}</span></h3>` +
-        `<span class="fscores">mono ${fmt(f.scores?.mono)} · coherence ${fmt(f.scores?.coherence)} · separation ${fmt(f.scores?.separation)}</span></header>` +
+        `<span class="fscores">mono ${fmt(f.scores?.mono)} · coherence ${fmt(f.scores?.coherence)} · separation ${fmt(f.scores?.separation)}</span>` +
+        `${others(f).length ? `<span class="fmembers">also in this group: ${memberList(f)}</span>` : ''}</header>` +
         `<div class="hl"><h4>Most representative (H<sup>k</sup>)</h4><div class="clips">${h || '<span class="dim">none</span>'}</div></div>` +
         `<div class="hl low"><h4>Least representative (L<sup>k</sup>)</h4><div class="clips">${l || '<span class="dim">none</span>'}</div></div>` +
         `</article>`
@@ -522,6 +591,10 @@ svg .ptitle{font-weight:600;fill:#374151;font-size:12px}
 svg .ytick{text-anchor:end}
 svg .xtick.end{text-anchor:end}
 svg .xtick.mid{text-anchor:middle}
+.quality{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
+.qtable th{text-align:left;font-weight:500;color:var(--dim);padding:2px 12px 2px 0}
+rect.hbar{fill:#2563eb}rect.hbar.dead{fill:#9ca3af}
+.fmembers{display:block;font-size:12px;color:var(--dim)}
 .kvs{display:flex;flex-wrap:wrap;gap:6px 14px;margin:0 0 10px;font-size:12.5px}
 .kv b{color:var(--dim);font-weight:500;margin-right:3px}
 article.feature{border-top:1px solid var(--line);padding:14px 0 6px;margin-top:10px}

@@ -8,7 +8,9 @@ import type { Engine } from '../gpu/engine.js';
 import { openSafetensors } from '../io/safetensors.js';
 import { trainSae, TrainLog, TrainMetrics } from '../sae/train.js';
 import { ArdError } from '../util/errors.js';
-import { writeJsonAtomic } from '../util/fs.js';
+import { readJson, writeJsonAtomic } from '../util/fs.js';
+import { SparseAutoencoder } from '../sae/model.js';
+import { saeQuality, SaeQuality } from './quality.js';
 import { captureShardReader, clearFresh, fileDigest, isFresh, markFresh, readCaptureManifest, runPaths, stageInputsKey } from './run.js';
 
 export interface TrainSaeStageOptions {
@@ -32,6 +34,8 @@ export interface TrainSaeStageResult {
   file: string;
   skipped: boolean;
   metrics: TrainMetrics | null;
+  /** Measured after training, or added to an older train.json; null when the stage skipped with both present. */
+  quality: SaeQuality | null;
 }
 
 function readMeta(file: string): Record<string, string> {
@@ -56,7 +60,7 @@ export async function trainSaeStage(o: TrainSaeStageOptions): Promise<TrainSaeSt
   const steps = o.steps ?? Math.max(200, Math.min(4000, Math.ceil((20 * rows) / batchSize)));
   const seed = o.seed ?? 0;
   const hash = stageInputsKey('train-sae', { capture: fileDigest(paths.manifest), layer: o.layer, m, k, steps, batchSize, lr: o.lr ?? null, seed });
-  if (!o.force && isFresh(paths.sae, hash)) return { file: paths.sae, skipped: true, metrics: null };
+  if (!o.force && isFresh(paths.sae, hash)) return { file: paths.sae, skipped: true, metrics: null, quality: await addQuality(o, manifest) };
   clearFresh(paths.sae);
   const ckpt = paths.saeCheckpoint;
   if (o.force) fs.rmSync(ckpt, { force: true });
@@ -94,12 +98,29 @@ export async function trainSaeStage(o: TrainSaeStageOptions): Promise<TrainSaeSt
     },
   });
   try {
-    await sae.save(paths.sae, { inputs_hash: hash, layer: o.layer, rows, capture: manifest.inputsHash });
-    writeJsonAtomic(paths.saeTrain, { layer: o.layer, d, m, k, steps, batchSize, rows, metrics, log });
+    const quality = await saeQuality(o.engine, sae, source);
+    await sae.save(paths.sae, { inputs_hash: hash, layer: o.layer, rows, capture: manifest.inputsHash ?? null }); // JSON has no undefined: a manifest without inputsHash still saves
+    writeJsonAtomic(paths.saeTrain, { layer: o.layer, d, m, k, steps, batchSize, rows, metrics, quality, log });
     markFresh(paths.sae, hash);
+    fs.rmSync(ckpt, { force: true });
+    return { file: paths.sae, skipped: false, metrics, quality };
   } finally {
     sae.dispose();
   }
-  fs.rmSync(ckpt, { force: true });
-  return { file: paths.sae, skipped: false, metrics };
+}
+
+/** A fresh SAE whose train.json has no quality section: measure it and add it. */
+async function addQuality(o: TrainSaeStageOptions, manifest: ReturnType<typeof readCaptureManifest>): Promise<SaeQuality | null> {
+  const paths = runPaths(o.run, o.layer);
+  if (!fs.existsSync(paths.saeTrain)) return null;
+  const doc = readJson<Record<string, unknown>>(paths.saeTrain);
+  if (!doc || typeof doc !== 'object' || doc.quality) return null;
+  const sae = SparseAutoencoder.load(o.engine, paths.sae);
+  try {
+    const quality = await saeQuality(o.engine, sae, captureShardReader(o.run, manifest, o.layer));
+    writeJsonAtomic(paths.saeTrain, { ...doc, quality });
+    return quality;
+  } finally {
+    sae.dispose();
+  }
 }
