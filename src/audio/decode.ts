@@ -137,12 +137,14 @@ export function sniffAudio(b: Uint8Array, name: string): { format: AudioFormat; 
     if (at >= 0) return { format: 'mp3', offset: 0 };
     throw new ArdError(`${name}: an ID3 tag followed by no MP3 or FLAC audio (${READ})`);
   }
-  if (findMpegSync(b, 0, 0) === 0) return { format: 'mp3', offset: 0 };
+  // One frame header at the start is enough: a file cut inside its first frames is then refused as
+  // a truncated MP3 rather than as an unknown format.
+  if (mpegHeader(b, 0)) return { format: 'mp3', offset: 0 };
   // An MP3 may start with junk before its first frame; look further only when the name says MP3.
   if (path.extname(name).toLowerCase() === '.mp3' && findMpegSync(b, 0, 64 * 1024) >= 0) return { format: 'mp3', offset: 0 };
   const ext = path.extname(name).toLowerCase();
-  const expected: Record<string, string> = { '.flac': 'FLAC', '.ogg': 'Ogg', '.oga': 'Ogg', '.opus': 'Ogg Opus', '.mp3': 'MP3', '.wav': 'RIFF/WAVE' };
-  const what = expected[ext] ? `not a ${expected[ext]} file` : 'not an audio file ardgpu reads';
+  const expected: Record<string, string> = { '.flac': 'a FLAC', '.ogg': 'an Ogg', '.oga': 'an Ogg', '.opus': 'an Ogg Opus', '.mp3': 'an MP3', '.wav': 'a RIFF/WAVE' };
+  const what = expected[ext] ? `not ${expected[ext]} file` : 'not an audio file ardgpu reads';
   throw new ArdError(`${name}: ${what} (starts with ${hexHead(b)}; ${READ})`);
 }
 
@@ -237,7 +239,8 @@ function opusEndSamples(b: Uint8Array): number {
 
 /** MPEG frames the Xing/Info header of the first frame declares (0: none), and that frame's offset. */
 function mp3DeclaredFrames(b: Uint8Array): { frames: number; first: number } {
-  const first = findMpegSync(b, id3Length(b), 64 * 1024);
+  const tag = id3Length(b);
+  const first = mpegHeader(b, tag) ? tag : findMpegSync(b, tag, 64 * 1024);
   if (first < 0) return { frames: 0, first };
   for (const at of [first + 36, first + 21, first + 13]) {
     if ((ascii(b, at, 'Xing') || ascii(b, at, 'Info')) && at + 12 <= b.length && b[at + 7]! & 1) {
@@ -298,8 +301,9 @@ export async function decodeAudio(bytes: Uint8Array, name: string): Promise<Deco
     }));
   } catch (e) {
     if (e instanceof ArdError) throw e;
-    const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    refuse(name, format, `corrupt data (the decoder stopped: ${why})`);
+    // What the decoder throws on bad input is a WebAssembly trap or its own internal message
+    // ("memory access out of bounds"): neither says anything to the user.
+    refuse(name, format, 'corrupt data (the decoder could not read it)');
   } finally {
     try {
       decoder?.free();

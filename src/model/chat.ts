@@ -5,7 +5,7 @@
 //   <|im_start|>user\nAudio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\n{question}<|im_end|>\n
 //   <|im_start|>assistant\n
 // and the processor expands each <|AUDIO|> into as many placeholders as the clip has audio tokens.
-import { readWav } from '../audio/wav.js';
+import { readAudio } from '../audio/decode.js';
 import type { WavAudio } from '../audio/wav.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { concat } from '../tensor/ops/layout.js';
@@ -70,17 +70,17 @@ export function buildChatPrompt(
   return out;
 }
 
-/** A WAV file path, 16 kHz mono samples, or decoded WAV audio. */
+/** An audio file path (WAV, FLAC, Ogg Vorbis, Ogg Opus or MP3), 16 kHz mono samples, or decoded audio. */
 export type AudioInput = string | Float32Array | WavAudio;
 
-function toSamples(a: AudioInput): Float32Array {
-  if (typeof a === 'string') return readWav(a).samples;
+async function toSamples(a: AudioInput): Promise<Float32Array> {
+  if (typeof a === 'string') return (await readAudio(a)).samples;
   if (a instanceof Float32Array) return a;
   if (a && a.samples instanceof Float32Array) {
     if (a.sampleRate !== 16000) throw new ArdError(`chat: audio at ${a.sampleRate} Hz (16000 expected)`);
     return a.samples;
   }
-  throw new ArdError('chat: audio must be a WAV path, a Float32Array of 16 kHz samples or decoded WAV audio');
+  throw new ArdError('chat: audio must be an audio file path, a Float32Array of 16 kHz samples or decoded audio');
 }
 
 export interface AskOptions extends GenerateOptions, ChatPromptOptions {
@@ -102,7 +102,8 @@ export interface AskResult extends GenerateResult {
 export async function askDetailed(model: AudioLLM, audio: AudioInput | AudioInput[], question: string, opts: AskOptions = {}): Promise<AskResult> {
   const tok = opts.tokenizer ?? model.tokenizer;
   if (!tok) throw new ArdError(`${model.source}: no tokenizer.json (pass opts.tokenizer)`);
-  const clips = (Array.isArray(audio) ? audio : [audio]).map(toSamples);
+  const clips: Float32Array[] = [];
+  for (const a of Array.isArray(audio) ? audio : [audio]) clips.push(await toSamples(a));
   const counts = clips.map((s) => model.audioTokens(s.length));
   const ids = buildChatPrompt(tok, counts, question, { ...opts, audioTokenIndex: model.audioTokenIndex });
   const feats: Tensor[] = [];
