@@ -327,7 +327,14 @@ export async function decodeAudio(bytes: Uint8Array, name: string): Promise<Deco
     if (declared && frames < declared) refuse(name, format, `truncated (STREAMINFO declares ${declared} samples, ${frames} decoded)`);
   }
   const mono = new Float32Array(frames);
-  for (const ch of out.channelData) for (let i = 0; i < frames; i++) mono[i]! += ch[i]!;
+  if ((format === 'flac' || format === 'ogg-flac') && out.bitDepth) {
+    // libFLAC's integers come out divided by 2^(bits−1) − 1; WAV reading divides by 2^(bits−1).
+    // Put them back on the integer grid and scale as WAV does, so a FLAC and its WAV give the same samples.
+    const full = 2 ** (out.bitDepth - 1);
+    for (const ch of out.channelData) for (let i = 0; i < frames; i++) mono[i]! += Math.round(ch[i]! * (full - 1)) / full;
+  } else {
+    for (const ch of out.channelData) for (let i = 0; i < frames; i++) mono[i]! += ch[i]!;
+  }
   const inv = 1 / channels;
   for (let i = 0; i < frames; i++) {
     const v = mono[i]! * inv;
