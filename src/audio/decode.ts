@@ -181,6 +181,7 @@ async function newDecoder(format: Exclude<AudioFormat, 'wav'>): Promise<Decoder>
 /**
  * Run a decoder with console.error and console.warn held back: libFLAC and mpg123 print each
  * decoding error there, and ardgpu reports the first one in its own one-line message instead.
+ * Anything else printed through console.error while a file decodes is held back too.
  */
 async function quietly<T>(f: () => Promise<T>): Promise<{ value: T; printed: string[] }> {
   const printed: string[] = [];
