@@ -20,7 +20,9 @@ export type { HookFn, HookContext, HookSpec, HookHandle } from './model/hooks.js
 export { Tokenizer, loadTokenizer } from './model/tokenizer.js';
 export { openSafetensors, openCheckpoint, writeSafetensors } from './io/safetensors.js';
 export { loadQwen2AudioConfig } from './model/config.js';
-export { readWav, decodeWav, writeWav, listWavs } from './audio/wav.js';
+export { readWav, decodeWav, writeWav, listWavs, listAudio, isAudioFile, AUDIO_EXTENSIONS } from './audio/wav.js';
+export { readAudio, decodeAudio, sniffAudio } from './audio/decode.js';
+export type { AudioFormat, DecodedAudio } from './audio/decode.js';
 export { resample } from './audio/resample.js';
 export { logMel } from './audio/logmel.js';
 export { makeCorpus, readManifest } from './corpus/index.js';

@@ -7,7 +7,7 @@
 //   RUN/capture/manifest.json                     clips → rows, shards per layer (see run.ts)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readWav } from '../audio/wav.js';
+import { readAudio } from '../audio/decode.js';
 import { openClipSource, type ClipRecord, type CorpusOptions } from '../corpus/clips.js';
 import type { AudioLLM } from '../model/audiollm.js';
 import { buildChatPrompt } from '../model/chat.js';
@@ -239,7 +239,7 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
     const c = clips[i]!;
     let samples: Float32Array;
     try {
-      samples = readWav(c.file).samples;
+      samples = (await readAudio(c.file)).samples;
     } catch (e) {
       badClip(c.file, describeError(e));
       continue;

@@ -1,6 +1,6 @@
 // Model-backed wiring of the AR&D stages: the AudioLLM as the describer (it captions a feature's
 // most representative clips), and "explain" on one WAV (residuals at a layer → named features).
-import { readWav } from '../audio/wav.js';
+import { readAudio } from '../audio/decode.js';
 import type { AudioLLM } from '../model/audiollm.js';
 import { ask } from '../model/chat.js';
 import { concat, tidy } from '../tensor/index.js';
@@ -44,6 +44,7 @@ export function clipResiduals(model: AudioLLM, samples: Float32Array, layer: num
   }
 }
 
-export function wavSamples(file: string): Float32Array {
-  return readWav(file).samples;
+/** Mono 16 kHz samples of an audio file (WAV, FLAC, Ogg Vorbis, Ogg Opus or MP3). */
+export async function wavSamples(file: string): Promise<Float32Array> {
+  return (await readAudio(file)).samples;
 }

@@ -280,20 +280,23 @@ export function decodeWavMono(bytes: Uint8Array, name: string): WavMono {
   return { samples, sampleRate: f.rate, channels: f.channels, frames, duration: frames / f.rate, bitDepth: f.bitDepth };
 }
 
-/** Decode a WAV file held in memory: mono, 16 kHz. `name` is used in error messages. */
-export function decodeWav(bytes: Uint8Array, name: string): WavAudio {
-  const m = decodeWavMono(bytes, name);
-  let samples: Float32Array;
+/** Resample mono samples at `rate` to 16 kHz; `name` is used in error messages. */
+export function monoAt16k(samples: Float32Array, rate: number, name: string): Float32Array {
   try {
-    samples = resample(m.samples, m.sampleRate, TARGET_RATE);
+    return resample(samples, rate, TARGET_RATE);
   } catch (e) {
     // An absurd rate in the header (e.g. 4294967295 Hz) asks for a filter or an output too large
     // for a typed array.
     if (!(e instanceof RangeError)) throw e;
-    throw new ArdError(`${name}: sample rate ${m.sampleRate} Hz cannot be resampled to ${TARGET_RATE} Hz (the filter or the output would not fit in memory)`);
+    throw new ArdError(`${name}: sample rate ${rate} Hz cannot be resampled to ${TARGET_RATE} Hz (the filter or the output would not fit in memory)`);
   }
+}
+
+/** Decode a WAV file held in memory: mono, 16 kHz. `name` is used in error messages. */
+export function decodeWav(bytes: Uint8Array, name: string): WavAudio {
+  const m = decodeWavMono(bytes, name);
   return {
-    samples,
+    samples: monoAt16k(m.samples, m.sampleRate, name),
     sampleRate: TARGET_RATE,
     originalRate: m.sampleRate,
     channels: m.channels,
@@ -350,11 +353,31 @@ export function writeWav(file: string, samples: Float32Array | Float64Array, sam
   writeFileAtomic(file, encodeWav(samples, sampleRate, file));
 }
 
+/** Extensions of the audio files ardgpu lists in folders (readAudio decodes each by its content). */
+export const AUDIO_EXTENSIONS = ['.wav', '.flac', '.ogg', '.oga', '.opus', '.mp3'] as const;
+
+/** The audio extension at the end of a path, for stripping it (case-insensitive). */
+export const AUDIO_EXT = /\.(wav|flac|ogg|oga|opus|mp3)$/i;
+
+/** True when the name ends in one of AUDIO_EXTENSIONS (case-insensitive). */
+export function isAudioFile(name: string): boolean {
+  return AUDIO_EXT.test(name);
+}
+
 /**
  * All .wav files under `dir` (any depth, case-insensitive extension), sorted by path.
  * Hidden entries (names starting with '.', e.g. macOS "._x.wav" resource forks) are skipped.
  */
 export function listWavs(dir: string): string[] {
+  return listFiles(dir, (name) => name.toLowerCase().endsWith('.wav'));
+}
+
+/** All audio files (AUDIO_EXTENSIONS) under `dir`, as listWavs lists WAVs. */
+export function listAudio(dir: string): string[] {
+  return listFiles(dir, isAudioFile);
+}
+
+function listFiles(dir: string, keep: (name: string) => boolean): string[] {
   const out: string[] = [];
   const seen = new Set<string>();
   const walk = (d: string) => {
@@ -387,7 +410,7 @@ export function listWavs(dir: string): string[] {
         }
       }
       if (isDir) walk(p);
-      else if (isFile && e.name.toLowerCase().endsWith('.wav')) out.push(p);
+      else if (isFile && keep(e.name)) out.push(p);
     }
   };
   walk(dir);

@@ -217,7 +217,7 @@ export function registerCommands(cli: CAC): void {
       );
     });
 
-  withGlobals(cli.command('ask <wav>', 'Ask the AudioLLM a question about a WAV file'))
+  withGlobals(cli.command('ask <wav>', 'Ask the AudioLLM a question about an audio file (WAV, FLAC, Ogg Vorbis, Ogg Opus, MP3)'))
     .option('--prompt <text>', 'The question', { default: 'Describe the sound.' })
     .option('--model <dir>', 'Model folder (default: the embedded weights/)')
     .option('--max-tokens <n>', 'Maximum new tokens', { default: 64 })
@@ -380,7 +380,7 @@ export function registerCommands(cli: CAC): void {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
       const features = readFeatures(runPaths(run, layer).features).features.filter((f) => f.name);
-      const samples = wavSamples(wav);
+      const samples = await wavSamples(wav);
       const engine = await openEngine(flags);
       const model = await openModel(engine, flags.model, true);
       const sae = openSae(engine, run, layer);

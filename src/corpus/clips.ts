@@ -6,7 +6,7 @@
 // layouts/records.ts checks them and assigns splits the same way for all.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { listWavs } from '../audio/wav.js';
+import { listAudio } from '../audio/wav.js';
 import { ArdError } from '../util/errors.js';
 import { MANIFEST_FILE, readManifest } from './manifest.js';
 import { isClassFolders, readClassFolders } from './layouts/class-folders.js';
@@ -91,7 +91,7 @@ export class ManifestClipSource implements ClipSource {
   }
 }
 
-/** Any folder of WAV files (any depth): no labels, one split 'all'. */
+/** Any folder of audio files (WAV, FLAC, Ogg, Opus, MP3; any depth): no labels, one split 'all'. */
 export class WavFolderClipSource implements ClipSource {
   readonly layout = 'wav-folder';
   constructor(readonly dir: string) {}
@@ -101,7 +101,7 @@ export class WavFolderClipSource implements ClipSource {
   }
 
   clips(splits?: readonly string[]): ClipRecord[] {
-    const all = listWavs(this.dir).map((f) => ({
+    const all = listAudio(this.dir).map((f) => ({
       id: clipId(this.dir, f),
       file: path.resolve(f),
       labels: [],

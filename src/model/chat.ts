@@ -9,7 +9,7 @@
 // One prompt carries at most one encoder window of each clip (30 s for Qwen2-Audio, 4 s for the
 // embedded model), as Qwen2-Audio's processor does: a whole long clip would overflow the decoder's
 // positions. askDetailed answers each clip's first window; askWindows answers every window of one clip.
-import { readWav } from '../audio/wav.js';
+import { readAudio } from '../audio/decode.js';
 import type { WavAudio } from '../audio/wav.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { concat } from '../tensor/ops/layout.js';
@@ -74,17 +74,17 @@ export function buildChatPrompt(
   return out;
 }
 
-/** A WAV file path, 16 kHz mono samples, or decoded WAV audio. */
+/** An audio file path (WAV, FLAC, Ogg Vorbis, Ogg Opus or MP3), 16 kHz mono samples, or decoded audio. */
 export type AudioInput = string | Float32Array | WavAudio;
 
-function toSamples(a: AudioInput): Float32Array {
-  if (typeof a === 'string') return readWav(a).samples;
+async function toSamples(a: AudioInput): Promise<Float32Array> {
+  if (typeof a === 'string') return (await readAudio(a)).samples;
   if (a instanceof Float32Array) return a;
   if (a && a.samples instanceof Float32Array) {
     if (a.sampleRate !== 16000) throw new ArdError(`chat: audio at ${a.sampleRate} Hz (16000 expected)`);
     return a.samples;
   }
-  throw new ArdError('chat: audio must be a WAV path, a Float32Array of 16 kHz samples or decoded WAV audio');
+  throw new ArdError('chat: audio must be an audio file path, a Float32Array of 16 kHz samples or decoded audio');
 }
 
 export interface AskOptions extends GenerateOptions, ChatPromptOptions {
@@ -116,7 +116,8 @@ function firstWindow(model: AudioLLM, s: Float32Array): { samples: Float32Array;
 export async function askDetailed(model: AudioLLM, audio: AudioInput | AudioInput[], question: string, opts: AskOptions = {}): Promise<AskResult> {
   const tok = opts.tokenizer ?? model.tokenizer;
   if (!tok) throw new ArdError(`${model.source}: no tokenizer.json (pass opts.tokenizer)`);
-  const whole = (Array.isArray(audio) ? audio : [audio]).map(toSamples);
+  const whole: Float32Array[] = [];
+  for (const a of Array.isArray(audio) ? audio : [audio]) whole.push(await toSamples(a));
   const firsts = whole.map((s) => firstWindow(model, s));
   const clips = firsts.map((f) => f.samples);
   const counts = clips.map((s) => model.audioTokens(s.length));
@@ -165,7 +166,7 @@ export async function askWindows(
   question: string,
   opts: AskOptions & { onWindow?: (w: AudioWindow, count: number) => void } = {},
 ): Promise<WindowAnswer[]> {
-  const samples = toSamples(audio);
+  const samples = await toSamples(audio);
   const windows = model.windows(samples.length);
   if (!windows.length) throw new ArdError(`ask: a clip of ${samples.length} samples is too short to give an audio token`);
   const out: WindowAnswer[] = [];

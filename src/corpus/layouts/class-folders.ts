@@ -1,8 +1,8 @@
-// A folder per class: DIR/<class>/**/*.wav, each clip labelled with its class folder's name. Chosen
+// A folder per class: DIR/<class>/**/*.{wav,flac,ogg,oga,opus,mp3}, each clip labelled with its class folder's name. Chosen
 // when DIR has no audio of its own but its subfolders do.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { listWavs } from '../../audio/wav.js';
+import { isAudioFile, listAudio } from '../../audio/wav.js';
 import type { RowsRead } from './records.js';
 
 function classFolders(dir: string): string[] {
@@ -16,14 +16,14 @@ function classFolders(dir: string): string[] {
 /** True when DIR holds no audio file itself and at least one subfolder holds audio. */
 export function isClassFolders(dir: string): boolean {
   const top = fs.readdirSync(dir, { withFileTypes: true });
-  if (top.some((e) => !e.isDirectory() && !e.name.startsWith('.') && e.name.toLowerCase().endsWith('.wav'))) return false;
-  return classFolders(dir).some((c) => listWavs(path.join(dir, c)).length > 0);
+  if (top.some((e) => !e.isDirectory() && !e.name.startsWith('.') && isAudioFile(e.name))) return false;
+  return classFolders(dir).some((c) => listAudio(path.join(dir, c)).length > 0);
 }
 
 export function readClassFolders(dir: string): RowsRead {
   const base = path.resolve(dir);
   const rows = classFolders(dir).flatMap((c) =>
-    listWavs(path.join(base, c)).map((f) => ({ where: f, file: f, base, labels: [c] })),
+    listAudio(path.join(base, c)).map((f) => ({ where: f, file: f, base, labels: [c] })),
   );
   return { rows, problems: [] };
 }

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ArdError } from '../../util/errors.js';
+import { AUDIO_EXT } from '../../audio/wav.js';
 import { hash32 } from '../rng.js';
 import type { ClipRecord, ClipSource } from '../clips.js';
 
@@ -56,8 +57,6 @@ export interface SplitRule {
 }
 
 export const HASH_FRACTIONS = { train: 0.7, val: 0.15, test: 0.15 } as const;
-
-const AUDIO_EXT = /\.(wav|flac|ogg|oga|opus|mp3)$/i;
 
 /** The clip id of an audio file: its path below the corpus folder without the audio extension. */
 export function clipId(root: string, file: string): string {
