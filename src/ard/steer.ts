@@ -21,7 +21,7 @@
 // `window` picks another); steerCommand with windows 'all' sweeps each window of the clip in turn.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readWav } from '../audio/wav.js';
+import { readAudio } from '../audio/decode.js';
 import type { WavAudio } from '../audio/wav.js';
 import type { Engine } from '../gpu/engine.js';
 import type { AudioLLM, AudioWindow } from '../model/audiollm.js';
@@ -162,17 +162,17 @@ export function addSteeringHook(model: AudioLLM, spec: SteeringSpec): HookHandle
 
 // ---- generation --------------------------------------------------------------------------------
 
-/** A WAV path, 16 kHz mono samples or decoded WAV audio. */
+/** An audio file path (WAV, FLAC, Ogg, MP3), 16 kHz mono samples or decoded audio. */
 export type SteerAudio = string | Float32Array | WavAudio;
 
-function samplesOf(a: SteerAudio): Float32Array {
-  if (typeof a === 'string') return readWav(a).samples;
+async function samplesOf(a: SteerAudio): Promise<Float32Array> {
+  if (typeof a === 'string') return (await readAudio(a)).samples;
   if (a instanceof Float32Array) return a;
   if (a && a.samples instanceof Float32Array) {
     if (a.sampleRate !== 16000) throw new ArdError(`steer: audio at ${a.sampleRate} Hz (16000 expected)`);
     return a.samples;
   }
-  throw new ArdError('steer: audio must be a WAV path, a Float32Array of 16 kHz samples or decoded WAV audio');
+  throw new ArdError('steer: audio must be an audio file path, a Float32Array of 16 kHz samples or decoded audio');
 }
 
 /** A clip encoded once and a question, reused by every generation of a sweep. */
@@ -190,10 +190,9 @@ interface Prepared {
  * Encodes window `window` (default the first) of the clip (unless `feats` are given: they stay the
  * caller's) and builds the prompt.
  */
-function prepare(model: AudioLLM, audio: SteerAudio, question: string, tokenizer?: Tokenizer, feats?: Tensor, window = 0): Prepared {
+function prepare(model: AudioLLM, samples: Float32Array, question: string, tokenizer?: Tokenizer, feats?: Tensor, window = 0): Prepared {
   const tok = tokenizer ?? model.tokenizer;
   if (!tok) throw new ArdError(`${model.source}: no tokenizer.json (pass a tokenizer)`);
-  const samples = samplesOf(audio);
   const windows = model.windows(samples.length);
   const w = windows[window];
   if (!w) {
@@ -256,7 +255,7 @@ export interface SteerGenerateOptions extends SteerGenOptions {
 /** Asks `question` about `audio` with feature F steered to `value` (see the top of this file). */
 export async function steerGenerate(o: SteerGenerateOptions): Promise<SteerAnswer & { promptIds: number[] }> {
   checkSpec(o.model, { ...o, promptIds: [] });
-  const p = prepare(o.model, o.audio, o.question, o.tokenizer);
+  const p = prepare(o.model, await samplesOf(o.audio), o.question, o.tokenizer);
   try {
     const r = await run(o.model, p, o, o);
     return { ...r, promptIds: p.ids };
@@ -304,7 +303,7 @@ export async function steerSweep(o: SteerSweepOptions): Promise<SteerSweep> {
   const mode = o.mode ?? 'add';
   const positions = o.positions ?? 'all';
   checkSpec(o.model, { ...o, value: 0, mode, positions, promptIds: [] });
-  const p = prepare(o.model, o.audio, o.question, o.tokenizer, undefined, o.window ?? 0);
+  const p = prepare(o.model, await samplesOf(o.audio), o.question, o.tokenizer, undefined, o.window ?? 0);
   try {
     const baseline = await run(o.model, p, null, o);
     const values: SteerSweep['values'] = [];
@@ -348,7 +347,7 @@ export async function steerCommand(o: SteerCommandOptions): Promise<SteerSweep |
   if (!fs.existsSync(paths.sae)) throw new ArdError(`${paths.sae}: no SAE for layer ${o.layer} (train one first)`);
   if (!fs.existsSync(o.wav)) throw new ArdError(`${o.wav}: no such file`);
   checkValues(o.values);
-  const samples = readWav(o.wav).samples;
+  const samples = (await readAudio(o.wav)).samples;
   const sae = loadSae(o.engine, paths.sae);
   let model: AudioLLM | null = null;
   try {
@@ -709,7 +708,7 @@ async function sweepClips(
   onDone?.(0);
   for (const clip of clips) {
     const file = o.corpus && !path.isAbsolute(clip.file) ? path.join(o.corpus, clip.file) : clip.file;
-    const samples = readWav(file).samples;
+    const samples = (await readAudio(file)).samples;
     const p = prepare(o.model, samples, question, o.tokenizer);
     let base: SteerAnswer;
     const answers: ExperimentClipResult['answers'] = [];
