@@ -2,8 +2,9 @@
 // large-v3's encoder width 1280, 20 heads, 128 mel bins, a 30 s window) with 1 encoder layer, 2 decoder
 // layers and a 4096-token vocabulary: tools/reference/make_realsize.py draws the weights from a seed into a
 // temporary folder (1.9 GB, never committed) and computes the float64 PyTorch reference. ardgpu must match
-// it in f32 and in f16 with the MLP's gate|up (and, in f32, down) split into row blocks where one storage
-// binding is too small for them (lavapipe: 128 MiB), and `ardgpu ask` must answer on that folder.
+// it in f32 and in f16 with the matrices that one storage binding cannot hold split into row blocks (on
+// lavapipe's 128 MiB: gate|up in both dtypes, q|k|v and down in f32), as `ardgpu plan` predicts, and
+// `ardgpu ask` must answer on that folder.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -19,7 +20,7 @@ import { WeightDtype, loadAudioLLM } from '../src/model/load.js';
 import { planModel } from '../src/model/plan.js';
 import { RowBlocks } from '../src/tensor/blocked.js';
 import type { Weight } from '../src/tensor/blocked.js';
-import { getEngine } from './helpers.js';
+import { getEngine, relErr } from './helpers.js';
 
 const PYTHON = '/usr/bin/python3';
 const GENERATOR = path.join(import.meta.dirname, '..', 'tools', 'reference', 'make_realsize.py');
@@ -46,19 +47,6 @@ function truncatedQwenTokenizer(textTokens: number, special: Record<string, numb
   json.model.merges = (json.model.merges as [string, string][]).filter(([a, b]) => has.has(a) && has.has(b) && has.has(a + b));
   json.added_tokens = Object.entries(special).map(([content, id]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
   return json;
-}
-
-/** max |a − b| / max |b| and max |a − b|. */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): { rel: number; abs: number } {
-  expect(a.length).toBe(b.length);
-  let abs = 0;
-  let mag = 0;
-  for (let i = 0; i < b.length; i++) {
-    expect(Number.isFinite(a[i]!)).toBe(true);
-    abs = Math.max(abs, Math.abs(a[i]! - b[i]!));
-    mag = Math.max(mag, Math.abs(b[i]!));
-  }
-  return { rel: abs / mag, abs };
 }
 
 let dir = '';
@@ -121,9 +109,10 @@ async function checkAgainstReference(dtype: WeightDtype, suffix: string): Promis
     expect(m.decoder.layers[0]!.qkvW.dtype).toBe(dtype);
     const blocks: Record<string, number> = {};
     m.decoder.layers.forEach((l, i) => {
-      const p = `language_model.model.layers.${i}.mlp.`;
-      blocks[`gate|up.${i}`] = expectBlocks(m, l.gateUpW, `${p}gate|up.weight`, dtype);
-      blocks[`down.${i}`] = expectBlocks(m, l.downW, `${p}down_proj.weight`, dtype);
+      const p = `language_model.model.layers.${i}.`;
+      blocks[`q|k|v.${i}`] = expectBlocks(m, l.qkvW, `${p}self_attn.q|k|v.weight`, dtype);
+      blocks[`gate|up.${i}`] = expectBlocks(m, l.gateUpW, `${p}mlp.gate|up.weight`, dtype);
+      blocks[`down.${i}`] = expectBlocks(m, l.downW, `${p}mlp.down_proj.weight`, dtype);
     });
     // lavapipe binds at most 128 MiB: the fused gate|up [22016, 4096] (344 MiB in f32, 172 MiB in f16) cannot be one buffer
     if (engine.limits.maxStorageBufferBindingSize <= 128 * 2 ** 20) {
