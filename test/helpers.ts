@@ -1,6 +1,6 @@
 // Shared test helpers: one engine per test file (a real adapter or the test fails), seeded
 // random data, and closeness checks that report the worst element.
-import { it } from 'vitest';
+import { expect, it } from 'vitest';
 import { Engine } from '../src/gpu/engine.js';
 import { mulberry32 } from '../src/util/random.js';
 
@@ -101,3 +101,16 @@ export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
 
 /** Sizes that are not multiples of any tile. */
 export const AWKWARD = [1, 7, 129, 1000];
+
+/** max |a − b| / max |b| (relative to the reference's magnitude) and max |a − b|; every value of `a` must be finite. */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): { rel: number; abs: number } {
+  expect(a.length).toBe(b.length);
+  let abs = 0;
+  let mag = 0;
+  for (let i = 0; i < b.length; i++) {
+    expect(Number.isFinite(a[i]!)).toBe(true);
+    abs = Math.max(abs, Math.abs(a[i]! - b[i]!));
+    mag = Math.max(mag, Math.abs(b[i]!));
+  }
+  return { rel: abs / mag, abs };
+}

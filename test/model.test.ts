@@ -16,26 +16,13 @@ import { keep, tidy } from '../src/tensor/scope.js';
 import { Tensor, tensor } from '../src/tensor/tensor.js';
 import { RowBlocks } from '../src/tensor/blocked.js';
 import { add, clone } from '../src/tensor/ops/elementwise.js';
-import { getEngine, itF16, rng } from './helpers.js';
+import { getEngine, itF16, relErr, rng } from './helpers.js';
 
 const DIR = path.join(import.meta.dirname, 'fixtures', 'tiny-audiollm');
 const fx = openSafetensors(path.join(DIR, 'fixtures.safetensors'));
 const FJ = JSON.parse(fs.readFileSync(path.join(DIR, 'fixtures.json'), 'utf8'));
 const PROMPT: number[] = FJ.prompt_ids;
 const POS: number[] = FJ.logits_positions;
-
-/** max |a − b| / max |b| (relative to the reference's magnitude) and max |a − b|. */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): { rel: number; abs: number } {
-  expect(a.length).toBe(b.length);
-  let abs = 0;
-  let mag = 0;
-  for (let i = 0; i < b.length; i++) {
-    expect(Number.isFinite(a[i]!)).toBe(true);
-    abs = Math.max(abs, Math.abs(a[i]! - b[i]!));
-    mag = Math.max(mag, Math.abs(b[i]!));
-  }
-  return { rel: abs / mag, abs };
-}
 
 function expectNear(a: ArrayLike<number>, name: string, rel: number): number {
   const e = relErr(a, fx.readFloat32(name));

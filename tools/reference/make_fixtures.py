@@ -101,23 +101,26 @@ def init_weights(cfg, rng):
     a, t = cfg["audio_config"], cfg["text_config"]
     W = []
 
+    def put(name, v):  # f32 per tensor: a real-size model's float64 draws never all live at once
+        W.append((name, v.astype(np.float32)))
+
     def lin(name, n_out, n_in, bias=True, gain=1.0):
-        W.append((name + ".weight", rng.normal(0.0, gain / np.sqrt(n_in), (n_out, n_in))))
+        put(name + ".weight", rng.normal(0.0, gain / np.sqrt(n_in), (n_out, n_in)))
         if bias:
-            W.append((name + ".bias", rng.normal(0.0, 0.05, (n_out,))))
+            put(name + ".bias", rng.normal(0.0, 0.05, (n_out,)))
 
     def ln(name, n):
-        W.append((name + ".weight", 1.0 + rng.normal(0.0, 0.1, (n,))))
-        W.append((name + ".bias", rng.normal(0.0, 0.05, (n,))))
+        put(name + ".weight", 1.0 + rng.normal(0.0, 0.1, (n,)))
+        put(name + ".bias", rng.normal(0.0, 0.05, (n,)))
 
     d, m = a["d_model"], a["num_mel_bins"]
-    W.append(("audio_tower.conv1.weight", rng.normal(0.0, 1.5 / np.sqrt(3 * m), (d, m, 3))))
-    W.append(("audio_tower.conv1.bias", rng.normal(0.0, 0.05, (d,))))
-    W.append(("audio_tower.conv2.weight", rng.normal(0.0, 1.5 / np.sqrt(3 * d), (d, d, 3))))
-    W.append(("audio_tower.conv2.bias", rng.normal(0.0, 0.05, (d,))))
+    put("audio_tower.conv1.weight", rng.normal(0.0, 1.5 / np.sqrt(3 * m), (d, m, 3)))
+    put("audio_tower.conv1.bias", rng.normal(0.0, 0.05, (d,)))
+    put("audio_tower.conv2.weight", rng.normal(0.0, 1.5 / np.sqrt(3 * d), (d, d, 3)))
+    put("audio_tower.conv2.bias", rng.normal(0.0, 0.05, (d,)))
     # sinusoids like Whisper, plus noise so a loader that ignores the stored table is caught
-    W.append(("audio_tower.embed_positions.weight",
-              sinusoids(a["max_source_positions"], d) + rng.normal(0.0, 0.05, (a["max_source_positions"], d))))
+    put("audio_tower.embed_positions.weight",
+        sinusoids(a["max_source_positions"], d) + rng.normal(0.0, 0.05, (a["max_source_positions"], d)))
     for i in range(a["encoder_layers"]):
         p = f"audio_tower.layers.{i}."
         lin(p + "self_attn.k_proj", d, d, bias=False, gain=2.0)
@@ -133,7 +136,7 @@ def init_weights(cfg, rng):
     hd = D // t["num_attention_heads"]
     kvd = hd * t["num_key_value_heads"]
     lin("multi_modal_projector.linear", D, d)
-    W.append(("language_model.model.embed_tokens.weight", rng.normal(0.0, 1.0, (t["vocab_size"], D))))
+    put("language_model.model.embed_tokens.weight", rng.normal(0.0, 1.0, (t["vocab_size"], D)))
     for i in range(t["num_hidden_layers"]):
         p = f"language_model.model.layers.{i}."
         lin(p + "self_attn.q_proj", D, D, gain=2.0)
@@ -143,11 +146,11 @@ def init_weights(cfg, rng):
         lin(p + "mlp.gate_proj", I, D, bias=False)
         lin(p + "mlp.up_proj", I, D, bias=False)
         lin(p + "mlp.down_proj", D, I, bias=False)
-        W.append((p + "input_layernorm.weight", 1.0 + rng.normal(0.0, 0.1, (D,))))
-        W.append((p + "post_attention_layernorm.weight", 1.0 + rng.normal(0.0, 0.1, (D,))))
-    W.append(("language_model.model.norm.weight", 1.0 + rng.normal(0.0, 0.1, (D,))))
-    W.append(("language_model.lm_head.weight", rng.normal(0.0, 3.0 / np.sqrt(D), (t["vocab_size"], D))))
-    return [(n, v.astype(np.float32)) for n, v in W]
+        put(p + "input_layernorm.weight", 1.0 + rng.normal(0.0, 0.1, (D,)))
+        put(p + "post_attention_layernorm.weight", 1.0 + rng.normal(0.0, 0.1, (D,)))
+    put("language_model.model.norm.weight", 1.0 + rng.normal(0.0, 0.1, (D,)))
+    put("language_model.lm_head.weight", rng.normal(0.0, 3.0 / np.sqrt(D), (t["vocab_size"], D)))
+    return W
 
 
 def test_audio(rng):
@@ -174,9 +177,10 @@ def tone_audio():
     return (0.5 * np.sin(2 * np.pi * 440.0 * n / 16000)).astype(np.float32)
 
 
-def prompt_ids(rng, n_audio):
-    S = SPECIAL
-    words = lambda k: [int(v) for v in rng.integers(0, 295, size=k)]  # noqa: E731
+def prompt_ids(rng, n_audio, special=SPECIAL, n_text=295):
+    """Chat-template-shaped ids; text tokens drawn from [0, n_text)."""
+    S = special
+    words = lambda k: [int(v) for v in rng.integers(0, n_text, size=k)]  # noqa: E731
     nl, system, user, assistant = 10, 20, 21, 22
     ids = [S["<|im_start|>"], system, nl] + words(6) + [S["<|im_end|>"], nl]
     ids += [S["<|im_start|>"], user, nl] + words(3)

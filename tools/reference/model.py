@@ -203,19 +203,24 @@ def forward(W, cfg, input_ids, mel, n_valid_frames=None):
     return enc, emb, dec
 
 
-def greedy(W, cfg, input_ids, mel, n_new, use_cache=True, n_valid_frames=None):
+def greedy(W, cfg, input_ids, mel, n_new, use_cache=True, n_valid_frames=None, features=None, on_prefill=None):
     """Greedy continuation. Generated tokens are embedded with embed_tokens (no splicing), as HF
-    does once the prompt is in the cache. Returns (tokens, top1-top2 logit margins)."""
+    does once the prompt is in the cache. Returns (tokens, top1-top2 logit margins).
+    features: the audio features if already computed (mel is then not encoded again).
+    on_prefill: called with decoder_forward's output over the whole prompt (use_cache only), so a
+    caller that also wants the prompt's logits need not run the prompt twice."""
     tcfg = cfg["text_config"]
-    enc = encoder_forward(W, cfg["audio_config"], mel, n_valid_frames)
-    feats = enc["features"]
+    feats = features if features is not None else encoder_forward(W, cfg["audio_config"], mel, n_valid_frames)["features"]
     ids = list(input_ids)
     toks, margins = [], []
     cache = [None] * tcfg["num_hidden_layers"] if use_cache else None
     emb = embed_and_splice(W, cfg, ids, feats)
     for step in range(n_new):
         if use_cache:
-            logits = decoder_forward(W, tcfg, emb, cache)["logits"][-1]
+            out = decoder_forward(W, tcfg, emb, cache)
+            if step == 0 and on_prefill is not None:
+                on_prefill(out)
+            logits = out["logits"][-1]
         else:
             full = torch.cat([embed_and_splice(W, cfg, input_ids, feats),
                               W[LM + "embed_tokens.weight"][torch.tensor(toks, dtype=torch.long)]])

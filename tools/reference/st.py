@@ -21,14 +21,13 @@ def bf16_bits_to_f32(b):
 
 
 def write(path, tensors, metadata=None):
-    """tensors: list of (name, dtype string, numpy array) in file order."""
-    header, chunks, off = {}, [], 0
+    """tensors: list of (name, dtype string, numpy array) in file order. Streams tensor by tensor, so
+    a multi-GB checkpoint never needs a second copy of its bytes in memory."""
+    header, off = {}, 0
     for name, dt, arr in tensors:
-        a = np.ascontiguousarray(arr, dtype=_DT[dt])
-        raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
-        chunks.append(raw)
-        off += len(raw)
+        nbytes = int(np.prod(np.shape(arr), dtype=np.int64)) * np.dtype(_DT[dt]).itemsize
+        header[name] = {"dtype": dt, "shape": list(np.shape(arr)), "data_offsets": [off, off + nbytes]}
+        off += nbytes
     if metadata:
         header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
     hj = json.dumps(header, separators=(",", ":")).encode()
@@ -37,8 +36,9 @@ def write(path, tensors, metadata=None):
     with open(tmp, "wb") as f:
         f.write(struct.pack("<Q", len(hj)))
         f.write(hj)
-        for c in chunks:
-            f.write(c)
+        for name, dt, arr in tensors:
+            a = np.ascontiguousarray(arr, dtype=np.dtype(_DT[dt]).newbyteorder("<"))
+            f.write(memoryview(a.reshape(-1)).cast("B"))
     os.replace(tmp, path)
     return off
 
