@@ -1,7 +1,6 @@
 // Compressed audio (src/audio/decode.ts): FLAC, Ogg Vorbis, Ogg Opus and MP3 at 8–48 kHz, mono and
 // stereo, from the committed fixtures of tools/make-audio-fixtures.sh; listing in folders and
 // corpora; damaged files refused in one line; `ardgpu ask` on compressed files.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -11,6 +10,7 @@ import { isAudioFile, listAudio, readWav } from '../src/audio/wav.js';
 import { openClipSource } from '../src/corpus/clips.js';
 import { ArdError } from '../src/util/errors.js';
 import { tinyModelDir } from './tiny-model.js';
+import { runCli } from './helpers.js';
 
 const DIR = path.join(import.meta.dirname, 'fixtures', 'audio');
 const fixture = (f: string) => path.join(DIR, f);
@@ -223,16 +223,6 @@ describe('compressed audio: listing', () => {
   });
 });
 
-const BIN = path.join(import.meta.dirname, '..', 'bin', 'ardgpu.mjs');
-function cli(args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, ARDGPU_FROM_SOURCE: '1', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
-    timeout: 120_000,
-  });
-  const stderr = r.stderr.split('\n').filter((l) => l && !/^Warning: max\w+ artificially reduced/.test(l));
-  return { code: r.status, stdout: r.stdout, stderr };
-}
 
 describe('compressed audio: the CLI', () => {
   let model: string;
@@ -248,7 +238,7 @@ describe('compressed audio: the CLI', () => {
 
   it('ardgpu ask answers about a FLAC and an Ogg Opus file', () => {
     for (const f of ['speech-mono-22050.flac', 'chirp-stereo-48000.opus']) {
-      const r = cli(['ask', fixture(f), '--model', model, '--max-tokens', '3', '--json']);
+      const r = runCli(['ask', fixture(f), '--model', model, '--max-tokens', '3', '--json']);
       expect(r.code, r.stderr.join('\n')).toBe(0);
       expect(r.stderr).toEqual([]);
       const j = JSON.parse(r.stdout);
@@ -261,7 +251,7 @@ describe('compressed audio: the CLI', () => {
     const b = fs.readFileSync(fixture('chirp-mono-44100.mp3'));
     const bad = path.join(tmp, 'cut.mp3');
     fs.writeFileSync(bad, b.subarray(0, Math.floor(b.length / 2)));
-    const r = cli(['ask', bad, '--model', model]);
+    const r = runCli(['ask', bad, '--model', model]);
     expect(r.code).toBe(1);
     expect(r.stderr).toHaveLength(1);
     expect(r.stderr[0]).toMatch(/^error: .*cut\.mp3: MP3: truncated/);

@@ -6,21 +6,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tinyModelDir } from './tiny-model.js';
+import { runCli as cli } from './helpers.js';
 
 const BIN = path.join(import.meta.dirname, '..', 'bin', 'ardgpu.mjs');
 const COMMANDS = ['info', 'bench', 'ask', 'make-corpus', 'eval-model', 'capture', 'train-sae', 'retrieve', 'describe', 'steer', 'evaluate', 'report', 'explain', 'demo', 'tokenize', 'plan', 'export-sae'];
 
-function cli(args: string[], opts: { input?: string } = {}) {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, ARDGPU_FROM_SOURCE: '1', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
-    timeout: 120_000,
-    input: opts.input,
-  });
-  // Dawn's own start-up warnings are not ours
-  const stderr = r.stderr.split('\n').filter((l) => l && !/^Warning: max\w+ artificially reduced/.test(l));
-  return { code: r.status, stdout: r.stdout, stderr };
-}
 
 function expectOneLineError(r: ReturnType<typeof cli>, code: number, ...needles: (string | RegExp)[]) {
   expect(r.code, r.stderr.join('\n')).toBe(code);
@@ -144,7 +134,7 @@ describe('ardgpu CLI', () => {
   });
 });
 
-// stderr exactly as the user sees it (the cli() helper above drops Dawn's notices itself).
+// stderr exactly as the user sees it (runCli drops Dawn's notices itself, should a run show them).
 function cliRaw(args: string[]) {
   return spawnSync(process.execPath, [BIN, ...args], {
     encoding: 'utf8',

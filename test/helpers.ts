@@ -1,5 +1,7 @@
 // Shared test helpers: one engine per test file (a real adapter or the test fails), seeded
 // random data, and closeness checks that report the worst element.
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import { expect, it } from 'vitest';
 import { Engine } from '../src/gpu/engine.js';
 import { mulberry32 } from '../src/util/random.js';
@@ -113,4 +115,22 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): { rel: numbe
     mag = Math.max(mag, Math.abs(b[i]!));
   }
   return { rel: abs / mag, abs };
+}
+
+/** bin/ardgpu.mjs of this checkout. */
+export const CLI_BIN = path.join(import.meta.dirname, '..', 'bin', 'ardgpu.mjs');
+
+/**
+ * Runs the CLI as a user does, from the sources: its exit code, stdout, and stderr as lines (Dawn's
+ * start-up notices left out in case a run shows them, e.g. with --debug).
+ */
+export function runCli(args: string[], opts: { input?: string } = {}): { code: number | null; stdout: string; stderr: string[] } {
+  const r = spawnSync(process.execPath, [CLI_BIN, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ARDGPU_FROM_SOURCE: '1', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+    timeout: 120_000,
+    input: opts.input,
+  });
+  const stderr = r.stderr.split('\n').filter((l) => l && !/^Warning: max\w+ artificially reduced/.test(l));
+  return { code: r.status, stdout: r.stdout, stderr };
 }

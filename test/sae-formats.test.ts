@@ -21,7 +21,6 @@
 //                                  the module state: encoder.weight [M, D], encoder.bias, W_dec
 //                                  [M, D], b_dec), encode (x − b_dec), decode (+ b_dec)
 //   sparsify/fused_encoder.py      relu(linear(x, W, b)) then topk
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -37,9 +36,8 @@ import { loadSaelens, readSaelensSparsity, writeSaelens } from '../src/sae/forma
 import { writeSparsify } from '../src/sae/formats/sparsify.js';
 import { featureDensity } from '../src/ard/export-sae.js';
 import { ArdError } from '../src/util/errors.js';
-import { expectClose, getEngine, randn } from './helpers.js';
+import { expectClose, getEngine, randn, runCli } from './helpers.js';
 
-const BIN = path.join(import.meta.dirname, '..', 'bin', 'ardgpu.mjs');
 const d = 16;
 const m = 64;
 const k = 8;
@@ -470,15 +468,6 @@ function escape(s: string): string {
 }
 
 describe('ardgpu export-sae', () => {
-  function cli(args: string[]) {
-    const r = spawnSync(process.execPath, [BIN, ...args], {
-      encoding: 'utf8',
-      env: { ...process.env, ARDGPU_FROM_SOURCE: '1', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
-      timeout: 120_000,
-    });
-    const stderr = r.stderr.split('\n').filter((l) => l && !/^Warning: max\w+ artificially reduced/.test(l));
-    return { code: r.status, stdout: r.stdout, stderr };
-  }
 
   it('writes a run SAE as SAELens (densities over the capture) and sparsify folders that load back', async () => {
     const run = path.join(tmp, 'run');
@@ -492,7 +481,7 @@ describe('ardgpu export-sae', () => {
     await orig.save(path.join(run, `sae-${LAYER}.safetensors`));
 
     const out = path.join(tmp, 'exported-saelens');
-    const r = cli(['export-sae', '--run', run, '--layer', String(LAYER), '--format', 'saelens', '--out', out, '--json', '--quiet']);
+    const r = runCli(['export-sae', '--run', run, '--layer', String(LAYER), '--format', 'saelens', '--out', out, '--json', '--quiet']);
     expect(r.code, r.stderr.join('\n')).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ format: 'saelens', dir: out, d, m, k, inputScale: S, densityRows: ROWS });
     const cfg = JSON.parse(fs.readFileSync(path.join(out, 'cfg.json'), 'utf8'));
@@ -505,7 +494,7 @@ describe('ardgpu export-sae', () => {
     back.dispose();
 
     const root = path.join(tmp, 'exported-sparsify');
-    const s = cli(['export-sae', '--run', run, '--layer', String(LAYER), '--format', 'sparsify', '--out', root]);
+    const s = runCli(['export-sae', '--run', run, '--layer', String(LAYER), '--format', 'sparsify', '--out', root]);
     expect(s.code, s.stderr.join('\n')).toBe(0);
     const hook = path.join(root, `language_model.model.layers.${LAYER}`);
     expect(s.stdout).toContain(`→ ${hook}`);
@@ -513,14 +502,14 @@ describe('ardgpu export-sae', () => {
   }, 300_000);
 
   it('usage and missing-SAE errors are one line', () => {
-    const bad = cli(['export-sae', '--run', tmp, '--layer', '1', '--format', 'dictionary_learning', '--out', path.join(tmp, 'x')]);
+    const bad = runCli(['export-sae', '--run', tmp, '--layer', '1', '--format', 'dictionary_learning', '--out', path.join(tmp, 'x')]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toEqual([`error: --format: expected saelens or sparsify, got 'dictionary_learning'`]);
-    const none = cli(['export-sae', '--run', tmp, '--layer', '9', '--out', path.join(tmp, 'x')]);
+    const none = runCli(['export-sae', '--run', tmp, '--layer', '9', '--out', path.join(tmp, 'x')]);
     expect(none.code).toBe(1);
     expect(none.stderr).toHaveLength(1);
     expect(none.stderr[0]).toContain(`${path.join(tmp, 'sae-9.safetensors')}: no SAE for layer 9`);
-    const help = cli(['export-sae', '--help']);
+    const help = runCli(['export-sae', '--help']);
     expect(help.code).toBe(0);
     for (const f of ['--run', '--layer', '--format', '--out', '--json']) expect(help.stdout).toContain(f);
   }, 120_000);

@@ -3,7 +3,6 @@
 // capture stores every window's rows with their times (split between shards, GPU memory flat in the
 // clip's length), explain and the timelines continue in time across windows, steering takes the
 // first window (or the one asked for), and the CLI notes on stderr when a clip was longer.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -20,12 +19,11 @@ import type { AudioLLM } from '../src/model/audiollm.js';
 import { askDetailed, askWindows } from '../src/model/chat.js';
 import { loadAudioLLM } from '../src/model/load.js';
 import { SparseAutoencoder } from '../src/sae/model.js';
-import { expectClose, getEngine, randn } from './helpers.js';
+import { expectClose, getEngine, randn, runCli } from './helpers.js';
 import { tinyModelDir } from './tiny-model.js';
 
 const LAYER = 1;
 const Q = 'What is it?';
-const BIN = path.join(import.meta.dirname, '..', 'bin', 'ardgpu.mjs');
 
 let engine: Engine;
 let model: AudioLLM;
@@ -224,38 +222,29 @@ describe('steering', () => {
 });
 
 describe('CLI with a long WAV', () => {
-  function cli(args: string[]) {
-    const r = spawnSync(process.execPath, [BIN, ...args], {
-      encoding: 'utf8',
-      env: { ...process.env, ARDGPU_FROM_SOURCE: '1', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
-      timeout: 120_000,
-    });
-    const stderr = r.stderr.split('\n').filter((l) => l && !/^Warning: max\w+ artificially reduced/.test(l));
-    return { code: r.status, stdout: r.stdout, stderr };
-  }
 
   it('ask: the first window and one note line; --windows all: each window with its time range', async () => {
     const wav = longWav;
     const first = await askDetailed(model, long, Q, { maxNewTokens: 4 });
-    const r = cli(['ask', wav, '--model', modelDir, '--prompt', Q, '--max-tokens', '4']);
+    const r = runCli(['ask', wav, '--model', modelDir, '--prompt', Q, '--max-tokens', '4']);
     expect(r.code, r.stderr.join('\n')).toBe(0);
     expect(r.stdout).toBe(`${first.text}\n`);
     expect(r.stderr).toEqual(['note: long.wav is 5.3 s; answered its first 2.0 s window (--windows all answers each)']);
-    const j = cli(['ask', wav, '--model', modelDir, '--prompt', Q, '--max-tokens', '4', '--json']);
+    const j = runCli(['ask', wav, '--model', modelDir, '--prompt', Q, '--max-tokens', '4', '--json']);
     expect(j.code).toBe(0);
     expect(JSON.parse(j.stdout)).toMatchObject({ answer: first.text, duration: 5.25, windows: 3, window: { start: 0, end: 2 } });
     expect(j.stderr).toHaveLength(1);
 
     const each = await askWindows(model, long, Q, { maxNewTokens: 4 });
-    const all = cli(['ask', wav, '--model', modelDir, '--prompt', Q, '--max-tokens', '4', '--windows', 'all']);
+    const all = runCli(['ask', wav, '--model', modelDir, '--prompt', Q, '--max-tokens', '4', '--windows', 'all']);
     expect(all.code).toBe(0);
     expect(all.stderr).toEqual([]);
     expect(all.stdout).toBe(`[0.0–2.0 s] ${each[0]!.text}\n[2.0–4.0 s] ${each[1]!.text}\n[4.0–5.3 s] ${each[2]!.text}\n`);
-    const allJson = cli(['ask', wav, '--model', modelDir, '--prompt', Q, '--max-tokens', '4', '--windows', 'all', '--json']);
+    const allJson = runCli(['ask', wav, '--model', modelDir, '--prompt', Q, '--max-tokens', '4', '--windows', 'all', '--json']);
     expect(allJson.code).toBe(0);
     expect(JSON.parse(allJson.stdout).map((x: any) => [x.start, x.end, x.answer])).toEqual(each.map((x) => [x.window.start, x.window.end, x.text]));
 
-    const bad = cli(['ask', wav, '--model', modelDir, '--windows', 'some']);
+    const bad = runCli(['ask', wav, '--model', modelDir, '--windows', 'some']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toEqual(["error: --windows: expected first or all, got 'some'"]);
   });
@@ -263,7 +252,7 @@ describe('CLI with a long WAV', () => {
   it('a clip of one window: no note', () => {
     const wav = path.join(tmp, 'short.wav');
     writeWav(wav, long.slice(0, 30000));
-    const r = cli(['ask', wav, '--model', modelDir, '--max-tokens', '2']);
+    const r = runCli(['ask', wav, '--model', modelDir, '--max-tokens', '2']);
     expect(r.code).toBe(0);
     expect(r.stderr).toEqual([]);
   });
