@@ -14,6 +14,7 @@ import type { SplitRule } from '../corpus/clips.js';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { ClipRecord } from '../corpus/clips.js';
 import { ShardReader } from '../io/shards.js';
 import { ArdError } from '../util/errors.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
@@ -40,14 +41,8 @@ export type RunPaths = ReturnType<typeof runPaths>;
 
 // ---- the capture manifest (RUN/capture/manifest.json) ------------------------------------------
 
-export interface CaptureClip {
-  id: string;
-  file: string;
-  labels: string[];
-  split: string;
-  gender?: string | null;
-  speech?: boolean;
-  caption?: string;
+/** A captured clip: what its clip source said of it, its length, and where its rows are. */
+export interface CaptureClip extends Pick<ClipRecord, 'id' | 'file' | 'labels' | 'split' | 'gender' | 'speech' | 'caption'> {
   duration: number;
   rowStart: number;
   rowCount: number;
