@@ -68,7 +68,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   // the middle layer (as for a 32-layer model's 16). The later layers read the audio rows from
   // here, so a feature steered here reaches the answer. With the embedded model (weights/) the
   // demo's steering flips 27 of 27 female test clips at layer 2 with "Is anyone speaking?" unchanged
-  // on 27 (mAP SAE 0.789 vs neurons 0.616, random 0.664), and at layer 3 (at 12–16× the feature's
+  // on 27 (mAP SAE 0.78 vs neurons 0.62, random 0.66), and at layer 3 (at 12–16× the feature's
   // largest clip-mean activation); at layer 1 (a quarter up, where an earlier model steered) its SAE
   // names only 2 features "male speech" and neither flips any (weights/README.md, History).
   const layer = o.layer ?? Math.floor(nLayers / 2);
