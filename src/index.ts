@@ -20,6 +20,8 @@ export type { HookFn, HookContext, HookSpec, HookHandle } from './model/hooks.js
 export { Tokenizer, loadTokenizer } from './model/tokenizer.js';
 export { openSafetensors, openCheckpoint, writeSafetensors } from './io/safetensors.js';
 export { loadQwen2AudioConfig } from './model/config.js';
+export { planModel } from './model/plan.js';
+export type { ModelPlan, PlanOptions } from './model/plan.js';
 export { readWav, decodeWav, writeWav, listWavs, listAudio, isAudioFile, AUDIO_EXTENSIONS } from './audio/wav.js';
 export { readAudio, decodeAudio, sniffAudio } from './audio/decode.js';
 export type { AudioFormat, DecodedAudio } from './audio/decode.js';
@@ -45,7 +47,8 @@ export { trainSaeStage } from './ard/train-sae.js';
 export { retrieve, computeTimelines } from './ard/retrieve.js';
 export { runPaths, readCaptureManifest, stageInputsKey, isFresh, markFresh, clearFresh, fileDigest, fileStamp } from './ard/run.js';
 export type { CaptureManifest, CaptureClip, CaptureShard } from './ard/run.js';
-export { rank, readFeatures } from './ard/rank.js';
+export { rank, readFeatures, groupFeatures } from './ard/rank.js';
+export { saeQuality } from './ard/quality.js';
 export { describeFeatures, summariseCaptions } from './ard/describe.js';
 export type { Describer } from './ard/describe.js';
 export { steerGenerate, steerSweep, steeringExperiment, addSteeringHook } from './ard/steer.js';
