@@ -85,6 +85,13 @@ async function ardgpuForward(sae: SparseAutoencoder, xs: Float32Array) {
   return { z, y };
 }
 
+/** `got` computes what `want` does on xs: the same codes and reconstructions (f32 bounds). */
+async function expectSameFunction(got: SparseAutoencoder, want: SparseAutoencoder, xs: Float32Array): Promise<void> {
+  const [r0, r1] = [await ardgpuForward(want, xs), await ardgpuForward(got, xs)];
+  expectClose(r1.z, r0.z, 1e-5, 1e-5, 'codes');
+  expectClose(r1.y, r0.y, 1e-5, 1e-5, 'reconstruction');
+}
+
 /** Indices of the k largest of v (ties: lower index), as torch.topk picks them. */
 function topk(v: Float64Array, kk: number): number[] {
   return [...v.keys()].sort((a, b) => v[b]! - v[a]! || a - b).slice(0, kk);
@@ -222,9 +229,7 @@ describe('SAELens folder', () => {
           expect([back.d, back.m, back.k, back.inputScale, back.layer]).toEqual([d, m, k, S, LAYER]);
           const b = await readSaeArrays(back);
           for (const key of ['W_enc', 'b_enc', 'W_dec', 'b_dec'] as const) expectClose(b[key], a[key], 1e-6, 1e-7, key);
-          const [r0, r1] = [await ardgpuForward(orig, x), await ardgpuForward(back, x)];
-          expectClose(r1.z, r0.z, 1e-5, 1e-5, 'codes');
-          expectClose(r1.y, r0.y, 1e-5, 1e-5, 'reconstruction');
+          await expectSameFunction(back, orig, x);
         } finally {
           back.dispose();
         }
@@ -241,9 +246,7 @@ describe('SAELens folder', () => {
     try {
       expect(back.inputScale).toBe(1);
       expect(back.layer).toBe(LAYER); // from metadata.hook_name
-      const [r0, r1] = [await ardgpuForward(orig, x), await ardgpuForward(back, x)];
-      expectClose(r1.z, r0.z, 1e-5, 1e-5, 'codes');
-      expectClose(r1.y, r0.y, 1e-5, 1e-5, 'reconstruction');
+      await expectSameFunction(back, orig, x);
     } finally {
       back.dispose();
     }
@@ -312,9 +315,7 @@ describe('sparsify folder', () => {
       expect([back.d, back.m, back.k, back.inputScale, back.layer]).toEqual([d, m, k, S, LAYER]);
       const b = await readSaeArrays(back);
       for (const key of ['W_enc', 'b_enc', 'W_dec', 'b_dec'] as const) expectClose(b[key], a[key], 1e-6, 1e-7, key);
-      const [r0, r1] = [await ardgpuForward(orig, x), await ardgpuForward(back, x)];
-      expectClose(r1.z, r0.z, 1e-5, 1e-5, 'codes');
-      expectClose(r1.y, r0.y, 1e-5, 1e-5, 'reconstruction');
+      await expectSameFunction(back, orig, x);
     } finally {
       back.dispose();
     }
