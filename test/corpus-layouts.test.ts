@@ -28,9 +28,10 @@ describe('label files', () => {
     const src = openClipSource(dir, { labels: csv });
     expect(src.layout).toBe('labels-file');
     expect(src.clips()).toEqual([
-      { id: 'a', file: path.join(dir, 'a.wav'), labels: ['dog', 'bark'], split: 'train', caption: 'a dog barks' },
-      { id: 'b', file: path.join(dir, 'b.wav'), labels: ['speech', 'female speech'], split: 'val', caption: 'a woman speaks', speaker: 's1' },
-      { id: path.join('sub', 'c'), file: path.join(dir, 'sub', 'c.wav'), labels: ['rain'], split: 'test' },
+      // the file labels speech (clip b), so clips without a speech label hold none; b's gender is read off its label
+      { id: 'a', file: path.join(dir, 'a.wav'), labels: ['dog', 'bark'], split: 'train', caption: 'a dog barks', speech: false },
+      { id: 'b', file: path.join(dir, 'b.wav'), labels: ['speech', 'female speech'], split: 'val', caption: 'a woman speaks', speaker: 's1', speech: true, gender: 'female' },
+      { id: path.join('sub', 'c'), file: path.join(dir, 'sub', 'c.wav'), labels: ['rain'], split: 'test', speech: false },
     ]);
     expect(src.problems()).toEqual([
       `${csv}:5: missing.wav not found`,
@@ -41,6 +42,34 @@ describe('label files', () => {
     ]);
     expect(src.splitRule()).toMatchObject({ method: 'given', source: `column 'split' of ${csv}` });
     expect(src.clips(['val', 'test']).map((c) => c.id)).toEqual(['b', path.join('sub', 'c')]);
+  });
+
+  it('gender and speech columns as given; else read from speech labels only where the file labels speech; bad values reported', () => {
+    const d = path.join(tmp, 'gender-speech');
+    fs.mkdirSync(d, { recursive: true });
+    for (const f of ['p', 'q', 'r', 's', 't', 'u']) writeWav(path.join(d, `${f}.wav`), new Float32Array(1600).fill(0.1), 16000);
+    const csv = path.join(d, 'labels.csv');
+    fs.writeFileSync(csv, [
+      'file,labels,gender,speech',
+      'p.wav,speech,female,', // speech from its label, gender from the column
+      'q.wav,Male_speech_and_man_speaking,,', // FSD50K's label: speech, male
+      'r.wav,bell,,no',
+      's.wav,digit,M,yes', // no speech label but a speech column
+      't.wav,speech,child,', // a bad gender
+      'u.wav,speech,,maybe', // a bad speech value
+    ].join('\n') + '\n');
+    const src = openClipSource(d, { labels: csv, splitSeed: 0 });
+    expect(src.clips().map((c) => [c.id, c.speech, c.gender])).toEqual([
+      ['p', true, 'female'], ['q', true, 'male'], ['r', false, undefined], ['s', true, 'male'],
+    ]);
+    expect(src.problems()).toEqual([
+      `${csv}:6: gender 'child' is not female or male (leave it empty when unknown)`,
+      `${csv}:7: speech 'maybe' is not yes or no`,
+    ]);
+    // a file that never labels speech says nothing about it
+    const csv2 = path.join(d, 'sounds.csv');
+    fs.writeFileSync(csv2, 'file,labels\np.wav,bell\nq.wav,dog\n');
+    expect(openClipSource(d, { labels: csv2 }).clips().map((c) => [c.speech, c.gender])).toEqual([[undefined, undefined], [undefined, undefined]]);
   });
 
   it('TSV with other column names, chosen by flags; a named column that is absent, or no labels column, is one error', () => {

@@ -45,7 +45,7 @@ export function telephone(x: Float32Array, mode: 'band' | '8k'): Float32Array {
 
 /**
  * Applies `a` to x (16 kHz). `silent` clips (the silence concept) keep their tiny level instead of
- * being re-normalised. Order: reverb → noise → telephone → gain → offset; the peak never exceeds
+ * being re-normalised. Order: reverb → noise → telephone → low-pass → clipping → gain → offset; the peak never exceeds
  * MAX_PEAK.
  */
 export function applyAugment(x: Float32Array, a: AugmentPlan, rng: Rng, silent: boolean): Float32Array {
@@ -64,6 +64,16 @@ export function applyAugment(x: Float32Array, a: AugmentPlan, rng: Rng, silent: 
   if (a.telephone) {
     x = telephone(x, a.telephone);
     if (!silent) scaleToPeak(x, REF_PEAK);
+  }
+  if (a.lowpass !== undefined) {
+    for (let k = 0; k < 2; k++) biquad(x, 'lowpass', a.lowpass);
+    if (!silent) scaleToPeak(x, REF_PEAK);
+  }
+  if (a.clip !== undefined && !silent) {
+    // overdriven input: the waveform's top flattened at the converter's limit
+    const lim = REF_PEAK;
+    scale(x, Math.pow(10, a.clip / 20));
+    for (let i = 0; i < x.length; i++) x[i] = Math.max(-lim, Math.min(lim, x[i]!));
   }
   if (a.gainDb !== undefined && !silent) scaleToPeak(x, Math.min(MAX_PEAK, REF_PEAK * Math.pow(10, a.gainDb / 20)));
   if (a.offset !== undefined) {

@@ -27,6 +27,26 @@ export const MALE_VARIANTS = ['m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7', 'm8', 'a
 /** Variants that are one speaker in disguise (same formants, other amplitudes): split together. */
 export const SAME_SPEAKER: Readonly<Record<string, string>> = { steph2: 'steph', steph3: 'steph' };
 
+/**
+ * The varied corpus (make-corpus --variety) adds every further espeak-ng variant whose pitch sits in a
+ * gender's range (grandma; the male-voiced ones measured by tools/measure-voice-pitch.py), and English
+ * accents speaking the English grammar. Gender there is set by acoustics, not by variant: each clip gets
+ * a target F0 in its gender's range and a vocal-tract warp (see VTL_WARP), so a female target may be
+ * rendered from a male variant with raised pitch and formants and vice versa.
+ */
+export const EXTRA_FEMALE_VARIANTS = ['grandma'] as const;
+export const EXTRA_MALE_VARIANTS = ['Diogo', 'Ed', 'Gene', 'Hugo', 'Marco', 'Mario', 'Miguel', 'Pedro', 'Rob', 'Iven', 'grandpa', 'Denis', 'Gustave', 'Henrique', 'Marcelo', 'sandro', 'klatt', 'klatt2', 'klatt3', 'Michel'] as const;
+export const EXTRA_ENGLISH_VOICES = ['en-gb-scotland', 'en-gb-x-gbclan', 'en-gb-x-rp', 'en-gb-x-gbcwmd', 'en-029', 'en-us-nyc'] as const;
+
+/** Target median F0 (Hz) per gender in the varied corpus: adult speech ranges, with their overlap left out. */
+export const F0_RANGE: Record<Gender, [number, number]> = { female: [165, 290], male: [80, 150] };
+/**
+ * Vocal-tract-length warp per gender: all frequencies (formants and F0) scaled by α. Women's formants
+ * sit ≈ 15–20 % above men's; α within a gender's range perturbs the speaker, α across ranges (a male
+ * variant warped up, a female one down) turns it into the other gender's vocal tract.
+ */
+export const VTL_WARP: Record<Gender, [number, number]> = { female: [1.0, 1.2], male: [0.84, 1.02] };
+
 /** espeak-ng -p (0–99) ranges per gender; female higher. */
 export const PITCH_RANGE: Record<Gender, [number, number]> = { female: [45, 80], male: [20, 60] };
 /** espeak-ng -s (words per minute) range. */
@@ -51,12 +71,17 @@ export interface SpeakRequest {
   text: string;
   speed: number;
   pitch: number;
+  /**
+   * Vocal-tract warp α (default 1): espeak-ng speaks α times slower and the result is read as if
+   * sampled α times faster, so duration is kept and every frequency (formants, F0) is scaled by α.
+   */
+  warp?: number;
 }
 
 export const ESPEAK_BIN = process.env.ARDGPU_ESPEAK ?? 'espeak-ng';
 
 function runEspeak(req: SpeakRequest): Promise<Buffer> {
-  const args = ['-v', req.voice, '-s', String(Math.round(req.speed)), '-p', String(Math.round(req.pitch)), '--stdout', req.text];
+  const args = ['-v', req.voice, '-s', String(Math.max(80, Math.round(req.speed / (req.warp ?? 1)))), '-p', String(Math.round(req.pitch)), '--stdout', req.text];
   return new Promise((resolve, reject) => {
     execFile(ESPEAK_BIN, args, { encoding: 'buffer', maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       if (err) {
@@ -123,6 +148,7 @@ export interface SpeechResult {
  * long is re-spoken faster once, then cut with a fade; a short one is padded with silence.
  */
 export async function speak(req: SpeakRequest, minSec: number, maxSec: number): Promise<SpeechResult> {
+  if (req.warp !== undefined && !(req.warp >= 0.5 && req.warp <= 2)) throw new ArdError(`espeak-ng -v ${req.voice}: warp ${req.warp} outside 0.5–2`);
   let speed = req.speed;
   let x = await speakOnce({ ...req, speed });
   const maxN = Math.floor(maxSec * SR);
@@ -148,5 +174,6 @@ async function speakOnce(req: SpeakRequest): Promise<Float32Array> {
   const { rate, samples } = decodeEspeakWav(await runEspeak(req));
   const trimmed = trimSilence(samples, rate);
   if (trimmed.length < rate * 0.1) throw new ArdError(`espeak-ng -v ${req.voice}: produced no speech for "${req.text}"`);
-  return resample(trimmed, rate, SR);
+  // Reading the samples as if taken at rate·α scales every frequency by α (and the length by 1/α).
+  return resample(trimmed, Math.round(rate * (req.warp ?? 1)), SR);
 }

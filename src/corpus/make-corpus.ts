@@ -13,7 +13,7 @@ import { SR, addInto, peak, scaleToPeak, scaleToRms } from './dsp.js';
 import { speak } from './espeak.js';
 import { CORPUS_FILE, MANIFEST_FILE, type ManifestEntry } from './manifest.js';
 import {
-  CONCEPTS, CORPUS_VERSION, DEFAULT_SEED, DEFAULT_SIZE, MAX_DURATION, MIN_DURATION, SPLITS, planCorpus,
+  CONCEPTS, CORPUS_VERSION, DEFAULT_SEED, DEFAULT_SIZE, MAX_DURATION, MIN_DURATION, MIN_DURATION_VARIED, SPLITS, planCorpus,
   type ClipPlan, type CorpusPlan, type Split,
 } from './plan.js';
 import { Rng, mix32, seedToU32 } from './rng.js';
@@ -39,6 +39,8 @@ export interface MakeCorpusOptions {
   onProgress?: (p: MakeCorpusProgress) => void;
   /** Clips rendered at once (espeak-ng child processes run in parallel). Default 2. */
   concurrency?: number;
+  /** The varied corpus (plan.ts PlanOptions.variety). */
+  variety?: boolean;
 }
 
 export interface SplitCounts {
@@ -54,6 +56,8 @@ export interface CorpusInfo {
   version: number;
   seed: number;
   size: number;
+  /** The varied corpus (more voices, warps, single words, band limits, clipping). */
+  variety: boolean;
   sampleRate: number;
   concepts: string[];
   counts: Record<Split, SplitCounts> & { total: SplitCounts };
@@ -78,7 +82,8 @@ export async function renderClip(c: ClipPlan): Promise<Float32Array> {
   let x: Float32Array;
   const ref = 0.1; // RMS of the foreground before peak normalisation
   if (c.speech) {
-    const s = await speak({ voice: c.speech.voice, text: c.speech.sentence, speed: c.speech.speed, pitch: c.speech.pitch }, MIN_DURATION, c.maxCore);
+    const sp = c.speech;
+    const s = await speak({ voice: sp.voice, text: sp.sentence, speed: sp.speed, pitch: sp.pitch, ...(sp.warp !== undefined ? { warp: sp.warp } : {}) }, sp.short ? MIN_DURATION_VARIED : MIN_DURATION, c.maxCore);
     x = scaleToRms(s.samples, ref);
   } else if (isSilent(c)) {
     x = synthesize('silence', rng, c.duration!);
@@ -101,14 +106,14 @@ export async function renderClip(c: ClipPlan): Promise<Float32Array> {
 }
 
 /** Number of samples in an existing corpus WAV, or null when it is missing or not a valid clip. */
-function existingClipSamples(file: string): number | null {
+function existingClipSamples(file: string, minSeconds: number): number | null {
   if (!fs.existsSync(file)) return null;
   try {
     const w = new wavefile.WaveFile(fs.readFileSync(file));
     const fmt = w.fmt as { sampleRate: number; numChannels: number; bitsPerSample: number };
     if (fmt.sampleRate !== SR || fmt.numChannels !== 1 || fmt.bitsPerSample !== 16) return null;
     const n = (w.data as { chunkSize: number }).chunkSize / 2;
-    return n >= MIN_DURATION * SR && n <= MAX_DURATION * SR ? n : null;
+    return n >= Math.floor(minSeconds * SR) && n <= MAX_DURATION * SR ? n : null;
   } catch {
     return null;
   }
@@ -142,7 +147,9 @@ export async function makeCorpus(opts: MakeCorpusOptions): Promise<MakeCorpusRes
   if (!opts.out) throw new ArdError('make-corpus: --out is required');
   const seed = seedToU32(opts.seed ?? DEFAULT_SEED);
   const size = opts.size ?? DEFAULT_SIZE;
-  const plan = planCorpus(seed, size);
+  const variety = opts.variety === true;
+  const plan = planCorpus(seed, size, { variety });
+  const minSeconds = variety ? MIN_DURATION_VARIED : MIN_DURATION;
   const out = path.resolve(opts.out);
   try {
     fs.mkdirSync(path.join(out, 'clips'), { recursive: true });
@@ -159,7 +166,7 @@ export async function makeCorpus(opts: MakeCorpusOptions): Promise<MakeCorpusRes
     while (next < plan.clips.length) {
       const c = plan.clips[next++]!;
       const file = path.join(out, c.file);
-      const have = existingClipSamples(file);
+      const have = existingClipSamples(file, minSeconds);
       if (have !== null) {
         nSamples[c.index] = have;
         skipped++;
@@ -183,7 +190,8 @@ export async function makeCorpus(opts: MakeCorpusOptions): Promise<MakeCorpusRes
     gender: c.gender,
     speech: c.speech !== null,
     split: c.split,
-    augment: c.augmentTags,
+    // the varied corpus's voice perturbation is part of the clip's recipe: listed with the augmentations
+    augment: [...c.augmentTags, ...(c.speech?.warp !== undefined && c.speech.warp !== 1 ? [`vtl:x${c.speech.warp.toFixed(3)}`] : []), ...(c.speech?.f0 ? [`f0:${c.speech.f0}Hz`] : [])],
     duration: nSamples[c.index]! / SR,
     voice: c.speech?.voice ?? null,
     sentence: c.speech?.sentence ?? null,
@@ -202,7 +210,7 @@ export async function makeCorpus(opts: MakeCorpusOptions): Promise<MakeCorpusRes
   }
   for (const k of [...SPLITS, 'total'] as const) counts[k].seconds = Math.round(counts[k].seconds * 100) / 100;
   const info: CorpusInfo = {
-    version: CORPUS_VERSION, seed, size, sampleRate: SR, concepts: [...CONCEPTS], counts, voices: plan.voices,
+    version: CORPUS_VERSION, seed, size, variety, sampleRate: SR, concepts: [...CONCEPTS], counts, voices: plan.voices,
   };
   writeFileAtomic(path.join(out, MANIFEST_FILE), entries.map((e) => JSON.stringify(e)).join('\n') + '\n');
   writeJsonAtomic(path.join(out, CORPUS_FILE), info);

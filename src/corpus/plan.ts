@@ -3,10 +3,14 @@
 // without synthesising it. Rendering (make-corpus.ts) follows the plan exactly.
 import { ArdError } from '../util/errors.js';
 import { makeCaption } from './captions.js';
-import { allVoices, FEMALE_VARIANTS, MALE_VARIANTS, PITCH_RANGE, SAME_SPEAKER, SPEED_RANGE, type Gender, type Voice } from './espeak.js';
+import {
+  allVoices, EXTRA_ENGLISH_VOICES, EXTRA_FEMALE_VARIANTS, EXTRA_MALE_VARIANTS, F0_RANGE, FEMALE_VARIANTS, MALE_VARIANTS,
+  PITCH_RANGE, SAME_SPEAKER, SPEED_RANGE, SPEECH_LANGS, VTL_WARP, type Gender, type Voice,
+} from './espeak.js';
+import { pitchFor, voiceF0 } from './voice-pitch.js';
 import { Rng, hash32, mix32 } from './rng.js';
 import { SOUND_CONCEPTS, type SoundConcept } from './synth.js';
-import { makeSentence, type SpeechLang } from './text.js';
+import { makeSentence, SHORT_WORDS, type SpeechLang } from './text.js';
 
 /** Bump when the recipe of any clip changes, so old files are not reused by a resumed run. */
 export const CORPUS_VERSION = 1;
@@ -15,6 +19,8 @@ export const DEFAULT_SEED = 0;
 export const MIN_SIZE = 30;
 export const MIN_DURATION = 1;
 export const MAX_DURATION = 4;
+/** Shortest clip of the varied corpus (single words, short sounds). */
+export const MIN_DURATION_VARIED = 0.25;
 
 export const SPEECH_CONCEPTS = ['female speech', 'male speech'] as const;
 export type SpeechConcept = (typeof SPEECH_CONCEPTS)[number];
@@ -55,6 +61,12 @@ export interface SpeechPlan {
   sentence: string;
   speed: number;
   pitch: number;
+  /** Varied corpus: vocal-tract warp α (espeak.ts SpeakRequest.warp). */
+  warp?: number;
+  /** Varied corpus: the median F0 (Hz) the pitch and warp aim at. */
+  f0?: number;
+  /** Varied corpus: a single word (0.25–1.2 s) instead of a sentence. */
+  short?: boolean;
 }
 
 export interface SoundLayer {
@@ -73,6 +85,10 @@ export interface AugmentPlan {
   reverb?: { rt60: number; wet: number };
   /** Leading silence, seconds. */
   offset?: number;
+  /** Varied corpus: low-pass cutoff (Hz), as recordings made at lower sample rates have. */
+  lowpass?: number;
+  /** Varied corpus: driven this many dB above the clean peak, then hard-clipped. */
+  clip?: number;
 }
 
 export interface ClipPlan {
@@ -96,9 +112,19 @@ export interface ClipPlan {
   augmentTags: string[];
 }
 
+export interface PlanOptions {
+  /**
+   * The varied corpus: more voices and accents, gender set by a target F0 and vocal-tract warp
+   * (cross-gender renderings included), single words, short sounds, band limits, clipping and more
+   * augmentation. Its clips differ from the default corpus's; the default is unchanged.
+   */
+  variety?: boolean;
+}
+
 export interface CorpusPlan {
   seed: number;
   size: number;
+  variety: boolean;
   clips: ClipPlan[];
   voices: Record<Split, { female: string[]; male: string[] }>;
 }
@@ -185,7 +211,35 @@ function assignSplits(kinds: Kind[], rng: Rng): void {
  * and test speakers are never heard in training (near-duplicate variants, SAME_SPEAKER, go together);
  * each split gets variants of both genders.
  */
-export function splitVoices(seed: number): Record<Split, { female: Voice[]; male: Voice[] }> {
+export function splitVoices(seed: number, variety = false): Record<Split, { female: Voice[]; male: Voice[] }> {
+  const out = splitBaseVoices(seed);
+  if (!variety) return out;
+  // The further variants and the English accents get splits of their own draw, so the default
+  // corpus's voice splits hold in the varied corpus too (its val/test voices stay unheard).
+  const rng = new Rng(hash32(seed, 'voices-variety'));
+  const holdOut = <T>(items: readonly T[]): Map<T, Split> => {
+    const g = rng.shuffle([...items]);
+    const n = Math.max(1, Math.round(0.15 * g.length));
+    return new Map(g.map((v, i) => [v, (i < n ? 'val' : i < 2 * n ? 'test' : 'train') as Split]));
+  };
+  const accentSplit = holdOut(EXTRA_ENGLISH_VOICES);
+  for (const g of ['female', 'male'] as const) {
+    const extra: readonly string[] = g === 'female' ? EXTRA_FEMALE_VARIANTS : EXTRA_MALE_VARIANTS;
+    // one female extra variant: it goes to test, the split that reports unseen voices
+    const variantSplit = extra.length < 3 ? new Map(extra.map((v) => [v, 'test' as Split])) : holdOut(extra);
+    for (const v of extra) for (const l of SPEECH_LANGS) out[variantSplit.get(v)!][g].push({ id: `${l.voice}+${v}`, lang: l.lang, gender: g });
+  }
+  // Accents speak with every variant of the accent's split.
+  for (const s of SPLITS) {
+    for (const g of ['female', 'male'] as const) {
+      const variants = [...new Set(out[s][g].map((v) => voiceVariant(v.id)))];
+      for (const a of EXTRA_ENGLISH_VOICES) if (accentSplit.get(a) === s) for (const v of variants) out[s][g].push({ id: `${a}+${v}`, lang: 'en', gender: g });
+    }
+  }
+  return out;
+}
+
+function splitBaseVoices(seed: number): Record<Split, { female: Voice[]; male: Voice[] }> {
   const rng = new Rng(hash32(seed, 'voices'));
   const out = { train: { female: [], male: [] }, val: { female: [], male: [] }, test: { female: [], male: [] } } as Record<Split, { female: Voice[]; male: Voice[] }>;
   for (const g of ['female', 'male'] as const) {
@@ -216,9 +270,22 @@ export function sentenceSplit(seed: number, sentence: string): Split {
   return h < 70 ? 'train' : h < 85 ? 'val' : 'test';
 }
 
-function planAugment(rng: Rng, split: Split, silent: boolean): AugmentPlan {
+function planAugment(rng: Rng, split: Split, silent: boolean, variety: boolean): AugmentPlan {
+  if (variety) return rng.chance(split === 'train' ? 0.8 : 0.6) ? drawVariedAugment(rng, silent) : {};
   if (!rng.chance(split === 'train' ? 0.65 : 0.2)) return {};
   return drawAugment(rng, silent);
+}
+
+/** The varied corpus's augmentations: wider levels and SNRs, band limits, clipping. */
+function drawVariedAugment(rng: Rng, silent: boolean): AugmentPlan {
+  const a = drawAugment(rng, silent);
+  const r1 = (x: number) => Math.round(x * 10) / 10;
+  if (a.gainDb !== undefined) a.gainDb = r1(rng.uniform(-32, 2.5));
+  if (a.noise) a.noise.snrDb = rng.pick([30, 20, 15, 10, 5, 0]);
+  // Recordings at 8, 11.025, 16 and 22.05 kHz and cheap microphones: band limits below 8 kHz.
+  if (!a.telephone && rng.chance(0.35)) a.lowpass = rng.pick([3000, 3600, 4000, 5000, 5500, 7000]);
+  if (!silent && rng.chance(0.12)) a.clip = r1(rng.uniform(4, 18));
+  return a;
 }
 
 function drawAugment(rng: Rng, silent: boolean): AugmentPlan {
@@ -247,6 +314,8 @@ export function augmentTags(a: AugmentPlan): string[] {
   if (a.telephone) t.push(a.telephone === 'band' ? 'telephone:300-3400Hz' : 'telephone:8kHz');
   if (a.gainDb !== undefined) t.push(`gain:${a.gainDb.toFixed(1)}dB`);
   if (a.offset !== undefined) t.push(`offset:${a.offset.toFixed(2)}s`);
+  if (a.lowpass !== undefined) t.push(`lowpass:${a.lowpass}Hz`);
+  if (a.clip !== undefined) t.push(`clip:+${a.clip.toFixed(1)}dB`);
   return t;
 }
 
@@ -257,15 +326,16 @@ export function checkSize(size: number): void {
 }
 
 /** Plans a corpus of `size` clips for `seed` (a 32-bit integer). */
-export function planCorpus(seed: number, size: number = DEFAULT_SIZE): CorpusPlan {
+export function planCorpus(seed: number, size: number = DEFAULT_SIZE, opts: PlanOptions = {}): CorpusPlan {
   checkSize(size);
   seed = seed >>> 0;
+  const variety = opts.variety === true;
   const rng = new Rng(hash32(seed, size, 'plan'));
   const kinds = allocate(size, rng);
   assignSplits(kinds, rng);
   rng.shuffle(kinds);
 
-  const voices = splitVoices(seed);
+  const voices = splitVoices(seed, variety);
   const usedSeeds = new Set<number>();
   const usedSentences = new Set<string>();
   const durationU: number[] = [];
@@ -278,7 +348,9 @@ export function planCorpus(seed: number, size: number = DEFAULT_SIZE): CorpusPla
 
     const sp = k.labels.find((l): l is SpeechConcept => l === 'female speech' || l === 'male speech');
     let speech: SpeechPlan | null = null;
-    if (sp) {
+    if (sp && variety) {
+      speech = planVariedSpeech(crng, seed, split, sp === 'female speech' ? 'female' : 'male', voices, k.labels.length === 1, usedSentences);
+    } else if (sp) {
       const gender: Gender = sp === 'female speech' ? 'female' : 'male';
       const voice = crng.pick(voices[split][gender]);
       // Rejection-sample a sentence of this split, preferring one not used yet.
@@ -313,7 +385,7 @@ export function planCorpus(seed: number, size: number = DEFAULT_SIZE): CorpusPla
     durationU[index] = crng.next(); // mapped to seconds once the offset is known
     const caption = makeCaption(crng, k.labels);
     const silent = k.labels.length === 1 && k.labels[0] === 'silence';
-    const augment = planAugment(new Rng(hash32(seed, size, 'aug', index)), split, silent);
+    const augment = planAugment(new Rng(hash32(seed, size, 'aug', index)), split, silent, variety);
     return {
       index, file: '', labels: k.labels, caption, gender: speech?.gender ?? null, split, seed: clipSeed,
       speech, layers, duration: null, maxCore: MAX_DURATION, augment, augmentTags: [],
@@ -334,14 +406,65 @@ export function planCorpus(seed: number, size: number = DEFAULT_SIZE): CorpusPla
   for (const c of clips) {
     c.augmentTags = augmentTags(c.augment);
     c.maxCore = Math.round((MAX_DURATION - (c.augment.offset ?? 0)) * 100) / 100;
-    // Non-speech length: uniform in [1 s, maxCore], snapped to 10 ms.
-    c.duration = c.speech ? null : Math.round((MIN_DURATION + durationU[c.index]! * (c.maxCore - MIN_DURATION)) * 100) / 100;
-    const recipe = JSON.stringify([CORPUS_VERSION, c.labels, c.seed, c.speech, c.layers, c.duration, c.maxCore, c.augment]);
+    if (c.speech?.short) c.maxCore = Math.min(c.maxCore, 1.2);
+    // Non-speech length: uniform in [1 s, maxCore], snapped to 10 ms; in the varied corpus a fifth
+    // of the single sounds are short (0.25–1 s).
+    let lo = MIN_DURATION, hi = c.maxCore, u = durationU[c.index]!;
+    if (variety && c.labels.length === 1 && u < 0.2) [lo, hi, u] = [MIN_DURATION_VARIED, 1, u / 0.2];
+    c.duration = c.speech ? null : Math.round((lo + u * (hi - lo)) * 100) / 100;
+    const recipe = JSON.stringify([CORPUS_VERSION, c.labels, c.seed, c.speech, c.layers, c.duration, c.maxCore, c.augment, ...(variety ? ['variety'] : [])]);
     const slug = c.labels.map((l) => l.replace(/ /g, '_')).join('+');
     c.file = `clips/${String(c.index).padStart(5, '0')}-${slug}-${hash32(recipe).toString(16).padStart(8, '0')}.wav`;
   }
 
   const voiceIds = {} as CorpusPlan['voices'];
   for (const s of SPLITS) voiceIds[s] = { female: voices[s].female.map((v) => v.id), male: voices[s].male.map((v) => v.id) };
-  return { seed, size, clips, voices: voiceIds };
+  return { seed, size, variety, clips, voices: voiceIds };
 }
+
+/**
+ * A varied-corpus speaker: a target F0 in the gender's range and a vocal-tract warp. Three in four
+ * take a variant of the same gender (warp within the gender's range); one in four a variant of the
+ * other gender, warped across (men's tracts up ≥ 12 %, women's down ≥ 10 %) with the pitch moved to
+ * the target, so the label follows what the voice sounds like, not which variant made it. Single
+ * speech clips are single words in 35 % of cases.
+ */
+function planVariedSpeech(
+  crng: Rng, seed: number, split: Split, gender: Gender, voices: Record<Split, { female: Voice[]; male: Voice[] }>,
+  single: boolean, usedSentences: Set<string>,
+): SpeechPlan {
+  const other: Gender = gender === 'female' ? 'male' : 'female';
+  const [f0lo, f0hi] = F0_RANGE[gender];
+  let plan: SpeechPlan | null = null;
+  for (let tries = 0; tries < 20 && !plan; tries++) {
+    const cross = tries < 10 && crng.chance(0.25);
+    const voice = crng.pick(voices[split][cross ? other : gender]);
+    const warp = round3(cross ? (gender === 'female' ? crng.uniform(1.12, 1.22) : crng.uniform(0.82, 0.9)) : crng.uniform(...VTL_WARP[gender]));
+    const target = f0lo * Math.pow(f0hi / f0lo, crng.next());
+    const pitch = pitchFor(voiceVariant(voice.id), target / warp);
+    const f0 = voiceF0(voiceVariant(voice.id), pitch) * warp;
+    if (f0 < f0lo || f0 > f0hi) continue; // out of this variant's reach: draw again
+    plan = { gender, voice: voice.id, lang: voice.lang, sentence: '', speed: crng.int(120, 240), pitch, warp, f0: Math.round(f0) };
+  }
+  if (!plan) {
+    // own gender, no warp, pitch from the default range: always inside
+    const voice = crng.pick(voices[split][gender]);
+    const [p0, p1] = PITCH_RANGE[gender];
+    plan = { gender, voice: voice.id, lang: voice.lang, sentence: '', speed: crng.int(...SPEED_RANGE), pitch: crng.int(p0, p1), warp: 1 };
+  }
+  if (single && crng.chance(0.35)) {
+    plan.sentence = crng.pick(SHORT_WORDS[plan.lang]);
+    plan.short = true;
+  } else {
+    for (let tries = 0; ; tries++) {
+      const s = makeSentence(crng, plan.lang);
+      if (sentenceSplit(seed, s) !== split) continue;
+      plan.sentence = s;
+      if (!usedSentences.has(s) || tries > 400) break;
+    }
+    usedSentences.add(plan.sentence);
+  }
+  return plan;
+}
+
+const round3 = (x: number) => Math.round(x * 1000) / 1000;

@@ -101,3 +101,12 @@ export function makeSentence(rng: Rng, lang: SpeechLang): string {
     return rng.pick(list);
   });
 }
+
+/** Single words for the varied corpus's short utterances (digits, answers, greetings, commands). */
+export const SHORT_WORDS: Record<SpeechLang, readonly string[]> = {
+  en: ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'yes', 'no', 'hello', 'okay', 'stop', 'go', 'left', 'right', 'up', 'down', 'thanks', 'sorry', 'wait', 'help'],
+  de: ['null', 'eins', 'zwei', 'drei', 'vier', 'fünf', 'ja', 'nein', 'hallo', 'danke', 'halt', 'links', 'rechts'],
+  fr: ['zéro', 'un', 'deux', 'trois', 'quatre', 'cinq', 'oui', 'non', 'bonjour', 'merci', 'stop', 'gauche', 'droite'],
+  es: ['cero', 'uno', 'dos', 'tres', 'cuatro', 'cinco', 'sí', 'no', 'hola', 'gracias', 'alto', 'izquierda', 'derecha'],
+  it: ['zero', 'uno', 'due', 'tre', 'quattro', 'cinque', 'sì', 'no', 'ciao', 'grazie', 'basta', 'sinistra', 'destra'],
+};

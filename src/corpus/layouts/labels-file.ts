@@ -1,6 +1,6 @@
 // A label file named by --labels: CSV, TSV or JSONL with one row per clip. Only a file column and a
 // labels column are needed (labels separated by ',' or ';' inside the field, or a JSON array);
-// split, fold, caption and speaker columns are read when present. Columns are found by their usual
+// split, fold, caption, speaker, gender (female/male) and speech (yes/no) columns are read when present. Columns are found by their usual
 // names, or named by flags when the header differs. Audio paths are relative to the corpus folder.
 import * as path from 'node:path';
 import { ArdError } from '../../util/errors.js';
@@ -14,6 +14,8 @@ export interface LabelFileColumns {
   foldColumn?: string;
   captionColumn?: string;
   speakerColumn?: string;
+  genderColumn?: string;
+  speechColumn?: string;
 }
 
 export function readLabelFile(dir: string, file: string, o: LabelFileColumns = {}): RowsRead {
@@ -27,6 +29,8 @@ export function readLabelFile(dir: string, file: string, o: LabelFileColumns = {
   const foldCol = pickColumn(t, 'fold', o.foldColumn, ['fold']);
   const captionCol = pickColumn(t, 'caption', o.captionColumn, ['caption']);
   const speakerCol = pickColumn(t, 'speaker', o.speakerColumn, ['speaker']);
+  const genderCol = pickColumn(t, 'gender', o.genderColumn, ['gender', 'sex']);
+  const speechCol = pickColumn(t, 'speech', o.speechColumn, ['speech']);
   const base = path.resolve(dir);
   const rows = t.rows.map((r) => ({
     where: `${file}:${r.line}`,
@@ -37,6 +41,8 @@ export function readLabelFile(dir: string, file: string, o: LabelFileColumns = {
     fold: foldCol ? fieldText(r.fields[foldCol]) : undefined,
     caption: captionCol ? fieldText(r.fields[captionCol]) : undefined,
     speaker: speakerCol ? fieldText(r.fields[speakerCol]) : undefined,
+    gender: genderCol ? fieldText(r.fields[genderCol]) : undefined,
+    speech: speechCol ? fieldText(r.fields[speechCol]) : undefined,
   }));
   return { rows, problems: t.problems, splitSource: splitCol ? `column '${splitCol}' of ${file}` : undefined };
 }

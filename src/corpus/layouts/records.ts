@@ -22,7 +22,25 @@ export interface RawRow {
   fold?: string;
   caption?: string;
   speaker?: string;
+  /** The speaker's gender as given ('female', 'male'; '' unknown). */
+  gender?: string;
+  /** Whether the clip holds speech, as given (yes/no, true/false, 1/0). */
+  speech?: string;
 }
+
+/** A label naming speech ('female speech', FSD50K's 'Male_speech_and_man_speaking', 'Speech', …). */
+export function isSpeechLabel(l: string): boolean {
+  return /speech/i.test(l);
+}
+
+/** The gender a speech label names, or null ('Female_speech_and_woman_speaking' → female). */
+export function labelGender(l: string): 'female' | 'male' | null {
+  if (!isSpeechLabel(l)) return null;
+  return /female|woman/i.test(l) ? 'female' : /(^|[^a-z])(male|man)/i.test(l) ? 'male' : null;
+}
+
+const YES = new Set(['yes', 'y', 'true', '1']);
+const NO = new Set(['no', 'n', 'false', '0']);
 
 export interface RowsRead {
   rows: RawRow[];
@@ -166,7 +184,36 @@ export function buildClips(dir: string, origin: string, read: RowsRead, o: Split
     if (row.fold) rec.fold = row.fold;
     if (row.caption) rec.caption = row.caption;
     if (row.speaker) rec.speaker = row.speaker;
+    if (row.gender) {
+      const g = row.gender.toLowerCase();
+      if (g === 'female' || g === 'f') rec.gender = 'female';
+      else if (g === 'male' || g === 'm') rec.gender = 'male';
+      else {
+        bad(`gender '${row.gender}' is not female or male (leave it empty when unknown)`);
+        continue;
+      }
+    }
+    if (row.speech) {
+      const v = row.speech.toLowerCase();
+      if (YES.has(v)) rec.speech = true;
+      else if (NO.has(v)) rec.speech = false;
+      else {
+        bad(`speech '${row.speech}' is not yes or no`);
+        continue;
+      }
+    }
     kept.push(rec);
+  }
+  // Speech and gender from the labels where not given: a corpus that labels speech anywhere labels it
+  // everywhere, so there a clip without a speech label holds none; elsewhere it is left unknown.
+  const labelsSpeech = kept.some((k) => k.labels.some(isSpeechLabel));
+  for (const k of kept) {
+    const sp = k.labels.filter(isSpeechLabel);
+    if (k.speech === undefined && labelsSpeech) k.speech = sp.length > 0;
+    if (k.gender === undefined && k.speech !== false) {
+      const gs = new Set(sp.map(labelGender).filter((g) => g !== null));
+      if (gs.size === 1) k.gender = [...gs][0]!;
+    }
   }
   const { splits, rule } = assignSplits(origin, kept.map((k) => ({ id: k.id, split: k.given, fold: k.fold })), o, read.splitSource);
   const records = kept.map(({ given: _given, ...k }, i) => ({ ...k, split: splits[i]! }));
