@@ -5,6 +5,7 @@ import { describeVariants } from '../gpu/profile.js';
 import { formatBench, modelTasks, runBench, SAE_TASKS } from '../../bench/run.js';
 import { UsageError } from '../util/errors.js';
 import { makeCorpus } from '../corpus/index.js';
+import type { CorpusOptions } from '../corpus/clips.js';
 import { Progress } from './progress.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -140,6 +141,44 @@ function withGlobals<T extends { option: (...a: any[]) => T }>(cmd: T): T {
 }
 
 /** Split weights grouped over layers: "layers.*.mlp.gate|up.weight ×32 (2 blocks each)". */
+/** The flags that say how to read a user's corpus (label file columns, fold and hash splits). */
+function withCorpusFlags<T extends { option: (...a: any[]) => T }>(cmd: T): T {
+  return cmd
+    .option('--labels <file>', 'Label file (CSV, TSV or JSONL: file and labels columns; split, fold, caption, speaker, gender, speech optional); paths relative to --corpus (default: its folder)')
+    .option('--file-column <name>', 'Label file: the audio file column (default: file, filename, fname or path)')
+    .option('--labels-column <name>', "Label file: the labels column, labels separated by ',' or ';' (default: labels or label)")
+    .option('--split-column <name>', 'Label file: the split column (default: split)')
+    .option('--fold-column <name>', 'Label file: the fold column (default: fold)')
+    .option('--caption-column <name>', 'Label file: the caption column (default: caption)')
+    .option('--speaker-column <name>', 'Label file: the speaker column (default: speaker)')
+    .option('--gender-column <name>', "Label file: the speaker's gender column, female/male (default: gender or sex; else read from labels such as 'female speech')")
+    .option('--speech-column <name>', 'Label file: whether a clip holds speech, yes/no (default: speech; else read from the labels when the corpus labels speech)')
+    .option('--val-fold <fold>', "Split by fold: this fold's clips are 'val' (default with folds: the second-to-last fold)")
+    .option('--test-fold <fold>', "Split by fold: this fold's clips are 'test' (default with folds: the last fold)")
+    .option('--split-seed <n>', 'Seed of the file-name hash split (70/15/15) used when the corpus gives neither splits nor folds', { default: 0 });
+}
+
+type CorpusFlags = {
+  corpus?: string; labels?: string; fileColumn?: string; labelsColumn?: string; splitColumn?: string; foldColumn?: string; captionColumn?: string;
+  speakerColumn?: string; genderColumn?: string; speechColumn?: string; valFold?: string | number; testFold?: string | number; splitSeed: string | number;
+};
+
+/** The corpus folder (default: the label file's folder) and how to read it, from withCorpusFlags' flags. */
+function corpusOf(flags: CorpusFlags): { corpus: string; corpusOptions: CorpusOptions } {
+  const corpus = flags.corpus ?? (flags.labels !== undefined ? path.dirname(String(flags.labels)) : undefined);
+  if (!corpus) throw new UsageError('--corpus <dir> is required');
+  const str = (v: unknown) => (v === undefined ? undefined : String(v));
+  return {
+    corpus,
+    corpusOptions: {
+      labels: str(flags.labels), fileColumn: str(flags.fileColumn), labelsColumn: str(flags.labelsColumn), splitColumn: str(flags.splitColumn),
+      foldColumn: str(flags.foldColumn), captionColumn: str(flags.captionColumn), speakerColumn: str(flags.speakerColumn),
+      genderColumn: str(flags.genderColumn), speechColumn: str(flags.speechColumn),
+      valFold: str(flags.valFold), testFold: str(flags.testFold), splitSeed: intFlag('split-seed', flags.splitSeed, 0),
+    },
+  };
+}
+
 function splitSummary(split: readonly { name: string; blocks: number }[]): string {
   const groups = new Map<string, { n: number; blocks: Set<number> }>();
   for (const w of split) {
@@ -199,13 +238,15 @@ export function registerCommands(cli: CAC): void {
     .option('--out <dir>', 'Output folder', { default: 'corpus' })
     .option('--seed <s>', 'Seed (integer or string)', { default: 0 })
     .option('--size <n>', 'Number of clips', { default: 1200 })
-    .action(async (flags: GlobalFlags & { out: string; seed: string | number; size: number }) => {
+    .option('--variety', 'The varied corpus for training a model that generalises: more voices and accents, pitch and vocal-tract warps (cross-gender included), single words, short sounds, band limits, clipping')
+    .action(async (flags: GlobalFlags & { out: string; seed: string | number; size: number; variety?: boolean }) => {
       const size = intFlag('size', flags.size, 1)!;
       let bar: Progress | null = null;
       const r = await makeCorpus({
         out: flags.out,
         seed: flags.seed,
         size,
+        variety: flags.variety === true,
         onProgress: (p) => {
           bar ??= new Progress('make-corpus', p.total, { quiet: flags.quiet, unit: 'clips' });
           bar.update(p.done);
@@ -555,19 +596,19 @@ export function registerCommands(cli: CAC): void {
       );
     });
 
-  withGlobals(cli.command('eval-model', 'Held-out quality of the AudioLLM: gender and speaking accuracy, label precision/recall, latency'))
-    .option('--corpus <dir>', 'Corpus folder (manifest.jsonl with splits)')
+  withCorpusFlags(withGlobals(cli.command('eval-model', 'Held-out quality of the AudioLLM: gender and speaking accuracy, label precision/recall, latency')))
+    .option('--corpus <dir>', 'Corpus folder: manifest.jsonl with splits, a label file\'s folder, or a dataset layout')
     .option('--model <dir>', 'Model folder (default: weights/)')
-    .option('--split <s>', 'train, val or test', { default: 'test' })
+    .option('--split <s>', "The split to ask (train, val, test, or any split the corpus names; 'all' for every clip)", { default: 'test' })
     .option('--out <file>', 'Write the result as JSON here', { default: 'eval-model.json' })
     .option('--limit <n>', 'At most this many clips')
-    .action(async (flags: GlobalFlags & { corpus?: string; model?: string; split: string; out: string; limit?: string }) => {
-      if (!flags.corpus) throw new UsageError('--corpus <dir> is required (make one with `ardgpu make-corpus --out DIR`)');
-      if (!['train', 'val', 'test'].includes(flags.split)) throw new UsageError(`--split: expected train, val or test, got '${flags.split}'`);
+    .action(async (flags: GlobalFlags & CorpusFlags & { model?: string; split: string; out: string; limit?: string }) => {
+      if (!flags.corpus && flags.labels === undefined) throw new UsageError('--corpus <dir> is required (make one with `ardgpu make-corpus --out DIR`)');
+      const { corpus, corpusOptions } = corpusOf(flags);
       const engine = await openEngine(flags);
       const model = await openModel(engine, flags.model, flags.quiet);
       const r = await evalModel({
-        engine, model, corpus: flags.corpus, split: flags.split as 'test', maxClips: intFlag('limit', flags.limit, 1), out: flags.out,
+        engine, model, corpus, corpusOptions, split: String(flags.split), maxClips: intFlag('limit', flags.limit, 1), out: flags.out,
         log: (line) => void (flags.quiet || process.stderr.write(`${line}\n`)),
       });
       const { examples: _e, ...summary } = r;

@@ -9,9 +9,9 @@
 // Each clip's audio is encoded once and shared by its questions; latency is measured separately
 // with the full ask() on the first few clips.
 import * as path from 'node:path';
-import { readWav } from '../audio/wav.js';
+import { readAudio } from '../audio/decode.js';
 import { CONCEPT_LABELS } from '../corpus/manifest.js';
-import { openClipSource, type ClipRecord } from '../corpus/clips.js';
+import { openClipSource, type ClipRecord, type CorpusOptions } from '../corpus/clips.js';
 import type { Engine } from '../gpu/engine.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { ArdError } from '../util/errors.js';
@@ -27,7 +27,10 @@ export interface EvalOptions {
   /** A model directory, or a loaded model. */
   model: string | AudioLLM;
   corpus: string;
-  split?: 'train' | 'val' | 'test';
+  /** How to read a user's corpus (label file and its columns, fold and hash splits). */
+  corpusOptions?: CorpusOptions;
+  /** The split to ask (default test); 'all' asks every clip. */
+  split?: string;
   /** Evaluate at most this many clips of the split (in manifest order). */
   maxClips?: number;
   /** Clips whose ask() latency is timed (default 8). */
@@ -50,6 +53,8 @@ export interface EvalResult {
   corpus: string;
   split: string;
   clips: number;
+  /** Rows of the corpus's metadata left out (missing or duplicate file, bad value), one line each. */
+  problems: string[];
   gender: { accuracy: number; correct: number; total: number; unparsed: number };
   speaking: { accuracy: number; correct: number; total: number; unparsed: number };
   labels: {
@@ -91,9 +96,11 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
   try {
     const tok = model.tokenizer;
     if (!tok) throw new ArdError(`${model.source}: the model has no tokenizer.json`);
-    const source = openClipSource(o.corpus);
+    const source = openClipSource(o.corpus, o.corpusOptions);
     const all = source.clips();
-    let entries = all.filter((e) => e.split === split);
+    const problems = source.problems();
+    for (const p of problems) log(`left out: ${p}`);
+    let entries = split === 'all' ? all : all.filter((e) => e.split === split);
     if (o.maxClips) entries = entries.slice(0, o.maxClips);
     if (entries.length === 0) throw new ArdError(`${source.origin}: no ${split} clips`);
     const known = [...new Set([...CONCEPT_LABELS, ...all.flatMap((e) => e.labels)])];
@@ -110,7 +117,8 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
 
     for (let i = 0; i < entries.length; i++) {
       const e: ClipRecord = entries[i]!;
-      const samples = readWav(e.file).samples;
+      // as ask does by default: a clip longer than the model's window is judged on its first window
+      const samples = (await readAudio(e.file)).samples.subarray(0, model.windowSamples);
       const counts = model.audioTokenCounts(samples.length);
       const feats: Tensor = model.encodeAudio(samples);
       const answers: Partial<Record<PromptKind, string>> = {};
@@ -178,6 +186,7 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
       corpus: o.corpus,
       split,
       clips: entries.length,
+      problems,
       gender: { accuracy: ratio(gender.correct, gender.total), ...gender },
       speaking: { accuracy: ratio(speaking.correct, speaking.total), ...speaking },
       labels: {
