@@ -19,6 +19,7 @@
 //
 // Audio: like ask, a prompt carries one window of the model's audio window (the first, unless
 // `window` picks another); steerCommand with windows 'all' sweeps each window of the clip in turn.
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readAudio } from '../audio/decode.js';
@@ -515,6 +516,8 @@ export interface SteeringExperimentOptions extends SteerGenOptions {
   split?: string;
   /** Directions steered like the feature, over the same clips and values, for comparison (see baselineDirections). */
   baselines?: readonly BaselineSpec[];
+  /** Clip results kept from an interrupted run (steerExperiment keeps them in RUN/.steering.partial.json). */
+  resume?: { get(key: string): ExperimentClipResult | undefined; put(key: string, r: ExperimentClipResult): void };
   /**
    * Clip sweeps done of all to do: each compared candidate's on the selection clips, then the
    * scored ones, then each baseline's.
@@ -823,8 +826,17 @@ async function sweepClips(
   // the control is run at the largest intervention of the sweep
   const largest = values.reduce((a, v) => (Math.abs(v) > Math.abs(a) ? v : a), values[0]!);
   const perClip: ExperimentClipResult[] = [];
+  // a clip already swept with this direction, feature, mode and values (an interrupted run) is reused
+  const dirId = c.direction ? createHash('sha256').update(new Uint8Array(c.direction.buffer, c.direction.byteOffset, c.direction.byteLength)).digest('hex').slice(0, 16) : null;
+  const tag = (clip: ExperimentClip) => JSON.stringify([dirId ?? feature, feature, mode, values, positions, question, controlQuestion, target, clip.file]);
   onDone?.(0);
   for (const clip of clips) {
+    const done = o.resume?.get(tag(clip));
+    if (done) {
+      perClip.push(done);
+      onDone?.(perClip.length);
+      continue;
+    }
     const file = o.corpus && !path.isAbsolute(clip.file) ? path.join(o.corpus, clip.file) : clip.file;
     const samples = (await readAudio(file)).samples;
     const p = prepare(o.model, samples, question, o.tokenizer);
@@ -848,7 +860,9 @@ async function sweepClips(
       p.feats.dispose();
     }
     const baseSays = answerSays(base.answer, target);
-    perClip.push({ file: clip.file, baseline: base.answer, baseline_says_target: baseSays, answers, flipped: !!hit, flip_value: hit ? hit.value : null, control });
+    const res: ExperimentClipResult = { file: clip.file, baseline: base.answer, baseline_says_target: baseSays, answers, flipped: !!hit, flip_value: hit ? hit.value : null, control };
+    perClip.push(res);
+    o.resume?.put(tag(clip), res);
     onDone?.(perClip.length);
   }
   return perClip;
@@ -1038,6 +1052,17 @@ export async function steerExperiment(o: SteerExperimentOptions): Promise<Steeri
   });
   if (!o.force && isFresh(paths.steering, key)) return { ...readJson<SteeringResult>(paths.steering), skipped: true };
   clearFresh(paths.steering);
+  // each clip's result is kept as it is done, under this key; a rerun after an interruption reuses them
+  const partialFile = path.join(o.run, '.steering.partial.json');
+  const partial = fs.existsSync(partialFile) ? readJson<{ key?: string; done?: Record<string, ExperimentClipResult> }>(partialFile) : null;
+  const done: Record<string, ExperimentClipResult> = partial?.key === key && partial.done && typeof partial.done === 'object' ? partial.done : {};
+  const resume = {
+    get: (k: string) => (o.force ? undefined : done[k]),
+    put: (k: string, r: ExperimentClipResult) => {
+      done[k] = r;
+      writeJsonAtomic(partialFile, { key, done });
+    },
+  };
   const baselines = withBaselines
     ? baselineDirections({ clips: manifest.clips, residMean: await residualMeans(o.model.engine, o.run, o.layer, manifest.clips.length), d: manifest.d, from: o.from, scoredSplit: split, seed })
     : [];
@@ -1053,7 +1078,9 @@ export async function steerExperiment(o: SteerExperimentOptions): Promise<Steeri
     from: o.from,
     split,
     baselines,
+    resume,
   });
   markFresh(paths.steering, key);
+  fs.rmSync(partialFile, { force: true });
   return r;
 }
