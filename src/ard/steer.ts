@@ -678,7 +678,7 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
   const scaled = (f: number, vs: readonly number[]): { values: number[]; unit: number; note: string } => {
     if (!o.valuesInFeatureUnits) return { values: [...vs], unit: 1, note: '' };
     const e = ranked?.find((x) => x.id === f);
-    if (!e || !(e.scores.maxMean > 0)) throw new ArdError(`${paths.features}: no activation scale for feature ${f} (values in feature units need it ranked)`);
+    if (!e || !(e.scores.maxMean > 0)) throw new ArdError(`${paths.features}: no activation scale for feature ${f} (values in feature units need it ranked; or give raw values, --units raw)`);
     const unit = e.scores.maxMean;
     return { values: vs.map((v) => Number((v * unit).toPrecision(4)) + 0), unit, note: ` (in units of the feature's largest clip-mean activation, ${unit.toPrecision(4)})` };
   };
