@@ -19,6 +19,10 @@
 //
 // Audio: like ask, a prompt carries one window of the model's audio window (the first, unless
 // `window` picks another); steerCommand with windows 'all' sweeps each window of the clip in turn.
+//
+// Baselines: a `direction` u in the spec steers along u instead of W_dec[F]/s, each row moved by
+// the norm the feature's edit would give it (x' = x + |c|·‖W_dec[F]/s‖·u); steerExperiment uses it
+// to steer the best raw neuron and a random direction beside the feature (baselineDirections).
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
