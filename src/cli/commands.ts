@@ -490,7 +490,6 @@ export function registerCommands(cli: CAC): void {
           ].join('\n'),
         );
       } finally {
-        b.finish();
         sae.dispose();
         model.dispose();
         engine.destroy();
