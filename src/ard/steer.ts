@@ -692,7 +692,8 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
   let selection: SteeringResult['selection'];
   // progress covers the candidates' sweeps on the selection clips, then the scored sweep
   let doneBefore = 0;
-  let total = clips.length;
+  const baselines = o.baselines ?? [];
+  let total = clips.length * (1 + baselines.length);
   const progressFrom = (offset: number) => (done: number) => o.onProgress?.(offset + done, total);
   if (o.feature !== undefined) {
     const mode = o.mode ?? 'add';
@@ -729,8 +730,6 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
   const { values, unit, note } = scaled(feature, choice.values);
   const strategy = choice.strategy + note;
   checkSpec(o.model, { sae: o.sae, layer: o.layer, feature, value: 0, mode, positions, promptIds: [] });
-  const baselines = o.baselines ?? [];
-  total += baselines.length * clips.length;
   const perClip = await sweepClips(o, clips, { feature, mode, values }, positions, question, controlQuestion, target, progressFrom(doneBefore));
   doneBefore += clips.length;
   const baselineResults: BaselineResult[] = [];
