@@ -566,9 +566,12 @@ export function multiLinePlot(
       return `<polyline points="${poly}" fill="none" stroke="${s.color}" stroke-width="1.8" stroke-linejoin="round"${s.dash ? ' stroke-dasharray="5 3"' : ''}/>${dots}`;
     })
     .join('');
+  // legend keys one after another, each as wide as its label (about 6 px a character)
+  const keyX: number[] = [];
+  series.reduce((x, s) => (keyX.push(x), x + 28 + s.label.length * 6), pad.l);
   const legend = series
     .map((s, i) => {
-      const x = pad.l + i * ((W - pad.l - pad.r) / series.length);
+      const x = keyX[i]!;
       return `<line x1="${x.toFixed(1)}" x2="${(x + 16).toFixed(1)}" y1="${H - 6}" y2="${H - 6}" stroke="${s.color}" stroke-width="2"${s.dash ? ' stroke-dasharray="5 3"' : ''}/><text x="${(x + 20).toFixed(1)}" y="${H - 2}" class="legend">${esc(s.label)}</text>`;
     })
     .join('');
@@ -605,7 +608,7 @@ export function steeringComparison(doc: any): string {
     { label: `SAE feature #${feat.feature}`, ys: rates(feat.values), color: '#dc2626' },
     ...bases.map((b) => ({ label: b.kind === 'neuron' ? `neuron ${b.details?.neuron ?? ''}`.trim() : b.kind === 'random' ? 'random direction' : String(b.kind), ys: rates(b.values), color: colors[b.kind] ?? '#2563eb', dash: true })),
   ];
-  const plot = multiLinePlot(xs, series, { title: 'flip rate vs magnitude: feature and baselines', xLabel: `${xs === vals ? 'value' : '|value|'}${doc.value_unit && doc.value_unit !== 1 ? ` (×${num(doc.value_unit, 3)} in units)` : ''}`, unit: true, width: 380, height: 210 });
+  const plot = multiLinePlot(xs, series, { title: 'flip rate vs magnitude: feature and baselines', xLabel: `${xs === vals ? 'value' : '|value|'}${doc.value_unit && doc.value_unit !== 1 ? ` (1 unit = ${num(doc.value_unit, 4)})` : ''}`, unit: true, width: 380, height: 210 });
   const rows = [
     `<tr class="chosen"><td>SAE feature #${esc(doc.feature)}${doc.name ? ` (${esc(doc.name)})` : ''}</td><td class="num">${pct(doc.flip_rate)}</td><td class="num">${pct(doc.unchanged_rate)}</td><td class="dim">${esc(doc.strategy ?? '')}</td></tr>`,
     ...bases.map((b) => `<tr><td>${esc(b.kind)}</td><td class="num">${pct(b.flip_rate)}</td><td class="num">${pct(b.unchanged_rate)}</td><td class="dim">${esc(b.description ?? '')}</td></tr>`),
