@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeWav } from '../src/audio/wav.js';
 import { capture } from '../src/ard/capture.js';
 import { readCaptureManifest } from '../src/ard/run.js';
-import { addSteeringHook, answerSays, baselineDirections, clipsLabelled, featureActivation, genderCandidates, sourceWords, steerExperiment } from '../src/ard/steer.js';
+import { addSteeringHook, answerSays, baselineDirections, clipsLabelled, featureActivation, genderCandidates, sourceWords, steerExperiment, steeringExperiment } from '../src/ard/steer.js';
 import type { Engine } from '../src/gpu/engine.js';
 import type { AudioLLM } from '../src/model/audiollm.js';
 import { buildChatPrompt } from '../src/model/chat.js';
@@ -299,6 +299,26 @@ describe('the experiment by label', () => {
     expect(noBase.baselines).toBeUndefined();
     expect(noBase.per_clip.map((c) => c.answers.map((a) => a.answer))).toEqual(r.per_clip.map((c) => c.answers.map((a) => a.answer)));
   }, 120_000);
+
+  it('progress counts the candidates on the selection clips, the scored clips and each baseline in one total from the start', async () => {
+    const run2 = path.join(tmp, 'run-progress');
+    fs.mkdirSync(run2, { recursive: true });
+    const feature = (id: number, name: string) => ({ id, name, scores: {}, H: [], L: [] });
+    fs.writeFileSync(path.join(run2, `features-${LAYER}.json`), JSON.stringify({ layer: LAYER, features: [feature(F, 'male speech'), feature(40, 'a man talking')] }));
+    const corpus = path.join(tmp, 'corpus');
+    const u = new Float32Array(D);
+    u[5] = 1;
+    const seen: [number, number][] = [];
+    const r = await steeringExperiment({
+      model, sae, run: run2, layer: LAYER, corpus, corpusClips: [{ file: 'f2.wav' }], selectionClips: [{ file: 'f0.wav' }], values: [0, 10], maxNewTokens: 2,
+      baselines: [{ kind: 'neuron', direction: u, description: 'neuron 5' }], onProgress: (a, b) => seen.push([a, b]),
+    });
+    expect(r.selection!.candidates).toHaveLength(2);
+    expect(r.baselines!.map((b) => [b.kind, b.clips, b.details])).toEqual([['neuron', 1, {}]]);
+    // 2 candidates × 1 selection clip, then 1 scored clip, then 1 baseline clip
+    expect(seen.every(([, t]) => t === 4)).toBe(true);
+    expect(seen.map(([a]) => a)).toEqual([0, 1, 1, 2, 2, 3, 3, 4]);
+  }, 60_000);
 
   it('CLI: a summary with the three rates and steering.json; bad input gives one-line errors', () => {
     const base = ['steer-experiment', '--run', run, '--layer', String(LAYER), '--model', modelDir, '--prompt', Q, '--max-tokens', '3'];
