@@ -51,7 +51,7 @@ export { rank, readFeatures, groupFeatures } from './ard/rank.js';
 export { saeQuality } from './ard/quality.js';
 export { describeFeatures, summariseCaptions } from './ard/describe.js';
 export type { Describer } from './ard/describe.js';
-export { steerGenerate, steerSweep, steeringExperiment, addSteeringHook } from './ard/steer.js';
+export { steerGenerate, steerSweep, steeringExperiment, steerExperiment, baselineDirections, addSteeringHook } from './ard/steer.js';
 export { evaluate } from './ard/evaluate.js';
 export { writeReport } from './ard/report.js';
 export { explain } from './ard/explain.js';

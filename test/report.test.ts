@@ -9,7 +9,7 @@ import * as zlib from 'node:zlib';
 import { encodeWav } from '../src/audio/wav.js';
 import { evaluateAll } from '../src/ard/evaluate.js';
 import type { FeaturesFile } from '../src/ard/rank.js';
-import { densityHistogramPlot, linePlot, sparkline, trainingSeries, writeReport } from '../src/ard/report.js';
+import { densityHistogramPlot, linePlot, multiLinePlot, sparkline, trainingSeries, writeReport } from '../src/ard/report.js';
 import { groupFeatures, readFeatures } from '../src/ard/rank.js';
 import { qualityFromCounts } from '../src/ard/quality.js';
 import type { CaptureManifest } from '../src/ard/run.js';
@@ -206,6 +206,36 @@ describe('report', () => {
     expect(html).toMatch(/Candidates compared on 5 selection clips/);
     expect(html).toMatch(/<tr class="chosen"><td>#10<\/td><td>female speech<\/td><td class="num">80 %<\/td>/);
     expect(html).toMatch(/<tr><td>#12<\/td><td>male voice<\/td><td class="num">20 %<\/td>/);
+  });
+
+  it('plots the steered feature beside its neuron and random-direction baselines (steering.json baselines)', () => {
+    const dir = path.join(tmp, 'steer-baselines');
+    syntheticRun(dir);
+    const file = path.join(dir, 'steering.json');
+    const doc = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const html0 = fs.readFileSync(writeReport(dir, {}).file, 'utf8');
+    expect(html0).not.toContain('feature and baselines'); // no baselines, no comparison
+    const values = (rates: number[]) => [-8, -4, 0, 4, 8].map((value, i) => ({ value, flipRate: rates[i], answers: ['x'] }));
+    doc.baselines = [
+      { kind: 'neuron', description: 'neuron 7: its clip mean rises on female speech clips', details: { neuron: 7 }, flip_rate: 0.15, unchanged_rate: 0.6, values: values([0, 0, 0.1, 0.1, 0.15]) },
+      { kind: 'random', description: 'a random unit direction (Gaussian, seed 0)', details: { seed: 0 }, flip_rate: 0.05, unchanged_rate: 1, values: values([0, 0, 0.1, 0.05, 0.05]) },
+    ];
+    doc.baseline_scaling = 'same norm of change';
+    fs.writeFileSync(file, JSON.stringify(doc));
+    const html = fs.readFileSync(writeReport(dir, {}).file, 'utf8');
+    const svg = html.match(/<svg[^>]*aria-label="flip rate vs magnitude: feature and baselines".*?<\/svg>/s)![0];
+    expect(svg.match(/<polyline /g)).toHaveLength(3);
+    expect(svg.match(/stroke-dasharray/g)).toHaveLength(4); // two dashed baseline lines and their legend keys
+    for (const label of ['SAE feature #10', 'neuron 7', 'random direction']) expect(svg).toContain(`class="legend">${label}</text>`);
+    expect(html).toMatch(/<tr class="chosen"><td>SAE feature #10<\/td><td class="num">90 %<\/td><td class="num">95 %<\/td>/);
+    expect(html).toMatch(/<tr><td>neuron<\/td><td class="num">15 %<\/td><td class="num">60 %<\/td><td class="dim">neuron 7: its clip mean rises/);
+    expect(html).toMatch(/<tr><td>random<\/td><td class="num">5 %<\/td><td class="num">100 %<\/td>/);
+    expect(html).toContain('Against baselines over the same 20 clips and values — same norm of change.');
+    // y runs from 0 to 1 whatever the rates; each point is placed on it
+    const p = multiLinePlot([0, 1], [{ label: 'a', ys: [0, 1], color: '#000' }, { label: 'b', ys: [0.5, 0.5], color: '#111' }], { title: 't', width: 100, height: 100, unit: true });
+    expect(p).toContain('<polyline points="44.0,56.0 88.0,26.0"'); // pad l 44, r 12, t 26, b 44
+    expect(p).toContain('<polyline points="44.0,41.0 88.0,41.0"');
+    expect(multiLinePlot([1], [{ label: 'a', ys: [NaN], color: '#000' }], { title: 'none' })).toContain('none: no data');
   });
 
   it('shows the SAE quality table and density histogram, and one ranked row and card per feature group', () => {

@@ -4,7 +4,6 @@
 // interrupted demo resumes where it stopped.
 import * as path from 'node:path';
 import type { Engine } from '../gpu/engine.js';
-import { openClipSource } from '../corpus/clips.js';
 import { makeCorpus } from '../corpus/index.js';
 import type { AudioLLM } from '../model/audiollm.js';
 import { ArdError } from '../util/errors.js';
@@ -14,9 +13,9 @@ import { evaluate } from './evaluate.js';
 import { rank } from './rank.js';
 import { writeReport } from './report.js';
 import { computeTimelines, retrieve } from './retrieve.js';
-import { clearFresh, fileDigest, fileStamp, isFresh, markFresh, runPaths, stageInputsKey } from './run.js';
+import { readCaptureManifest } from './run.js';
 import { modelDescriber } from './stages.js';
-import { steeringExperiment } from './steer.js';
+import { steerExperiment } from './steer.js';
 import { loadSae } from '../sae/load.js';
 import { trainSaeStage } from './train-sae.js';
 
@@ -116,36 +115,29 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       return { skipped: Boolean(doc.skipped) };
     });
     await stage('steer', async () => {
-      const paths = runPaths(run, layer);
-      const entries = openClipSource(corpus).clips();
-      const speech = (split: string) =>
-        entries
-          .filter((e) => e.split === split && e.speech && e.gender)
-          .map((e) => ({ file: e.file, gender: e.gender }));
-      const corpusClips = speech('test');
-      const selectionClips = speech('val').slice(0, 16);
-      const key = stageInputsKey('demo-steer', {
-        model: model.source, sae: fileDigest(paths.sae), features: fileDigest(paths.features), values: DEMO_STEER_VALUES,
-        clips: [...corpusClips, ...selectionClips].map((c) => [c.file, fileStamp(c.file), c.gender]), selection: selectionClips.length,
-      });
-      if (!o.force && isFresh(paths.steering, key)) {
-        log('steer: unchanged');
-        return { skipped: true };
-      }
-      clearFresh(paths.steering);
+      // the demo's selection clips as before: the first 16 speech clips of the validation split,
+      // those labelled 'female speech' (the experiment's own default takes the first 16 of those)
+      const isSpeech = (c: { labels: string[] }) => c.labels.some((l) => l === 'female speech' || l === 'male speech');
+      const selectionClips = readCaptureManifest(run).clips
+        .filter((c) => c.split === 'val' && isSpeech(c))
+        .slice(0, 16)
+        .filter((c) => c.labels.includes('female speech'))
+        .map((c) => ({ file: c.file }));
       try {
-        // named candidates are compared on a few validation clips; the flip rate is measured on test clips
-        const r = await steeringExperiment({
-          model, sae: saeModel, run, layer, corpusClips, selectionClips,
-          values: DEMO_STEER_VALUES, valuesInFeatureUnits: true, onProgress: progress('steer'),
+        // named candidates are compared on the validation clips; the flip rate is measured on test clips
+        const r = await steerExperiment({
+          model, sae: saeModel, run, layer, from: 'female speech', prompt: 'What is the gender of the speaker?', expect: 'male',
+          controlPrompt: 'Is anyone speaking?', split: 'test', selectionClips, values: DEMO_STEER_VALUES, valuesInFeatureUnits: true,
+          force: o.force, onProgress: progress('steer'),
         });
-        markFresh(paths.steering, key);
-        log(`steer: feature #${r.feature} (${r.name}) — flip rate ${(r.flip_rate * 100).toFixed(0)}%, control unchanged ${(r.unchanged_rate * 100).toFixed(0)}%`);
+        const rates = (r.baselines ?? []).map((b) => `${b.kind} ${(b.flip_rate * 100).toFixed(0)}%`).join(', ');
+        log(`steer: ${r.skipped ? 'unchanged — ' : ''}feature #${r.feature} (${r.name}) — flip rate ${(r.flip_rate * 100).toFixed(0)}%, control unchanged ${(r.unchanged_rate * 100).toFixed(0)}%${rates ? `; same norm of change: ${rates}` : ''}`);
+        return { skipped: Boolean(r.skipped) };
       } catch (e) {
         // no gender-named feature: the report says so; the rest of the demo still runs
         log(`steer: skipped — ${(e as Error).message}`);
+        return {};
       }
-      return {};
     });
     await stage('evaluate', async () => {
       const r = evaluate({ run, layer, seed: o.seed ?? 0 });

@@ -528,7 +528,95 @@ function steeringSection(file: string): [string, 'ok' | 'missing' | 'error'] {
       );
     })
     .join('');
-  return [title + experimentSummary(doc) + body, 'ok'];
+  return [title + experimentSummary(doc) + steeringComparison(doc) + body, 'ok'];
+}
+
+/** Several series over the same x (ascending) as one inline SVG, with a legend; y fixed to [0, 1] when `unit`. */
+export function multiLinePlot(
+  xs: number[],
+  series: { label: string; ys: number[]; color: string; dash?: boolean }[],
+  o: { title: string; width?: number; height?: number; xLabel?: string; unit?: boolean },
+): string {
+  const W = o.width ?? 360;
+  const H = o.height ?? 200;
+  const pad = { l: 44, r: 12, t: 26, b: 44 };
+  const ok = (x: number, y: number) => Number.isFinite(x) && Number.isFinite(y);
+  const all = series.flatMap((s) => xs.map((x, i) => [x, s.ys[i]!] as const).filter(([x, y]) => ok(x, y)));
+  if (all.length === 0) return `<div class="plot empty">${esc(o.title)}: no data</div>`;
+  let x0 = Math.min(...all.map((p) => p[0]));
+  let x1 = Math.max(...all.map((p) => p[0]));
+  let y0 = o.unit ? 0 : Math.min(...all.map((p) => p[1]));
+  let y1 = o.unit ? 1 : Math.max(...all.map((p) => p[1]));
+  if (x1 === x0) [x0, x1] = [x0 - 1, x1 + 1];
+  if (y1 === y0) [y0, y1] = [y0 - 0.5, y1 + 0.5];
+  const sx = (x: number) => pad.l + ((x - x0) / (x1 - x0)) * (W - pad.l - pad.r);
+  const sy = (y: number) => H - pad.b - ((y - y0) / (y1 - y0)) * (H - pad.t - pad.b);
+  const grid = [0, 0.5, 1]
+    .map((f) => {
+      const v = y0 + f * (y1 - y0);
+      const y = sy(v);
+      return `<line x1="${pad.l}" x2="${W - pad.r}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" class="grid"/><text x="${pad.l - 6}" y="${(y + 4).toFixed(1)}" class="ytick">${esc(num(v, 3))}</text>`;
+    })
+    .join('');
+  const lines = series
+    .map((s) => {
+      const pts = xs.map((x, i) => [x, s.ys[i]!] as const).filter(([x, y]) => ok(x, y));
+      const poly = pts.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
+      const dots = pts.map(([x, y]) => `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.4" fill="${s.color}"/>`).join('');
+      return `<polyline points="${poly}" fill="none" stroke="${s.color}" stroke-width="1.8" stroke-linejoin="round"${s.dash ? ' stroke-dasharray="5 3"' : ''}/>${dots}`;
+    })
+    .join('');
+  // legend keys one after another, each as wide as its label (about 6 px a character)
+  const keyX: number[] = [];
+  series.reduce((x, s) => (keyX.push(x), x + 28 + s.label.length * 6), pad.l);
+  const legend = series
+    .map((s, i) => {
+      const x = keyX[i]!;
+      return `<line x1="${x.toFixed(1)}" x2="${(x + 16).toFixed(1)}" y1="${H - 6}" y2="${H - 6}" stroke="${s.color}" stroke-width="2"${s.dash ? ' stroke-dasharray="5 3"' : ''}/><text x="${(x + 20).toFixed(1)}" y="${H - 2}" class="legend">${esc(s.label)}</text>`;
+    })
+    .join('');
+  return (
+    `<svg class="plot" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(o.title)}">` +
+    `<text x="${pad.l}" y="16" class="ptitle">${esc(o.title)}</text>` +
+    grid +
+    `<line x1="${pad.l}" x2="${W - pad.r}" y1="${H - pad.b}" y2="${H - pad.b}" class="axis"/>` +
+    `<text x="${pad.l}" y="${H - pad.b + 14}" class="xtick">${esc(num(x0))}</text>` +
+    `<text x="${(pad.l + W - pad.r) / 2}" y="${H - pad.b + 14}" class="xtick mid">${esc(o.xLabel ?? '')}</text>` +
+    `<text x="${W - pad.r}" y="${H - pad.b + 14}" class="xtick end">${esc(num(x1))}</text>` +
+    lines +
+    legend +
+    `</svg>`
+  );
+}
+
+/**
+ * The feature's sweep beside its baselines (steering.json `baselines`: the best raw neuron and a
+ * random direction, each moved by the feature's norm of change): flip rate per value, plotted
+ * together, and each method's flip and control rates.
+ */
+export function steeringComparison(doc: any): string {
+  const bases: any[] = Array.isArray(doc?.baselines) ? doc.baselines : [];
+  const feat = Array.isArray(doc?.sweeps) ? doc.sweeps[0] : null;
+  if (!bases.length || !feat || !Array.isArray(feat.values)) return '';
+  const pct = (x: unknown) => (typeof x === 'number' ? `${(x * 100).toFixed(0)} %` : '–');
+  // x: the value swept, or its magnitude when all are ≤ 0 (a suppressed feature)
+  const vals: number[] = feat.values.map((v: any) => Number(v.value));
+  const xs = vals.every((v) => v <= 0) ? vals.map((v) => Math.abs(v)) : vals;
+  const rates = (vs: any[]) => xs.map((_: number, i: number) => Number(vs?.[i]?.flipRate ?? NaN));
+  const colors: Record<string, string> = { neuron: '#d97706', random: '#6b7280' };
+  const series = [
+    { label: `SAE feature #${feat.feature}`, ys: rates(feat.values), color: '#dc2626' },
+    ...bases.map((b) => ({ label: b.kind === 'neuron' ? `neuron ${b.details?.neuron ?? ''}`.trim() : b.kind === 'random' ? 'random direction' : String(b.kind), ys: rates(b.values), color: colors[b.kind] ?? '#2563eb', dash: true })),
+  ];
+  const plot = multiLinePlot(xs, series, { title: 'flip rate vs magnitude: feature and baselines', xLabel: `${xs === vals ? 'value' : '|value|'}${doc.value_unit && doc.value_unit !== 1 ? ` (1 unit = ${num(doc.value_unit, 4)})` : ''}`, unit: true, width: 380, height: 210 });
+  const rows = [
+    `<tr class="chosen"><td>SAE feature #${esc(doc.feature)}${doc.name ? ` (${esc(doc.name)})` : ''}</td><td class="num">${pct(doc.flip_rate)}</td><td class="num">${pct(doc.unchanged_rate)}</td><td class="dim">${esc(doc.strategy ?? '')}</td></tr>`,
+    ...bases.map((b) => `<tr><td>${esc(b.kind)}</td><td class="num">${pct(b.flip_rate)}</td><td class="num">${pct(b.unchanged_rate)}</td><td class="dim">${esc(b.description ?? '')}</td></tr>`),
+  ].join('');
+  return (
+    `<div class="sweepbody baselines">${plot}<div><p class="dim">Against baselines over the same ${esc(doc.clips)} clips and values${doc.baseline_scaling ? ` — ${esc(doc.baseline_scaling)}` : ''}.</p>` +
+    `<table class="ptable baselines"><thead><tr><th>method</th><th>flip rate</th><th>control unchanged</th><th>what</th></tr></thead><tbody>${rows}</tbody></table></div></div>`
+  );
 }
 
 /** The gender experiment's outcome and, when several named features were compared, that comparison. */
@@ -591,6 +679,7 @@ svg .ptitle{font-weight:600;fill:#374151;font-size:12px}
 svg .ytick{text-anchor:end}
 svg .xtick.end{text-anchor:end}
 svg .xtick.mid{text-anchor:middle}
+svg .legend{font-size:10.5px;fill:#374151}
 .quality{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
 .qtable th{text-align:left;font-weight:500;color:var(--dim);padding:2px 12px 2px 0}
 rect.hbar{fill:#2563eb}rect.hbar.dead{fill:#9ca3af}

@@ -19,6 +19,11 @@
 //
 // Audio: like ask, a prompt carries one window of the model's audio window (the first, unless
 // `window` picks another); steerCommand with windows 'all' sweeps each window of the clip in turn.
+//
+// Baselines: a `direction` u in the spec steers along u instead of W_dec[F]/s, each row moved by
+// the norm the feature's edit would give it (x' = x + |c|·‖W_dec[F]/s‖·u); steerExperiment uses it
+// to steer the best raw neuron and a random direction beside the feature (baselineDirections).
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readAudio } from '../audio/decode.js';
@@ -38,11 +43,14 @@ import { sum } from '../tensor/ops/reduce.js';
 import { keep } from '../tensor/scope.js';
 import { Tensor, tensor } from '../tensor/tensor.js';
 import { ArdError } from '../util/errors.js';
-import { writeJsonAtomic } from '../util/fs.js';
-import { stem } from './describe.js';
+import { readJson, writeJsonAtomic } from '../util/fs.js';
+import { contentTokens, stem } from './describe.js';
 import { readFeatures } from './rank.js';
 import type { FeatureEntry } from './rank.js';
-import { runPaths } from './run.js';
+import { bestCandidates, neuronCandidates, randomDirections } from './evaluate.js';
+import { clipResidualMeans, readRetrieve } from './retrieve.js';
+import { clearFresh, fileDigest, fileStamp, isFresh, markFresh, readCaptureManifest, runPaths, stageInputsKey } from './run.js';
+import type { CaptureClip, CaptureManifest } from './run.js';
 
 export type SteerMode = 'add' | 'set';
 export type SteerPositions = 'all' | 'audio';
@@ -58,6 +66,13 @@ export interface SteeringSpec {
   positions?: SteerPositions;
   /** The prompt's token ids (needed for positions 'audio': rows holding the audio placeholder). */
   promptIds?: readonly number[];
+  /**
+   * A baseline: move each row along this unit vector u [d] instead of W_dec[F]/s, by the norm the
+   * feature's intervention would have given that row: x' = x + |c|·‖W_dec[F]/s‖·u, where c is the
+   * feature's coefficient for the row (value, or value − z_F(x) for 'set'). Rows the feature would
+   * leave alone (c = 0) stay as they are.
+   */
+  direction?: Float32Array;
 }
 
 /**
@@ -97,6 +112,7 @@ function checkSpec(model: AudioLLM, s: SteeringSpec): { mode: SteerMode; positio
   const nl = model.decoder.layers.length;
   if (!Number.isInteger(s.layer) || s.layer < 0 || s.layer >= nl) throw new ArdError(`steer: layer ${s.layer} out of range (the model has ${nl} decoder layers, 0–${nl - 1})`);
   if (positions === 'audio' && !s.promptIds) throw new ArdError("steer: positions 'audio' needs the prompt's token ids");
+  if (s.direction !== undefined && (!(s.direction instanceof Float32Array) || s.direction.length !== d)) throw new ArdError(`steer: a baseline direction must be a Float32Array of the hidden size ${d}`);
   return { mode, positions };
 }
 
@@ -110,15 +126,24 @@ export function addSteeringHook(model: AudioLLM, spec: SteeringSpec): HookHandle
   const { sae, feature, value } = spec;
   if (mode === 'add' && value === 0) return { remove() {} }; // exactly the unsteered model
   const engine = model.engine;
-  // W_dec[F] / s as a [1, d] row, broadcast over the rows of the residual
+  // W_dec[F] / s as a [1, d] row, broadcast over the rows of the residual; for a baseline,
+  // u·‖W_dec[F]/s‖ (the norm taken on the GPU, in f32)
   const dir = keep(
     engine.noGradScope(() => {
       const row = sae.decoderRow(feature);
       const out = map([row], 'P.alpha * a', { name: 'steer_dir', alpha: 1 / sae.inputScale, out: 'f32' });
       row.dispose();
-      return out;
+      if (!spec.direction) return out;
+      const sq = map([out], 'a * a', { name: 'steer_sq', out: 'f32' });
+      const nsq = sum(sq, 1, true);
+      const u = tensor(engine, spec.direction, [1, spec.direction.length]);
+      const base = map([u, nsq], 'a * sqrt(b)', { name: 'steer_base_dir', out: 'f32' });
+      for (const t of [out, sq, nsq, u]) t.dispose();
+      return base;
     }),
   );
+  // a baseline moves by |c| along its direction; the feature by c along W_dec[F]/s
+  const stepExpr = spec.direction ? 'select(a, a + abs(b) * c, b != 0.0)' : 'select(a, a + b * c, b != 0.0)';
   const constCoef = mode === 'add' && positions === 'all' ? keep(tensor(engine, [value], [1, 1])) : null;
   let audioMask: Float32Array | null = null;
   if (positions === 'audio') audioMask = Float32Array.from(spec.promptIds!, (id) => (id === model.audioTokenIndex ? 1 : 0));
@@ -142,7 +167,7 @@ export function addSteeringHook(model: AudioLLM, spec: SteeringSpec): HookHandle
       z.dispose();
     }
     // rows with a zero coefficient are copied untouched (bit for bit)
-    const out = map([resid, coef, dir], 'select(a, a + b * c, b != 0.0)', { name: 'steer', out: resid.dtype });
+    const out = map([resid, coef, dir], stepExpr, { name: spec.direction ? 'steer_base' : 'steer', out: resid.dtype });
     if (coef !== constCoef) coef.dispose();
     mask?.dispose();
     return out;
@@ -411,11 +436,32 @@ function words(text: string): { canon: string; negated: boolean }[] {
  * female" is no answer).
  */
 export function answerSays(answer: string, target: string): boolean {
-  const t = stem(target.toLowerCase().trim());
-  const opp = OPPOSITE[t];
   const w = words(answer);
   const says = (c: string) => w.some((x) => x.canon === c && !x.negated);
+  const tw = targetWords(target);
+  if (tw.length > 1) return tw.every(says); // "dog barking": each word, unnegated
+  const t = tw[0] ?? stem(target.toLowerCase().trim());
+  const opp = OPPOSITE[t];
   return says(t) && !(opp !== undefined && says(opp));
+}
+
+/** The canonical words of a target answer ("a man" → [male]); articles and the like dropped. */
+function targetWords(target: string): string[] {
+  return [...new Set(words(target).map((x) => x.canon).filter((c) => !SKIP.has(c)))];
+}
+
+/**
+ * The words a feature's name must say to be about the source concept: the target's opposite when
+ * it has one (male ↔ female), else the content words of the source label that the target lacks
+ * ("neutral speech" toward "happy": neutral, speech).
+ */
+export function sourceWords(target: string, from?: string): string[] {
+  const t = stem(target.toLowerCase().trim());
+  const opp = OPPOSITE[t];
+  if (opp) return [opp];
+  if (!from) return [];
+  const tw = new Set(targetWords(target));
+  return [...new Set(contentTokens(from).map((x) => x.canon))].filter((c) => !tw.has(c));
 }
 
 function sameAnswer(a: string, b: string): boolean {
@@ -465,8 +511,46 @@ export interface SteeringExperimentOptions extends SteerGenOptions {
   question?: string;
   controlQuestion?: string;
   target?: string;
-  /** Clip sweeps done of all to do: each compared candidate's on the selection clips, then the scored ones. */
+  /**
+   * The source concept (a label of the corpus, e.g. "female speech"): names it, and (when the
+   * target has no opposite) which features' names are about it (sourceWords).
+   */
+  from?: string;
+  /** The split the scored clips come from (recorded in steering.json). */
+  split?: string;
+  /** Directions steered like the feature, over the same clips and values, for comparison (see baselineDirections). */
+  baselines?: readonly BaselineSpec[];
+  /** Clip results kept from an interrupted run (steerExperiment keeps them in RUN/.steering.partial.json). */
+  resume?: { get(key: string): ExperimentClipResult | undefined; put(key: string, r: ExperimentClipResult): void };
+  /**
+   * Clip sweeps done of all to do: each compared candidate's on the selection clips, then the
+   * scored ones, then each baseline's.
+   */
   onProgress?: (done: number, total: number) => void;
+}
+
+/** A direction in the residual stream steered in place of the feature's (addSteeringHook's `direction`). */
+export interface BaselineSpec {
+  kind: 'neuron' | 'random';
+  /** Unit vector [d]. */
+  direction: Float32Array;
+  /** One line: what it is and how it was chosen. */
+  description: string;
+  /** What steering.json records of it (neuron index and sign, AP, seed, ...). */
+  details?: Record<string, unknown>;
+}
+
+/** A baseline's outcome over the clips and values the feature was steered with. */
+export interface BaselineResult {
+  kind: 'neuron' | 'random';
+  description: string;
+  details: Record<string, unknown>;
+  flip_rate: number;
+  unchanged_rate: number;
+  baseline_target_rate: number;
+  clips: number;
+  values: { value: number; flipRate: number; answers: string[] }[];
+  per_clip: ExperimentClipResult[];
 }
 
 /** One named candidate as compared on the selection clips. */
@@ -511,6 +595,12 @@ export interface SteeringResult {
   per_clip: ExperimentClipResult[];
   /** The candidates compared on the selection clips, when there were several (see selectionClips). */
   selection?: { clips: number; candidates: SteeringCandidate[] };
+  /** The source label and split the clips came from, when the experiment was set up by label. */
+  from?: string;
+  split?: string;
+  /** The best raw neuron and a random direction, steered with the feature's norm of change (baselineDirections). */
+  baselines?: BaselineResult[];
+  baseline_scaling?: string;
   sweeps: {
     feature: number;
     name?: string;
@@ -535,29 +625,30 @@ export interface GenderChoice {
  * order: every feature named for the target (raised: mode add), or, when none is, every feature
  * named for its opposite (suppressed: mode set to −v).
  */
-export function genderCandidates(features: readonly FeatureEntry[], target: string, values: readonly number[]): GenderChoice[] {
-  const t = stem(target.toLowerCase());
-  const opp = OPPOSITE[t];
-  const named = (c: string) =>
+export function genderCandidates(features: readonly FeatureEntry[], target: string, values: readonly number[], from?: string): GenderChoice[] {
+  const tw = targetWords(target);
+  const t = tw.length ? tw.join(' ') : stem(target.toLowerCase());
+  const src = sourceWords(target, from);
+  const named = (want: readonly string[], not: readonly string[]) =>
     features.filter((f) => {
       if (!f.name) return false;
       const ws = words(f.name);
       const has = (x: string) => ws.some((w) => w.canon === x && !w.negated);
-      return has(c) && !(c === t ? opp !== undefined && has(opp) : has(t));
+      return want.length > 0 && want.every(has) && !(not.length > 0 && not.every(has));
     });
-  const up = named(t);
+  const up = named(tw.length ? tw : [t], src);
   if (up.length > 0) {
     const vs = values.map((v) => Math.abs(v));
     return up.map((f) => ({ feature: f.id, name: f.name!, mode: 'add', values: vs, strategy: `raise the '${t}'-named feature: mode add, z_F + v for v in [${vs.join(', ')}]` }));
   }
-  const down = opp ? named(opp) : [];
+  const down = src.length ? named(src, tw.length ? tw : [t]) : [];
   const vs = values.map((v) => -Math.abs(v) + 0); // + 0: no −0 in the JSON
   return down.map((f) => ({
     feature: f.id,
     name: f.name!,
     mode: 'set',
     values: vs,
-    strategy: `no feature is named '${t}': suppress the '${opp}'-named feature: mode set, z_F := v for v in [${vs.join(', ')}] (0 = clamped off)`,
+    strategy: `no feature is named '${t}': suppress the '${src.join(' ')}'-named feature: mode set, z_F := v for v in [${vs.join(', ')}] (0 = clamped off)`,
   }));
 }
 
@@ -591,7 +682,7 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
   const scaled = (f: number, vs: readonly number[]): { values: number[]; unit: number; note: string } => {
     if (!o.valuesInFeatureUnits) return { values: [...vs], unit: 1, note: '' };
     const e = ranked?.find((x) => x.id === f);
-    if (!e || !(e.scores.maxMean > 0)) throw new ArdError(`${paths.features}: no activation scale for feature ${f} (values in feature units need it ranked)`);
+    if (!e || !(e.scores.maxMean > 0)) throw new ArdError(`${paths.features}: no activation scale for feature ${f} (values in feature units need it ranked; or give raw values, --units raw)`);
     const unit = e.scores.maxMean;
     return { values: vs.map((v) => Number((v * unit).toPrecision(4)) + 0), unit, note: ` (in units of the feature's largest clip-mean activation, ${unit.toPrecision(4)})` };
   };
@@ -601,7 +692,8 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
   let selection: SteeringResult['selection'];
   // progress covers the candidates' sweeps on the selection clips, then the scored sweep
   let doneBefore = 0;
-  let total = clips.length;
+  const baselines = o.baselines ?? [];
+  let total = clips.length * (1 + baselines.length);
   const progressFrom = (offset: number) => (done: number) => o.onProgress?.(offset + done, total);
   if (o.feature !== undefined) {
     const mode = o.mode ?? 'add';
@@ -609,8 +701,11 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
     source = 'given by the caller';
   } else {
     if (!ranked) throw new ArdError(`${paths.features}: no features file to find a gender feature in (name the features first, or pass a feature)`);
-    const cands = genderCandidates(ranked, target, magnitudes);
-    if (cands.length === 0) throw new ArdError(`${paths.features}: no feature is named '${target}' or its opposite (pass a feature)`);
+    const cands = genderCandidates(ranked, target, magnitudes, o.from);
+    if (cands.length === 0) {
+      const src = sourceWords(target, o.from);
+      throw new ArdError(`${paths.features}: no feature is named '${target}'${src.length ? ` or '${src.join(' ')}'` : ''} (pass a feature)`);
+    }
     choice = cands[0]!;
     source = `${path.basename(paths.features)}: first ranked feature whose name says so ("${choice.name}")`;
     const sel = otherGender(o.selectionClips ?? []);
@@ -636,6 +731,23 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
   const strategy = choice.strategy + note;
   checkSpec(o.model, { sae: o.sae, layer: o.layer, feature, value: 0, mode, positions, promptIds: [] });
   const perClip = await sweepClips(o, clips, { feature, mode, values }, positions, question, controlQuestion, target, progressFrom(doneBefore));
+  doneBefore += clips.length;
+  const baselineResults: BaselineResult[] = [];
+  for (const b of baselines) {
+    const per = await sweepClips(o, clips, { feature, mode, values, direction: b.direction }, positions, question, controlQuestion, target, progressFrom(doneBefore));
+    doneBefore += clips.length;
+    baselineResults.push({
+      kind: b.kind,
+      description: b.description,
+      details: b.details ?? {},
+      flip_rate: share(per, (c) => c.flipped),
+      unchanged_rate: share(per, (c) => c.control.unchanged),
+      baseline_target_rate: share(per, (c) => c.baseline_says_target),
+      clips: per.length,
+      values: valueRates(values, per),
+      per_clip: per,
+    });
+  }
 
   const n = perClip.length;
   const rate = (f: (c: ExperimentClipResult) => boolean) => share(perClip, f);
@@ -672,19 +784,31 @@ export async function steeringExperiment(o: SteeringExperimentOptions): Promise<
         question,
         target,
         mode,
-        values: values.map((value, i) => ({
-          value,
-          flipRate: perClip.filter((c) => c.answers[i]!.says_target).length / n,
-          answers: perClip.map((c) => c.answers[i]!.answer),
-        })),
+        values: valueRates(values, perClip),
       },
     ],
+    ...(o.from !== undefined ? { from: o.from } : {}),
+    ...(o.split !== undefined ? { split: o.split } : {}),
+    ...(baselines.length ? { baselines: baselineResults, baseline_scaling: BASELINE_SCALING } : {}),
   };
   writeJsonAtomic(paths.steering, result);
   return result;
 }
 
 const share = <T>(xs: readonly T[], f: (x: T) => boolean) => xs.filter(f).length / xs.length;
+
+/** Per value: the share of clips whose answer says the target, and the answers. */
+function valueRates(values: readonly number[], per: readonly ExperimentClipResult[]): { value: number; flipRate: number; answers: string[] }[] {
+  return values.map((value, i) => ({
+    value,
+    flipRate: per.filter((c) => c.answers[i]!.says_target).length / per.length,
+    answers: per.map((c) => c.answers[i]!.answer),
+  }));
+}
+
+export const BASELINE_SCALING =
+  "each row moves along the baseline's unit vector u by the norm the feature's intervention gives that row: " +
+  "x' = x + |c|·‖W_dec[F]/s‖·u, c = value (add) or value − z_F(x) (set), so ‖x' − x‖ matches the feature's at every value, row and token";
 
 /**
  * For each clip: the unsteered answer to `question`, the answer at each value, whether some value
@@ -693,7 +817,7 @@ const share = <T>(xs: readonly T[], f: (x: T) => boolean) => xs.filter(f).length
 async function sweepClips(
   o: SteeringExperimentOptions,
   clips: readonly ExperimentClip[],
-  c: { feature: number; mode: SteerMode; values: readonly number[] },
+  c: { feature: number; mode: SteerMode; values: readonly number[]; direction?: Float32Array },
   positions: SteerPositions,
   question: string,
   controlQuestion: string,
@@ -701,12 +825,21 @@ async function sweepClips(
   onDone?: (done: number) => void,
 ): Promise<ExperimentClipResult[]> {
   const { feature, mode, values } = c;
-  const spec = (value: number) => ({ sae: o.sae, layer: o.layer, feature, value, mode, positions });
+  const spec = (value: number) => ({ sae: o.sae, layer: o.layer, feature, value, mode, positions, ...(c.direction ? { direction: c.direction } : {}) });
   // the control is run at the largest intervention of the sweep
   const largest = values.reduce((a, v) => (Math.abs(v) > Math.abs(a) ? v : a), values[0]!);
   const perClip: ExperimentClipResult[] = [];
+  // a clip already swept with this direction, feature, mode and values (an interrupted run) is reused
+  const dirId = c.direction ? createHash('sha256').update(new Uint8Array(c.direction.buffer, c.direction.byteOffset, c.direction.byteLength)).digest('hex').slice(0, 16) : null;
+  const tag = (clip: ExperimentClip) => JSON.stringify([dirId ?? feature, feature, mode, values, positions, question, controlQuestion, target, clip.file]);
   onDone?.(0);
   for (const clip of clips) {
+    const done = o.resume?.get(tag(clip));
+    if (done) {
+      perClip.push(done);
+      onDone?.(perClip.length);
+      continue;
+    }
     const file = o.corpus && !path.isAbsolute(clip.file) ? path.join(o.corpus, clip.file) : clip.file;
     const samples = (await readAudio(file)).samples;
     const p = prepare(o.model, samples, question, o.tokenizer);
@@ -730,8 +863,227 @@ async function sweepClips(
       p.feats.dispose();
     }
     const baseSays = answerSays(base.answer, target);
-    perClip.push({ file: clip.file, baseline: base.answer, baseline_says_target: baseSays, answers, flipped: !!hit, flip_value: hit ? hit.value : null, control });
+    const res: ExperimentClipResult = { file: clip.file, baseline: base.answer, baseline_says_target: baseSays, answers, flipped: !!hit, flip_value: hit ? hit.value : null, control };
+    perClip.push(res);
+    o.resume?.put(tag(clip), res);
     onDone?.(perClip.length);
   }
   return perClip;
+}
+
+// ---- the experiment by label (`ardgpu steer-experiment`) -----------------------------------------
+
+export interface SteerExperimentOptions extends SteerGenOptions {
+  model: AudioLLM;
+  sae: Sae;
+  run: string;
+  layer: number;
+  /** The source concept: a label of the captured corpus (case ignored), e.g. "female speech". */
+  from: string;
+  /** The question asked of each clip, e.g. "What is the gender of the speaker?". */
+  prompt: string;
+  /** What a flipped answer says (word-level, see answerSays), e.g. "male". */
+  expect: string;
+  /** Its answer must not change at the flip value (default "Is anyone speaking?"). */
+  controlPrompt?: string;
+  /** Magnitudes to sweep (default 0, 1, 2, 4, 8, 16 in feature units, else 0, 5, 10, 20, 40). */
+  values?: readonly number[];
+  /** Values in units of the feature's largest clip-mean activation (default true). */
+  valuesInFeatureUnits?: boolean;
+  /** Steer this feature (default: the features named for `expect`, compared on the selection clips). */
+  feature?: number;
+  mode?: SteerMode;
+  positions?: SteerPositions;
+  /** The split whose source-labelled clips are scored (default 'test'). */
+  split?: string;
+  /** The split whose source-labelled clips choose among named candidates (default 'val'). */
+  selectionSplit?: string;
+  /** At most this many selection clips (default 16, the first in capture order). */
+  maxSelectionClips?: number;
+  /** Selection clips given directly (files as in the capture manifest), instead of selectionSplit. */
+  selectionClips?: readonly ExperimentClip[];
+  /** At most this many scored clips (default all). */
+  maxClips?: number;
+  maxCandidates?: number;
+  /** Also steer the best raw neuron and a random direction (default true). */
+  baselines?: boolean;
+  /** Seed of the random direction (default 0). */
+  randomSeed?: number;
+  force?: boolean;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** How a label is compared: case and surrounding space ignored. */
+const normLabel = (l: string) => l.toLowerCase().trim();
+
+/**
+ * The clips of the capture labelled `from` in `split`, in capture order (files resolved against
+ * the capture's corpus folder). One-line errors: a label no clip has (listing the corpus's
+ * labels), or none in that split (listing where it occurs).
+ */
+export function clipsLabelled(manifest: Pick<CaptureManifest, 'clips' | 'corpus'>, manifestFile: string, from: string, split: string): CaptureClip[] {
+  const want = normLabel(from);
+  const all = manifest.clips.filter((c) => c.labels.some((l) => normLabel(l) === want));
+  if (all.length === 0) {
+    const labels = [...new Set(manifest.clips.flatMap((c) => c.labels))].sort((a, b) => a.toLowerCase().localeCompare(b.toLowerCase()) || (a < b ? -1 : a > b ? 1 : 0));
+    const shown = labels.slice(0, 12).map((l) => `'${l}'`).join(', ');
+    throw new ArdError(`${manifestFile}: no clip is labelled '${from}' (${labels.length ? `labels: ${shown}${labels.length > 12 ? `, … ${labels.length - 12} more` : ''}` : 'the corpus has no labels'})`);
+  }
+  const picked = all.filter((c) => c.split === split);
+  if (picked.length === 0) {
+    const by = new Map<string, number>();
+    for (const c of all) by.set(c.split, (by.get(c.split) ?? 0) + 1);
+    throw new ArdError(`${manifestFile}: no clip labelled '${from}' in split '${split}' (${[...by].map(([s, n]) => `${s}: ${n}`).join(', ')})`);
+  }
+  return picked.map((c) => ({ ...c, file: manifest.corpus && !path.isAbsolute(c.file) ? path.join(manifest.corpus, c.file) : c.file }));
+}
+
+/**
+ * What steerExperiment checks before any model is loaded (the CLI calls it first): the label has
+ * clips in the split, and some feature's name fits `expect` (or `from`) unless a feature is given.
+ * Throws one-line ArdErrors.
+ */
+export function checkSteerExperiment(o: { run: string; layer: number; from: string; expect: string; split?: string; feature?: number }): void {
+  const paths = runPaths(o.run, o.layer);
+  if (!fs.existsSync(paths.manifest)) throw new ArdError(`${paths.manifest}: no capture manifest (run \`ardgpu capture\` first)`);
+  clipsLabelled(readCaptureManifest(o.run), paths.manifest, o.from, o.split ?? 'test');
+  if (o.feature !== undefined) return;
+  if (!fs.existsSync(paths.features)) throw new ArdError(`${paths.features}: no features file to find a feature named '${o.expect}' in (name the features first, or pass --feature)`);
+  if (genderCandidates(readFeatures(paths.features).features, o.expect, [1], o.from).length === 0) {
+    const src = sourceWords(o.expect, o.from);
+    throw new ArdError(`${paths.features}: no feature is named '${o.expect}'${src.length ? ` or '${src.join(' ')}'` : ''} (pass a feature)`);
+  }
+}
+
+/**
+ * The baselines steered beside the feature:
+ * - neuron: the residual dimension j and sign σ whose clip-mean activation σ·x̄_j ranks the clips
+ *   labelled `from` highest (max average precision, as evaluate chooses its neuron per label), on
+ *   the validation split (else every clip outside the scored split, else every clip); steered
+ *   along u = −σ·e_j, away from the source concept.
+ * - random: a seeded Gaussian direction normalised to unit length (evaluate's randomDirections).
+ * Both are then scaled per row to the feature's norm of change (BASELINE_SCALING).
+ */
+export function baselineDirections(o: {
+  clips: readonly Pick<CaptureClip, 'labels' | 'split'>[];
+  residMean: Float32Array;
+  d: number;
+  from: string;
+  scoredSplit: string;
+  seed: number;
+}): BaselineSpec[] {
+  const { d } = o;
+  const want = normLabel(o.from);
+  const isPos = (c: Pick<CaptureClip, 'labels'>) => c.labels.some((l) => normLabel(l) === want);
+  const both = (idx: number[]) => idx.some((i) => isPos(o.clips[i]!)) && idx.some((i) => !isPos(o.clips[i]!));
+  const every = o.clips.map((_, i) => i);
+  const pools: [string, number[]][] = [
+    ["the 'val' split", every.filter((i) => o.clips[i]!.split === 'val')],
+    [`every split but '${o.scoredSplit}'`, every.filter((i) => o.clips[i]!.split !== o.scoredSplit)],
+    ['every clip', every],
+  ];
+  const pool = pools.find(([, idx]) => both(idx));
+  const out: BaselineSpec[] = [];
+  if (pool) {
+    const [where, idx] = pool;
+    const resid = new Float32Array(idx.length * d);
+    idx.forEach((c, i) => resid.set(o.residMean.subarray(c * d, (c + 1) * d), i * d));
+    const pos = Uint8Array.from(idx, (c) => (isPos(o.clips[c]!) ? 1 : 0));
+    const { best, ap } = bestCandidates(neuronCandidates(resid, idx.length, d), [pos], idx.length);
+    const j = best[0]! >> 1;
+    const sign = best[0]! & 1 ? -1 : 1;
+    const u = new Float32Array(d);
+    u[j] = -sign;
+    out.push({
+      kind: 'neuron',
+      direction: u,
+      description: `neuron ${j}: its clip mean ${sign < 0 ? 'falls' : 'rises'} on '${o.from}' clips (AP ${ap[0]!.toFixed(3)} on ${where}, ${pos.reduce((a, b) => a + b, 0)} of ${idx.length} clips); steered ${sign < 0 ? 'up' : 'down'}, away from it`,
+      details: { neuron: j, sign: -sign, ap: Math.round(ap[0]! * 1e6) / 1e6, chosen_on: where, clips: idx.length },
+    });
+  }
+  const R = randomDirections(d, 1, o.seed);
+  out.push({ kind: 'random', direction: R, description: `a random unit direction (Gaussian, seed ${o.seed})`, details: { seed: o.seed } });
+  return out;
+}
+
+/** Clip-mean residual vectors of the layer: retrieve's copy when it matches the capture, else computed. */
+async function residualMeans(engine: Engine, run: string, layer: number, nClips: number): Promise<Float32Array> {
+  const file = runPaths(run, layer).retrieve;
+  if (fs.existsSync(file)) {
+    const s = readRetrieve(file);
+    if (s.residMean && s.nClips === nClips) return s.residMean;
+  }
+  return (await clipResidualMeans({ engine, run, layer })).residMean;
+}
+
+/**
+ * `ardgpu steer-experiment`: the steering experiment on the clips labelled `from` (any label set):
+ * the features named for `expect` (or `feature`) are swept over `values`, the flip rate and the
+ * control's unchanged rate measured on the `split` clips, beside the best raw neuron and a random
+ * direction (baselineDirections) steered with the same norm of change. Writes RUN/steering.json,
+ * skipped when its inputs are unchanged (then `skipped` is true).
+ */
+export async function steerExperiment(o: SteerExperimentOptions): Promise<SteeringResult & { skipped?: boolean }> {
+  const paths = runPaths(o.run, o.layer);
+  if (!o.from || !o.from.trim()) throw new ArdError('steer-experiment: --from needs a label');
+  if (!o.expect || !o.expect.trim()) throw new ArdError('steer-experiment: --expect needs an answer word');
+  if (!o.prompt || !o.prompt.trim()) throw new ArdError('steer-experiment: --prompt needs a question');
+  const manifest = readCaptureManifest(o.run);
+  const split = o.split ?? 'test';
+  // by label only: no gender field, so the core's gender filter keeps every clip
+  let clips: ExperimentClip[] = clipsLabelled(manifest, paths.manifest, o.from, split).map((c) => ({ file: c.file }));
+  if (o.maxClips !== undefined) clips = clips.slice(0, o.maxClips);
+  let selectionClips: readonly ExperimentClip[] = o.selectionClips ?? [];
+  if (!o.selectionClips && o.feature === undefined) {
+    const sel = o.selectionSplit ?? 'val';
+    const has = manifest.clips.some((c) => c.split === sel && c.labels.some((l) => normLabel(l) === normLabel(o.from)));
+    selectionClips = has ? clipsLabelled(manifest, paths.manifest, o.from, sel).slice(0, o.maxSelectionClips ?? 16).map((c) => ({ file: c.file })) : [];
+  }
+  const inFeatureUnits = o.valuesInFeatureUnits ?? true;
+  const values = o.values ?? (inFeatureUnits ? [0, 1, 2, 4, 8, 16] : [0, 5, 10, 20, 40]);
+  checkValues(values);
+  const withBaselines = o.baselines ?? true;
+  const seed = o.randomSeed ?? 0;
+  const stamp = (f: string) => (fs.existsSync(f) ? fileDigest(f) : 'missing');
+  const key = stageInputsKey('steer-experiment', {
+    model: o.model.source, sae: stamp(paths.sae), features: stamp(paths.features), manifest: stamp(paths.manifest),
+    retrieve: withBaselines ? fileStamp(paths.retrieve) : null, from: normLabel(o.from), prompt: o.prompt, expect: o.expect,
+    control: o.controlPrompt ?? null, values, inFeatureUnits, feature: o.feature ?? null, mode: o.mode ?? null, positions: o.positions ?? 'all',
+    clips: clips.map((c) => [c.file, fileStamp(c.file)]), selection: selectionClips.map((c) => [c.file, fileStamp(c.file)]),
+    maxCandidates: o.maxCandidates ?? null, baselines: withBaselines, seed, maxNewTokens: o.maxNewTokens ?? 32,
+    sampling: [o.temperature ?? null, o.topP ?? null, o.topK ?? null, o.seed ?? 0],
+  });
+  if (!o.force && isFresh(paths.steering, key)) return { ...readJson<SteeringResult>(paths.steering), skipped: true };
+  clearFresh(paths.steering);
+  // each clip's result is kept as it is done, under this key; a rerun after an interruption reuses them
+  const partialFile = path.join(o.run, '.steering.partial.json');
+  const partial = fs.existsSync(partialFile) ? readJson<{ key?: string; done?: Record<string, ExperimentClipResult> }>(partialFile) : null;
+  const done: Record<string, ExperimentClipResult> = partial?.key === key && partial.done && typeof partial.done === 'object' ? partial.done : {};
+  const resume = {
+    get: (k: string) => (o.force ? undefined : done[k]),
+    put: (k: string, r: ExperimentClipResult) => {
+      done[k] = r;
+      writeJsonAtomic(partialFile, { key, done });
+    },
+  };
+  const baselines = withBaselines
+    ? baselineDirections({ clips: manifest.clips, residMean: await residualMeans(o.model.engine, o.run, o.layer, manifest.clips.length), d: manifest.d, from: o.from, scoredSplit: split, seed })
+    : [];
+  const r = await steeringExperiment({
+    ...o,
+    corpusClips: clips,
+    selectionClips,
+    values,
+    valuesInFeatureUnits: inFeatureUnits,
+    question: o.prompt,
+    target: o.expect,
+    ...(o.controlPrompt !== undefined ? { controlQuestion: o.controlPrompt } : {}),
+    from: o.from,
+    split,
+    baselines,
+    resume,
+  });
+  markFresh(paths.steering, key);
+  fs.rmSync(partialFile, { force: true });
+  return r;
 }

@@ -28,7 +28,7 @@ import { explain } from '../ard/explain.js';
 import { loadSae } from '../sae/load.js';
 import type { Sae } from '../sae/types.js';
 import { clipResiduals, modelDescriber, wavSamples } from '../ard/stages.js';
-import { steerCommand } from '../ard/steer.js';
+import { checkSteerExperiment, steerCommand, steerExperiment } from '../ard/steer.js';
 import { trainSaeStage } from '../ard/train-sae.js';
 import { DEMO_STAGES, runDemo } from '../ard/demo.js';
 import { evalModel } from '../train/eval-model.js';
@@ -469,6 +469,72 @@ export function registerCommands(cli: CAC): void {
         process.stderr.write(`note: ${path.basename(wav)} is ${r0.window.clipSeconds.toFixed(1)} s; steered its first ${(r0.window.end - r0.window.start).toFixed(1)} s window (--windows all steers each)\n`);
       }
       engine.destroy();
+    });
+
+  withGlobals(cli.command('steer-experiment', 'Steer the clips labelled --from toward --expect: flip and control rates, against a raw neuron and a random direction → RUN/steering.json'))
+    .option('--run <dir>', 'Run folder')
+    .option('--layer <n>', 'Decoder layer')
+    .option('--from <label>', 'Source concept: a label of the captured corpus (e.g. "female speech")')
+    .option('--prompt <text>', 'The question (e.g. "What is the gender of the speaker?")')
+    .option('--expect <word>', 'What a flipped answer says (e.g. male)')
+    .option('--control-prompt <text>', 'A question whose answer must not change', { default: 'Is anyone speaking?' })
+    .option('--values <list>', 'Magnitudes to sweep (in feature units unless --units raw)', { default: '0,1,2,4,8,16' })
+    .option('--units <u>', "feature: values × the feature's largest clip-mean activation; raw: as given", { default: 'feature' })
+    .option('--feature <id>', 'Steer this feature (default: those named for --expect, compared on the selection split)')
+    .option('--mode <m>', 'With --feature: add (z_F + value) or set (z_F = value)', { default: 'add' })
+    .option('--split <s>', 'Split whose --from clips are scored', { default: 'test' })
+    .option('--selection-split <s>', 'Split whose --from clips choose among named features', { default: 'val' })
+    .option('--max-clips <n>', 'At most this many scored clips')
+    .option('--no-baselines', 'Skip the neuron and random-direction baselines')
+    .option('--seed <s>', "The random direction's seed", { default: 0 })
+    .option('--model <dir>', 'Model folder (default: weights/)')
+    .option('--max-tokens <n>', 'Maximum new tokens per answer', { default: 32 })
+    .option('--force', 'Rerun even if the inputs are unchanged')
+    .action(async (flags: GlobalFlags & {
+      run?: string; layer?: string; from?: string; prompt?: string; expect?: string; controlPrompt: string; values: string; units: string; feature?: string; mode: string;
+      split: string; selectionSplit: string; maxClips?: string; baselines: boolean; seed: number; model?: string; maxTokens: number; force?: boolean;
+    }) => {
+      const run = needRun(flags.run);
+      const layer = layerOf(flags, run);
+      for (const k of ['from', 'prompt', 'expect'] as const) {
+        if (typeof flags[k] !== 'string' || !flags[k]!.trim()) throw new UsageError(`--${k} <${k === 'from' ? 'label' : k === 'prompt' ? 'text' : 'word'}> is required`);
+      }
+      if (flags.units !== 'feature' && flags.units !== 'raw') throw new UsageError(`--units: expected feature or raw, got '${flags.units}'`);
+      if (flags.mode !== 'add' && flags.mode !== 'set') throw new UsageError(`--mode: expected add or set, got '${flags.mode}'`);
+      const values = listFlag('values', flags.values)!;
+      const feature = intFlag('feature', flags.feature, 0);
+      checkSteerExperiment({ run, layer, from: flags.from!, expect: flags.expect!, split: String(flags.split), feature }); // before loading anything
+      const engine = await openEngine(flags);
+      const model = await openModel(engine, flags.model, true);
+      const sae = openSae(engine, run, layer);
+      const b = bar('steer', flags, 'clips');
+      try {
+        const r = await steerExperiment({
+          model, sae, run, layer, from: flags.from!, prompt: flags.prompt!, expect: flags.expect!, controlPrompt: String(flags.controlPrompt),
+          values, valuesInFeatureUnits: flags.units === 'feature', ...(feature !== undefined ? { feature, mode: flags.mode as 'add' | 'set' } : {}),
+          split: String(flags.split), selectionSplit: String(flags.selectionSplit), maxClips: intFlag('max-clips', flags.maxClips, 1),
+          baselines: flags.baselines !== false, randomSeed: intFlag('seed', flags.seed, 0), maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1), force: flags.force,
+          onProgress: b.update,
+        });
+        b.finish();
+        const pct = (x: number) => `${(x * 100).toFixed(0)} %`;
+        const { per_clip: _p, sweeps: _s, ...summary } = r;
+        const json = { ...summary, baselines: r.baselines?.map(({ per_clip: _q, values: v, ...rest }) => ({ ...rest, values: v.map(({ answers: _a, ...x }) => x) })) };
+        emit(flags, { file: runPaths(run, layer).steering, ...json }, () =>
+          [
+            `feature #${r.feature}${r.name ? ` (${r.name})` : ''} at layer ${r.layer}, ${r.mode}: '${r.from}' clips of split '${r.split}' → '${r.target}'${r.skipped ? ' (unchanged)' : ''}`,
+            `  values      ${r.values.join(', ')}${r.value_unit !== 1 ? ` (${r.value_unit.toPrecision(4)} per unit)` : ''}`,
+            `  ${'method'.padEnd(10)}  ${'flip rate'.padStart(9)}  ${'unchanged'.padStart(9)}`,
+            `  ${'feature'.padEnd(10)}  ${pct(r.flip_rate).padStart(9)}  ${pct(r.unchanged_rate).padStart(9)}   over ${r.clips} clips`,
+            ...(r.baselines ?? []).map((x) => `  ${x.kind.padEnd(10)}  ${pct(x.flip_rate).padStart(9)}  ${pct(x.unchanged_rate).padStart(9)}   ${x.description}`),
+            `  → ${runPaths(run, layer).steering}`,
+          ].join('\n'),
+        );
+      } finally {
+        sae.dispose();
+        model.dispose();
+        engine.destroy();
+      }
     });
 
   withGlobals(cli.command('train-sae', 'Train a Top-K sparse autoencoder on one captured layer → RUN/sae-L.safetensors'))
