@@ -34,6 +34,7 @@ import { evalModel } from '../train/eval-model.js';
 import { fmtTime } from './progress.js';
 import { ArdError } from '../util/errors.js';
 import { exportSae, SAE_EXPORT_FORMATS, SaeExportFormat } from '../ard/export-sae.js';
+import { isLoopback, startServer } from '../serve/server.js';
 
 export interface GlobalFlags {
   json?: boolean;
@@ -494,6 +495,29 @@ export function registerCommands(cli: CAC): void {
       emit(flags, r, () => `demo finished in ${fmtTime(r.seconds)} (${DEMO_STAGES.length} stages, layer ${r.layer})\nreport: ${path.resolve(r.report)}`);
       model.dispose();
       engine.destroy();
+    });
+
+  withGlobals(cli.command('serve', 'A local web explorer over runs: feature table and pages, explain and steer in the browser'))
+    .option('--run <dir>', 'Run folder (repeat for several runs)')
+    .option('--port <n>', 'Port (0: any free one)', { default: 8080 })
+    .option('--host <addr>', 'Listen address (default 127.0.0.1; another address has NO authentication)')
+    .option('--model <dir>', 'Model folder for explain and steer (default: weights/)')
+    .action(async (flags: GlobalFlags & { run?: string | string[]; port: number; host?: string; model?: string }) => {
+      const list = (Array.isArray(flags.run) ? flags.run : [flags.run]).filter((r): r is string => typeof r === 'string' && r !== '');
+      if (!list.length) throw new UsageError('--run <dir> is required');
+      const host = flags.host === undefined ? '127.0.0.1' : String(flags.host);
+      const srv = await startServer({
+        runs: list, host, port: intFlag('port', flags.port, 0), allowRemote: flags.host !== undefined, modelDir: flags.model,
+        engineOptions: { backend: flags.backend, adapter: flags.adapter, unsafeApis: flags.unsafeApis || undefined },
+        log: (line) => void (flags.quiet || process.stderr.write(line + '\n')),
+      });
+      if (!isLoopback(host)) process.stderr.write(`warning: serving on ${host} with no authentication: anyone who can reach this port can read these runs and use this machine's GPU\n`);
+      emit(flags, { url: srv.url, runs: srv.runs.list.map((r) => ({ name: r.name, dir: r.dir, layers: r.layers })) }, () => `explorer: ${srv.url}  (${srv.runs.list.map((r) => r.name).join(', ')}; Ctrl-C stops)`);
+      await new Promise<void>((resolve) => {
+        const stop = () => void srv.close().then(resolve, resolve);
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
     });
 
   withGlobals(cli.command('plan', 'Whether a model fits this adapter, from its config alone: weights, split tensors, KV cache, activations'))
