@@ -2,6 +2,7 @@
 // symlinked and percent-encoded escapes), answers the JSON API, explains an upload like
 // explain() does, streams steering answers equal to `ardgpu steer`'s, runs 20 concurrent GPU
 // requests through one queue with flat GPU memory, and keeps working after a client disconnects.
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
@@ -16,7 +17,7 @@ import type { Engine } from '../src/gpu/engine.js';
 import { loadAudioLLM } from '../src/model/load.js';
 import { loadSae } from '../src/sae/load.js';
 import { startServer, type Server } from '../src/serve/server.js';
-import { getEngine, runCli } from './helpers.js';
+import { CLI_BIN, getEngine, runCli } from './helpers.js';
 import { fixtureClip, LAYER, makeServeRun, NAMED } from './serve-fixture.js';
 import { tinyModelDir } from './tiny-model.js';
 
@@ -237,4 +238,38 @@ describe('serve: GPU work', () => {
     expect(after.at(-1).type).toBe('done');
     expect(engine.memory().liveBytes).toBe(gpu0);
   }, 120_000);
+});
+
+describe('ardgpu serve (CLI)', () => {
+  /** Starts `ardgpu serve ARGS`, waits for its first stdout line, returns it with the process. */
+  function serveCli(args: string[]): Promise<{ line: string; stderr: () => string; stop: () => Promise<number | null> }> {
+    const child = spawn(process.execPath, [CLI_BIN, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (c) => (err += c));
+    const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    return new Promise((resolve, reject) => {
+      child.stdout.on('data', (c) => {
+        out += c;
+        if (out.includes('\n')) resolve({ line: out.split('\n')[0]!, stderr: () => err, stop: () => (child.kill('SIGTERM'), exited) });
+      });
+      exited.then((code) => reject(new Error(`serve exited (${code}): ${err}`)));
+    });
+  }
+
+  it('prints its URL, serves the run, warns on a non-loopback --host and stops on SIGTERM', async () => {
+    const s = await serveCli(['--run', run, '--port', '0', '--json']);
+    const url = JSON.parse(s.line).url as string;
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    expect((await (await fetch(`${url}api/runs`)).json()).runs[0].layers).toEqual([LAYER]);
+    expect(await s.stop()).toBe(0);
+    const open = await serveCli(['--run', run, '--port', '0', '--host', '0.0.0.0']);
+    expect(open.line).toMatch(/^explorer: http:\/\/0\.0\.0\.0:\d+\//);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(open.stderr()).toMatch(/^warning: serving on 0\.0\.0\.0 with no authentication/m);
+    expect(await open.stop()).toBe(0);
+    const none = runCli(['serve', '--port', '0']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toEqual(['error: --run <dir> is required']);
+  }, 60_000);
 });

@@ -98,6 +98,11 @@ function timeRange(w: { start: number; end: number }): string {
   return `${w.start.toFixed(1)}–${w.end.toFixed(1)} s`;
 }
 
+/** A word for a POSIX shell: as is when plain, else in single quotes. */
+export function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
 function needRun(run: unknown): string {
   if (!run || typeof run !== 'string') throw new UsageError('--run <dir> is required');
   return run;
@@ -492,7 +497,8 @@ export function registerCommands(cli: CAC): void {
           say(`  ${line}`);
         },
       });
-      emit(flags, r, () => `demo finished in ${fmtTime(r.seconds)} (${DEMO_STAGES.length} stages, layer ${r.layer})\nreport: ${path.resolve(r.report)}`);
+      const serve = `ardgpu serve --run ${shellQuote(path.resolve(r.run))}`;
+      emit(flags, { ...r, serve }, () => `demo finished in ${fmtTime(r.seconds)} (${DEMO_STAGES.length} stages, layer ${r.layer})\nreport: ${path.resolve(r.report)}\nexplore it: ${serve}`);
       model.dispose();
       engine.destroy();
     });
@@ -512,7 +518,9 @@ export function registerCommands(cli: CAC): void {
         log: (line) => void (flags.quiet || process.stderr.write(line + '\n')),
       });
       if (!isLoopback(host)) process.stderr.write(`warning: serving on ${host} with no authentication: anyone who can reach this port can read these runs and use this machine's GPU\n`);
-      emit(flags, { url: srv.url, runs: srv.runs.list.map((r) => ({ name: r.name, dir: r.dir, layers: r.layers })) }, () => `explorer: ${srv.url}  (${srv.runs.list.map((r) => r.name).join(', ')}; Ctrl-C stops)`);
+      const info = { url: srv.url, runs: srv.runs.list.map((r) => ({ name: r.name, dir: r.dir, layers: r.layers })) };
+      // one line, printed as soon as it listens (the process keeps running)
+      process.stdout.write(flags.json ? JSON.stringify(info) + '\n' : `explorer: ${srv.url}  (${info.runs.map((r) => r.name).join(', ')}; Ctrl-C stops)\n`);
       await new Promise<void>((resolve) => {
         const stop = () => void srv.close().then(resolve, resolve);
         process.once('SIGINT', stop);
