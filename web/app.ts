@@ -317,8 +317,17 @@ async function explainView(view: HTMLElement): Promise<void> {
       }
     },
   });
+  // a file dropped anywhere on the page is the clip to explain
+  view.ondragover = (e) => e.preventDefault();
+  view.ondrop = (e) => {
+    e.preventDefault();
+    if (!e.dataTransfer?.files.length) return;
+    file.files = e.dataTransfer.files;
+    clipSel.value = '';
+    go.click();
+  };
   view.replaceChildren(
-    h('h2', { textContent: 'Explain a clip: which named features fire when' }),
+    h('h2', { textContent: 'Explain a clip: which named features fire when (choose or drop a file)' }),
     h('div', { className: 'controls' }, h('label', {}, 'run clip ', clipSel), h('label', {}, 'or file ', file), h('label', {}, 'threshold ', thr), go),
     status,
     out,
@@ -410,6 +419,7 @@ async function steerView(view: HTMLElement, params: URLSearchParams): Promise<vo
 async function render(): Promise<void> {
   clearError();
   const view = $('view');
+  view.ondragover = view.ondrop = null;
   const [route, query] = (location.hash.slice(1) || '/').split('?');
   const params = new URLSearchParams(query ?? '');
   const parts = route!.split('/').filter(Boolean);
