@@ -50,7 +50,7 @@ async function api(url: string, init?: RequestInit): Promise<Response> {
 }
 const getJson = async (url: string) => (await api(url)).json();
 
-const fmt = (x: unknown, d = 3) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : x === null || x === undefined ? '' : String(x));
+const fmt = (x: unknown, d = 3) => (typeof x === 'number' && Number.isFinite(x) ? (Number.isInteger(x) && Math.abs(x) >= 2 ? String(x) : x.toFixed(d)) : x === null || x === undefined ? '' : String(x));
 
 // ---- plots ------------------------------------------------------------------------------------
 
@@ -250,13 +250,17 @@ async function featureView(view: HTMLElement, run: number, layer: number, id: nu
   const density = h('div', { className: 'muted', textContent: 'loading…' });
   view.replaceChildren(
     h('h2', { id: 'fname', textContent: `${f.name ?? '(unnamed)'} — feature #${f.id}, layer ${layer}` }),
-    h('p', {}, h('a', { href: `#/steer?feature=${f.id}`, textContent: 'steer this feature →' }), f.members?.length > 1 ? ` · group of ${f.members.length}: ${f.members.join(', ')}` : ''),
-    h('div', { className: 'section' }, h('h3', { textContent: 'Scores' }), scores),
+    h('p', {}, h('a', { id: 'steerlink', href: steerLink(f.id, d.sweeps[0]), textContent: 'steer this feature →' }), f.members?.length > 1 ? ` · group of ${f.members.length}: ${f.members.join(', ')}` : ''),
+    h(
+      'div',
+      { className: 'row' },
+      h('div', { className: 'section' }, h('h3', { textContent: 'Scores' }), scores),
+      h('div', { className: 'section' }, h('h3', { textContent: 'Top labels (AP over all clips)' }), labels),
+      h('div', { className: 'section' }, h('h3', { textContent: 'Nearest by decoder cosine' }), neigh),
+      h('div', { className: 'section' }, h('h3', { textContent: 'SAE latent density (log10 rate)' }), density),
+    ),
     h('div', { className: 'section' }, h('h3', { textContent: `H^k: most representative clips (${f.H.length})` }), h('div', { className: 'clips', id: 'hclips' }, ...f.H.map(clipCard))),
     h('div', { className: 'section' }, h('h3', { textContent: `L^k: least representative firing clips (${f.L.length})` }), h('div', { className: 'clips', id: 'lclips' }, ...f.L.map(clipCard))),
-    h('div', { className: 'section' }, h('h3', { textContent: 'Top labels (AP of the clip mean over all captured clips)' }), labels),
-    h('div', { className: 'section' }, h('h3', { textContent: 'Nearest kept features by decoder cosine' }), neigh),
-    h('div', { className: 'section' }, h('h3', { textContent: 'SAE latent density (log10 firing rate, all latents)' }), density),
     h('div', { className: 'section' }, h('h3', { textContent: 'Steering sweep' }), sweepBox),
     f.captions?.length ? h('div', { className: 'section' }, h('h3', { textContent: 'Captions of its top clips' }), h('ul', {}, ...f.captions.map((c: string) => h('li', { textContent: c })))) : "",
   );
@@ -266,6 +270,17 @@ async function featureView(view: HTMLElement, run: number, layer: number, id: nu
   } catch (e) {
     density.textContent = (e as Error).message;
   }
+}
+
+/** The steer page for a feature, with the values and question of the run's sweep of it when there is one. */
+function steerLink(id: number, sweep?: Json): string {
+  const q = new URLSearchParams({ feature: String(id) });
+  if (sweep) {
+    q.set('values', sweep.values.map((v: Json) => v.value).join(','));
+    q.set('prompt', sweep.question);
+    q.set('mode', sweep.mode);
+  }
+  return `#/steer?${q}`;
 }
 
 // ---- explain ----------------------------------------------------------------------------------
@@ -301,13 +316,16 @@ async function explainView(view: HTMLElement): Promise<void> {
         go.disabled = true;
         const r = await (await api(`/api/runs/${state.run}/explain?layer=${state.layer}&threshold=${encodeURIComponent(thr.value)}&${a.query}`, { method: 'POST', body: a.body })).json();
         status.textContent = `ran on: ${r.where} · ${r.features.length} named features fire in ${fmt(r.duration, 2)} s`;
-        const scale = Math.max(1e-9, ...r.features.map((f: Json) => f.peak));
-        for (const f of r.features) {
+        // strongest first; each row scaled to its own peak (the number beside it)
+        const feats = [...r.features].sort((a: Json, b: Json) => b.peak * b.coverage - a.peak * a.coverage);
+        for (const f of feats) {
           out.append(
             h('a', { href: `#/feature/${state.run}/${state.layer}/${f.feature}`, className: 'tlname', textContent: `${f.name} (#${f.feature})` }),
-            linePlot(f.activations, scale, 600, 28, '#36a'),
+            linePlot(f.activations, f.peak, 600, 28, '#36a'),
+            h('span', { className: 'muted', textContent: `peak ${fmt(f.peak, 2)} · ${Math.round(f.coverage * 100)} % of the time` }),
           );
         }
+        if (feats.length) out.append(h('span', {}), h('span', { className: 'muted axis' }, h('span', { textContent: '0 s' }), h('span', { textContent: `${fmt(r.duration, 2)} s` })), h('span', {}));
         if (!r.features.length) out.append(h('span', { className: 'muted', textContent: 'no named feature fires' }));
       } catch (e) {
         status.textContent = '';
@@ -342,7 +360,8 @@ async function steerView(view: HTMLElement, params: URLSearchParams): Promise<vo
   if (params.get('feature')) feat.value = params.get('feature')!;
   const mode = h('select', { id: 'mode' }, h('option', { value: 'add', textContent: 'add' }), h('option', { value: 'set', textContent: 'set' }));
   const values = h('input', { id: 'values', value: params.get('values') ?? '0,5,10,20', style: 'width:10em' });
-  const prompt = h('input', { id: 'prompt', value: 'What is the gender of the speaker?', style: 'width:22em' });
+  if (params.get('mode') === 'set') mode.value = 'set';
+  const prompt = h('input', { id: 'prompt', value: params.get('prompt') ?? 'What is the gender of the speaker?', style: 'width:22em' });
   const maxTokens = h('input', { id: 'maxTokens', type: 'number', value: '32', min: '1', max: '64', style: 'width:4em' });
   const clipSel = h('select', { id: 'clip' }, ...(await clipOptions()));
   if (params.get('clip')) clipSel.value = params.get('clip')!;
