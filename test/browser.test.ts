@@ -51,6 +51,9 @@ it.runIf(!HAVE && !!process.env.CI)('chromium is installed (CI)', () => {
     // the page's script: web/app.ts → dist/web/app.js
     const tsc = spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(ROOT, 'web', 'tsconfig.json')], { encoding: 'utf8' });
     expect(tsc.status, tsc.stdout + tsc.stderr).toBe(0);
+    // the browser build of the engine: web/engine/entry.ts → dist/web/ardgpu-browser.js
+    const esb = spawnSync(process.execPath, [path.join(ROOT, 'web', 'build-engine.mjs'), '--quiet'], { encoding: 'utf8' });
+    expect(esb.status, esb.stdout + esb.stderr).toBe(0);
     engine = await getEngine();
     run = await makeServeRun(engine);
     modelDir = tinyModelDir();
@@ -145,6 +148,7 @@ it.runIf(!HAVE && !!process.env.CI)('chromium is installed (CI)', () => {
 
   it('explain shows a timeline of named features, each linking to its page', async () => {
     const page = await open('/explain');
+    await page.select('#where', 'server');
     await page.select('#clip', '3');
     await page.click('#go');
     await page.waitForFunction(() => document.getElementById('status')!.textContent!.startsWith('ran on'), { timeout: 60_000 });
@@ -171,6 +175,33 @@ it.runIf(!HAVE && !!process.env.CI)('chromium is installed (CI)', () => {
     await page.close();
     expect(problems).toEqual([]);
   }, 90_000);
+
+  it("explain runs on the browser's own WebGPU (the browser build) and gives the server's timeline", async () => {
+    const bundle = fs.readFileSync(path.join(ROOT, 'dist', 'web', 'ardgpu-browser.js'), 'utf8');
+    expect(bundle).not.toMatch(/\bfrom\s*["']node:|\bimport\(\s*["']node:/);
+    expect(bundle).toContain('@compute'); // the WGSL kernels are inlined
+    const page = await open('/explain');
+    expect(await page.evaluate(() => 'gpu' in navigator)).toBe(true);
+    await page.select('#where', 'browser');
+    await page.select('#clip', '3');
+    await page.click('#go');
+    await page.waitForFunction(() => /^ran on/.test(document.getElementById('status')!.textContent!) || !document.getElementById('msg')!.hidden, { timeout: 240_000 });
+    expect(await page.$eval('#msg', (e) => (e as HTMLElement).hidden ? '' : e.textContent)).toBe('');
+    expect(await page.$eval('#status', (e) => e.textContent)).toMatch(/^ran on: this browser \(WebGPU: [^)]+\) · 4 named features fire/);
+    const here = await page.evaluate(() => (window as any).ardgpuLastExplain());
+    const there = await (await fetch(`${srv.url}api/runs/0/explain?layer=${LAYER}&clip=3`, { method: 'POST' })).json();
+    expect(here.where).toBe('browser');
+    expect(here.features.map((f: any) => f.feature)).toEqual(there.features.map((f: any) => f.feature));
+    expect(here.duration).toBe(there.duration);
+    // another adapter (chromium's SwiftShader) and its kernel variants: equal within f32 bounds
+    for (const [i, f] of here.features.entries()) {
+      const g = there.features[i];
+      expect(f.activations.length).toBe(g.activations.length);
+      for (let t = 0; t < f.activations.length; t++) expect(Math.abs(f.activations[t] - g.activations[t]), `#${f.feature} t=${t}`).toBeLessThanOrEqual(2e-3 + 1e-3 * Math.abs(g.activations[t]));
+    }
+    await page.close();
+    expect(problems).toEqual([]);
+  }, 300_000);
 
   it("steering streams the answers `ardgpu steer` gives; a bad value is one line in the page", async () => {
     const want = await steerCommand({ engine, modelDir, run, layer: LAYER, feature: 10, values: [0, 6, -6], prompt: 'What is it?', wav: path.join(run, 'clips', 'clip-2.wav'), maxNewTokens: 6 });

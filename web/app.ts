@@ -298,10 +298,31 @@ function audioRequest(clipSel: HTMLSelectElement, file: HTMLInputElement): { que
   return { query: `name=${encodeURIComponent(f.name)}`, body: f };
 }
 
+/** The last explanation shown (tests compare browser and server runs through it). */
+let lastExplain: Json = null;
+(window as any).ardgpuLastExplain = () => lastExplain;
+
+/** Explain on this browser's WebGPU with the browser build of the engine (fetched on first use). */
+async function explainHere(a: { query: string; body?: File }, threshold: number, say: (s: string) => void): Promise<Json> {
+  say('loading the engine into this browser…');
+  const mod = await import(new URL('/ardgpu-browser.js', location.href).href);
+  const audio = a.body ? new Uint8Array(await a.body.arrayBuffer()) : new Uint8Array(await (await api(`/api/runs/${state.run}/clip/${new URLSearchParams(a.query).get('clip')}`)).arrayBuffer());
+  const name = a.body ? a.body.name : `clip ${new URLSearchParams(a.query).get('clip')}`;
+  return mod.explainInBrowser({ run: state.run, layer: state.layer, audio, name, threshold, onStatus: say });
+}
+
 async function explainView(view: HTMLElement): Promise<void> {
   const clipSel = h('select', { id: 'clip' }, ...(await clipOptions()));
   const file = h('input', { type: 'file', id: 'file', accept: 'audio/*,.wav,.flac,.ogg,.opus,.mp3' });
   const thr = h('input', { type: 'number', id: 'threshold', value: '0', step: '0.1', min: '0', style: 'width:5em' });
+  const hasGpu = 'gpu' in navigator;
+  const where = h(
+    'select',
+    { id: 'where' },
+    h('option', { value: 'auto', textContent: hasGpu ? 'this browser (WebGPU), else the server' : 'the server (this browser has no WebGPU)' }),
+    h('option', { value: 'browser', textContent: 'this browser only', disabled: !hasGpu }),
+    h('option', { value: 'server', textContent: 'the server' }),
+  );
   const status = h('div', { id: 'status', className: 'progress' });
   const out = h('div', { id: 'timeline', className: 'tl' });
   const go = h('button', {
@@ -312,10 +333,24 @@ async function explainView(view: HTMLElement): Promise<void> {
       out.replaceChildren();
       try {
         const a = audioRequest(clipSel, file);
-        status.textContent = 'running on the server (queued with other GPU work)…';
         go.disabled = true;
-        const r = await (await api(`/api/runs/${state.run}/explain?layer=${state.layer}&threshold=${encodeURIComponent(thr.value)}&${a.query}`, { method: 'POST', body: a.body })).json();
-        status.textContent = `ran on: ${r.where} · ${r.features.length} named features fire in ${fmt(r.duration, 2)} s`;
+        let r: Json = null;
+        let fellBack = '';
+        if (where.value !== 'server' && hasGpu) {
+          try {
+            r = await explainHere(a, Number(thr.value), (s) => (status.textContent = s));
+          } catch (e) {
+            if (where.value === 'browser') throw e;
+            fellBack = ` (this browser could not: ${(e as Error).message.split('\n')[0]})`;
+          }
+        }
+        if (!r) {
+          status.textContent = 'running on the server (queued with other GPU work)…';
+          r = await (await api(`/api/runs/${state.run}/explain?layer=${state.layer}&threshold=${encodeURIComponent(thr.value)}&${a.query}`, { method: 'POST', body: a.body })).json();
+        }
+        const ran = r.where === 'browser' ? `this browser (WebGPU: ${r.adapter})` : `server${fellBack}`;
+        status.textContent = `ran on: ${ran} · ${r.features.length} named features fire in ${fmt(r.duration, 2)} s`;
+        lastExplain = r;
         // strongest first; each row scaled to its own peak (the number beside it)
         const feats = [...r.features].sort((a: Json, b: Json) => b.peak * b.coverage - a.peak * a.coverage);
         for (const f of feats) {
@@ -346,7 +381,7 @@ async function explainView(view: HTMLElement): Promise<void> {
   };
   view.replaceChildren(
     h('h2', { textContent: 'Explain a clip: which named features fire when (choose or drop a file)' }),
-    h('div', { className: 'controls' }, h('label', {}, 'run clip ', clipSel), h('label', {}, 'or file ', file), h('label', {}, 'threshold ', thr), go),
+    h('div', { className: 'controls' }, h('label', {}, 'run clip ', clipSel), h('label', {}, 'or file ', file), h('label', {}, 'threshold ', thr), h('label', {}, 'run on ', where), go),
     status,
     out,
   );

@@ -15,6 +15,7 @@
 //   POST /api/runs/r/steer?layer=&feature=&values=&prompt=&mode=&positions=&maxTokens=&clip=
 //                                           body: audio bytes unless clip=i → NDJSON stream
 //   GET  /api/status                        queue and memory figures
+//   GET  /ardgpu-browser.js, /api/model[/NAME]  the browser build and the model files it loads
 // Every error is one JSON line {"error": "..."} (no stack); GPU work goes through one WorkQueue.
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -179,7 +180,23 @@ export async function startServer(o: ServeOptions): Promise<Server> {
     '/index.html': path.join(root, 'web', 'index.html'),
     '/style.css': path.join(root, 'web', 'style.css'),
     '/app.js': path.join(root, 'dist', 'web', 'app.js'),
+    '/ardgpu-browser.js': path.join(root, 'dist', 'web', 'ardgpu-browser.js'),
   };
+  const modelDir = o.modelDir ?? path.join(root, 'weights');
+  /** The model folder's files a browser needs to run the model itself (no other file of it is served). */
+  function modelFiles(): string[] {
+    const fixed = ['config.json', 'preprocessor_config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors', 'model.safetensors.index.json'];
+    const names = new Set(fixed.filter((f) => fs.existsSync(path.join(modelDir, f))));
+    if (names.has('model.safetensors.index.json')) {
+      try {
+        const idx = JSON.parse(fs.readFileSync(path.join(modelDir, 'model.safetensors.index.json'), 'utf8'));
+        for (const f of Object.values<string>(idx.weight_map ?? {})) if (/^[\w.-]+\.safetensors$/.test(f) && fs.existsSync(path.join(modelDir, f))) names.add(f);
+      } catch {
+        /* a broken index: the browser's load will say so */
+      }
+    }
+    return [...names].sort();
+  }
 
   // GPU state: made on first use, kept for the server's life (one model, one SAE per run/layer)
   let engine: Engine | null = o.engine ?? null;
@@ -189,7 +206,7 @@ export async function startServer(o: ServeOptions): Promise<Server> {
   async function gpu(): Promise<{ engine: Engine; model: AudioLLM }> {
     engine ??= await Engine.create(o.engineOptions ?? {});
     if (!model) {
-      const dir = o.modelDir ?? path.join(root, 'weights');
+      const dir = modelDir;
       if (!fs.existsSync(path.join(dir, 'config.json'))) throw new ArdError(`${dir}: no model here (config.json missing)`);
       log(`serve: loading the model from ${dir}`);
       // the same load as `ardgpu steer` (steerCommand), so answers match it
@@ -379,6 +396,17 @@ export async function startServer(o: ServeOptions): Promise<Server> {
     if (p === '/api/status' && method === 'GET') {
       const mem = process.memoryUsage();
       return sendJson(res, 200, { pending: queue.pending, done: queue.done, rss: mem.rss, heapUsed: mem.heapUsed, gpu: engine?.memory() ?? null, modelLoaded: !!model });
+    }
+    if (p === '/api/model' && method === 'GET') return sendJson(res, 200, { files: modelFiles() });
+    if ((m = /^\/api\/model\/([^/]+)$/.exec(raw)) && method === 'GET') {
+      let name: string;
+      try {
+        name = decodeURIComponent(m[1]!);
+      } catch {
+        throw new HttpError(404, 'not found');
+      }
+      if (!modelFiles().includes(name)) throw new HttpError(404, 'not found');
+      return sendFile(res, path.join(modelDir, name));
     }
     if (p === '/api/runs' && method === 'GET') {
       return sendJson(res, 200, {
