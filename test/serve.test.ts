@@ -106,6 +106,20 @@ describe('serve: files', () => {
     }
   });
 
+  it('serves only the model files a browser needs', async () => {
+    fs.writeFileSync(path.join(modelDir, 'notes.txt'), 'model secret');
+    const list = await (await fetch(`${srv.url}api/model`)).json();
+    expect(list.files).toEqual(['config.json', 'generation_config.json', 'model.safetensors', 'preprocessor_config.json', 'tokenizer.json']);
+    const cfg = await rawGet('/api/model/config.json');
+    expect(cfg.status).toBe(200);
+    expect(JSON.parse(cfg.body).model_type).toBeDefined();
+    for (const p of ['/api/model/notes.txt', '/api/model/..%2Fnotes.txt', '/api/model/%2e%2e', '/api/model/../package.json', `/api/model/${encodeURIComponent(path.join(modelDir, 'notes.txt'))}`]) {
+      const r = await rawGet(p);
+      expect(r.status, p).toBe(404);
+      expect(r.body).not.toContain('model secret');
+    }
+  });
+
   it('refuses a non-loopback host unless asked, and serves the page', async () => {
     await expect(startServer({ runs: [run], host: '0.0.0.0', port: 0 })).rejects.toThrow(/not a loopback address/);
     await expect(startServer({ runs: [path.join(run, 'nope')], port: 0 })).rejects.toThrow(/no such run folder/);
