@@ -30,7 +30,7 @@ async function bytes(url: string): Promise<Uint8Array> {
   if (!r.ok) {
     let msg = `${url}: ${r.status}`;
     try {
-      msg = (await r.json()).error ?? msg;
+      msg = ((await r.json()) as any).error ?? msg;
     } catch {
       /* keep the status */
     }
@@ -42,7 +42,7 @@ async function bytes(url: string): Promise<Uint8Array> {
 /** The page's WebGPU device as an ardgpu engine, or null when the browser has no WebGPU. */
 export async function browserEngine(): Promise<Engine | null> {
   if (engine) return engine;
-  const gpu = (navigator as any).gpu as GPU | undefined;
+  const gpu = (globalThis as any).navigator?.gpu as GPU | undefined;
   if (!gpu) return null;
   const adapter = await gpu.requestAdapter();
   if (!adapter) return null;
@@ -67,7 +67,7 @@ export async function explainInBrowser(o: BrowserExplainOptions) {
   if (!e) throw new Error('this browser has no WebGPU');
   const say = o.onStatus ?? (() => {});
   if (!model) {
-    const list: string[] = (await (await fetch('/api/model')).json()).files;
+    const list: string[] = ((await (await fetch("/api/model")).json()) as any).files;
     for (const [i, f] of list.entries()) {
       say(`fetching the model (${i + 1}/${list.length}: ${f})…`);
       vfsPut(`/model/${f}`, await bytes(`/api/model/${encodeURIComponent(f)}`));
@@ -84,8 +84,8 @@ export async function explainInBrowser(o: BrowserExplainOptions) {
     sae = loadSae(e, file);
     saes.set(key, sae);
   }
-  const features = (await (await fetch(`/api/runs/${o.run}/features/${o.layer}`)).json()).features.filter((f: any) => f.name);
-  const prompt = (await (await fetch(`/api/runs/${o.run}/clips`)).json()).prompt ?? undefined;
+  const features = ((await (await fetch(`/api/runs/${o.run}/features/${o.layer}`)).json()) as any).features.filter((f: any) => f.name);
+  const prompt = ((await (await fetch(`/api/runs/${o.run}/clips`)).json()) as any).prompt ?? undefined;
   say('running on this browser\'s GPU…');
   const samples = (await decodeAudio(o.audio, o.name)).samples;
   const acts = clipResiduals(model, samples, o.layer, prompt);
