@@ -255,9 +255,16 @@ describe('serve: GPU work', () => {
 });
 
 describe('ardgpu serve (CLI)', () => {
+  const children: ReturnType<typeof spawn>[] = [];
+  // a failed assertion must not leave a server running
+  afterAll(() => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  });
+
   /** Starts `ardgpu serve ARGS`, waits for its first stdout line, returns it with the process. */
   function serveCli(args: string[]): Promise<{ line: string; stderr: () => string; stop: () => Promise<number | null> }> {
     const child = spawn(process.execPath, [CLI_BIN, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
     let out = '';
     let err = '';
     child.stderr.on('data', (c) => (err += c));
