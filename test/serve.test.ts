@@ -258,7 +258,7 @@ describe('ardgpu serve (CLI)', () => {
   const children: ReturnType<typeof spawn>[] = [];
   // a failed assertion must not leave a server running
   afterAll(() => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM'); // the wrapper passes it on to the server
   });
 
   /** Starts `ardgpu serve ARGS`, waits for its first stdout line, returns it with the process. */
