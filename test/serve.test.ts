@@ -201,6 +201,9 @@ describe('serve: GPU work', () => {
     const cli = runCli(['steer', file, '--run', run, '--layer', String(LAYER), '--feature', '10', '--values', '0,6,-6', '--max-tokens', '6', '--model', modelDir, '--prompt', 'What is it?', '--json']);
     expect(cli.code, cli.stderr.join('\n')).toBe(0);
     const want = JSON.parse(cli.stdout);
+    // runCli blocked this process's event loop: let the server close the idle keep-alive sockets
+    // whose timeout passed meanwhile, or fetch may reuse one as it closes (ECONNRESET)
+    await new Promise((r) => setTimeout(r, 300));
     const msgs = await steer(`layer=${LAYER}&feature=10&values=0,6,-6&maxTokens=6&prompt=${encodeURIComponent('What is it?')}&clip=2`);
     const done = msgs.at(-1);
     expect(done.type).toBe('done');
