@@ -132,7 +132,7 @@ async function features(run = state.run, layer = state.layer): Promise<Json> {
 
 // ---- feature table ----------------------------------------------------------------------------
 
-const SCORE_COLS = ['mono', 'coherence', 'separation', 'within', 'cross', 'hMean', 'lMean', 'firingShare', 'maxMean'] as const;
+const SCORE_COLS = ['mono', 'coherence', 'separation', 'within', 'cross', 'hMean', 'lMean', 'firingClips', 'firingShare', 'maxMean'] as const;
 const table = { sort: 'mono', desc: true, q: '', named: 'all', group: 'all' };
 
 async function tableView(view: HTMLElement): Promise<void> {
