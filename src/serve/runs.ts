@@ -6,8 +6,7 @@ import * as path from 'node:path';
 import { averagePrecision } from '../ard/evaluate.js';
 import { decoderRowsFromFile, readFeatures } from '../ard/rank.js';
 import type { FeatureEntry, FeaturesFile } from '../ard/rank.js';
-import { readRetrieve } from '../ard/retrieve.js';
-import type { ClipStats } from '../ard/retrieve.js';
+import { openSafetensors } from '../io/safetensors.js';
 import { readCaptureManifest, runPaths } from '../ard/run.js';
 import type { CaptureManifest } from '../ard/run.js';
 import { ArdError } from '../util/errors.js';
@@ -44,7 +43,6 @@ export class Runs {
   private json = new FileCache<unknown>();
   private features = new FileCache<FeaturesFile>();
   private manifests = new FileCache<CaptureManifest>();
-  private retrieves = new FileCache<ClipStats>();
   private decoders = new FileCache<{ ids: number[]; unit: Float32Array[] } | null>();
 
   constructor(dirs: readonly string[]) {
@@ -120,10 +118,23 @@ export class Runs {
   labelAps(run: RunInfo, layer: number, feature: number, top = 8): { label: string; ap: number; positives: number }[] {
     const file = runPaths(run.dir, layer).retrieve;
     if (!fs.existsSync(file)) return [];
-    const s = this.retrieves.get(file, readRetrieve);
-    if (feature < 0 || feature >= s.m) return [];
-    const clips = this.manifest(run).clips.slice(0, s.nClips);
-    const scores = Float32Array.from({ length: clips.length }, (_, c) => s.mean[c * s.m + feature]!);
+    // one column of clip_mean [nClips, m], read value by value: the whole matrix can be large
+    const f = openSafetensors(file);
+    let scores: Float32Array;
+    try {
+      const info = f.tensors.get('clip_mean');
+      if (!info || info.dtype !== 'F32' || info.shape.length !== 2) throw new ArdError(`${path.basename(file)}: no F32 clip_mean [clips, m]`);
+      const [nClips, m] = info.shape as [number, number];
+      if (feature < 0 || feature >= m) return [];
+      scores = new Float32Array(nClips);
+      for (let c = 0; c < nClips; c++) {
+        const b = f.readRange('clip_mean', (c * m + feature) * 4, (c * m + feature + 1) * 4);
+        scores[c] = new DataView(b.buffer, b.byteOffset, 4).getFloat32(0, true);
+      }
+    } finally {
+      f.close();
+    }
+    const clips = this.manifest(run).clips.slice(0, scores.length);
     const labels = [...new Set(clips.flatMap((c) => c.labels))].sort();
     return labels
       .map((label) => {
