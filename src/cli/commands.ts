@@ -35,6 +35,7 @@ import { evalModel } from '../train/eval-model.js';
 import { fmtTime } from './progress.js';
 import { ArdError } from '../util/errors.js';
 import { exportSae, SAE_EXPORT_FORMATS, SaeExportFormat } from '../ard/export-sae.js';
+import { isLoopback, startServer } from '../serve/server.js';
 
 export interface GlobalFlags {
   json?: boolean;
@@ -96,6 +97,11 @@ function windowsFlag(v: unknown): 'first' | 'all' {
 /** A window's time range, e.g. "4.0–8.0 s". */
 function timeRange(w: { start: number; end: number }): string {
   return `${w.start.toFixed(1)}–${w.end.toFixed(1)} s`;
+}
+
+/** A word for a POSIX shell: as is when plain, else in single quotes. */
+export function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 function needRun(run: unknown): string {
@@ -598,9 +604,35 @@ export function registerCommands(cli: CAC): void {
           say(`  ${line}`);
         },
       });
-      emit(flags, r, () => `demo finished in ${fmtTime(r.seconds)} (${DEMO_STAGES.length} stages, layer ${r.layer})\nreport: ${path.resolve(r.report)}`);
+      const serve = `ardgpu serve --run ${shellQuote(path.resolve(r.run))}`;
+      emit(flags, { ...r, serve }, () => `demo finished in ${fmtTime(r.seconds)} (${DEMO_STAGES.length} stages, layer ${r.layer})\nreport: ${path.resolve(r.report)}\nexplore it: ${serve}`);
       model.dispose();
       engine.destroy();
+    });
+
+  withGlobals(cli.command('serve', 'A local web explorer over runs: feature table and pages, explain and steer in the browser'))
+    .option('--run <dir>', 'Run folder (repeat for several runs)')
+    .option('--port <n>', 'Port (0: any free one)', { default: 8080 })
+    .option('--host <addr>', 'Listen address (default 127.0.0.1; another address has NO authentication)')
+    .option('--model <dir>', 'Model folder for explain and steer (default: weights/)')
+    .action(async (flags: GlobalFlags & { run?: string | string[]; port: number; host?: string; model?: string }) => {
+      const list = (Array.isArray(flags.run) ? flags.run : [flags.run]).filter((r): r is string => typeof r === 'string' && r !== '');
+      if (!list.length) throw new UsageError('--run <dir> is required');
+      const host = flags.host === undefined ? '127.0.0.1' : String(flags.host);
+      const srv = await startServer({
+        runs: list, host, port: intFlag('port', flags.port, 0), allowRemote: flags.host !== undefined, modelDir: flags.model,
+        engineOptions: { backend: flags.backend, adapter: flags.adapter, unsafeApis: flags.unsafeApis || undefined },
+        log: (line) => void (flags.quiet || process.stderr.write(line + '\n')),
+      });
+      if (!isLoopback(host)) process.stderr.write(`warning: serving on ${host} with no authentication: anyone who can reach this port can read these runs and use this machine's GPU\n`);
+      const info = { url: srv.url, runs: srv.runs.list.map((r) => ({ name: r.name, dir: r.dir, layers: r.layers })) };
+      // one line, printed as soon as it listens (the process keeps running)
+      process.stdout.write(flags.json ? JSON.stringify(info) + '\n' : `explorer: ${srv.url}  (${info.runs.map((r) => r.name).join(', ')}; Ctrl-C stops)\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => void srv.close().then(resolve, resolve);
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
     });
 
   withGlobals(cli.command('plan', 'Whether a model fits this adapter, from its config alone: weights, split tensors, KV cache, activations'))
