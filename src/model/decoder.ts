@@ -42,7 +42,8 @@ export interface DecoderWeights {
 
 /**
  * Keys (after RoPE) and values of every layer for one sequence: [KVH, capacity, hd] each,
- * allocated once; `length` positions are filled.
+ * allocated once; `length` positions are filled. In f16 the f32 keys and values are rounded when
+ * stored (attention reads them with f32 accumulation).
  */
 export class KVCache {
   readonly k: Tensor[] = [];
@@ -50,12 +51,18 @@ export class KVCache {
   length = 0;
   private disposed = false;
 
-  constructor(engine: Engine, cfg: Qwen2TextConfig, readonly capacity: number) {
+  constructor(engine: Engine, cfg: Qwen2TextConfig, readonly capacity: number, readonly dtype: 'f32' | 'f16' = 'f32') {
     if (!Number.isInteger(capacity) || capacity < 1) throw new ArdError(`KV cache: capacity ${capacity} must be a positive integer`);
+    if (dtype !== 'f32' && dtype !== 'f16') throw new ArdError(`KV cache: dtype must be f32 or f16, got ${JSON.stringify(dtype)}`);
     for (let i = 0; i < cfg.num_hidden_layers; i++) {
-      this.k.push(keep(empty(engine, [cfg.num_key_value_heads, capacity, cfg.head_dim])));
-      this.v.push(keep(empty(engine, [cfg.num_key_value_heads, capacity, cfg.head_dim])));
+      this.k.push(keep(empty(engine, [cfg.num_key_value_heads, capacity, cfg.head_dim], dtype)));
+      this.v.push(keep(empty(engine, [cfg.num_key_value_heads, capacity, cfg.head_dim], dtype)));
     }
+  }
+
+  /** Bytes of device memory the cache holds. */
+  get bytes(): number {
+    return this.k.length * 2 * this.k[0]!.size * (this.dtype === 'f16' ? 2 : 4);
   }
 
   /** Forget the contents (the memory is kept for the next sequence). */
