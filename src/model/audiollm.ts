@@ -15,7 +15,7 @@ import { embedding, indexSelect } from '../tensor/ops/index.js';
 import { ArdError } from '../util/errors.js';
 import { EncodeResult, EncoderWeights, audioTokenCount, encodeWindow } from './audio-encoder.js';
 import type { Qwen2AudioConfig } from './config.js';
-import { DecoderStepOptions, DecoderWeights, KVCache, decoderStep } from './decoder.js';
+import { DecoderStepOptions, DecoderWeights, KVCache, decoderStep, decoderStepBatch } from './decoder.js';
 import { Hooks } from './hooks.js';
 import type { Tokenizer } from './tokenizer.js';
 import type { LoadStats } from './load.js';
@@ -255,7 +255,7 @@ export class AudioLLM {
    * Runs embeddings [L, hidden] through the decoder at the cache's next positions (appending to
    * it) and returns the logits at the requested rows.
    */
-  step(embeds: Tensor, cache: KVCache, opts: { logits?: DecoderStepOptions['logits']; step?: number; lastLayer?: number } = {}): Tensor | null {
+  step(embeds: Tensor, cache: KVCache, opts: { logits?: DecoderStepOptions['logits']; step?: number; lastLayer?: number; sequence?: number } = {}): Tensor | null {
     this.alive();
     return this.engine.noGradScope(() =>
       tidy(() => {
@@ -265,9 +265,21 @@ export class AudioLLM {
           step: opts.step ?? 0,
           logits: opts.logits ?? 'last',
           lastLayer: opts.lastLayer,
+          sequence: opts.sequence,
         });
         return r.logits ?? null;
       }),
+    );
+  }
+
+  /**
+   * One new position for each of several sequences: embeds [B, hidden], row b continuing caches[b]
+   * (see decoderStepBatch) → logits [B, vocab].
+   */
+  stepBatch(embeds: Tensor, caches: KVCache[], opts: { steps?: number[]; sequences?: number[] } = {}): Tensor {
+    this.alive();
+    return this.engine.noGradScope(() =>
+      tidy(() => decoderStepBatch(this.decoder, this.config.text_config, embeds, { caches, hooks: this.hooks, steps: opts.steps, sequences: opts.sequences })),
     );
   }
 
