@@ -146,9 +146,11 @@ async function main(): Promise<void> {
       const j = JSON.parse(r.stdout.trim().split('\n').pop()!);
       // conservative: the pages the uploads wrote (the pool's rounding may never be touched)
       const overhead = j.after.hwm - j.before.rss - j.stats.bytesUploaded;
+      // lavapipe's buffers are host memory; the pool rounds sizes up by ≤ 1/8, pages Dawn may zero
+      const overDevice = j.after.hwm - j.before.rss - j.deviceBytes;
       process.stderr.write(`  ${JSON.stringify(j)}\n`);
       rows.push(
-        `| ${dtype} → ${j.dtype} | ${gib(bytes)} | ${j.seconds.toFixed(1)} s | ${mib(j.before.rss)} | ${gib(j.after.hwm)} | ${gib(j.stats.bytesUploaded)} (${gib(j.deviceBytes)}) | ${mib(overhead)} | ${mib(j.stats.peakStagingBytes)} | ${gib(j.stats.bytesRead)} |`,
+        `| ${dtype} → ${j.dtype} | ${gib(bytes)} | ${j.seconds.toFixed(1)} s | ${mib(j.before.rss)} | ${gib(j.after.hwm)} | ${gib(j.stats.bytesUploaded)} (${gib(j.deviceBytes)}) | ${mib(overhead)} | ${mib(overDevice)} | ${mib(j.stats.peakStagingBytes)} | ${gib(j.stats.bytesRead)} |`,
       );
     }
   } finally {
@@ -158,8 +160,8 @@ async function main(): Promise<void> {
     [
       `checkpoint: Qwen2-Audio-7B text shapes, ${layers} decoder layers, vocabulary ${vocab}, 1 encoder layer (width 1280), shards of ≤ ${arg('shard-gb', '1')} GiB`,
       '',
-      '| checkpoint → weights | size | load | VmRSS before | VmHWM after | uploaded (device buffers) | host overhead (HWM − before − uploaded) | peak staging (LoadStats) | bytes read |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      '| checkpoint → weights | size | load | VmRSS before | VmHWM after | uploaded (device buffers) | HWM − before − uploaded | HWM − before − device buffers | peak staging (LoadStats) | bytes read |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...rows,
     ].join('\n') + '\n',
   );
