@@ -2,6 +2,11 @@
 // on the tiny Qwen2-Audio fixture: clips and questions of different lengths.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { readWav, writeWav } from '../src/audio/wav.js';
+import { evalModel } from '../src/train/eval-model.js';
+import { PROMPTS, type PromptKind } from '../src/train/data.js';
 import type { Engine } from '../src/gpu/engine.js';
 import type { AudioLLM } from '../src/model/audiollm.js';
 import { askBatch, askDetailed, buildChatPrompt } from '../src/model/chat.js';
@@ -144,6 +149,38 @@ describe('batched generation', () => {
     expect(many.map((r) => r.text)).toEqual(one);
     expect(many[0]!.clips[0]!.windows).toBe(1);
   }, 30_000);
+
+  it('eval-model: clips answered in groups give the answers of each question asked alone', async () => {
+    const corpus = fs.mkdtempSync(path.join(os.tmpdir(), 'ardgpu-evalbatch-'));
+    try {
+      const lines = [16000, 9000, 24000, 12345, 20000].map((n, i) => {
+        const file = `c${i}.wav`;
+        writeWav(path.join(corpus, file), randn(n, 30 + i, 0.2));
+        const speech = i % 2 === 0;
+        return JSON.stringify({ file, labels: [speech ? 'female speech' : 'alarm'], caption: 'x', gender: speech ? 'female' : null, speech, split: 'test', augment: [], duration: n / 16000, voice: null, sentence: null, seed: i });
+      });
+      fs.writeFileSync(path.join(corpus, 'manifest.jsonl'), lines.join('\n') + '\n');
+      const ev = await evalModel({ engine, model, corpus, split: 'test', batchClips: 3, maxNewTokens: 6, latencyClips: 0 });
+      expect(ev.clips).toBe(5);
+      // each answer = generate() on that clip and question alone
+      for (const ex of ev.examples) {
+        const samples = readWav(path.join(corpus, ex.file)).samples;
+        const f = model.encodeAudio(samples);
+        try {
+          for (const [kind, answer] of Object.entries(ex.answers)) {
+            const ids = buildChatPrompt(model.tokenizer!, model.audioTokenCounts(samples.length), PROMPTS[kind as PromptKind], { audioTokenIndex: model.audioTokenIndex });
+            const r = await generate(model, { ids, audio: f }, { maxNewTokens: 6 });
+            expect(answer, `${ex.file} ${kind}`).toBe(model.tokenizer!.decode(r.tokens, { skipSpecial: true }).trim());
+          }
+        } finally {
+          f.dispose();
+        }
+      }
+      expect(ev.examples.map((e) => Object.keys(e.answers).length)).toEqual([4, 3, 4, 3, 4]);
+    } finally {
+      fs.rmSync(corpus, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('bad options are one error each', async () => {
     await expect(generateBatch(model, prompts, { maxBatch: 0 })).rejects.toThrow(/maxBatch 0 must be a positive integer/);

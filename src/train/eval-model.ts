@@ -18,7 +18,7 @@ import { ArdError } from '../util/errors.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { AudioLLM } from '../model/audiollm.js';
 import { askDetailed, buildChatPrompt } from '../model/chat.js';
-import { generate } from '../model/generate.js';
+import { generateBatch } from '../model/generate.js';
 import { loadAudioLLM } from '../model/load.js';
 import { PROMPTS, type PromptKind, labelsAnswer, parseGender, parseLabels, parseYesNo } from './data.js';
 
@@ -36,6 +36,10 @@ export interface EvalOptions {
   out?: string;
   /** Longest answer (default 48 tokens). */
   maxNewTokens?: number;
+  /** Clips whose questions are decoded together (default 8: up to 32 sequences per batch). */
+  batchClips?: number;
+  /** With a model directory: its weight dtype (default f32; 'auto' follows config.json). */
+  dtype?: 'auto' | 'f32' | 'f16';
   log?: (line: string) => void;
 }
 
@@ -87,7 +91,7 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
   const log = o.log ?? (() => {});
   const split = o.split ?? 'test';
   const own = typeof o.model === 'string';
-  const model = typeof o.model === 'string' ? await loadAudioLLM(o.engine, o.model) : o.model;
+  const model = typeof o.model === 'string' ? await loadAudioLLM(o.engine, o.model, { dtype: o.dtype ?? 'f32' }) : o.model;
   try {
     const tok = model.tokenizer;
     if (!tok) throw new ArdError(`${model.source}: the model has no tokenizer.json`);
@@ -108,26 +112,38 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
     const examples: ClipAnswers[] = [];
     const byCount = new Map<number, { clips: number; labels: number; found: number }>();
 
+    // clips are answered in groups: every question of every clip of a group decoded together
+    // (generateBatch gives each prompt's answer as generating it alone would)
+    const group = Math.max(1, Math.floor(o.batchClips ?? 8));
+    const answered: Partial<Record<PromptKind, string>>[] = [];
+    const answerGroup = async (g0: number): Promise<void> => {
+      const feats: Tensor[] = [];
+      const prompts: { clip: number; kind: PromptKind; ids: number[]; audio: Tensor }[] = [];
+      try {
+        for (let i = g0; i < Math.min(entries.length, g0 + group); i++) {
+          const e: ClipRecord = entries[i]!;
+          const samples = readWav(e.file).samples;
+          const counts = model.audioTokenCounts(samples.length);
+          const f = model.encodeAudio(samples);
+          feats.push(f);
+          // a question is asked where the corpus knows its answer (speech, and the speaker's gender)
+          const kinds: PromptKind[] = ['describe'];
+          if (e.speech === true && e.gender) kinds.push('gender');
+          kinds.push('sounds');
+          if (e.speech !== undefined) kinds.push('speaking');
+          for (const kind of kinds) prompts.push({ clip: i, kind, ids: buildChatPrompt(tok, counts, PROMPTS[kind], { audioTokenIndex: model.audioTokenIndex }), audio: f });
+        }
+        const rs = await generateBatch(model, prompts, { maxNewTokens: maxNew, maxBatch: 32 });
+        rs.forEach((r, j) => ((answered[prompts[j]!.clip] ??= {})[prompts[j]!.kind] = decode(r.tokens)));
+      } finally {
+        for (const f of feats) f.dispose();
+      }
+    };
+
     for (let i = 0; i < entries.length; i++) {
       const e: ClipRecord = entries[i]!;
-      const samples = readWav(e.file).samples;
-      const counts = model.audioTokenCounts(samples.length);
-      const feats: Tensor = model.encodeAudio(samples);
-      const answers: Partial<Record<PromptKind, string>> = {};
-      try {
-        // a question is asked where the corpus knows its answer (speech, and the speaker's gender)
-        const kinds: PromptKind[] = ['describe'];
-        if (e.speech === true && e.gender) kinds.push('gender');
-        kinds.push('sounds');
-        if (e.speech !== undefined) kinds.push('speaking');
-        for (const kind of kinds) {
-          const ids = buildChatPrompt(tok, counts, PROMPTS[kind], { audioTokenIndex: model.audioTokenIndex });
-          const r = await generate(model, { ids, audio: feats }, { maxNewTokens: maxNew });
-          answers[kind] = decode(r.tokens);
-        }
-      } finally {
-        feats.dispose();
-      }
+      if (i % group === 0) await answerGroup(i);
+      const answers = answered[i]!;
       if (answers.gender !== undefined) {
         const g = parseGender(answers.gender);
         gender.total++;
