@@ -17,7 +17,7 @@ import { tensor } from '../src/tensor/tensor.js';
 import { add } from '../src/tensor/ops/elementwise.js';
 import type { Tensor } from '../src/tensor/tensor.js';
 import { tinyModelDir } from './tiny-model.js';
-import { getEngine, randn, relErr } from './helpers.js';
+import { getEngine, randn, relErr, runCli } from './helpers.js';
 
 let engine: Engine;
 let model: AudioLLM;
@@ -180,6 +180,24 @@ describe('batched generation', () => {
     } finally {
       fs.rmSync(corpus, { recursive: true, force: true });
     }
+  }, 60_000);
+
+  it('CLI: ask with several files answers each as asking it alone', async () => {
+    const files = [0, 1, 2].map((i) => {
+      const f = path.join(dir, `ask-${i}.wav`);
+      writeWav(f, CLIPS[i]!);
+      return f;
+    });
+    const r = runCli(['ask', ...files, '--model', dir, '--max-tokens', '5', '--json', '--batch', '2']);
+    expect(r.code, r.stderr.join('\n')).toBe(0);
+    const got = JSON.parse(r.stdout);
+    const want = [];
+    for (const f of files) want.push((await askDetailed(model, f, 'Describe the sound.', { maxNewTokens: 5 })).text);
+    expect(got.map((x: { file: string }) => x.file)).toEqual(files);
+    expect(got.map((x: { answer: string }) => x.answer)).toEqual(want);
+    const bad = runCli(['ask', ...files, '--model', dir, '--windows', 'all']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr.join('\n')).toMatch(/--windows all takes one file/);
   }, 60_000);
 
   it('bad options are one error each', async () => {

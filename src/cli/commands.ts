@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { packageRoot } from '../gpu/registry.js';
 import { loadAudioLLM, resolveWeightDtype } from '../model/load.js';
 import type { AudioLLM } from '../model/audiollm.js';
-import { askDetailed, askWindows, chatPromptText } from '../model/chat.js';
+import { askBatch, askDetailed, askWindows, chatPromptText } from '../model/chat.js';
 import { loadTokenizer } from '../model/tokenizer.js';
 import { loadQwen2AudioConfig } from '../model/config.js';
 import { planModel } from '../model/plan.js';
@@ -259,7 +259,7 @@ export function registerCommands(cli: CAC): void {
       );
     });
 
-  withGlobals(cli.command('ask <wav>', 'Ask the AudioLLM a question about an audio file (WAV, FLAC, Ogg Vorbis, Ogg Opus, MP3)'))
+  withGlobals(cli.command('ask <...wavs>', 'Ask the AudioLLM a question about an audio file (WAV, FLAC, Ogg Vorbis, Ogg Opus, MP3); several files are answered as one batch'))
     .option('--prompt <text>', 'The question', { default: 'Describe the sound.' })
     .option('--model <dir>', 'Model folder (default: the embedded weights/)')
     .option('--dtype <d>', "Model weights: auto (config.json's torch_dtype: float16/bfloat16 → f16 where the adapter has shader-f16), f32 or f16", { default: 'auto' })
@@ -269,8 +269,11 @@ export function registerCommands(cli: CAC): void {
     .option('--temperature <t>', 'Sampling temperature (with --seed)', { default: 0.7 })
     .option('--top-p <p>', 'Nucleus sampling (with --seed)', { default: 0.9 })
     .option('--windows <w>', "A clip longer than the model's audio window: first (answer its first window) or all (each window, with its time range)", { default: 'first' })
-    .action(async (wav: string, flags: GlobalFlags & { prompt: string; model?: string; maxTokens: number; seed?: string; temperature: number; topP: number; windows: string }) => {
+    .option('--batch <n>', 'Several files: sequences decoded together at most', { default: 32 })
+    .action(async (wavs: string[], flags: GlobalFlags & { prompt: string; model?: string; maxTokens: number; seed?: string; temperature: number; topP: number; windows: string; batch: number }) => {
       const windows = windowsFlag(flags.windows);
+      if (wavs.length > 1 && windows === 'all') throw new UsageError('--windows all takes one file');
+      const maxBatch = intFlag('batch', flags.batch, 1)!;
       const engine = await openEngine(flags);
       const model = await openModel(engine, flags.model, true, modelFlags(flags));
       const sampled = flags.seed !== undefined;
@@ -279,6 +282,19 @@ export function registerCommands(cli: CAC): void {
         ...(sampled ? { seed: intFlag('seed', flags.seed, 0), temperature: Number(flags.temperature), topP: Number(flags.topP) } : {}),
         onText: flags.json ? undefined : (piece: string) => void process.stdout.write(piece),
       };
+      const wav = wavs[0]!;
+      if (wavs.length > 1) {
+        // one batch: each answer is what asking about that file alone gives (greedy, or the same seed)
+        const t0 = Date.now();
+        const rs = await askBatch(model, wavs.map((f) => ({ audio: f, question: String(flags.prompt) })), { ...askOpts, onText: undefined, maxBatch });
+        const ms = Date.now() - t0;
+        emit(flags, rs.map((r, i) => ({ file: wavs[i], answer: r.text, tokens: r.tokens.length, stopReason: r.stopReason, duration: r.clips[0]!.duration, windows: r.clips[0]!.windows })).map((x) => ({ ...x, batchMs: ms })), () =>
+          rs.map((r, i) => `${wavs[i]}: ${r.text}`).join('\n'),
+        );
+        model.dispose();
+        engine.destroy();
+        return;
+      }
       if (windows === 'all') {
         const answers = await askWindows(model, wav, String(flags.prompt), {
           ...askOpts,
