@@ -57,6 +57,12 @@ describe('batched generation', () => {
       if (stopTokens) expect(batch.every((r) => r.stopReason === 'length' && r.tokens.length === 10)).toBe(true);
       batch.forEach((r, i) => expect(r.promptLength).toBe(prompts[i]!.ids.length));
     }
+    // one prompt: generate()'s own loop, the same tokens and callbacks
+    const solo: number[] = [];
+    const r1 = await generateBatch(model, [prompts[2]!], { maxNewTokens: 6, stopTokens: [], onToken: (s, t) => void solo.push(s, t) });
+    const g1 = (await generate(model, prompts[2]!, { maxNewTokens: 6, stopTokens: [] })).tokens;
+    expect(r1[0]!.tokens).toEqual(g1);
+    expect(solo).toEqual(g1.flatMap((t) => [0, t]));
     // groups smaller than the batch give the same
     const grouped = await generateBatch(model, prompts, { maxNewTokens: 6, stopTokens: [], maxBatch: 3 });
     const whole = await generateBatch(model, prompts, { maxNewTokens: 6, stopTokens: [] });

@@ -246,6 +246,11 @@ export async function generateBatch(model: AudioLLM, prompts: readonly Prompt[],
       throw new ArdError(`generateBatch: prompt ${i} of ${p.ids.length} positions and up to ${maxNew} new tokens need ${positions} positions, more than the model's max_position_embeddings ${maxPositions}`);
     }
   });
+  if (prompts.length === 1) {
+    // one sequence: generate()'s pipelined loop (the GPU never waits for the host), same tokens
+    const { onToken, maxBatch: _m, ...rest } = opts;
+    return [await generate(model, prompts[0]!, { ...rest, ...(onToken ? { onToken: (t, i) => onToken(0, t, i) } : {}) })];
+  }
   const out: GenerateResult[] = new Array(prompts.length);
   for (let g0 = 0; g0 < prompts.length; g0 += maxBatch) {
     const idx = Array.from({ length: Math.min(maxBatch, prompts.length - g0) }, (_, j) => g0 + j);
