@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchSaeTrain } from './sae.js';
 import { loadAudioLLM } from '../src/model/load.js';
-import { generate } from '../src/model/generate.js';
+import { generate, generateBatch } from '../src/model/generate.js';
 import { buildChatPrompt } from '../src/model/chat.js';
 
 /** Encoder on 10 s of audio and decoder tokens/s, for the model in `dir` (the embedded weights/). */
@@ -72,6 +72,34 @@ export function modelTasks(dir: string): ExtraTask[] {
         }
       },
     },
+    ...[1, 8, 32].map((B) => ({
+      name: `model: batched greedy decode, batch ${B}`,
+      run: async (engine: Engine) => {
+        has();
+        const model = await loadAudioLLM(engine, dir, { dtype: 'auto' });
+        const feats: Tensor[] = [];
+        try {
+          // B different 3 s clips (one prompt each, same length), 32 tokens each, stop tokens disabled
+          const all = noise(48000 * B);
+          const prompts = Array.from({ length: B }, (_, b) => {
+            const audio = model.encodeAudio(all.subarray(48000 * b, 48000 * (b + 1)));
+            feats.push(audio);
+            return { ids: buildChatPrompt(model.tokenizer!, [model.audioTokens(48000)], 'Describe the sound.', { audioTokenIndex: model.audioTokenIndex }), audio };
+          });
+          let best = Infinity;
+          for (let rep = 0; rep < 2; rep++) {
+            const r = await generateBatch(model, prompts, { maxNewTokens: 32, stopTokens: [], maxBatch: B });
+            // the first token of each comes from its prefill; the decode steps make the rest
+            const steps = r.reduce((a, x) => a + x.tokens.length - 1, 0);
+            best = Math.min(best, r[0]!.decodeMs / steps);
+          }
+          return { value: 1000 / best, unit: `tokens/s (${B} sequences × 31 decode steps, ${model.dtype} weights, ${model.kvDtype} KV cache)`, key: `decode_tokens_per_s_batch${B}`, ms: best * B };
+        } finally {
+          for (const f of feats) f.dispose();
+          model.dispose();
+        }
+      },
+    })),
   ];
 }
 

@@ -503,6 +503,32 @@ describe('describe', () => {
     expect(seen).toEqual([1, 7, 1, 7]);
     expect(readFeatures(runPaths(run, LAYER).features).features[0]!.name).toBe('bell');
   });
+
+  it('describeFeatures with captionMany: the clips of several features captioned in one call, same names as one by one', async () => {
+    const run = path.join(tmp, 'run-describe-many');
+    writeRun(run, makeWorld(5, 60), 'F32', 5000, LAYER);
+    const H = (clips: number[]) => clips.map((clip) => ({ clip, id: `clip-${clip}`, score: 1, mean: 1, coverage: 1 }));
+    const feats = {
+      layer: LAYER, p: 3, C: 3, method: '', nClips: 60, m: M, excluded: {},
+      features: [{ id: 7, scores: {}, H: H([1, 7]), L: [] }, { id: 9, scores: {}, H: H([7, 9, 11]), L: [] }, { id: 12, scores: {}, H: H([2]), L: [] }],
+    };
+    const text = (c: ClipInfo) => (c.index % 2 ? `a woman talking (${c.id})` : 'a bell ringing');
+    fs.writeFileSync(runPaths(run, LAYER).features, JSON.stringify(feats));
+    const one = await describeFeatures({ run, layer: LAYER, describer: { id: 'd', caption: async (c: ClipInfo) => text(c) } });
+    fs.writeFileSync(runPaths(run, LAYER).features, JSON.stringify(feats));
+    const calls: number[][] = [];
+    const batched = {
+      id: 'd',
+      caption: async (): Promise<string> => {
+        throw new Error('caption() called');
+      },
+      captionMany: async (cs: ClipInfo[]) => (calls.push(cs.map((c) => c.index)), cs.map(text)),
+    };
+    const many = await describeFeatures({ run, layer: LAYER, describer: batched, batchClips: 4 });
+    // batches of ≥ 4 new clips, whole features at a time, each clip once
+    expect(calls).toEqual([[1, 7, 9, 11], [2]]);
+    expect(many.features.map((f) => [f.name, f.captions])).toEqual(one.features.map((f) => [f.name, f.captions]));
+  });
 });
 
 describe('explain and timelines', () => {

@@ -33,6 +33,11 @@ export interface ClipInfo extends CaptureClip {
 /** Something that writes a free-text caption for a clip (the AudioLLM, a human, a stub). */
 export interface Describer {
   caption(clip: ClipInfo): Promise<string>;
+  /**
+   * Optional: captions of many clips at once, in order, each what caption() gives for it (the
+   * AudioLLM decodes them as one batch). describeFeatures uses it when present.
+   */
+  captionMany?(clips: ClipInfo[]): Promise<string[]>;
   /** What makes its captions what they are (model, prompt, ...): part of describe's inputs. */
   readonly id?: string;
 }
@@ -232,6 +237,8 @@ export interface DescribeOptions {
   clipsPerFeature?: number;
   /** Re-describe features that already have a name. */
   force?: boolean;
+  /** Clips captioned per captionMany call (default 32). */
+  batchClips?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -253,19 +260,43 @@ export async function describeFeatures(o: DescribeOptions): Promise<FeaturesFile
   const manifest = readCaptureManifest(o.run);
   const cache = new Map<number, string>();
   let done = 0;
-  for (const f of doc.features) {
-    if (f.name && !o.force && (f.describedBy === undefined || f.describedBy === describer)) {
+  const clipInfo = (f: FeatureEntry, clip: number): ClipInfo => {
+    const info = manifest.clips[clip];
+    if (!info) throw new ArdError(`${paths.features}: feature ${f.id} refers to clip ${clip}, not in the capture manifest`);
+    return { ...info, index: clip };
+  };
+  const todo = (f: FeatureEntry) => !(f.name && !o.force && (f.describedBy === undefined || f.describedBy === describer));
+  const clipsOf = (f: FeatureEntry) => f.H.slice(0, o.clipsPerFeature ?? f.H.length);
+  const many = o.describer.captionMany?.bind(o.describer);
+  const batch = Math.max(1, Math.floor(o.batchClips ?? 32));
+  for (let i = 0; i < doc.features.length; i++) {
+    const f = doc.features[i]!;
+    if (!todo(f)) {
       o.onProgress?.(++done, doc.features.length);
       continue;
     }
-    const clips = f.H.slice(0, o.clipsPerFeature ?? f.H.length);
+    if (many && !clipsOf(f).every((c) => cache.has(c.clip))) {
+      // caption the uncached clips of this and the next features, up to one batch, in one call
+      const want: ClipInfo[] = [];
+      const seen = new Set<number>();
+      for (let j = i; j < doc.features.length && want.length < batch; j++) {
+        const g = doc.features[j]!;
+        if (!todo(g)) continue;
+        for (const c of clipsOf(g)) {
+          if (cache.has(c.clip) || seen.has(c.clip)) continue;
+          seen.add(c.clip);
+          want.push(clipInfo(g, c.clip));
+        }
+      }
+      const caps = await many(want);
+      if (caps.length !== want.length) throw new ArdError(`describe: the describer gave ${caps.length} captions for ${want.length} clips`);
+      want.forEach((c, k) => cache.set(c.index, caps[k]!.trim()));
+    }
     const caps: string[] = [];
-    for (const c of clips) {
+    for (const c of clipsOf(f)) {
       let cap = cache.get(c.clip);
       if (cap === undefined) {
-        const info = manifest.clips[c.clip];
-        if (!info) throw new ArdError(`${paths.features}: feature ${f.id} refers to clip ${c.clip}, not in the capture manifest`);
-        cap = (await o.describer.caption({ ...info, index: c.clip })).trim();
+        cap = (await o.describer.caption(clipInfo(f, c.clip))).trim();
         cache.set(c.clip, cap);
       }
       caps.push(cap);

@@ -2,7 +2,7 @@
 // most representative clips), and "explain" on one WAV (residuals at a layer → named features).
 import { readAudio } from '../audio/decode.js';
 import type { AudioLLM } from '../model/audiollm.js';
-import { ask } from '../model/chat.js';
+import { ask, askBatch } from '../model/chat.js';
 import { concat, tidy } from '../tensor/index.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { ArdError } from '../util/errors.js';
@@ -18,6 +18,8 @@ export function modelDescriber(model: AudioLLM, opts: { prompt?: string; maxNewT
   return {
     id: JSON.stringify({ model: model.source, prompt, maxNewTokens }),
     caption: async (clip) => (await ask(model, clip.file, prompt, { maxNewTokens })).trim(),
+    // one batch of greedy decoding: each caption is ask()'s for that clip (generateBatch)
+    captionMany: async (clips) => (await askBatch(model, clips.map((c) => ({ audio: c.file, question: prompt })), { maxNewTokens })).map((r) => r.text.trim()),
   };
 }
 

@@ -10,9 +10,9 @@ import { Progress } from './progress.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { packageRoot } from '../gpu/registry.js';
-import { loadAudioLLM } from '../model/load.js';
+import { loadAudioLLM, resolveWeightDtype } from '../model/load.js';
 import type { AudioLLM } from '../model/audiollm.js';
-import { askDetailed, askWindows, chatPromptText } from '../model/chat.js';
+import { askBatch, askDetailed, askWindows, chatPromptText } from '../model/chat.js';
 import { loadTokenizer } from '../model/tokenizer.js';
 import { loadQwen2AudioConfig } from '../model/config.js';
 import { planModel } from '../model/plan.js';
@@ -74,12 +74,54 @@ export function defaultModelDir(): string {
   return path.join(packageRoot(), 'weights');
 }
 
-export async function openModel(engine: Engine, dir: string | undefined, quiet?: boolean): Promise<AudioLLM> {
+/** --dtype / --model-dtype: auto (follow config.json's torch_dtype), f32 or f16. */
+export function dtypeFlag(name: string, v: unknown): 'auto' | 'f32' | 'f16' {
+  if (v === undefined) return 'auto';
+  if (v !== 'auto' && v !== 'f32' && v !== 'f16') throw new UsageError(`--${name}: expected auto, f32 or f16, got '${v}'`);
+  return v;
+}
+
+/** --kv-dtype: f32 or f16; auto (or absent) lets the loader choose (see defaultKvDtype). */
+export function kvDtypeFlag(v: unknown): 'f32' | 'f16' | undefined {
+  if (v === undefined || v === 'auto') return undefined;
+  if (v !== 'f32' && v !== 'f16') throw new UsageError(`--kv-dtype: expected auto, f32 or f16, got '${v}'`);
+  return v;
+}
+
+export interface ModelFlags {
+  dtype?: 'auto' | 'f32' | 'f16';
+  kvDtype?: 'f32' | 'f16';
+  /** No notes on stderr (--quiet). */
+  silent?: boolean;
+}
+
+/**
+ * The weight dtype a command will load `dir` with (for commands that hand a folder to the library):
+ * its note, if any, goes to stderr unless silent.
+ */
+export function modelDtype(engine: Engine, dir: string | undefined, o: ModelFlags = {}): 'f32' | 'f16' {
+  const d = dir ?? defaultModelDir();
+  const file = path.join(d, 'config.json');
+  if (!fs.existsSync(file)) throw new ArdError(`${d}: no model here (config.json missing)`);
+  const r = resolveWeightDtype(JSON.parse(fs.readFileSync(file, 'utf8')), o.dtype ?? 'auto', engine.f16, file);
+  if (r.note && !o.silent) process.stderr.write(r.note + '\n');
+  return r.dtype;
+}
+
+/** The model flags of a command: --dtype (or capture's --model-dtype), --kv-dtype, --quiet. */
+function modelFlags(flags: { dtype?: unknown; modelDtype?: unknown; kvDtype?: unknown; quiet?: boolean }, name: 'dtype' | 'model-dtype' = 'dtype'): ModelFlags {
+  return { dtype: dtypeFlag(name, name === 'dtype' ? flags.dtype : flags.modelDtype), kvDtype: kvDtypeFlag(flags.kvDtype), silent: flags.quiet };
+}
+
+export async function openModel(engine: Engine, dir: string | undefined, quiet?: boolean, o: ModelFlags = {}): Promise<AudioLLM> {
   const d = dir ?? defaultModelDir();
   if (!fs.existsSync(path.join(d, 'config.json'))) throw new ArdError(`${d}: no model here (config.json missing)`);
   let bar: Progress | null = null;
   const model = await loadAudioLLM(engine, d, {
-    dtype: engine.f16 ? 'f16' : 'f32',
+    // config.json's torch_dtype by default: f16 weights for the embedded model on f16 adapters, as always
+    dtype: o.dtype ?? 'auto',
+    ...(o.kvDtype ? { kvDtype: o.kvDtype } : {}),
+    onNote: (line) => void (o.silent || process.stderr.write(line + '\n')),
     onProgress: (done, total) => {
       bar ??= new Progress('load model', total, { quiet, unit: 'tensors' });
       bar.update(done);
@@ -264,24 +306,42 @@ export function registerCommands(cli: CAC): void {
       );
     });
 
-  withGlobals(cli.command('ask <wav>', 'Ask the AudioLLM a question about an audio file (WAV, FLAC, Ogg Vorbis, Ogg Opus, MP3)'))
+  withGlobals(cli.command('ask <...wavs>', 'Ask the AudioLLM a question about an audio file (WAV, FLAC, Ogg Vorbis, Ogg Opus, MP3); several files are answered as one batch'))
     .option('--prompt <text>', 'The question', { default: 'Describe the sound.' })
     .option('--model <dir>', 'Model folder (default: the embedded weights/)')
+    .option('--dtype <d>', "Model weights: auto (config.json's torch_dtype: float16/bfloat16 → f16 where the adapter has shader-f16), f32 or f16", { default: 'auto' })
+    .option('--kv-dtype <d>', 'KV cache: auto (the weight dtype; f32 for ardgpu-trained checkpoints), f32 or f16', { default: 'auto' })
     .option('--max-tokens <n>', 'Maximum new tokens', { default: 64 })
     .option('--seed <s>', 'Sample with this seed (default: greedy)')
     .option('--temperature <t>', 'Sampling temperature (with --seed)', { default: 0.7 })
     .option('--top-p <p>', 'Nucleus sampling (with --seed)', { default: 0.9 })
     .option('--windows <w>', "A clip longer than the model's audio window: first (answer its first window) or all (each window, with its time range)", { default: 'first' })
-    .action(async (wav: string, flags: GlobalFlags & { prompt: string; model?: string; maxTokens: number; seed?: string; temperature: number; topP: number; windows: string }) => {
+    .option('--batch <n>', 'Several files: sequences decoded together at most', { default: 32 })
+    .action(async (wavs: string[], flags: GlobalFlags & { prompt: string; model?: string; maxTokens: number; seed?: string; temperature: number; topP: number; windows: string; batch: number }) => {
       const windows = windowsFlag(flags.windows);
+      if (wavs.length > 1 && windows === 'all') throw new UsageError('--windows all takes one file');
+      const maxBatch = intFlag('batch', flags.batch, 1)!;
       const engine = await openEngine(flags);
-      const model = await openModel(engine, flags.model, true);
+      const model = await openModel(engine, flags.model, true, modelFlags(flags));
       const sampled = flags.seed !== undefined;
       const askOpts = {
         maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1),
         ...(sampled ? { seed: intFlag('seed', flags.seed, 0), temperature: Number(flags.temperature), topP: Number(flags.topP) } : {}),
         onText: flags.json ? undefined : (piece: string) => void process.stdout.write(piece),
       };
+      const wav = wavs[0]!;
+      if (wavs.length > 1) {
+        // one batch: each answer is what asking about that file alone gives (greedy, or the same seed)
+        const t0 = Date.now();
+        const rs = await askBatch(model, wavs.map((f) => ({ audio: f, question: String(flags.prompt) })), { ...askOpts, onText: undefined, maxBatch });
+        const ms = Date.now() - t0;
+        emit(flags, rs.map((r, i) => ({ file: wavs[i], answer: r.text, tokens: r.tokens.length, stopReason: r.stopReason, duration: r.clips[0]!.duration, windows: r.clips[0]!.windows })).map((x) => ({ ...x, batchMs: ms })), () =>
+          rs.map((r, i) => `${wavs[i]}: ${r.text}`).join('\n'),
+        );
+        model.dispose();
+        engine.destroy();
+        return;
+      }
       if (windows === 'all') {
         const answers = await askWindows(model, wav, String(flags.prompt), {
           ...askOpts,
@@ -295,7 +355,7 @@ export function registerCommands(cli: CAC): void {
         const ms = Date.now() - t0;
         const clip = r.clips[0]!;
         const window = { start: clip.window.start, end: clip.window.end };
-        if (flags.json) emit(flags, { answer: r.text, tokens: r.tokens.length, ms, stopReason: r.stopReason, duration: clip.duration, windows: clip.windows, window }, () => '');
+        if (flags.json) emit(flags, { answer: r.text, tokens: r.tokens.length, ms, stopReason: r.stopReason, duration: clip.duration, windows: clip.windows, window, dtype: model.dtype, kvDtype: model.kvDtype }, () => '');
         else process.stdout.write('\n');
         if (clip.windows > 1) {
           process.stderr.write(`note: ${path.basename(wav)} is ${clip.duration.toFixed(1)} s; answered its first ${(window.end - window.start).toFixed(1)} s window (--windows all answers each)\n`);
@@ -321,6 +381,8 @@ export function registerCommands(cli: CAC): void {
     .option('--run <dir>', 'Run folder')
     .option('--layers <list>', 'Decoder layers, e.g. 1,3', { default: '1' })
     .option('--model <dir>', 'Model folder (default: weights/)')
+    .option('--model-dtype <d>', "Model weights (--dtype is the shards'): auto (config.json's torch_dtype: float16/bfloat16 → f16 where the adapter has shader-f16), f32 or f16", { default: 'auto' })
+    .option('--kv-dtype <d>', 'KV cache: auto (the weight dtype; f32 for ardgpu-trained checkpoints), f32 or f16', { default: 'auto' })
     .option('--prompt <text>', 'Fixed prompt', { default: DEFAULT_CAPTURE_PROMPT })
     .option('--all-positions', 'Store every prompt position, not only the audio tokens')
     .option('--dtype <t>', 'Shard dtype: f16 or f32', { default: 'f16' })
@@ -338,7 +400,7 @@ export function registerCommands(cli: CAC): void {
       const run = needRun(flags.run ?? flags.out);
       if (flags.dtype !== 'f16' && flags.dtype !== 'f32') throw new UsageError(`--dtype: expected f16 or f32, got '${flags.dtype}'`);
       const engine = await openEngine(flags);
-      const model = await openModel(engine, flags.model, flags.quiet);
+      const model = await openModel(engine, flags.model, flags.quiet, modelFlags(flags, 'model-dtype'));
       const b = bar('capture', flags, 'clips');
       const r = await capture({
         model, corpus, corpusOptions, run, layers: listFlag('layers', flags.layers)!, prompt: flags.prompt,
@@ -380,13 +442,15 @@ export function registerCommands(cli: CAC): void {
     .option('--run <dir>', 'Run folder')
     .option('--layer <n>', 'Decoder layer')
     .option('--model <dir>', 'Model folder (default: weights/)')
+    .option('--dtype <d>', "Model weights: auto (config.json's torch_dtype: float16/bfloat16 → f16 where the adapter has shader-f16), f32 or f16", { default: 'auto' })
+    .option('--kv-dtype <d>', 'KV cache: auto (the weight dtype; f32 for ardgpu-trained checkpoints), f32 or f16', { default: 'auto' })
     .option('--clips <n>', 'Captions per feature', { default: 5 })
     .option('--force', 'Re-describe features that already have a name')
     .action(async (flags: GlobalFlags & { run?: string; layer?: string; model?: string; clips: number; force?: boolean }) => {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
       const engine = await openEngine(flags);
-      const model = await openModel(engine, flags.model, flags.quiet);
+      const model = await openModel(engine, flags.model, flags.quiet, modelFlags(flags));
       const b = bar('describe', flags, 'features');
       const doc = await describeFeatures({ run, layer, describer: modelDescriber(model), clipsPerFeature: intFlag('clips', flags.clips, 1), force: flags.force, onProgress: b.update });
       b.finish();
@@ -422,6 +486,8 @@ export function registerCommands(cli: CAC): void {
     .option('--run <dir>', 'Run folder')
     .option('--layer <n>', 'Decoder layer')
     .option('--model <dir>', 'Model folder (default: weights/)')
+    .option('--dtype <d>', "Model weights: auto (config.json's torch_dtype: float16/bfloat16 → f16 where the adapter has shader-f16), f32 or f16", { default: 'auto' })
+    .option('--kv-dtype <d>', 'KV cache: auto (the weight dtype; f32 for ardgpu-trained checkpoints), f32 or f16', { default: 'auto' })
     .option('--threshold <x>', 'Fire above this fraction of a feature\'s typical activation', { default: 0 })
     .action(async (wav: string, flags: GlobalFlags & { run?: string; layer?: string; model?: string; threshold: number }) => {
       const run = needRun(flags.run);
@@ -429,7 +495,7 @@ export function registerCommands(cli: CAC): void {
       const features = readFeatures(runPaths(run, layer).features).features.filter((f) => f.name);
       const samples = await wavSamples(wav);
       const engine = await openEngine(flags);
-      const model = await openModel(engine, flags.model, true);
+      const model = await openModel(engine, flags.model, true, modelFlags(flags));
       const sae = openSae(engine, run, layer);
       const acts = clipResiduals(model, samples, layer, readCaptureManifest(run).prompt);
       // a long clip is taken window by window; its rows continue in time across windows
@@ -449,6 +515,7 @@ export function registerCommands(cli: CAC): void {
     .option('--mode <m>', 'add: z_F + value (0 = unsteered, exactly); set: z_F = value', { default: 'add' })
     .option('--positions <p>', 'all: prompt and generated tokens; audio: audio tokens only', { default: 'all' })
     .option('--model <dir>', 'Model folder (default: weights/)')
+    .option('--dtype <d>', "Model weights: auto (config.json's torch_dtype: float16/bfloat16 → f16 where the adapter has shader-f16), f32 or f16", { default: 'auto' })
     .option('--max-tokens <n>', 'Maximum new tokens', { default: 32 })
     .option('--windows <w>', "A clip longer than the model's audio window: first (sweep its first window) or all (each window)", { default: 'first' })
     .action(async (wav: string, flags: GlobalFlags & { run?: string; layer?: string; feature?: string; values: string; prompt: string; mode: string; positions: string; model?: string; maxTokens: number; windows: string }) => {
@@ -463,6 +530,7 @@ export function registerCommands(cli: CAC): void {
         engine, modelDir: flags.model ?? defaultModelDir(), run, layer, feature: intFlag('feature', flags.feature, 0)!,
         values: listFlag('values', flags.values)!, prompt: String(flags.prompt), wav, mode: flags.mode, positions: flags.positions,
         maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1),
+        dtype: modelDtype(engine, flags.model, { dtype: dtypeFlag('dtype', (flags as { dtype?: unknown }).dtype), silent: flags.quiet }),
       } as const;
       const shown = windows === 'all' ? await steerCommand({ ...o, windows: 'all' }) : [await steerCommand(o)];
       const lines = (r: (typeof shown)[number]) => [`  unsteered: ${r.baseline}`, ...r.values.map((v) => `  ${String(v.value).padStart(6)}: ${v.answer}`)];
@@ -574,13 +642,15 @@ export function registerCommands(cli: CAC): void {
   withGlobals(cli.command('demo', 'The whole AR&D loop on the embedded default model, ending with RUN/report.html'))
     .option('--out <dir>', 'Run folder', { default: 'runs/demo' })
     .option('--model <dir>', 'Model folder (default: weights/)')
+    .option('--dtype <d>', "Model weights: auto (config.json's torch_dtype: float16/bfloat16 → f16 where the adapter has shader-f16), f32 or f16", { default: 'auto' })
+    .option('--kv-dtype <d>', 'KV cache: auto (the weight dtype; f32 for ardgpu-trained checkpoints), f32 or f16', { default: 'auto' })
     .option('--layer <n>', 'Decoder layer (default: the middle one)')
     .option('--size <n>', 'Corpus clips', { default: 1200 })
     .option('--seed <s>', 'Seed', { default: 0 })
     .option('--force', 'Recompute every stage')
     .action(async (flags: GlobalFlags & { out: string; model?: string; layer?: string; size: number; seed: number; force?: boolean }) => {
       const engine = await openEngine(flags);
-      const model = await openModel(engine, flags.model, flags.quiet);
+      const model = await openModel(engine, flags.model, flags.quiet, modelFlags(flags));
       const say = (line: string) => void (flags.quiet || process.stderr.write(`${line}\n`));
       let bar: Progress | null = null;
       let current = '';
@@ -639,10 +709,12 @@ export function registerCommands(cli: CAC): void {
     .option('--model <dir>', 'Model folder with config.json (default: the embedded weights/)')
     .option('--dtype <d>', 'Weight dtype: f32 or f16', { default: 'f32' })
     .option('--positions <n>', "Positions per sequence (default: one audio window's tokens + 256)")
+    .option('--kv-dtype <d>', 'KV cache dtype: f32 or f16', { default: 'f32' })
     .option('--batch <n>', 'Sequences decoded together', { default: 1 })
     .option('--memory-gib <g>', 'Memory available to the device (default: host RAM on a software adapter, else unknown)')
-    .action(async (flags: GlobalFlags & { model?: string; dtype: string; positions?: string; batch: string; memoryGib?: string }) => {
+    .action(async (flags: GlobalFlags & { model?: string; dtype: string; kvDtype: string; positions?: string; batch: string; memoryGib?: string }) => {
       if (flags.dtype !== 'f32' && flags.dtype !== 'f16') throw new UsageError(`--dtype: expected f32 or f16, got '${flags.dtype}'`);
+      if (flags.kvDtype !== 'f32' && flags.kvDtype !== 'f16') throw new UsageError(`--kv-dtype: expected f32 or f16, got '${flags.kvDtype}'`);
       const memGib = flags.memoryGib === undefined ? undefined : Number(flags.memoryGib);
       if (memGib !== undefined && !(memGib > 0)) throw new UsageError(`--memory-gib: expected a positive number, got '${flags.memoryGib}'`);
       const dir = flags.model ?? defaultModelDir();
@@ -652,6 +724,7 @@ export function registerCommands(cli: CAC): void {
       const memoryBytes = memGib !== undefined ? memGib * 2 ** 30 : a.isSoftware ? os.totalmem() : undefined;
       const p = planModel(config, {
         dtype: flags.dtype,
+        kvDtype: flags.kvDtype,
         positions: intFlag('positions', flags.positions, 1),
         batch: intFlag('batch', flags.batch, 1),
         maxBindingBytes: engine.limits.maxStorageBufferBindingSize,
@@ -672,7 +745,7 @@ export function registerCommands(cli: CAC): void {
           p.split.length === 0
             ? 'split        nothing: every weight fits one binding'
             : `split        ${p.split.length} weights into row blocks: ${splitSummary(p.split)}`,
-          `KV cache     ${gib(p.kvCache.bytes)} (${p.positions} positions × ${p.batch} sequence${p.batch > 1 ? 's' : ''}, f32)`,
+          `KV cache     ${gib(p.kvCache.bytes)} (${p.positions} positions × ${p.batch} sequence${p.batch > 1 ? 's' : ''}, ${p.kvCache.dtype})`,
           `activations  largest ${p.activations.slice(0, 3).map((x) => `${x.name} [${x.shape.join(', ')}] ${gib(x.bytes)}`).join('; ')}`,
           `total        about ${gib(p.totalBytes)}; memory ${p.limits.memoryBytes === null ? 'unknown (WebGPU does not report it: --memory-gib states it)' : gib(p.limits.memoryBytes)}`,
           p.fits ? 'fits         yes' : `fits         no:\n${p.problems.map((x) => `  - ${x}`).join('\n')}`,
@@ -697,16 +770,24 @@ export function registerCommands(cli: CAC): void {
   withCorpusFlags(withGlobals(cli.command('eval-model', 'Held-out quality of the AudioLLM: gender and speaking accuracy, label precision/recall, latency')))
     .option('--corpus <dir>', 'Corpus folder: manifest.jsonl with splits, a label file\'s folder, or a dataset layout')
     .option('--model <dir>', 'Model folder (default: weights/)')
+    .option('--dtype <d>', "Model weights: auto (config.json's torch_dtype: float16/bfloat16 → f16 where the adapter has shader-f16), f32 or f16", { default: 'auto' })
+    .option('--kv-dtype <d>', 'KV cache: auto (the weight dtype; f32 for ardgpu-trained checkpoints), f32 or f16', { default: 'auto' })
     .option('--split <s>', "The split to ask (train, val, test, or any split the corpus names; 'all' for every clip)", { default: 'test' })
+    .option('--questions <list>', 'Questions to ask, of describe,gender,sounds,speaking (default: all four)')
+    .option('--all-answers', "Keep every clip's answers in the JSON file (default: the first 24 clips')")
     .option('--out <file>', 'Write the result as JSON here', { default: 'eval-model.json' })
     .option('--limit <n>', 'At most this many clips')
-    .action(async (flags: GlobalFlags & CorpusFlags & { model?: string; split: string; out: string; limit?: string }) => {
+    .action(async (flags: GlobalFlags & CorpusFlags & { model?: string; dtype: string; kvDtype: string; split: string; out: string; limit?: string; questions?: string; allAnswers?: boolean }) => {
       if (!flags.corpus && flags.labels === undefined) throw new UsageError('--corpus <dir> is required (make one with `ardgpu make-corpus --out DIR`)');
       const { corpus, corpusOptions } = corpusOf(flags);
+      const kinds = ['describe', 'gender', 'sounds', 'speaking'] as const;
+      const questions = flags.questions === undefined ? undefined : String(flags.questions).split(',').map((q) => q.trim());
+      for (const q of questions ?? []) if (!(kinds as readonly string[]).includes(q)) throw new UsageError(`--questions: '${q}' is not one of ${kinds.join(', ')}`);
       const engine = await openEngine(flags);
-      const model = await openModel(engine, flags.model, flags.quiet);
+      const model = await openModel(engine, flags.model, flags.quiet, modelFlags(flags));
       const r = await evalModel({
         engine, model, corpus, corpusOptions, split: String(flags.split), maxClips: intFlag('limit', flags.limit, 1), out: flags.out,
+        questions: questions as (typeof kinds)[number][] | undefined, examples: flags.allAnswers ? Infinity : undefined,
         log: (line) => void (flags.quiet || process.stderr.write(`${line}\n`)),
       });
       const { examples: _e, ...summary } = r;

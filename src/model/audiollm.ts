@@ -15,9 +15,10 @@ import { embedding, indexSelect } from '../tensor/ops/index.js';
 import { ArdError } from '../util/errors.js';
 import { EncodeResult, EncoderWeights, audioTokenCount, encodeWindow } from './audio-encoder.js';
 import type { Qwen2AudioConfig } from './config.js';
-import { DecoderStepOptions, DecoderWeights, KVCache, decoderStep } from './decoder.js';
+import { DecoderStepOptions, DecoderWeights, KVCache, decoderStep, decoderStepBatch } from './decoder.js';
 import { Hooks } from './hooks.js';
 import type { Tokenizer } from './tokenizer.js';
+import type { LoadStats } from './load.js';
 
 export interface GenerationDefaults {
   /** Tokens that end generation (generation_config.json eos_token_id, config eos, <|im_end|>, <|endoftext|>). */
@@ -37,8 +38,12 @@ export interface AudioLLMParts {
   tokenizer: Tokenizer | null;
   generation: GenerationDefaults;
   dtype: 'f32' | 'f16';
+  /** KV cache dtype (default: dtype). */
+  kvDtype?: 'f32' | 'f16';
   /** Where the weights came from (for messages). */
   source: string;
+  /** What loading held on the host and read (loadAudioLLM). */
+  loadStats?: LoadStats;
 }
 
 export interface ForwardOptions {
@@ -70,7 +75,13 @@ export class AudioLLM {
   readonly tokenizer: Tokenizer | null;
   readonly generation: GenerationDefaults;
   readonly dtype: 'f32' | 'f16';
+  /**
+   * Dtype of the KV caches newCache() makes: the weight dtype unless chosen at load (kvDtype). An
+   * f16 cache halves its memory; keys and values are computed in f32 and rounded once when stored.
+   */
+  kvDtype: 'f32' | 'f16';
   readonly source: string;
+  readonly loadStats?: LoadStats;
   /** Residual-stream hooks for capture and steering (see hooks.ts). */
   readonly hooks: Hooks;
   private disposed = false;
@@ -83,7 +94,9 @@ export class AudioLLM {
     this.tokenizer = parts.tokenizer;
     this.generation = parts.generation;
     this.dtype = parts.dtype;
+    this.kvDtype = parts.kvDtype ?? parts.dtype;
     this.source = parts.source;
+    if (parts.loadStats) this.loadStats = parts.loadStats;
     this.hooks = new Hooks({ decoder: parts.decoder.layers.length, encoder: parts.encoder.layers.length });
   }
 
@@ -229,19 +242,20 @@ export class AudioLLM {
     );
   }
 
-  /** A KV cache of up to `capacity` positions. */
-  newCache(capacity: number): KVCache {
+  /** A KV cache of up to `capacity` positions, in kvDtype unless given. */
+  newCache(capacity: number, dtype: 'f32' | 'f16' = this.kvDtype): KVCache {
     this.alive();
     const max = this.config.text_config.max_position_embeddings;
     if (capacity > max) throw new ArdError(`KV cache: ${capacity} positions exceed max_position_embeddings ${max}`);
-    return new KVCache(this.engine, this.config.text_config, capacity);
+    if (dtype === 'f16' && !this.engine.f16) throw new ArdError('KV cache: f16 needs the shader-f16 feature, which this adapter lacks');
+    return new KVCache(this.engine, this.config.text_config, capacity, dtype);
   }
 
   /**
    * Runs embeddings [L, hidden] through the decoder at the cache's next positions (appending to
    * it) and returns the logits at the requested rows.
    */
-  step(embeds: Tensor, cache: KVCache, opts: { logits?: DecoderStepOptions['logits']; step?: number; lastLayer?: number } = {}): Tensor | null {
+  step(embeds: Tensor, cache: KVCache, opts: { logits?: DecoderStepOptions['logits']; step?: number; lastLayer?: number; sequence?: number } = {}): Tensor | null {
     this.alive();
     return this.engine.noGradScope(() =>
       tidy(() => {
@@ -251,9 +265,21 @@ export class AudioLLM {
           step: opts.step ?? 0,
           logits: opts.logits ?? 'last',
           lastLayer: opts.lastLayer,
+          sequence: opts.sequence,
         });
         return r.logits ?? null;
       }),
+    );
+  }
+
+  /**
+   * One new position for each of several sequences: embeds [B, hidden], row b continuing caches[b]
+   * (see decoderStepBatch) → logits [B, vocab].
+   */
+  stepBatch(embeds: Tensor, caches: KVCache[], opts: { steps?: number[]; sequences?: number[] } = {}): Tensor {
+    this.alive();
+    return this.engine.noGradScope(() =>
+      tidy(() => decoderStepBatch(this.decoder, this.config.text_config, embeds, { caches, hooks: this.hooks, steps: opts.steps, sequences: opts.sequences })),
     );
   }
 

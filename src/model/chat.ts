@@ -15,7 +15,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { concat } from '../tensor/ops/layout.js';
 import { ArdError } from '../util/errors.js';
 import type { AudioLLM, AudioWindow } from './audiollm.js';
-import { GenerateOptions, GenerateResult, generate } from './generate.js';
+import { GenerateOptions, GenerateResult, generate, generateBatch } from './generate.js';
 import type { Tokenizer } from './tokenizer.js';
 
 export const DEFAULT_SYSTEM_PROMPT = 'You are a helpful assistant.';
@@ -181,4 +181,69 @@ export async function askWindows(
 /** askDetailed, returning only the answer text. */
 export async function ask(model: AudioLLM, audio: AudioInput | AudioInput[], question: string, opts: AskOptions = {}): Promise<string> {
   return (await askDetailed(model, audio, question, opts)).text;
+}
+
+/** One clip (or several) and its question, for askBatch. */
+export interface AskItem {
+  audio: AudioInput | AudioInput[];
+  question: string;
+}
+
+export interface AskBatchOptions extends Omit<AskOptions, 'onToken' | 'onText'> {
+  /** Sequences decoded together at most (default 32); items are encoded and answered in groups of this size. */
+  maxBatch?: number;
+  /** Called with each piece of item `index`'s answer text as it is generated. */
+  onText?: (index: number, delta: string) => void;
+}
+
+/**
+ * askDetailed for many items at once: each item's prompt is built and its audio encoded as
+ * askDetailed does, then the group's answers are generated together (generateBatch). Each answer is
+ * askDetailed's for that item alone (greedy: the same tokens; see generateBatch).
+ */
+export async function askBatch(model: AudioLLM, items: readonly AskItem[], opts: AskBatchOptions = {}): Promise<AskResult[]> {
+  const tok = opts.tokenizer ?? model.tokenizer;
+  if (!tok) throw new ArdError(`${model.source}: no tokenizer.json (pass opts.tokenizer)`);
+  const maxBatch = opts.maxBatch ?? 32;
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new ArdError(`askBatch: maxBatch ${maxBatch} must be a positive integer`);
+  const out: AskResult[] = [];
+  const sr = model.frontend.samplingRate;
+  for (let g0 = 0; g0 < items.length; g0 += maxBatch) {
+    const group = items.slice(g0, g0 + maxBatch);
+    const feats: Tensor[] = [];
+    try {
+      const prepared: { ids: number[]; audio: Tensor; info: AskResult['clips'] }[] = [];
+      for (const item of group) {
+        const whole: Float32Array[] = [];
+        for (const a of Array.isArray(item.audio) ? item.audio : [item.audio]) whole.push(await toSamples(a));
+        const firsts = whole.map((s) => firstWindow(model, s));
+        const clips = firsts.map((f) => f.samples);
+        const ids = buildChatPrompt(tok, clips.map((s) => model.audioTokens(s.length)), item.question, { ...opts, audioTokenIndex: model.audioTokenIndex });
+        const parts = clips.map((s) => model.encodeAudio(s));
+        feats.push(...parts);
+        const audio = parts.length === 1 ? parts[0]! : concat(parts, 0);
+        if (parts.length > 1) feats.push(audio);
+        prepared.push({ ids, audio, info: whole.map((s, i) => ({ duration: s.length / sr, windows: firsts[i]!.windows.length, window: firsts[i]!.windows[0]! })) });
+      }
+      const streams = group.map(() => tok.decodeStream({ skipSpecial: true }));
+      const texts = group.map(() => '');
+      const res = await generateBatch(model, prepared.map((p) => ({ ids: p.ids, audio: p.audio })), {
+        ...opts,
+        maxBatch,
+        onToken: (s, t) => {
+          const d = streams[s]!.push(t);
+          texts[s] += d;
+          if (d) opts.onText?.(g0 + s, d);
+        },
+      });
+      res.forEach((r, s) => {
+        const tail = streams[s]!.flush();
+        if (tail) opts.onText?.(g0 + s, tail);
+        out.push({ ...r, text: texts[s] + tail, promptIds: prepared[s]!.ids, clips: prepared[s]!.info });
+      });
+    } finally {
+      for (const f of feats) f.dispose();
+    }
+  }
+  return out;
 }

@@ -15,7 +15,7 @@ import { keep } from '../tensor/scope.js';
 import { Tensor, empty, tensor } from '../tensor/tensor.js';
 import type { Weight } from '../tensor/blocked.js';
 import { add, map } from '../tensor/ops/elementwise.js';
-import { copyInto, reshape, slice, transpose } from '../tensor/ops/layout.js';
+import { concat, copyInto, reshape, slice, transpose } from '../tensor/ops/layout.js';
 import { rmsNorm, rope, scaledDotProductAttention } from '../tensor/ops/nn.js';
 import { indexSelect } from '../tensor/ops/index.js';
 import { linear } from '../tensor/ops/matmul.js';
@@ -42,7 +42,8 @@ export interface DecoderWeights {
 
 /**
  * Keys (after RoPE) and values of every layer for one sequence: [KVH, capacity, hd] each,
- * allocated once; `length` positions are filled.
+ * allocated once; `length` positions are filled. In f16 the f32 keys and values are rounded when
+ * stored (attention reads them with f32 accumulation).
  */
 export class KVCache {
   readonly k: Tensor[] = [];
@@ -50,12 +51,18 @@ export class KVCache {
   length = 0;
   private disposed = false;
 
-  constructor(engine: Engine, cfg: Qwen2TextConfig, readonly capacity: number) {
+  constructor(engine: Engine, cfg: Qwen2TextConfig, readonly capacity: number, readonly dtype: 'f32' | 'f16' = 'f32') {
     if (!Number.isInteger(capacity) || capacity < 1) throw new ArdError(`KV cache: capacity ${capacity} must be a positive integer`);
+    if (dtype !== 'f32' && dtype !== 'f16') throw new ArdError(`KV cache: dtype must be f32 or f16, got ${JSON.stringify(dtype)}`);
     for (let i = 0; i < cfg.num_hidden_layers; i++) {
-      this.k.push(keep(empty(engine, [cfg.num_key_value_heads, capacity, cfg.head_dim])));
-      this.v.push(keep(empty(engine, [cfg.num_key_value_heads, capacity, cfg.head_dim])));
+      this.k.push(keep(empty(engine, [cfg.num_key_value_heads, capacity, cfg.head_dim], dtype)));
+      this.v.push(keep(empty(engine, [cfg.num_key_value_heads, capacity, cfg.head_dim], dtype)));
     }
+  }
+
+  /** Bytes of device memory the cache holds. */
+  get bytes(): number {
+    return this.k.length * 2 * this.k[0]!.size * (this.dtype === 'f16' ? 2 : 4);
   }
 
   /** Forget the contents (the memory is kept for the next sequence). */
@@ -91,6 +98,8 @@ export interface DecoderStepOptions {
    * the cache then holds keys and values of layers ≤ lastLayer only.
    */
   lastLayer?: number;
+  /** Passed to hooks: which sequence of a batch this is (decoderStepBatch; default 0). */
+  sequence?: number;
 }
 
 export interface DecoderStepResult {
@@ -104,20 +113,16 @@ function headsView(m: Tensor, col0: number, n: number, hd: number): Tensor {
   return m.view([L, n, hd], [C, hd, 1], m.offset + col0);
 }
 
-function attention(
-  h: Tensor,
-  w: DecoderLayerWeights,
-  cfg: Qwen2TextConfig,
-  kCache: Tensor,
-  vCache: Tensor,
-  past: number,
-): Tensor {
-  const L = h.shape[0]!;
+/**
+ * Self-attention of rows [L, ·] of one sequence whose fused q|k|v projection is `qkv` [L, C], at
+ * positions past … past + L − 1: RoPE, append to the cache, attend → [L, H·hd] before o_proj.
+ */
+function attendRows(qkv: Tensor, cfg: Qwen2TextConfig, kCache: Tensor, vCache: Tensor, past: number): Tensor {
+  const L = qkv.shape[0]!;
   const H = cfg.num_attention_heads;
   const KVH = cfg.num_key_value_heads;
   const hd = cfg.head_dim;
   const S = past + L;
-  const qkv = linear(h, w.qkvW, w.qkvB); // [L, (H + 2·KVH)·hd]
   // RoPE on q and k together: they are adjacent columns, (H + KVH) heads of hd
   const qk = rope(headsView(qkv, 0, H + KVH, hd), past, { theta: cfg.rope_theta }); // dense [L, H + KVH, hd]
   const q = slice(qk, 1, 0, H); // [L, H, hd]
@@ -129,8 +134,19 @@ function attention(
   const values = slice(vCache, 1, 0, S);
   // GQA without copying k/v: query head j reads kv head j / (H / KVH)
   const o = scaledDotProductAttention(transpose(q, 0, 1), keys, values, { causal: true, causalOffset: past }); // [H, L, hd]
-  const merged = reshape(transpose(o, 0, 1), [L, H * hd]); // a view when L = 1
-  return linear(merged, w.oW);
+  return reshape(transpose(o, 0, 1), [L, H * hd]); // a view when L = 1
+}
+
+function attention(
+  h: Tensor,
+  w: DecoderLayerWeights,
+  cfg: Qwen2TextConfig,
+  kCache: Tensor,
+  vCache: Tensor,
+  past: number,
+): Tensor {
+  const qkv = linear(h, w.qkvW, w.qkvB); // [L, (H + 2·KVH)·hd]
+  return linear(attendRows(qkv, cfg, kCache, vCache, past), w.oW);
 }
 
 function mlp(h: Tensor, w: DecoderLayerWeights, I: number): Tensor {
@@ -159,7 +175,7 @@ export function decoderStep(w: DecoderWeights, cfg: Qwen2TextConfig, x: Tensor, 
     x = add(x, attention(rmsNorm(x, lw.ln1W, eps), lw, cfg, cache.k[i]!, cache.v[i]!, past));
     x = add(x, mlp(rmsNorm(x, lw.ln2W, eps), lw, cfg.intermediate_size));
     if (opts.hooks?.has('decoder', i)) {
-      x = opts.hooks.run(x, { where: 'decoder', layer: i, start: past, rows: L, step: opts.step ?? 0, window: 0 });
+      x = opts.hooks.run(x, { where: 'decoder', layer: i, start: past, rows: L, step: opts.step ?? 0, window: 0, sequence: opts.sequence ?? 0 });
     }
   }
   cache.length = past + L;
@@ -172,4 +188,50 @@ export function decoderStep(w: DecoderWeights, cfg: Qwen2TextConfig, x: Tensor, 
   }
   const logits = linear(rmsNorm(rows, w.norm, eps), w.lmHead);
   return { logits };
+}
+
+export interface DecoderBatchStepOptions {
+  /** One cache per row of x: row b continues the sequence of caches[b]. */
+  caches: KVCache[];
+  hooks?: Hooks;
+  /** Per row: passed to hooks as ctx.step. */
+  steps?: number[];
+  /** Per row: passed to hooks as ctx.sequence (default: the row index). */
+  sequences?: number[];
+}
+
+/**
+ * One new position for each of B sequences at once: x [B, D], row b at position caches[b].length.
+ * The row-wise work (projections, MLP, norms, lm_head) runs once on all B rows — each weight is read
+ * once per step instead of B times — and attention runs per row against that sequence's own cache,
+ * so sequences of different lengths need neither padding nor masks and each row computes what
+ * decoderStep computes for it alone (up to the matmul's rounding for B rows instead of 1). Hooks run
+ * per row, with that sequence's position, step and index. Returns the logits [B, V].
+ */
+export function decoderStepBatch(w: DecoderWeights, cfg: Qwen2TextConfig, x: Tensor, opts: DecoderBatchStepOptions): Tensor {
+  const B = x.shape[0]!;
+  const caches = opts.caches;
+  if (x.rank !== 2 || x.shape[1] !== cfg.hidden_size) throw new ArdError(`decoder: input must be [B, ${cfg.hidden_size}], got [${x.shape.join(', ')}]`);
+  if (caches.length !== B) throw new ArdError(`decoder: ${B} rows but ${caches.length} KV caches`);
+  if (new Set(caches).size !== B) throw new ArdError('decoder: a KV cache appears twice in one batch');
+  for (const c of caches) if (c.length + 1 > c.capacity) throw new ArdError(`decoder: ${c.length} cached + 1 new position exceed the KV cache capacity ${c.capacity}`);
+  const eps = cfg.rms_norm_eps;
+  const past = caches.map((c) => c.length);
+  const rowsOf = (t: Tensor) => Array.from({ length: B }, (_, b) => slice(t, 0, b, b + 1));
+  for (let i = 0; i < w.layers.length; i++) {
+    const lw = w.layers[i]!;
+    const qkv = linear(rmsNorm(x, lw.ln1W, eps), lw.qkvW, lw.qkvB); // [B, C]
+    const merged = rowsOf(qkv).map((row, b) => attendRows(row, cfg, caches[b]!.k[i]!, caches[b]!.v[i]!, past[b]!));
+    x = add(x, linear(B === 1 ? merged[0]! : concat(merged, 0), lw.oW));
+    x = add(x, mlp(rmsNorm(x, lw.ln2W, eps), lw, cfg.intermediate_size));
+    if (opts.hooks?.has('decoder', i)) {
+      const hooks = opts.hooks;
+      const out = rowsOf(x).map((row, b) =>
+        hooks.run(row, { where: 'decoder', layer: i, start: past[b]!, rows: 1, step: opts.steps?.[b] ?? 0, window: 0, sequence: opts.sequences?.[b] ?? b }),
+      );
+      x = B === 1 ? out[0]! : concat(out, 0);
+    }
+  }
+  for (const c of caches) c.length += 1;
+  return linear(rmsNorm(x, w.norm, eps), w.lmHead);
 }

@@ -4,7 +4,8 @@
 // run reproduces. Every tensor a step creates is freed with it; the cache is allocated once.
 import { mulberry32 } from '../util/random.js';
 import { tidy } from '../tensor/scope.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { Tensor, tensor } from '../tensor/tensor.js';
+import { concat } from '../tensor/ops/layout.js';
 import { argmax } from '../tensor/ops/reduce.js';
 import { ArdError } from '../util/errors.js';
 import type { AudioLLM } from './audiollm.js';
@@ -85,7 +86,7 @@ export function sampleToken(logits: Float32Array, opts: SamplingOptions, random:
   return top[keep - 1]!;
 }
 
-function checkOptions(opts: GenerateOptions): void {
+function checkOptions(opts: SamplingOptions & { maxNewTokens?: number }): void {
   const n = opts.maxNewTokens ?? 128;
   if (!Number.isInteger(n) || n < 0) throw new ArdError(`generate: maxNewTokens ${n} must be a non-negative integer`);
   if (opts.temperature !== undefined && !(opts.temperature >= 0)) throw new ArdError(`generate: temperature ${opts.temperature} must be ≥ 0`);
@@ -207,6 +208,152 @@ export async function generate(model: AudioLLM, prompt: Prompt, opts: GenerateOp
       }
     } finally {
       id.dispose();
+    }
+  }
+}
+
+export interface BatchGenerateOptions extends SamplingOptions {
+  /** Default 128. */
+  maxNewTokens?: number;
+  /** Tokens that end a sequence (not included in its output). Default: the model's eos ids. */
+  stopTokens?: readonly number[];
+  /** Sequences decoded together at most (default 32); more prompts are taken in groups of this size. */
+  maxBatch?: number;
+  /** Called with each sequence's new token as soon as it is known; return false to stop that sequence. */
+  onToken?: (sequence: number, token: number, index: number) => void | boolean;
+}
+
+/**
+ * Continues every prompt (clips and questions of any lengths) by up to maxNewTokens tokens, decoding
+ * the sequences together: each prompt's prefill runs on its own, then every step feeds the last
+ * token of each unfinished sequence through one batched decoder step (decoderStepBatch: the
+ * projections read each weight once for all rows; attention runs per sequence on its own KV cache,
+ * so there is no padding and no mask). A sequence stops on its own stop token, length or callback
+ * and leaves the batch. Each result is what generate() gives for that prompt alone: the same tokens
+ * (greedy, or sampling with the same seed — each sequence has its own generator seeded `seed`),
+ * logits equal up to the matmul's f32 rounding for B rows instead of one. Hooks see ctx.sequence =
+ * the prompt's index. Timings are those of the prompt's group.
+ */
+export async function generateBatch(model: AudioLLM, prompts: readonly Prompt[], opts: BatchGenerateOptions = {}): Promise<GenerateResult[]> {
+  checkOptions(opts);
+  const maxBatch = opts.maxBatch ?? 32;
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new ArdError(`generateBatch: maxBatch ${maxBatch} must be a positive integer`);
+  const maxNew = opts.maxNewTokens ?? 128;
+  const maxPositions = model.config.text_config.max_position_embeddings;
+  prompts.forEach((p, i) => {
+    const positions = p.ids.length + maxNew - 1;
+    if (positions > maxPositions) {
+      throw new ArdError(`generateBatch: prompt ${i} of ${p.ids.length} positions and up to ${maxNew} new tokens need ${positions} positions, more than the model's max_position_embeddings ${maxPositions}`);
+    }
+  });
+  if (prompts.length === 1) {
+    // one sequence: generate()'s pipelined loop (the GPU never waits for the host), same tokens
+    const { onToken, maxBatch: _m, ...rest } = opts;
+    return [await generate(model, prompts[0]!, { ...rest, ...(onToken ? { onToken: (t, i) => onToken(0, t, i) } : {}) })];
+  }
+  const out: GenerateResult[] = new Array(prompts.length);
+  for (let g0 = 0; g0 < prompts.length; g0 += maxBatch) {
+    const idx = Array.from({ length: Math.min(maxBatch, prompts.length - g0) }, (_, j) => g0 + j);
+    const group = await generateGroup(model, idx.map((i) => prompts[i]!), idx, maxNew, opts);
+    group.forEach((r, j) => (out[idx[j]!] = r));
+  }
+  return out;
+}
+
+async function generateGroup(model: AudioLLM, prompts: Prompt[], index: number[], maxNew: number, opts: BatchGenerateOptions): Promise<GenerateResult[]> {
+  const engine = model.engine;
+  const stop = new Set(opts.stopTokens ?? model.generation.eosTokenIds);
+  const greedy = !((opts.temperature ?? 0) > 0);
+  const n = prompts.length;
+  const t0 = performance.now();
+  const tokens: number[][] = prompts.map(() => []);
+  const done: (GenerateResult | null)[] = prompts.map(() => null);
+  let prefillMs = 0;
+  const finish = (b: number, stopReason: GenerateResult['stopReason'], stopToken?: number): void => {
+    done[b] = {
+      tokens: tokens[b]!,
+      stopReason,
+      ...(stopToken !== undefined ? { stopToken } : {}),
+      promptLength: prompts[b]!.ids.length,
+      prefillMs,
+      decodeMs: 0,
+    };
+    caches[b]?.dispose();
+  };
+  if (maxNew === 0) {
+    return prompts.map((p) => ({ tokens: [], stopReason: 'length', promptLength: p.ids.length, prefillMs: 0, decodeMs: 0 }));
+  }
+  const randoms = prompts.map(() => mulberry32(opts.seed ?? 0));
+  const caches: KVCache[] = [];
+  try {
+    for (const p of prompts) caches.push(model.newCache(p.ids.length + maxNew - 1));
+    // prefill, one prompt at a time (their lengths differ): the last row's logits of each
+    const firstLogits: Tensor[] = [];
+    let next: number[];
+    try {
+      prompts.forEach((p, b) => {
+        const embeds = model.embed(p.ids, p.audio ?? null);
+        try {
+          firstLogits.push(model.step(embeds, caches[b]!, { logits: 'last', step: 0, sequence: index[b] })!);
+        } finally {
+          embeds.dispose();
+        }
+      });
+      next = await pick(firstLogits.length === 1 ? firstLogits[0]! : tidy(() => concat(firstLogits, 0)), firstLogits.length > 1);
+    } finally {
+      for (const l of firstLogits) l.dispose();
+    }
+    prefillMs = performance.now() - t0;
+    let active = Array.from({ length: n }, (_, b) => b);
+    for (;;) {
+      const still: number[] = [];
+      active.forEach((b, j) => {
+        const tok = next[j]!;
+        if (stop.has(tok)) return finish(b, 'stop', tok);
+        tokens[b]!.push(tok);
+        if (opts.onToken?.(index[b]!, tok, tokens[b]!.length - 1) === false) return finish(b, 'callback');
+        if (tokens[b]!.length >= maxNew) return finish(b, 'length');
+        still.push(b);
+      });
+      active = still;
+      if (!active.length) break;
+      const ids = tensor(engine, active.map((b) => tokens[b]!.at(-1)!), [active.length], 'i32');
+      let logits: Tensor;
+      try {
+        const x = model.embedTokens(ids);
+        try {
+          logits = model.stepBatch(x, active.map((b) => caches[b]!), { steps: active.map((b) => tokens[b]!.length), sequences: active.map((b) => index[b]!) });
+        } finally {
+          x.dispose();
+        }
+      } finally {
+        ids.dispose();
+      }
+      next = await pick(logits, true, active);
+    }
+  } finally {
+    for (const c of caches) c.dispose();
+    await engine.checkErrors();
+  }
+  const decodeMs = performance.now() - t0 - prefillMs;
+  return done.map((r) => ({ ...r!, decodeMs }));
+
+  /** The next token of each row of logits [rows, V] (freed here); `rows` maps rows to sequences for sampling. */
+  async function pick(logits: Tensor, owned: boolean, rows: number[] = Array.from({ length: n }, (_, b) => b)): Promise<number[]> {
+    try {
+      if (greedy) {
+        const ids = tidy(() => argmax(logits, -1));
+        try {
+          return Array.from(new Int32Array(await engine.read(ids.buffer, ids.offset * 4, rows.length * 4)));
+        } finally {
+          ids.dispose();
+        }
+      }
+      const all = await logits.toFloat32();
+      const V = logits.shape[1]!;
+      return rows.map((b, j) => sampleToken(all.subarray(j * V, (j + 1) * V), opts, randoms[b]!));
+    } finally {
+      if (owned) logits.dispose();
     }
   }
 }

@@ -32,6 +32,11 @@ export interface HookContext {
   step: number;
   /** Encoder: which audio window of the clip (0-based); decoder: 0. */
   window: number;
+  /**
+   * Decoder: which sequence of a batched generation (generateBatch: the prompt's index) this row
+   * belongs to; 0 outside a batch. Absent for the encoder.
+   */
+  sequence?: number;
 }
 
 export type HookFn = (resid: Tensor, ctx: HookContext) => Tensor | void | undefined;

@@ -6,7 +6,7 @@
 //   dir/tokenizer.json            → the tokenizer (optional)
 //   dir/model.safetensors or dir/model.safetensors.index.json + shards
 //
-// Tensors are streamed: read in chunks of at most LOAD_CHUNK_VALUES values, converted (F32/F16/BF16
+// Tensors are streamed: read in chunks of at most LOAD_CHUNK_VALUES values (LoadOptions.chunkValues), converted (F32/F16/BF16
 // → the model dtype) and uploaded chunk by chunk, also where the loader fuses them (q|k|v and gate|up
 // become one matrix each, so a layer runs one projection matmul instead of three) — so host memory
 // stays a few chunks whatever the checkpoint's size. A matrix larger than one storage binding is split
@@ -35,9 +35,14 @@ export interface LoadOptions {
   /**
    * 'f32' (default): every weight in f32. 'f16': the matrices (projections, embeddings, lm_head,
    * convolutions) in f16, halving memory; norms, biases and positions stay f32 and activations
-   * are f32 either way. Needs the adapter's shader-f16.
+   * are f32 either way. Needs the adapter's shader-f16. 'auto': what the checkpoint's config.json
+   * says (resolveWeightDtype), as the CLI does by default.
    */
-  dtype?: WeightDtype;
+  dtype?: WeightDtype | 'auto';
+  /** KV cache dtype of the model's generation (default: the weight dtype; see AudioLLM.kvDtype). */
+  kvDtype?: WeightDtype;
+  /** A one-line note for the user (e.g. 'auto' falling back to f32); the CLI prints it on stderr. */
+  onNote?: (line: string) => void;
   /** Load dir/tokenizer.json when present (default true). */
   tokenizer?: boolean;
   /** Called after each tensor is read with (done, total) counted in checkpoint tensors. */
@@ -48,6 +53,70 @@ export interface LoadOptions {
    * ARDGPU_MAX_BINDING_BYTES says so). A larger matrix is split into row blocks (RowBlocks).
    */
   maxBindingBytes?: number;
+  /**
+   * Values per staging chunk (default 4 Mi values = 16 MiB of f32; also the environment variable
+   * ARDGPU_LOAD_CHUNK_VALUES). Host memory while loading is a few chunks: see LoadStats.
+   */
+  chunkValues?: number;
+}
+
+/** What loading held on the host and read (AudioLLM.loadStats). */
+export interface LoadStats {
+  /** Values per staging chunk. */
+  chunkValues: number;
+  /** Largest host memory held at once for one chunk: staging + raw bytes read + converted copies. */
+  peakStagingBytes: number;
+  /** Largest single host buffer the loader allocated. */
+  largestBufferBytes: number;
+  /** Bytes read from the checkpoint's files (tensor data). */
+  bytesRead: number;
+  /** Bytes uploaded to the device. */
+  bytesUploaded: number;
+  /** readRange calls. */
+  reads: number;
+}
+
+/**
+ * The weight dtype for `requested` on an adapter with or without shader-f16, as Hugging Face's
+ * torch_dtype="auto" reads it: config.json's `torch_dtype` (or `dtype`, transformers ≥ 4.56)
+ * float16/bfloat16 → f16 (bf16 is converted: WGSL has no bf16), but f32 where the adapter lacks
+ * shader-f16 (with a note); float32 or absent → f32. The embedded model says float16, so it loads
+ * f16 on f16 adapters, as ardgpu's CLI always loaded it (activations stay f32 either way).
+ */
+export function resolveWeightDtype(
+  configJson: Record<string, unknown>,
+  requested: WeightDtype | 'auto' | undefined,
+  hasF16: boolean,
+  source = 'config.json',
+): { dtype: WeightDtype; note?: string } {
+  const req = requested ?? 'auto';
+  if (req !== 'auto' && req !== 'f32' && req !== 'f16') throw new ArdError(`dtype: expected auto, f32 or f16, got ${JSON.stringify(req)}`);
+  if (req !== 'auto') return { dtype: req };
+  const text = configJson.text_config as Record<string, unknown> | undefined;
+  const td = configJson.torch_dtype ?? configJson.dtype ?? text?.torch_dtype ?? text?.dtype;
+  if (td !== 'float16' && td !== 'bfloat16') return { dtype: 'f32' };
+  if (hasF16) return { dtype: 'f16' };
+  return { dtype: 'f32', note: `note: ${source} says ${td}, but this adapter has no shader-f16: loading the weights in f32 (twice the memory)` };
+}
+
+/**
+ * The KV cache dtype when none is asked for: the weight dtype — f16 weights come from an f16/bf16
+ * checkpoint whose own runs kept keys and values in half precision — except for checkpoints
+ * ardgpu trained (safetensors metadata producer "ardgpu …", the embedded model among them): they
+ * were trained and evaluated with f32 activations, which an f32 cache keeps exactly (the demo's
+ * figures included); their f16 storage is only a size choice.
+ */
+export function defaultKvDtype(weights: WeightDtype, metadata: Record<string, string>): WeightDtype {
+  if (weights === 'f32') return 'f32';
+  return (metadata.producer ?? '').startsWith('ardgpu') ? 'f32' : 'f16';
+}
+
+/** ARDGPU_LOAD_CHUNK_VALUES or the option, checked. */
+function chunkValuesOf(opt: number | undefined): number {
+  const env = process.env.ARDGPU_LOAD_CHUNK_VALUES;
+  const v = opt ?? (env !== undefined && env !== '' ? Number(env) : LOAD_CHUNK_VALUES);
+  if (!Number.isSafeInteger(v) || v < 1) throw new ArdError(`load chunk: expected a positive whole number of values, got '${opt ?? env}'`);
+  return v;
 }
 
 /**
@@ -132,6 +201,7 @@ class WeightReader {
   /** Every tensor uploaded so far (freed if loading fails). */
   readonly created: Tensor[] = [];
   read = 0;
+  readonly stats: LoadStats;
 
   constructor(
     readonly engine: Engine,
@@ -141,7 +211,9 @@ class WeightReader {
     readonly maxBytes: number,
     readonly onProgress?: (done: number, total: number) => void,
     readonly total = 0,
+    readonly chunkValues = LOAD_CHUNK_VALUES,
   ) {
+    this.stats = { chunkValues, peakStagingBytes: 0, largestBufferBytes: 0, bytesRead: 0, bytesUploaded: 0, reads: 0 };
     for (const [name, info] of ckpt.tensors) {
       const c = canonicalTensorName(name);
       if (this.names.has(c)) throw new ArdError(`${ckpt.source}: tensors ${this.names.get(c)} and ${name} are the same weight under two names`);
@@ -173,14 +245,23 @@ class WeightReader {
     this.created.push(t);
     t.name = label;
     const outBytes = dtype === 'f16' ? 2 : 4;
-    const staging = new Float32Array(Math.min(LOAD_CHUNK_VALUES, e1 - e0));
+    const staging = new Float32Array(Math.min(this.chunkValues, e1 - e0));
+    const st = this.stats;
+    // host bytes held for this chunk beyond `staging` (raw read + converted copy); see note()
+    const note = (extra: number, ...buffers: ArrayBufferView[]) => {
+      for (const b of buffers) st.largestBufferBytes = Math.max(st.largestBufferBytes, b.byteLength);
+      st.peakStagingBytes = Math.max(st.peakStagingBytes, staging.byteLength + extra);
+    };
+    note(0, staging);
     let filled = 0; // values in staging
     let written = 0; // values of t already uploaded
     const flush = () => {
       const host = staging.subarray(0, filled);
+      st.bytesUploaded += filled * outBytes;
       if (dtype === 'f32') this.engine.write(t.buffer, written * outBytes, host);
       else {
         const bits = toFloat16Bits(host);
+        note(bits.byteLength, bits);
         for (let i = 0; i < bits.length; i++) {
           if ((bits[i]! & 0x7c00) === 0x7c00 && Number.isFinite(host[i]!)) {
             throw new ArdError(`${this.ckpt.source}: ${label} has value ${host[i]} beyond the f16 range (load with dtype f32)`);
@@ -200,7 +281,11 @@ class WeightReader {
           const info = this.infos.get(part)!;
           const bpe = SAFETENSORS_DTYPE_BYTES[info.dtype];
           const bytes = this.ckpt.readRange(this.names.get(part)!, (from - at) * bpe, (from - at + take) * bpe);
-          staging.set(toFloat32(bytes, info.dtype), filled);
+          const f32 = toFloat32(bytes, info.dtype);
+          st.reads++;
+          st.bytesRead += bytes.byteLength;
+          note(bytes.byteLength + (f32.buffer === bytes.buffer ? 0 : f32.byteLength), bytes, f32);
+          staging.set(f32, filled);
         } else staging.fill(0, filled, filled + take);
         filled += take;
         from += take;
@@ -319,11 +404,22 @@ function envBindingLimit(): number | undefined {
  * missing, mis-shaped or non-float tensor before uploading anything.
  */
 export async function loadAudioLLM(engine: Engine, dir: string, opts: LoadOptions = {}): Promise<AudioLLM> {
-  const dtype = opts.dtype ?? 'f32';
-  if (dtype !== 'f32' && dtype !== 'f16') throw new ArdError(`loadAudioLLM: dtype must be 'f32' or 'f16' (got ${JSON.stringify(dtype)})`);
-  if (dtype === 'f16' && !engine.f16) throw new ArdError(`loadAudioLLM: dtype f16 needs the shader-f16 feature, which this adapter lacks`);
+  const want = opts.dtype ?? 'f32';
+  if (want !== 'f32' && want !== 'f16' && want !== 'auto') throw new ArdError(`loadAudioLLM: dtype must be 'auto', 'f32' or 'f16' (got ${JSON.stringify(want)})`);
+  if (want === 'f16' && !engine.f16) throw new ArdError(`loadAudioLLM: dtype f16 needs the shader-f16 feature, which this adapter lacks`);
+  const kvDtype = opts.kvDtype;
+  if (kvDtype !== undefined && kvDtype !== 'f32' && kvDtype !== 'f16') throw new ArdError(`loadAudioLLM: kvDtype must be 'f32' or 'f16' (got ${JSON.stringify(kvDtype)})`);
+  if (kvDtype === 'f16' && !engine.f16) throw new ArdError(`loadAudioLLM: an f16 KV cache needs the shader-f16 feature, which this adapter lacks`);
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new ArdError(`${dir}: not a model directory`);
+  const chunkValues = chunkValuesOf(opts.chunkValues);
   const config = loadQwen2AudioConfig(dir);
+  let dtype: WeightDtype = want === 'auto' ? 'f32' : want;
+  if (want === 'auto') {
+    const file = path.join(dir, 'config.json');
+    const r = resolveWeightDtype(readJson<Record<string, unknown>>(file), 'auto', engine.f16, file);
+    dtype = r.dtype;
+    if (r.note) opts.onNote?.(r.note);
+  }
   const frontend = loadFrontendConfig(dir);
   if (frontend.nMels !== config.audio_config.num_mel_bins) {
     throw new ArdError(`${dir}: preprocessor_config.json feature_size ${frontend.nMels} does not match audio_config.num_mel_bins ${config.audio_config.num_mel_bins}`);
@@ -343,12 +439,13 @@ export async function loadAudioLLM(engine: Engine, dir: string, opts: LoadOption
     // the buffer pool rounds sizes up by at most 1/8: keep the rounded buffer within the limit
     const devMax = Math.floor(Math.min(engine.limits.maxStorageBufferBindingSize, engine.limits.maxBufferSize) / 1.125);
     const maxBytes = Math.min(opts.maxBindingBytes ?? envBindingLimit() ?? Infinity, devMax);
-    r = new WeightReader(engine, ckpt, dtype, maxBytes, opts.onProgress, expectedTensorShapes(config).size);
+    r = new WeightReader(engine, ckpt, dtype, maxBytes, opts.onProgress, expectedTensorShapes(config).size, chunkValues);
     checkTensors({ tensors: r.infos, source: ckpt.source }, config);
     const encoder = readEncoder(r, config);
     const decoder = readDecoder(r, config);
     await engine.sync();
-    return new AudioLLM(engine, { config, frontend, encoder, decoder, tokenizer, generation, dtype, source: dir });
+    const kv = kvDtype ?? defaultKvDtype(dtype, ckpt.metadata);
+    return new AudioLLM(engine, { config, frontend, encoder, decoder, tokenizer, generation, dtype, kvDtype: kv, source: dir, loadStats: r.stats });
   } catch (e) {
     for (const t of r?.created ?? []) t.dispose();
     throw e;

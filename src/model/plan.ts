@@ -11,6 +11,8 @@ import { Qwen2AudioConfig, expectedTensorShapes } from './config.js';
 
 export interface PlanOptions {
   dtype: 'f32' | 'f16';
+  /** KV cache dtype (default f32; loadAudioLLM's default for f16 checkpoints from elsewhere is f16). */
+  kvDtype?: 'f32' | 'f16';
   /** Positions per sequence in the KV cache and the prefill (default: one audio window's tokens + 256). */
   positions?: number;
   /** Sequences decoded together (each has its own KV cache). */
@@ -38,7 +40,7 @@ export interface ModelPlan {
   weights: { bytes: number; tensors: number; largest: PlannedTensor };
   /** Weights larger than one binding: loaded as row blocks. */
   split: PlannedTensor[];
-  kvCache: { bytes: number; dtype: 'f32' };
+  kvCache: { bytes: number; dtype: 'f32' | 'f16' };
   /** The largest activations (f32), largest first. */
   activations: { name: string; shape: number[]; bytes: number }[];
   limits: { maxBindingBytes: number; maxBufferBytes: number; memoryBytes: number | null };
@@ -105,8 +107,9 @@ export function planModel(config: Qwen2AudioConfig, opts: PlanOptions): ModelPla
   const weightBytes = tensors.reduce((s, w) => s + w.bytes, 0);
   const largest = tensors.reduce((m, w) => (w.bytes > m.bytes ? w : m));
 
-  // keys and values of every layer: [KVH, positions, head_dim] f32 each, per sequence
-  const kvPerLayer = 2 * t.num_key_value_heads * positions * t.head_dim * 4 * batch;
+  // keys and values of every layer: [KVH, positions, head_dim] each, per sequence
+  const kvDtype = opts.kvDtype ?? 'f32';
+  const kvPerLayer = 2 * t.num_key_value_heads * positions * t.head_dim * (kvDtype === 'f16' ? 2 : 4) * batch;
   if (positions > t.max_position_embeddings) problems.push(`${positions} positions exceed max_position_embeddings ${t.max_position_embeddings}`);
 
   // one encoder window per clip, and a prefill of `positions` tokens per sequence (f32 activations)
@@ -147,7 +150,7 @@ export function planModel(config: Qwen2AudioConfig, opts: PlanOptions): ModelPla
     batch,
     weights: { bytes: weightBytes, tensors: tensors.length, largest },
     split: tensors.filter((w) => w.blocks > 1).sort((p, q) => q.bytes - p.bytes),
-    kvCache: { bytes: kvPerLayer * t.num_hidden_layers, dtype: 'f32' },
+    kvCache: { bytes: kvPerLayer * t.num_hidden_layers, dtype: kvDtype },
     activations,
     limits: { maxBindingBytes: binding, maxBufferBytes: opts.maxBufferBytes, memoryBytes: opts.memoryBytes ?? null },
     totalBytes,

@@ -18,7 +18,7 @@ import { ArdError } from '../util/errors.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { AudioLLM } from '../model/audiollm.js';
 import { askDetailed, buildChatPrompt } from '../model/chat.js';
-import { generate } from '../model/generate.js';
+import { generateBatch } from '../model/generate.js';
 import { loadAudioLLM } from '../model/load.js';
 import { PROMPTS, type PromptKind, labelsAnswer, parseGender, parseLabels, parseYesNo } from './data.js';
 
@@ -37,8 +37,16 @@ export interface EvalOptions {
   latencyClips?: number;
   /** Write the result as JSON here. */
   out?: string;
+  /** Clips whose answers are kept in `examples` (default 24; Infinity keeps every clip's). */
+  examples?: number;
+  /** Which questions to ask (default all four; a real check set may ask only gender and speaking). */
+  questions?: PromptKind[];
   /** Longest answer (default 48 tokens). */
   maxNewTokens?: number;
+  /** Clips whose questions are decoded together (default 8: up to 32 sequences per batch). */
+  batchClips?: number;
+  /** With a model directory: its weight dtype (default f32; 'auto' follows config.json). */
+  dtype?: 'auto' | 'f32' | 'f16';
   log?: (line: string) => void;
 }
 
@@ -92,7 +100,7 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
   const log = o.log ?? (() => {});
   const split = o.split ?? 'test';
   const own = typeof o.model === 'string';
-  const model = typeof o.model === 'string' ? await loadAudioLLM(o.engine, o.model) : o.model;
+  const model = typeof o.model === 'string' ? await loadAudioLLM(o.engine, o.model, { dtype: o.dtype ?? 'f32' }) : o.model;
   try {
     const tok = model.tokenizer;
     if (!tok) throw new ArdError(`${model.source}: the model has no tokenizer.json`);
@@ -115,27 +123,40 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
     const examples: ClipAnswers[] = [];
     const byCount = new Map<number, { clips: number; labels: number; found: number }>();
 
+    // clips are answered in groups: every question of every clip of a group decoded together
+    // (generateBatch gives each prompt's answer as generating it alone would)
+    const group = Math.max(1, Math.floor(o.batchClips ?? 8));
+    const asked = new Set<PromptKind>(o.questions ?? ['describe', 'gender', 'sounds', 'speaking']);
+    const answered: Partial<Record<PromptKind, string>>[] = [];
+    const answerGroup = async (g0: number): Promise<void> => {
+      const feats: Tensor[] = [];
+      const prompts: { clip: number; kind: PromptKind; ids: number[]; audio: Tensor }[] = [];
+      try {
+        for (let i = g0; i < Math.min(entries.length, g0 + group); i++) {
+          const e: ClipRecord = entries[i]!;
+          // as ask does by default: a clip longer than the model's window is judged on its first window
+          const samples = (await readAudio(e.file)).samples.subarray(0, model.windowSamples);
+          const counts = model.audioTokenCounts(samples.length);
+          const f = model.encodeAudio(samples);
+          feats.push(f);
+          // a question is asked where the corpus knows its answer (speech, and the speaker's gender)
+          const kinds: PromptKind[] = ['describe'];
+          if (e.speech === true && e.gender) kinds.push('gender');
+          kinds.push('sounds');
+          if (e.speech !== undefined) kinds.push('speaking');
+          for (const kind of kinds.filter((k) => asked.has(k))) prompts.push({ clip: i, kind, ids: buildChatPrompt(tok, counts, PROMPTS[kind], { audioTokenIndex: model.audioTokenIndex }), audio: f });
+        }
+        const rs = await generateBatch(model, prompts, { maxNewTokens: maxNew, maxBatch: 32 });
+        rs.forEach((r, j) => ((answered[prompts[j]!.clip] ??= {})[prompts[j]!.kind] = decode(r.tokens)));
+      } finally {
+        for (const f of feats) f.dispose();
+      }
+    };
+
     for (let i = 0; i < entries.length; i++) {
       const e: ClipRecord = entries[i]!;
-      // as ask does by default: a clip longer than the model's window is judged on its first window
-      const samples = (await readAudio(e.file)).samples.subarray(0, model.windowSamples);
-      const counts = model.audioTokenCounts(samples.length);
-      const feats: Tensor = model.encodeAudio(samples);
-      const answers: Partial<Record<PromptKind, string>> = {};
-      try {
-        // a question is asked where the corpus knows its answer (speech, and the speaker's gender)
-        const kinds: PromptKind[] = ['describe'];
-        if (e.speech === true && e.gender) kinds.push('gender');
-        kinds.push('sounds');
-        if (e.speech !== undefined) kinds.push('speaking');
-        for (const kind of kinds) {
-          const ids = buildChatPrompt(tok, counts, PROMPTS[kind], { audioTokenIndex: model.audioTokenIndex });
-          const r = await generate(model, { ids, audio: feats }, { maxNewTokens: maxNew });
-          answers[kind] = decode(r.tokens);
-        }
-      } finally {
-        feats.dispose();
-      }
+      if (i % group === 0) await answerGroup(i);
+      const answers = answered[i]!;
       if (answers.gender !== undefined) {
         const g = parseGender(answers.gender);
         gender.total++;
@@ -148,17 +169,19 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
         if (yn === null) speaking.unparsed++;
         else if (yn === e.speech) speaking.correct++;
       }
-      const named = parseLabels(answers.sounds ?? '', known);
-      const s = scoreLabels(named, e.labels);
-      tp += s.tp;
-      fp += s.fp;
-      fn += s.fn;
-      if (s.fp === 0 && s.fn === 0) exact++;
-      const bc = byCount.get(e.labels.length) ?? { clips: 0, labels: 0, found: 0 };
-      byCount.set(e.labels.length, { clips: bc.clips + 1, labels: bc.labels + s.tp + s.fn, found: bc.found + s.tp });
-      for (const l of named) (e.labels.includes(l) ? perOf(l).tp++ : perOf(l).fp++);
-      for (const l of e.labels) if (!named.includes(l)) perOf(l).fn++;
-      if (examples.length < 24) examples.push({ file: path.relative(o.corpus, e.file), labels: e.labels, answers });
+      if (answers.sounds !== undefined) {
+        const named = parseLabels(answers.sounds, known);
+        const s = scoreLabels(named, e.labels);
+        tp += s.tp;
+        fp += s.fp;
+        fn += s.fn;
+        if (s.fp === 0 && s.fn === 0) exact++;
+        const bc = byCount.get(e.labels.length) ?? { clips: 0, labels: 0, found: 0 };
+        byCount.set(e.labels.length, { clips: bc.clips + 1, labels: bc.labels + s.tp + s.fn, found: bc.found + s.tp });
+        for (const l of named) (e.labels.includes(l) ? perOf(l).tp++ : perOf(l).fp++);
+        for (const l of e.labels) if (!named.includes(l)) perOf(l).fn++;
+      }
+      if (examples.length < (o.examples ?? 24)) examples.push({ file: path.relative(o.corpus, e.file), labels: e.labels, answers });
       if ((i + 1) % 20 === 0 || i + 1 === entries.length) {
         log(`eval ${split}: ${i + 1}/${entries.length} clips, gender ${(100 * ratio(gender.correct, gender.total)).toFixed(1)} %, speaking ${(100 * ratio(speaking.correct, speaking.total)).toFixed(1)} %, labels P ${(100 * ratio(tp, tp + fp)).toFixed(1)} % R ${(100 * ratio(tp, tp + fn)).toFixed(1)} %`);
       }
