@@ -53,7 +53,7 @@ export { describeFeatures, summariseCaptions } from './ard/describe.js';
 export type { Describer } from './ard/describe.js';
 export { steerGenerate, steerSweep, steeringExperiment, addSteeringHook } from './ard/steer.js';
 export { evaluate } from './ard/evaluate.js';
-export { writeReport } from './ard/report.js';
+export { writeReport, writeReportAsync } from './ard/report.js';
 export { explain } from './ard/explain.js';
 export { modelDescriber, clipResiduals } from './ard/stages.js';
 export { runDemo } from './ard/demo.js';

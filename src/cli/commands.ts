@@ -23,7 +23,7 @@ import { readCaptureManifest, runPaths } from '../ard/run.js';
 import { rank, readFeatures } from '../ard/rank.js';
 import { describeFeatures } from '../ard/describe.js';
 import { evaluate } from '../ard/evaluate.js';
-import { writeReport } from '../ard/report.js';
+import { writeReportAsync } from '../ard/report.js';
 import { explain } from '../ard/explain.js';
 import { loadSae } from '../sae/load.js';
 import type { Sae } from '../sae/types.js';
@@ -381,7 +381,7 @@ export function registerCommands(cli: CAC): void {
     .option('--run <dir>', 'Run folder')
     .action(async (flags: GlobalFlags & { run?: string }) => {
       const run = needRun(flags.run);
-      const r = writeReport(run);
+      const r = await writeReportAsync(run);
       emit(flags, r, () => `report: ${r.file} (${(r.bytes / 1e6).toFixed(1)} MB)`);
     });
 
