@@ -15,7 +15,7 @@ import { mergeCapture } from '../src/ard/merge-capture.js';
 import { captureShardReader, readCaptureManifest, type CaptureManifest } from '../src/ard/run.js';
 import { loadAudioLLM } from '../src/model/load.js';
 import type { AudioLLM } from '../src/model/audiollm.js';
-import { CLI_BIN, getEngine, randn, runCli } from './helpers.js';
+import { CLI_BIN, getEngine, ownTimeout, randn, runCli } from './helpers.js';
 import { tinyModelDir } from './tiny-model.js';
 
 let tmp: string;
@@ -144,7 +144,7 @@ describe('sharded capture', () => {
     const again = runCli(captureArgs(run));
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(/capture: unchanged/);
-  });
+  }, ownTimeout(300_000));
 
   it('a merge refuses unfinished and mismatched parts; an interrupted part resumes', async () => {
     const engine = await getEngine();
@@ -184,5 +184,5 @@ describe('sharded capture', () => {
     } finally {
       model.dispose();
     }
-  });
+  }, ownTimeout(200_000));
 });

