@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     --seed) SEED="$2"; shift 2 ;;
     --cache) CACHE="$2"; shift 2 ;;
     --no-apt) APT=0; shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
@@ -83,6 +83,7 @@ if [ -e "$OUT" ]; then
   rm -rf "$OUT"
 fi
 mkdir -p "$OUT"
+echo "$MARK" > "$OUT/packages.txt"   # first, so that a build that dies half-way can be rebuilt in place
 EXTRA=(); [ -n "$PER_SOURCE" ] && EXTRA+=(--per-source "$PER_SOURCE")
 npx --no-install tsx tools/real-corpus.ts --out "$OUT" --formats "$FORMATS" --seed "$SEED" "${EXTRA[@]}" "${ROOT_ARGS[@]}"
 {
