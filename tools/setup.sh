@@ -3,7 +3,8 @@
 #   npm packages; when no real WebGPU adapter is found, libvulkan1 + Mesa lavapipe >= 24
 #   (bookworm-backports on Debian 12); espeak-ng + sox for the probe corpus.
 # Then checks that a real adapter (never Dawn's null backend) appears.
-# Flags: --no-apt (never touch system packages), --with-test-tools (chromium, for the report test),
+# Flags: --no-apt (never touch system packages), --with-test-tools (chromium, for the report test;
+#        opus-tools, lame and the Debian sound packages test/real-corpus.test.ts builds its corpus from),
 #        --with-reference (python3-torch + numpy + OpenBLAS: regenerate fixtures, PyTorch baselines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,9 @@ apt_install_base() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libvulkan1 espeak-ng sox >/dev/null
   if [ "$TEST_TOOLS" = 1 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+    # tools/make-real-corpus.sh: its encoders, and the recordings the end-to-end test uses
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq opus-tools lame \
+      asterisk-core-sounds-en-wav asterisk-core-sounds-it-wav pocketsphinx-testdata alsa-utils sound-theme-freedesktop >/dev/null
   fi
   if [ "$REFERENCE" = 1 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-torch python3-numpy libopenblas0-pthread >/dev/null

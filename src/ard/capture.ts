@@ -5,6 +5,14 @@
 //
 //   RUN/capture/layer-L/shard-NNNNN.safetensors   acts [rows, d] (f16 or f32)
 //   RUN/capture/manifest.json                     clips → rows, shards per layer (see run.ts)
+//
+// Sharded across machines (--shard I/N, or --shards N with the index from a SLURM array task or a
+// Kubernetes Indexed Job): part I takes the I-th contiguous block of the clip list, which every part
+// computes identically from the same corpus and options, and writes only below its own folder,
+//   RUN/capture/parts/I-of-N/{layer-L/shard-NNNNN.safetensors, manifest.json, progress.json}
+// so N processes can share one run folder, each resumable on its own. merge-capture
+// (merge-capture.ts) then writes RUN/capture/manifest.json pointing at the parts' shards: the same
+// clips, rows and manifest one process would have written (blocks keep the clip order).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readAudio } from '../audio/decode.js';
@@ -17,7 +25,7 @@ import { keep, tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { ArdError, describeError } from '../util/errors.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
-import type { CaptureClip, CaptureManifest, CaptureShard, CaptureSource, CaptureWindow } from './run.js';
+import type { CaptureClip, CaptureManifest, CapturePartInfo, CaptureShard, CaptureShardSpec, CaptureSource, CaptureWindow } from './run.js';
 import { clearFresh, fileStamp, isFresh, markFresh, runPaths, stageInputsKey } from './run.js';
 
 export const DEFAULT_CAPTURE_PROMPT = 'Describe the sound.';
@@ -46,6 +54,63 @@ export interface CaptureOptions {
   onBadClip?: (file: string, error: string) => void;
   /** Called once per metadata row the corpus reader left out (one line: FILE:LINE: problem). */
   onSkippedRow?: (line: string) => void;
+  /** Capture only part `index` (0-based) of `count` into RUN/capture/parts/INDEX-of-COUNT/ (see the header). */
+  shard?: CaptureShardSpec;
+}
+
+export type { CaptureShardSpec, CapturePartInfo } from './run.js';
+
+/** The clips of part `index` of `count`: a contiguous block, sizes differing by at most one. */
+export function partRange(total: number, index: number, count: number): { start: number; end: number } {
+  return { start: Math.floor((index * total) / count), end: Math.floor(((index + 1) * total) / count) };
+}
+
+/** RUN/capture/parts/I-of-N, relative to the capture folder. */
+export function partFolder(index: number, count: number): string {
+  return `parts/${index}-of-${count}`;
+}
+
+/**
+ * The part a sharded capture takes: `shard` is "I/N" (0 ≤ I < N); `shards` is N with I taken from the
+ * environment: JOB_COMPLETION_INDEX (Kubernetes Indexed Job), else SLURM_ARRAY_TASK_ID minus
+ * SLURM_ARRAY_TASK_MIN (divided by SLURM_ARRAY_TASK_STEP), checked against SLURM_ARRAY_TASK_COUNT.
+ * Undefined when neither is given. Throws ArdError on values that do not fit.
+ */
+export function shardFromFlags(shard: string | undefined, shards: string | number | undefined, env: Record<string, string | undefined> = process.env): CaptureShardSpec | undefined {
+  const int = (v: string | undefined) => (v !== undefined && /^\d+$/.test(v.trim()) ? Number(v.trim()) : undefined);
+  if (shard !== undefined && shards !== undefined) throw new ArdError('capture: give --shard I/N or --shards N, not both');
+  if (shard !== undefined) {
+    const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(String(shard));
+    if (!m) throw new ArdError(`capture: --shard ${shard}: expected I/N, e.g. 0/4 (I counts from 0)`);
+    const index = Number(m[1]);
+    const count = Number(m[2]);
+    if (count < 1 || index >= count) throw new ArdError(`capture: --shard ${shard}: I must be 0 … N-1 and N at least 1`);
+    return { index, count };
+  }
+  if (shards === undefined) return undefined;
+  const count = int(String(shards));
+  if (!count) throw new ArdError(`capture: --shards ${shards}: expected a positive whole number`);
+  let index: number | undefined;
+  let where: string;
+  if (env.JOB_COMPLETION_INDEX !== undefined) {
+    index = int(env.JOB_COMPLETION_INDEX);
+    where = `JOB_COMPLETION_INDEX=${env.JOB_COMPLETION_INDEX}`;
+    if (index === undefined) throw new ArdError(`capture: --shards: ${where} is not a whole number`);
+  } else if (env.SLURM_ARRAY_TASK_ID !== undefined) {
+    const id = int(env.SLURM_ARRAY_TASK_ID);
+    const min = env.SLURM_ARRAY_TASK_MIN !== undefined ? int(env.SLURM_ARRAY_TASK_MIN) : 0;
+    const step = env.SLURM_ARRAY_TASK_STEP !== undefined ? int(env.SLURM_ARRAY_TASK_STEP) : 1;
+    where = `SLURM_ARRAY_TASK_ID=${env.SLURM_ARRAY_TASK_ID}`;
+    if (id === undefined || min === undefined || !step) throw new ArdError(`capture: --shards: ${where}, SLURM_ARRAY_TASK_MIN=${env.SLURM_ARRAY_TASK_MIN}, SLURM_ARRAY_TASK_STEP=${env.SLURM_ARRAY_TASK_STEP}: not whole numbers`);
+    if (id < min || (id - min) % step) throw new ArdError(`capture: --shards: ${where} is not on the array's range (min ${min}, step ${step})`);
+    index = (id - min) / step;
+    const total = env.SLURM_ARRAY_TASK_COUNT !== undefined ? int(env.SLURM_ARRAY_TASK_COUNT) : undefined;
+    if (total !== undefined && total !== count) throw new ArdError(`capture: --shards ${count}, but the SLURM array has ${total} tasks (SLURM_ARRAY_TASK_COUNT): they must agree`);
+  } else {
+    throw new ArdError(`capture: --shards ${count}: no part index in the environment (JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID); outside a job array use --shard I/${count}`);
+  }
+  if (index >= count) throw new ArdError(`capture: --shards ${count}: ${where} gives part ${index}, beyond ${count - 1} (parts count from 0)`);
+  return { index, count };
 }
 
 export interface CaptureResult {
@@ -59,6 +124,8 @@ export interface CaptureResult {
   /** How the clips' splits were decided. */
   split: CaptureSource['split'];
   seconds: number;
+  /** A sharded capture: which part, and its clips of the whole list. */
+  part?: CapturePartInfo;
 }
 
 interface Progress {
@@ -140,25 +207,41 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
   for (const line of source.skippedRows) o.onSkippedRow?.(line);
   if (!clips.length) throw new ArdError(`${o.corpus}: no clips${o.splits?.length ? ` in split(s) ${o.splits.join(',')}` : ''}${source.skippedRows.length ? ` (${source.skippedRows.length} metadata rows left out)` : ''}`);
   if (o.limit !== undefined) clips = clips.slice(0, o.limit);
-  const { captureDir: capDir, manifest: manifestFile } = runPaths(o.run, layers[0]!);
-  const progressFile = path.join(capDir, 'progress.json');
+  const { captureDir: capDir } = runPaths(o.run, layers[0]!);
+  // the key of the whole capture: every part computes it from the whole clip list
   const inputsHash = inputsKey({ ...o, layers }, clips);
+  let part: CapturePartInfo | undefined;
+  let outDir = capDir; // where this process writes: the capture folder, or its part's folder
+  let shardPrefix = '';
+  let freshKey = inputsHash;
+  if (o.shard) {
+    const { index, count } = o.shard;
+    if (!Number.isInteger(index) || !Number.isInteger(count) || count < 1 || index < 0 || index >= count) throw new ArdError(`capture: part ${index} of ${count}: the index must be 0 … count-1`);
+    const r = partRange(clips.length, index, count);
+    part = { index, count, clipStart: r.start, clipEnd: r.end, totalClips: clips.length };
+    shardPrefix = `${partFolder(index, count)}/`;
+    outDir = path.join(capDir, partFolder(index, count));
+    freshKey = stageInputsKey('capture-part', { whole: inputsHash, index, count });
+    clips = clips.slice(r.start, r.end);
+  }
+  const manifestFile = path.join(outDir, 'manifest.json');
+  const progressFile = path.join(outDir, 'progress.json');
 
-  if (!o.force && isFresh(manifestFile, inputsHash)) {
+  if (!o.force && isFresh(manifestFile, freshKey)) {
     const m = readJson<CaptureManifest>(manifestFile);
-    return { manifest: manifestFile, skipped: true, clips: m.clips.length, rows: m.clips.reduce((a, c) => a + c.rowCount, 0), bad: m.bad ?? [], skippedRows: source.skippedRows, split: source.split, seconds: 0 };
+    return { manifest: manifestFile, skipped: true, clips: m.clips.length, rows: m.clips.reduce((a, c) => a + c.rowCount, 0), bad: m.bad ?? [], skippedRows: source.skippedRows, split: source.split, seconds: 0, part };
   }
   clearFresh(manifestFile);
-  let prog: Progress = { inputsHash, clips: [], shards: Object.fromEntries(layers.map((l) => [String(l), []])), bad: [], next: 0, rows: 0 };
+  let prog: Progress = { inputsHash: freshKey, clips: [], shards: Object.fromEntries(layers.map((l) => [String(l), []])), bad: [], next: 0, rows: 0 };
   if (!o.force && fs.existsSync(progressFile)) {
     const p = readJson<Progress>(progressFile);
-    if (p.inputsHash === inputsHash) prog = p;
+    if (p.inputsHash === freshKey) prog = p;
   }
   if (prog.next === 0) {
-    // fresh start: nothing of an older capture may leak into this one
-    fs.rmSync(capDir, { recursive: true, force: true });
+    // fresh start: nothing of an older capture may leak into this one (a part clears only its own folder)
+    fs.rmSync(outDir, { recursive: true, force: true });
   }
-  fs.mkdirSync(capDir, { recursive: true });
+  fs.mkdirSync(outDir, { recursive: true });
 
   const d = model.config.text_config.hidden_size;
   const frameSeconds = model.frameSeconds;
@@ -187,7 +270,7 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
         at += p.length;
       }
       const idx = prog.shards[String(l)]!.length;
-      const rel = `layer-${l}/shard-${String(idx).padStart(5, '0')}.safetensors`;
+      const rel = `${shardPrefix}layer-${l}/shard-${String(idx).padStart(5, '0')}.safetensors`;
       writeSafetensors(
         path.join(capDir, rel),
         { acts: { dtype: o.dtype === 'f16' ? 'F16' : 'F32', shape: [pendingRows, d], data: all } },
@@ -295,9 +378,11 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
     source,
     frameSeconds,
     createdAt: new Date().toISOString(),
+    // a part's rows count from 0 in its own block; merge-capture moves them to the whole list's rows
+    ...(part ? { part } : {}),
   };
   writeJsonAtomic(manifestFile, manifest);
-  markFresh(manifestFile, inputsHash);
+  markFresh(manifestFile, freshKey);
   fs.rmSync(progressFile, { force: true });
-  return { manifest: manifestFile, skipped: false, clips: prog.clips.length, rows: prog.rows, bad: prog.bad, skippedRows: source.skippedRows, split: source.split, seconds: (Date.now() - t0) / 1000 };
+  return { manifest: manifestFile, skipped: false, clips: prog.clips.length, rows: prog.rows, bad: prog.bad, skippedRows: source.skippedRows, split: source.split, seconds: (Date.now() - t0) / 1000, part };
 }

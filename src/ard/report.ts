@@ -6,9 +6,16 @@
 // benchmark against baselines, and steering sweeps. Every section copes with its stage not having
 // run yet. Audio is embedded once per clip (a JSON map the page's script hands to the players),
 // truncated and, if asked, resampled, within a byte budget.
+//
+// FLAC, Ogg (Vorbis, Opus) and MP3 clips are decoded and embedded as WAV like the others, not as
+// their own bytes: every browser plays PCM WAV (Ogg is not everywhere), the players then give what
+// the model heard (mono, 16 kHz, the first seconds), and one byte budget counts every clip alike.
+// Their decoders are asynchronous, so writeReportAsync decodes the compressed clips a first
+// rendering asked for and renders again; writeReport alone embeds WAV clips only.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { encodeWav, readWav } from '../audio/wav.js';
+import { readAudio, sniffAudio } from '../audio/decode.js';
+import { decodeWav, encodeWav } from '../audio/wav.js';
 import { resample } from '../audio/resample.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { describeError } from '../util/errors.js';
@@ -38,6 +45,8 @@ export interface ReportOptions {
   /** Directory corpus-relative clip paths are resolved against (default: manifest.corpus, RUN). */
   corpusDir?: string;
   title?: string;
+  /** Compressed clips decoded beforehand (absolute file → mono 16 kHz samples, or why it failed); writeReportAsync fills it. */
+  decodedAudio?: ReadonlyMap<string, Float32Array | string>;
 }
 
 export interface ReportResult {
@@ -46,6 +55,8 @@ export interface ReportResult {
   sections: Record<string, 'ok' | 'missing' | 'error'>;
   audioClips: number;
   audioSkipped: number;
+  /** Compressed clips the page wanted that decodedAudio did not hold (writeReportAsync decodes them). */
+  audioPending: string[];
 }
 
 // ---- small HTML helpers ------------------------------------------------------------------------
@@ -277,6 +288,7 @@ function rankOf(k: string): number {
 class AudioStore {
   readonly uris = new Map<number, string>();
   readonly failed = new Map<number, string>();
+  readonly pending = new Set<string>();
   bytes = 0;
   skipped = 0;
   constructor(
@@ -285,6 +297,7 @@ class AudioStore {
     private seconds: number,
     private rate: number,
     private budget: number,
+    private decoded?: ReadonlyMap<string, Float32Array | string>,
   ) {}
 
   resolve(file: string): string | null {
@@ -308,8 +321,24 @@ class AudioStore {
       return false;
     }
     try {
-      const w = readWav(file);
-      let x = w.samples.subarray(0, Math.min(w.samples.length, Math.round(this.seconds * 16000)));
+      const stored = fs.readFileSync(file);
+      const { format } = sniffAudio(stored, file);
+      let samples: Float32Array;
+      if (format === 'wav') samples = decodeWav(stored, file).samples;
+      else {
+        const got = this.decoded?.get(file);
+        if (typeof got === 'string') {
+          this.failed.set(ci, got);
+          return false;
+        }
+        if (!got) {
+          this.pending.add(file);
+          this.failed.set(ci, `${format} clip: embedded by writeReportAsync (ardgpu report)`);
+          return false;
+        }
+        samples = got;
+      }
+      let x = samples.subarray(0, Math.min(samples.length, Math.round(this.seconds * 16000)));
       if (this.rate !== 16000) x = resample(x, 16000, this.rate);
       const bytes = 44 + 2 * x.length;
       if (this.bytes + bytes > this.budget) {
@@ -748,7 +777,7 @@ export function writeReport(run: string, opts: ReportOptions = {}): ReportResult
   }
   const layers = opts.layers ?? discoverLayers(run, manifest);
   const dirs = [opts.corpusDir, manifest?.corpus, run, path.join(run, 'capture'), process.cwd()].filter((d): d is string => !!d);
-  const audio = new AudioStore(manifest?.clips ?? [], dirs, opts.audioSeconds ?? 4, opts.audioRate ?? 16000, opts.maxAudioBytes ?? 16 * 1024 * 1024);
+  const audio = new AudioStore(manifest?.clips ?? [], dirs, opts.audioSeconds ?? 4, opts.audioRate ?? 16000, opts.maxAudioBytes ?? 16 * 1024 * 1024, opts.decodedAudio);
   const o = { maxFeatures: opts.maxFeatures ?? 12, hClips: opts.hClips ?? 5, lClips: opts.lClips ?? 3 };
 
   const parts: string[] = [];
@@ -819,7 +848,26 @@ export function writeReport(run: string, opts: ReportOptions = {}): ReportResult
     `</body></html>\n`;
   const file = path.join(run, 'report.html');
   writeFileAtomic(file, html);
-  return { file, bytes: Buffer.byteLength(html), sections, audioClips: audio.uris.size, audioSkipped: audio.skipped };
+  return { file, bytes: Buffer.byteLength(html), sections, audioClips: audio.uris.size, audioSkipped: audio.skipped, audioPending: [...audio.pending] };
+}
+
+/**
+ * writeReport with players for every clip format ardgpu reads: renders once, decodes the FLAC, Ogg
+ * and MP3 clips that rendering wanted (a clip that fails to decode says why in place of its
+ * player), and renders again with them.
+ */
+export async function writeReportAsync(run: string, opts: ReportOptions = {}): Promise<ReportResult> {
+  const first = writeReport(run, opts);
+  if (!first.audioPending.length) return first;
+  const decoded = new Map<string, Float32Array | string>(opts.decodedAudio ?? []);
+  for (const file of first.audioPending) {
+    try {
+      decoded.set(file, (await readAudio(file)).samples);
+    } catch (e) {
+      decoded.set(file, describeError(e));
+    }
+  }
+  return writeReport(run, { ...opts, decodedAudio: decoded });
 }
 
 function discoverLayers(run: string, manifest: CaptureManifest | null): number[] {

@@ -98,6 +98,21 @@ export interface CaptureManifest {
   source?: CaptureSource;
   frameSeconds?: number;
   createdAt?: string;
+  /** Only in a part's manifest (RUN/capture/parts/I-of-N/manifest.json): which part it is. */
+  part?: CapturePartInfo;
+}
+
+/** Part `index` (0-based) of `count` of a sharded capture. */
+export interface CaptureShardSpec {
+  index: number;
+  count: number;
+}
+
+/** Which part, and which clips of the whole list it holds (clipStart ≤ i < clipEnd, of totalClips). */
+export interface CapturePartInfo extends CaptureShardSpec {
+  clipStart: number;
+  clipEnd: number;
+  totalClips: number;
 }
 
 /** Reads and checks RUN/capture/manifest.json. */

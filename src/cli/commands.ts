@@ -17,13 +17,14 @@ import { loadTokenizer } from '../model/tokenizer.js';
 import { loadQwen2AudioConfig } from '../model/config.js';
 import { planModel } from '../model/plan.js';
 import * as os from 'node:os';
-import { capture, DEFAULT_CAPTURE_PROMPT } from '../ard/capture.js';
+import { capture, DEFAULT_CAPTURE_PROMPT, shardFromFlags } from '../ard/capture.js';
+import { mergeCapture } from '../ard/merge-capture.js';
 import { computeTimelines, retrieve } from '../ard/retrieve.js';
 import { readCaptureManifest, runPaths } from '../ard/run.js';
 import { rank, readFeatures } from '../ard/rank.js';
 import { describeFeatures } from '../ard/describe.js';
 import { evaluate } from '../ard/evaluate.js';
-import { writeReport } from '../ard/report.js';
+import { writeReportAsync } from '../ard/report.js';
 import { explain } from '../ard/explain.js';
 import { loadSae } from '../sae/load.js';
 import type { Sae } from '../sae/types.js';
@@ -365,18 +366,8 @@ export function registerCommands(cli: CAC): void {
       engine.destroy();
     });
 
-  withGlobals(cli.command('capture', 'Capture residual-stream activations of chosen decoder layers over a corpus'))
+  withCorpusFlags(withGlobals(cli.command('capture', 'Capture residual-stream activations of chosen decoder layers over a corpus')))
     .option('--corpus <dir>', 'Corpus folder: manifest.jsonl, ESC-50, FSD50K, UrbanSound8K, a folder per class, or any folder of WAVs')
-    .option('--labels <file>', 'Label file (CSV, TSV or JSONL: file and labels columns; split, fold, caption, speaker optional); paths relative to --corpus (default: its folder)')
-    .option('--file-column <name>', 'Label file: the audio file column (default: file, filename, fname or path)')
-    .option('--labels-column <name>', "Label file: the labels column, labels separated by ',' or ';' (default: labels or label)")
-    .option('--split-column <name>', 'Label file: the split column (default: split)')
-    .option('--fold-column <name>', 'Label file: the fold column (default: fold)')
-    .option('--caption-column <name>', 'Label file: the caption column (default: caption)')
-    .option('--speaker-column <name>', 'Label file: the speaker column (default: speaker)')
-    .option('--val-fold <fold>', "Split by fold: this fold's clips are 'val' (default with folds: the second-to-last fold)")
-    .option('--test-fold <fold>', "Split by fold: this fold's clips are 'test' (default with folds: the last fold)")
-    .option('--split-seed <n>', 'Seed of the file-name hash split (70/15/15) used when the corpus gives neither splits nor folds', { default: 0 })
     .option('--out <dir>', 'Run folder (alias of --run)')
     .option('--run <dir>', 'Run folder')
     .option('--layers <list>', 'Decoder layers, e.g. 1,3', { default: '1' })
@@ -387,33 +378,40 @@ export function registerCommands(cli: CAC): void {
     .option('--all-positions', 'Store every prompt position, not only the audio tokens')
     .option('--dtype <t>', 'Shard dtype: f16 or f32', { default: 'f16' })
     .option('--limit <n>', 'At most this many clips')
+    .option('--shard <i/n>', 'Capture only part I of N (I from 0) into RUN/capture/parts/I-of-N; then merge-capture')
+    .option('--shards <n>', 'Like --shard, the part index from JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or SLURM_ARRAY_TASK_ID')
     .option('--force', 'Recompute even if inputs are unchanged')
-    .action(async (flags: GlobalFlags & { corpus?: string; labels?: string; fileColumn?: string; labelsColumn?: string; splitColumn?: string; foldColumn?: string; captionColumn?: string; speakerColumn?: string; valFold?: string | number; testFold?: string | number; splitSeed: string | number; out?: string; run?: string; layers: string; model?: string; prompt: string; allPositions?: boolean; dtype: string; limit?: string; force?: boolean }) => {
-      const corpus = flags.corpus ?? (flags.labels !== undefined ? path.dirname(String(flags.labels)) : undefined);
-      if (!corpus) throw new UsageError('--corpus <dir> is required');
+    .action(async (flags: GlobalFlags & CorpusFlags & { out?: string; run?: string; layers: string; model?: string; prompt: string; allPositions?: boolean; dtype: string; limit?: string; shard?: string | number; shards?: string | number; force?: boolean }) => {
+      const { corpus, corpusOptions } = corpusOf(flags);
       const str = (v: unknown) => (v === undefined ? undefined : String(v));
-      const corpusOptions = {
-        labels: str(flags.labels), fileColumn: str(flags.fileColumn), labelsColumn: str(flags.labelsColumn), splitColumn: str(flags.splitColumn),
-        foldColumn: str(flags.foldColumn), captionColumn: str(flags.captionColumn), speakerColumn: str(flags.speakerColumn),
-        valFold: str(flags.valFold), testFold: str(flags.testFold), splitSeed: intFlag('split-seed', flags.splitSeed, 0),
-      };
       const run = needRun(flags.run ?? flags.out);
       if (flags.dtype !== 'f16' && flags.dtype !== 'f32') throw new UsageError(`--dtype: expected f16 or f32, got '${flags.dtype}'`);
+      const shard = shardFromFlags(str(flags.shard), flags.shards);
       const engine = await openEngine(flags);
       const model = await openModel(engine, flags.model, flags.quiet, modelFlags(flags, 'model-dtype'));
-      const b = bar('capture', flags, 'clips');
+      const b = bar(shard ? `capture ${shard.index}/${shard.count}` : 'capture', flags, 'clips');
       const r = await capture({
         model, corpus, corpusOptions, run, layers: listFlag('layers', flags.layers)!, prompt: flags.prompt,
-        positions: flags.allPositions ? 'all' : 'audio', dtype: flags.dtype, limit: intFlag('limit', flags.limit, 1), force: flags.force,
+        positions: flags.allPositions ? 'all' : 'audio', dtype: flags.dtype, limit: intFlag('limit', flags.limit, 1), force: flags.force, shard,
         onProgress: b.update,
         onBadClip: (file, error) => void (flags.quiet || process.stderr.write(`\nskipped ${error}\n`)),
         onSkippedRow: (line) => void (flags.quiet || process.stderr.write(`left out ${line}\n`)),
       });
       b.finish();
       const notes = [r.bad.length ? `${r.bad.length} bad clips skipped` : '', r.skippedRows.length ? `${r.skippedRows.length} metadata rows left out` : ''].filter(Boolean);
-      emit(flags, r, () => `${r.skipped ? `capture: unchanged, kept ${r.manifest}` : `capture: ${r.clips} clips, ${r.rows} rows in ${r.seconds.toFixed(1)} s → ${r.manifest}`}${notes.length ? ` (${notes.join(', ')})` : ''}; splits ${r.split.description}`);
+      const partNote = r.part ? ` (part ${r.part.index} of ${r.part.count}: clips ${r.part.clipStart}–${r.part.clipEnd - 1} of ${r.part.totalClips}; when every part is done: ardgpu merge-capture --run ${run})` : '';
+      emit(flags, r, () => `${r.skipped ? `capture: unchanged, kept ${r.manifest}` : `capture: ${r.clips} clips, ${r.rows} rows in ${r.seconds.toFixed(1)} s → ${r.manifest}`}${notes.length ? ` (${notes.join(', ')})` : ''}${partNote}; splits ${r.split.description}`);
       model.dispose();
       engine.destroy();
+    });
+
+  withGlobals(cli.command('merge-capture', 'Join the parts of a sharded capture (capture --shard/--shards) into RUN/capture/manifest.json'))
+    .option('--run <dir>', 'Run folder')
+    .option('--shards <n>', 'Which N to merge when parts of several N are present')
+    .action(async (flags: GlobalFlags & { run?: string; shards?: string | number }) => {
+      const run = needRun(flags.run);
+      const r = mergeCapture({ run, shards: intFlag('shards', flags.shards, 1) });
+      emit(flags, r, () => `merge-capture: ${r.parts} parts, ${r.clips} clips, ${r.rows} rows${r.skipped ? ' (unchanged)' : ''} → ${r.manifest}${r.bad.length ? ` (${r.bad.length} bad clips skipped)` : ''}`);
     });
 
   withGlobals(cli.command('retrieve', 'Per feature × clip: mean activation, coverage, H^k/L^k; rank features by monosemanticity'))
@@ -478,7 +476,7 @@ export function registerCommands(cli: CAC): void {
     .option('--run <dir>', 'Run folder')
     .action(async (flags: GlobalFlags & { run?: string }) => {
       const run = needRun(flags.run);
-      const r = writeReport(run);
+      const r = await writeReportAsync(run);
       emit(flags, r, () => `report: ${r.file} (${(r.bytes / 1e6).toFixed(1)} MB)`);
     });
 
