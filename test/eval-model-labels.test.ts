@@ -16,6 +16,7 @@ describe('eval-model --labels', () => {
     writeWav(path.join(tmp, 'long.wav'), randn(96000, 3, 0.1), 16000); // 6 s: longer than the embedded model's 4 s window
     writeWav(path.join(tmp, 'short.wav'), randn(5000, 4, 0.1), 16000);
     fs.copyFileSync(path.join('test', 'fixtures', 'audio', 'chirp-mono-22050.flac'), path.join(tmp, 'chirp.flac'));
+    fs.writeFileSync(path.join(tmp, 'broken.wav'), 'RIFF....WAVEfmt '); // does not decode: reported, left out
     const csv = path.join(tmp, 'labels.csv');
     fs.writeFileSync(csv, [
       'file,labels,split,gender,speech',
@@ -24,12 +25,15 @@ describe('eval-model --labels', () => {
       'chirp.flac,chirp,test,,no',
       'missing.wav,speech,test,female,yes',
       'chirp.flac,chirp,val,,no', // a duplicate
+      'broken.wav,speech,test,female,yes',
     ].join('\n') + '\n');
     const out = path.join(tmp, 'eval.json');
     const r = runCli(['eval-model', '--labels', csv, '--split', 'all', '--out', out, '--json', '--quiet']);
     expect(r.code, r.stderr.join('\n')).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j.clips).toBe(3);
+    expect(j.bad).toHaveLength(1);
+    expect(j.bad[0]).toMatch(/^\S*broken\.wav: /);
     expect(j.problems).toEqual([`${csv}:5: missing.wav not found`, `${csv}:6: chirp.flac is a duplicate of ${csv}:4`]);
     expect(j.gender.total).toBe(1);
     expect(j.speaking.total).toBe(3);

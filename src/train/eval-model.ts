@@ -63,6 +63,8 @@ export interface EvalResult {
   clips: number;
   /** Rows of the corpus's metadata left out (missing or duplicate file, bad value), one line each. */
   problems: string[];
+  /** Clips that did not decode, one line each (left out of every figure). */
+  bad: string[];
   gender: { accuracy: number; correct: number; total: number; unparsed: number };
   speaking: { accuracy: number; correct: number; total: number; unparsed: number };
   labels: {
@@ -128,6 +130,7 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
     const group = Math.max(1, Math.floor(o.batchClips ?? 8));
     const asked = new Set<PromptKind>(o.questions ?? ['describe', 'gender', 'sounds', 'speaking']);
     const answered: Partial<Record<PromptKind, string>>[] = [];
+    const bad: string[] = [];
     const answerGroup = async (g0: number): Promise<void> => {
       const feats: Tensor[] = [];
       const prompts: { clip: number; kind: PromptKind; ids: number[]; audio: Tensor }[] = [];
@@ -135,7 +138,16 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
         for (let i = g0; i < Math.min(entries.length, g0 + group); i++) {
           const e: ClipRecord = entries[i]!;
           // as ask does by default: a clip longer than the model's window is judged on its first window
-          const samples = (await readAudio(e.file)).samples.subarray(0, model.windowSamples);
+          let samples: Float32Array;
+          try {
+            samples = (await readAudio(e.file)).samples.subarray(0, model.windowSamples);
+          } catch (err) {
+            // a clip that does not decode is reported and left out; the rest is evaluated
+            if (!(err instanceof ArdError)) throw err;
+            bad.push(err.message);
+            log(`skipped ${err.message}`);
+            continue;
+          }
           const counts = model.audioTokenCounts(samples.length);
           const f = model.encodeAudio(samples);
           feats.push(f);
@@ -156,7 +168,8 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
     for (let i = 0; i < entries.length; i++) {
       const e: ClipRecord = entries[i]!;
       if (i % group === 0) await answerGroup(i);
-      const answers = answered[i]!;
+      const answers = answered[i];
+      if (!answers) continue; // did not decode (in `bad`)
       if (answers.gender !== undefined) {
         const g = parseGender(answers.gender);
         gender.total++;
@@ -188,11 +201,12 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
     }
 
     // latency of the whole ask() path, WAV file in, text out
-    const nLat = Math.min(o.latencyClips ?? 8, entries.length);
+    const decoded = entries.filter((_, i) => answered[i] !== undefined);
+    const nLat = Math.min(o.latencyClips ?? 8, decoded.length);
     const times: number[] = [];
     for (let i = 0; i < nLat; i++) {
       const ts = performance.now();
-      await askDetailed(model, entries[i]!.file, PROMPTS.sounds, { maxNewTokens: maxNew });
+      await askDetailed(model, decoded[i]!.file, PROMPTS.sounds, { maxNewTokens: maxNew });
       times.push(performance.now() - ts);
     }
     const sorted = [...times].sort((a, b) => a - b);
@@ -208,8 +222,9 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
       model: model.source,
       corpus: o.corpus,
       split,
-      clips: entries.length,
+      clips: entries.length - bad.length,
       problems,
+      bad,
       gender: { accuracy: ratio(gender.correct, gender.total), ...gender },
       speaking: { accuracy: ratio(speaking.correct, speaking.total), ...speaking },
       labels: {
