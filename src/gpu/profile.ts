@@ -47,6 +47,11 @@ export interface MatmulProfile {
 }
 
 export interface TopkProfile {
+  /**
+   * 'row': one 256-invocation workgroup per row (kernels/topk_row.wgsl, rows ≤ 65,536 wide), what a GPU
+   * wants; 'lanes': one invocation per (row, chunk) (kernels/topk.wgsl), what lavapipe runs fastest.
+   */
+  variant: 'lanes' | 'row';
   /** Independent (row, chunk) lanes wanted before rows are split into chunks merged by more passes. */
   lanes: number;
   /** Workgroup size wanted (reduced to fit the slot arrays in workgroup memory). */
@@ -189,6 +194,7 @@ export function buildProfile(facts: DeviceFacts, opts: { kind?: ProfileKind; env
       tile128MinM: 1024,
     },
     topk: {
+      variant: cpu ? 'lanes' : 'row',
       // a CPU has a few cores; a GPU wants tens of thousands of threads in flight before rows split
       lanes: cpu ? 256 : 16384,
       workgroup: cpu ? 64 : 256,
@@ -236,7 +242,7 @@ export function describeVariants(p: DeviceProfile): Record<string, string> {
       p.matmul.variant === 'tiled'
         ? `workgroup-memory tiles of 64² (128² when M, N ≥ ${p.matmul.tile128MinM}), 256 invocations, double-buffered k tiles${p.matmul.gemvMaxM ? `; matrix-vector kernel for M ≤ ${p.matmul.gemvMaxM} (${p.subgroups ? 'subgroup' : 'workgroup-memory'} reductions)` : ''}`
         : `${p.matmul.subgroupPath ? '8-lane subgroup shuffles' : 'no subgroups'}, TM ${p.matmul.tm} (8 for M ≤ 8), ${p.matmul.wgs * 8} invocations per workgroup${p.matmul.gemvMaxM ? `; matrix-vector kernel for M ≤ ${p.matmul.gemvMaxM}` : ''}`,
-    topk: `one lane per (row, chunk), rows split below ${t.lanes} lanes, workgroup ≤ ${t.workgroup}, filter for k ≤ ${t.filterMax} else heap, radix select for unsorted single passes`,
+    topk: `${t.variant === 'row' ? 'one 256-invocation workgroup per row (radix select, bitonic sort) for rows ≤ 65,536 wide; wider: ' : ''}one lane per (row, chunk), rows split below ${t.lanes} lanes, workgroup ≤ ${t.workgroup}, filter for k ≤ ${t.filterMax} else heap, radix select for unsorted single passes`,
     sae: `${s.rowBlockBytes === null ? 'no row blocks' : `row blocks of ${s.rowBlockBytes} bytes`}, ≤ ${s.colQ} vec4 × ${s.colLanes} lanes per row tile, dz ${s.dzByLatent ? 'by latent' : 'by row'}, decoder backward ${s.fusedDecoderGrad && s.subgroups8 ? 'fused (subgroups, d ≤ 256)' : 'in two passes'}`,
     nn: `row kernels: ≤ ${p.nn.rowLanes} lanes per row at ${p.nn.rowElemsPerLane}+ elements each; norm weight gradient over ${p.nn.normGradWorkgroups} chunks of ≥ ${p.nn.normGradMinRows} rows; attention scores ≤ ${p.nn.attentionScoreBytes} bytes at once`,
   };
