@@ -148,8 +148,10 @@ run() {
     app="$(cd "$here/.." && pwd)"
     node="$(command -v node || true)"
     [ -n "$node" ] && [ -d "$app/node_modules/webgpu" ] || die "no pack here: run bench/gpu-check.sh --pack on a machine with network and Node first"
-    [ -f "$app/dist/bench/gpu-check.js" ] || (cd "$app" && npx tsc -p tsconfig.json)
   fi
+  # the compiled script, or the TypeScript source through tsx in a checkout without dist/
+  local script=(dist/bench/gpu-check.js)
+  [ -f "$app/dist/bench/gpu-check.js" ] || script=(--import tsx bench/gpu-check.ts)
   if icd="$(find_icd "${prefix:-$(mktemp -d)}")"; then
     echo "gpu-check: Vulkan driver $icd" >&2
     export VK_DRIVER_FILES="$icd" VK_ICD_FILENAMES="$icd"
@@ -163,7 +165,7 @@ run() {
   echo "== ardgpu info --json" >&2
   (cd "$app" && timeout "$limit" "$node" bin/ardgpu.mjs info --json)
   echo "== gpu-check" >&2
-  (cd "$app" && timeout "$limit" "$node" dist/bench/gpu-check.js "$@") || {
+  (cd "$app" && timeout "$limit" "$node" "${script[@]}" "$@") || {
     rc=$?
     [ $rc = 124 ] && die "over the time limit (${limit} s)"
     exit $rc

@@ -58,6 +58,8 @@ function parseArgs(argv: string[]): GpuCheckOptions {
 
 const say = (s: string) => process.stderr.write(`gpu-check: ${s}\n`);
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+/** 4 significant digits (rates span 1e-3 on a CPU at tiny sizes to 1e5 on a GPU). */
+const sig = (x: number) => Number(x.toPrecision(4));
 
 function randData(n: number, seed: number): Float32Array {
   const x = new Float32Array(n);
@@ -90,8 +92,8 @@ export async function gpuCheck(engine: Engine, o: GpuCheckOptions): Promise<Reco
       const s = await timeRepeated(engine, () => matmul(x, w, { transB: true }).dispose(), o.seconds);
       const gflops = (2 * M * nk * nk) / s / 1e9;
       const bytes = (nk * nk + M * nk + M * nk) * (dtype === 'f16' ? 2 : 4);
-      matmuls.push({ dtype, M, N: nk, K: nk, ms: round(s * 1e3, 3), gflops: round(gflops), ofPeak: round(gflops / peakFma, 3), GBs: round(bytes / s / 1e9), ofCopyBandwidth: round(bytes / s / 1e9 / copyGBs, 3) });
-      say(`matmul ${dtype} M=${M}: ${round(gflops)} GFLOP/s (${round((100 * gflops) / peakFma)} % of peak)`);
+      matmuls.push({ dtype, M, N: nk, K: nk, ms: sig(s * 1e3), gflops: sig(gflops), ofPeak: sig(gflops / peakFma), GBs: sig(bytes / s / 1e9), ofCopyBandwidth: sig(bytes / s / 1e9 / copyGBs) });
+      say(`matmul ${dtype} M=${M}: ${sig(gflops)} GFLOP/s (${sig((100 * gflops) / peakFma)} % of peak)`);
       x.dispose();
     }
     w.dispose();
@@ -104,7 +106,7 @@ export async function gpuCheck(engine: Engine, o: GpuCheckOptions): Promise<Reco
   const v = tensor(engine, randData(H * T * D, 3), [H, T, D]);
   const sAttn = await timeRepeated(engine, () => tidy(() => void scaledDotProductAttention(q, k, v)), o.seconds);
   for (const t of [q, k, v]) t.dispose();
-  const attention = { heads: H, frames: T, headDim: D, ms: round(sAttn * 1e3, 3), gflops: round((4 * H * T * T * D) / sAttn / 1e9) };
+  const attention = { heads: H, frames: T, headDim: D, ms: sig(sAttn * 1e3), gflops: sig((4 * H * T * T * D) / sAttn / 1e9) };
   say(`attention [${H}, ${T}, ${D}]: ${attention.ms} ms`);
 
   const [d, m, kk, batch] = o.sae;
@@ -120,10 +122,10 @@ export async function gpuCheck(engine: Engine, o: GpuCheckOptions): Promise<Reco
     isSoftware: a.isSoftware,
     profile: engine.profile.kind,
     variants: describeVariants(engine.profile),
-    peak: { fmaGflops: round(peakFma), copyGBs: round(copyGBs) },
+    peak: { fmaGflops: sig(peakFma), copyGBs: sig(copyGBs) },
     matmul: matmuls,
     attention,
-    sae: { d, m, k: kk, batch, msPerStep: round(sae.msPerStep, 2), tokensPerS: Math.round(sae.tokensPerS) },
+    sae: { d, m, k: kk, batch, msPerStep: sig(sae.msPerStep), tokensPerS: sig(sae.tokensPerS) },
     demo,
     seconds: round((performance.now() - t0) / 1e3),
   };

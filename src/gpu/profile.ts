@@ -80,6 +80,11 @@ export interface SaeProfile {
   fusedDecoderGrad: boolean;
   /** Subgroups of at least 8 lanes (the fused pass's requirement; a hardware fact). */
   subgroups8: boolean;
+  /**
+   * Decoder projection, row normalisation and the loss's row sums: one workgroup per row with tree
+   * reductions (GPU) instead of one lane per row and a one-lane final sum (lavapipe).
+   */
+  wgReductions: boolean;
 }
 
 export interface NnProfile {
@@ -214,6 +219,7 @@ export function buildProfile(facts: DeviceFacts, opts: { kind?: ProfileKind; env
       dzByLatent: true,
       fusedDecoderGrad: true,
       subgroups8: subgroups && sgMin >= 8,
+      wgReductions: !cpu,
     },
     nn: {
       rowLanes: 64,
@@ -243,7 +249,7 @@ export function describeVariants(p: DeviceProfile): Record<string, string> {
         ? `workgroup-memory tiles of 64² (128² when M, N ≥ ${p.matmul.tile128MinM}), 256 invocations, double-buffered k tiles${p.matmul.gemvMaxM ? `; matrix-vector kernel for M ≤ ${p.matmul.gemvMaxM} (${p.subgroups ? 'subgroup' : 'workgroup-memory'} reductions)` : ''}`
         : `${p.matmul.subgroupPath ? '8-lane subgroup shuffles' : 'no subgroups'}, TM ${p.matmul.tm} (8 for M ≤ 8), ${p.matmul.wgs * 8} invocations per workgroup${p.matmul.gemvMaxM ? `; matrix-vector kernel for M ≤ ${p.matmul.gemvMaxM}` : ''}`,
     topk: `${t.variant === 'row' ? 'one 256-invocation workgroup per row (radix select, bitonic sort) for rows ≤ 65,536 wide; wider: ' : ''}one lane per (row, chunk), rows split below ${t.lanes} lanes, workgroup ≤ ${t.workgroup}, filter for k ≤ ${t.filterMax} else heap, radix select for unsorted single passes`,
-    sae: `${s.rowBlockBytes === null ? 'no row blocks' : `row blocks of ${s.rowBlockBytes} bytes`}, ≤ ${s.colQ} vec4 × ${s.colLanes} lanes per row tile, dz ${s.dzByLatent ? 'by latent' : 'by row'}, decoder backward ${s.fusedDecoderGrad && s.subgroups8 ? 'fused (subgroups, d ≤ 256)' : 'in two passes'}`,
+    sae: `${s.rowBlockBytes === null ? 'no row blocks' : `row blocks of ${s.rowBlockBytes} bytes`}, ≤ ${s.colQ} vec4 × ${s.colLanes} lanes per row tile, dz ${s.dzByLatent ? 'by latent' : 'by row'}, decoder backward ${s.fusedDecoderGrad && s.subgroups8 ? 'fused (subgroups, d ≤ 256)' : 'in two passes'}, ${s.wgReductions ? 'projection, normalisation and loss by workgroup reductions' : 'projection, normalisation and loss one lane per row'}`,
     nn: `row kernels: ≤ ${p.nn.rowLanes} lanes per row at ${p.nn.rowElemsPerLane}+ elements each; norm weight gradient over ${p.nn.normGradWorkgroups} chunks of ≥ ${p.nn.normGradMinRows} rows; attention scores ≤ ${p.nn.attentionScoreBytes} bytes at once`,
   };
 }
