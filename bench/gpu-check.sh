@@ -117,9 +117,9 @@ run() {
   # where the app is: an unpacked pack (this script at its top), the archive next to it, or a checkout
   if [ -x "$here/node/bin/node" ]; then
     dir="$here"
-  elif [ -f "$here/$PACK_NAME.tar.xz" ] || [ -f "$here/../.gpu-pack/$PACK_NAME.tar.xz" ]; then
+  elif [ -f "$here/$PACK_NAME.tar.xz" ]; then
+    # the archive copied next to this script (a checkout's own .gpu-pack is never used: it runs as a checkout)
     local archive="$here/$PACK_NAME.tar.xz"
-    [ -f "$archive" ] || archive="$here/../.gpu-pack/$PACK_NAME.tar.xz"
     work="${GPU_CHECK_WORK:-$(mktemp -d)}"
     echo "gpu-check: unpacking $archive into $work" >&2
     tar -xJf "$archive" -C "$work"
