@@ -15,7 +15,8 @@
 //     broadcast), arranged so that consecutive invocations read consecutive addresses along the
 //     operand's contiguous dimension (A_KFAST / B_NFAST say which dimension that is). Rows, columns
 //     and k past the edge load 0 (clamped addresses, so never out of bounds).
-//   · f16 operands are converted on load; workgroup memory and accumulators are f32.
+//   · Half-precision operands are converted on load; workgroup memory and accumulators are f32
+//     (no 16-bit type may be named in this file unless used: the registry enables the extension on it).
 //
 // Bindings: 0 uniform P (the same Params block as kernels/matmul.wgsl, offsets and strides in
 //           elements); 1 A (array<TA>); 2 B (array<TB>); 3 C (array<vec4<TC>> when CVEC, else
