@@ -29,6 +29,8 @@ if (/^swiftshader$/i.test(wanted)) {
 const ADAPTER_SUITE = [
   'test/elementwise.test.ts',
   'test/matmul.test.ts',
+  'test/matmul-gpu.test.ts',
+  'test/gpu-profile-ops.test.ts',
   'test/reduce-layout.test.ts',
   'test/index-ops.test.ts',
   'test/nn-ops.test.ts',

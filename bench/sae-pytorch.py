@@ -23,9 +23,24 @@ def main() -> None:
     ap.add_argument('--warmup', type=int, default=2)
     ap.add_argument('--threads', type=int, default=os.cpu_count() or 1,
                     help='torch.set_num_threads (default: every core; Debian torch starts with one thread)')
+    ap.add_argument('--matmul', type=int, default=0,
+                    help='time an fp32 N×N×N matmul instead of the SAE step (the README matmul row)')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f'torch threads: {torch.get_num_threads()}', file=sys.stderr)
+    if a.matmul:
+        n = a.matmul
+        x, y = torch.randn(n, n), torch.randn(n, n)
+        for _ in range(a.warmup):
+            x @ y
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(a.steps):
+            x @ y
+        dt = (time.perf_counter() - t0) / a.steps
+        cpu = (time.process_time() - c0) / a.steps
+        print(json.dumps({'impl': 'pytorch-cpu', 'torch': torch.__version__, 'threads': torch.get_num_threads(),
+                          'matmul': n, 'ms': dt * 1e3, 'gflops': 2 * n ** 3 / dt / 1e9, 'cpu_ms': cpu * 1e3}))
+        return
     torch.manual_seed(0)
     d, m, k, B = a.d, a.m, a.k, a.batch
 

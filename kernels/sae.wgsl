@@ -30,6 +30,8 @@
 //   PROJECT    G[j] −= ⟨G[j], W[j]⟩·W[j] (rows of W unit norm)                      1 W 2 G
 //   NORMALIZE  W[j] /= ‖W[j]‖                                                       1 W
 //   FIRED      LAST[IDX[b,s]] = step where Z[b,s] > 0, s < k                         1 Z 2 IDX 3 LAST
+//   WGR        with PROJECT, NORMALIZE, LOSS_ROWS, LOSS_FINAL: the *_wg entries (GPU profile), one
+//              workgroup per row and tree reductions in workgroup memory instead of one lane per row
 //   LOSS_*     see the end of the file
 
 //#if DZF
@@ -53,6 +55,24 @@ struct Params {
   c1: u32,
 };
 @group(0) @binding(0) var<uniform> P: Params;
+
+//#if WGR
+// GPU profile (WGR): one 64-lane workgroup per row (256 lanes for LOSS_FINAL), the row's sums reduced
+// as a tree in workgroup memory in a fixed order (deterministic), instead of one lane per row.
+var<workgroup> red: array<vec2<f32>, 256>;
+// Σ over the first n lanes of v (n a power of two, every lane of the workgroup calls it); all get the sum.
+fn wg_sum(li: u32, v: vec2<f32>, n: u32) -> vec2<f32> {
+  red[li] = v;
+  workgroupBarrier();
+  for (var h = n / 2u; h > 0u; h = h / 2u) {
+    if (li < h) { red[li] = red[li] + red[li + h]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+//#endif
 
 fn row_of(wg: vec3<u32>, nwg: vec3<u32>) -> u32 { return wg.y + wg.z * nwg.y; }
 
@@ -458,6 +478,20 @@ fn project(@builtin(global_invocation_id) gid: vec3<u32>) {
   let dot4 = vec4<f32>((acc.x + acc.y) + (acc.z + acc.w));
   for (var c = 0u; c < d4; c++) { G[base + c] = G[base + c] - dot4 * W[base + c]; }
 }
+//#if WGR
+@compute @workgroup_size(64)
+fn project_wg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+  let j = min(wg.x + wg.y * nwg.x, P.m - 1u); // surplus workgroups redo the last row: same values
+  let d4 = P.d / 4u;
+  let base = j * d4;
+  var acc = vec4<f32>(0.0);
+  for (var c = li; c < d4; c += 64u) { acc = fma(G[base + c], W[base + c], acc); }
+  let dot4 = vec4<f32>(wg_sum(li, vec2<f32>((acc.x + acc.y) + (acc.z + acc.w), 0.0), 64u).x);
+  if (wg.x + wg.y * nwg.x >= P.m) { return; }
+  for (var c = li; c < d4; c += 64u) { G[base + c] = G[base + c] - dot4 * W[base + c]; }
+}
+//#endif
 //#endif
 
 //#if NORMALIZE
@@ -475,6 +509,22 @@ fn normalize_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
   let inv = vec4<f32>(select(0.0, inverseSqrt(n2), n2 > 0.0));
   for (var c = 0u; c < d4; c++) { W[base + c] = W[base + c] * inv; }
 }
+//#if WGR
+@compute @workgroup_size(64)
+fn normalize_rows_wg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) li: u32) {
+  let row = wg.x + wg.y * nwg.x;
+  let j = min(row, P.m - 1u);
+  let d4 = P.d / 4u;
+  let base = j * d4;
+  var acc = vec4<f32>(0.0);
+  for (var c = li; c < d4; c += 64u) { let w = W[base + c]; acc = fma(w, w, acc); }
+  let n2 = wg_sum(li, vec2<f32>((acc.x + acc.y) + (acc.z + acc.w), 0.0), 64u).x;
+  if (row >= P.m) { return; } // (a surplus workgroup must not scale its row twice)
+  let inv = vec4<f32>(select(0.0, inverseSqrt(n2), n2 > 0.0));
+  for (var c = li; c < d4; c += 64u) { W[base + c] = W[base + c] * inv; }
+}
+//#endif
 //#endif
 
 //#if FIRED
@@ -527,6 +577,27 @@ fn loss_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
   }
   R[b] = vec2<f32>((s1.x + s1.y) + (s1.z + s1.w), (s2.x + s2.y) + (s2.z + s2.w));
 }
+//#if WGR
+@compute @workgroup_size(64)
+fn loss_rows_wg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+  let row = wg.x + wg.y * nwg.x;
+  let b = min(row, P.B - 1u);
+  let d4 = P.d / 4u;
+  var s1 = vec4<f32>(0.0);
+  var s2 = vec4<f32>(0.0);
+  for (var c = b * d4 + li; c < (b + 1u) * d4; c += 64u) {
+    let r = X[c] - XH[c];
+    s1 = fma(r, r, s1);
+    if (P.flag != 0u) {
+      let t = r - EH[c];
+      s2 = fma(t, t, s2);
+    }
+  }
+  let t = wg_sum(li, vec2<f32>((s1.x + s1.y) + (s1.z + s1.w), (s2.x + s2.y) + (s2.z + s2.w)), 64u);
+  if (li == 0u && row < P.B) { R[b] = t; }
+}
+//#endif
 //#endif
 
 //#if LOSS_FINAL
@@ -548,6 +619,20 @@ fn loss_final() {
   LOSS[0] = mse + bitcast<f32>(P.k1) * ratio;
   ST[0] = vec4<f32>(mse, ratio, sse, 0.0);
 }
+//#if WGR
+@compute @workgroup_size(256)
+fn loss_final_wg(@builtin(local_invocation_index) li: u32) {
+  var acc = vec2<f32>(0.0);
+  for (var b = li; b < P.B; b += 256u) { acc += R[b]; }
+  let t = wg_sum(li, acc, 256u);
+  if (li != 0u) { return; }
+  let mse = t.x / f32(P.B * P.d);
+  var ratio = 0.0;
+  if (P.flag != 0u) { ratio = t.y / max(t.x, 1e-30); }
+  LOSS[0] = mse + bitcast<f32>(P.k1) * ratio;
+  ST[0] = vec4<f32>(mse, ratio, t.x, 0.0);
+}
+//#endif
 //#endif
 
 //#if LOSS_BWD

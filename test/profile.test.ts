@@ -39,9 +39,9 @@ describe('device profile from adapter facts', () => {
     expect(p.detected).toBe('cpu');
     expect(p.source).toBe('adapter');
     expect([p.subgroupMinSize, p.subgroupMaxSize, p.f16, p.timestamps]).toEqual([8, 8, true, true]);
-    expect(p.matmul).toEqual({ tm: 16, wgs: 1, subgroupPath: true });
-    expect(p.topk).toEqual({ lanes: 256, workgroup: 64, filterMax: 128, radixSlots: 256, storageBytes: 32768 });
-    expect(p.sae).toEqual({ rowBlockBytes: 1 << 20, csrChunks: 128, colQ: 8, colLanes: 64, entryLanes: 64, dzByLatent: true, fusedDecoderGrad: true, subgroups8: true });
+    expect(p.matmul).toEqual({ tm: 16, wgs: 1, subgroupPath: true, variant: 'lanes', gemvMaxM: 0, tile128MinM: 1024 });
+    expect(p.topk).toEqual({ variant: 'lanes', lanes: 256, workgroup: 64, filterMax: 128, radixSlots: 256, storageBytes: 32768 });
+    expect(p.sae).toEqual({ rowBlockBytes: 1 << 20, csrChunks: 128, colQ: 8, colLanes: 64, entryLanes: 64, dzByLatent: true, fusedDecoderGrad: true, subgroups8: true, wgReductions: false });
     // attention scores: one 128 MiB binding less the pool's 1/8 rounding is 113.8 MiB, capped at 64 MiB
     expect(p.nn).toEqual({ rowLanes: 64, rowElemsPerLane: 8, normGradWorkgroups: 64, normGradMinRows: 32, attentionScoreBytes: 64 << 20 });
   });
@@ -56,7 +56,9 @@ describe('device profile from adapter facts', () => {
     const p = buildProfile(NVIDIA, { env: NO_ENV });
     expect(p.kind).toBe('gpu');
     expect(p.vendor).toBe('nvidia');
-    expect(p.matmul).toEqual({ tm: 16, wgs: 8, subgroupPath: false });
+    expect(p.matmul).toEqual({ tm: 16, wgs: 8, subgroupPath: false, variant: 'tiled', gemvMaxM: 4, tile128MinM: 1024 });
+    expect(p.topk.variant).toBe('row');
+    expect(p.sae.wgReductions).toBe(true);
     expect(p.topk.workgroup).toBe(256);
     expect(p.topk.lanes).toBeGreaterThan(256);
     expect(p.topk.storageBytes).toBe(32768);
@@ -71,7 +73,7 @@ describe('device profile from adapter facts', () => {
   it('ARDGPU_PROFILE forces the kind (the option wins over it); the hardware facts stay', () => {
     const g = buildProfile(LAVAPIPE, { env: { ARDGPU_PROFILE: 'gpu' } });
     expect([g.kind, g.detected, g.source]).toEqual(['gpu', 'cpu', 'ARDGPU_PROFILE']);
-    expect(g.matmul).toEqual({ tm: 16, wgs: 8, subgroupPath: true });
+    expect(g.matmul).toEqual({ tm: 16, wgs: 8, subgroupPath: true, variant: 'tiled', gemvMaxM: 4, tile128MinM: 1024 });
     expect(g.sae.rowBlockBytes).toBeNull();
     const c = buildProfile(NVIDIA, { env: { ARDGPU_PROFILE: 'CPU' } });
     expect([c.kind, c.detected, c.matmul.wgs, c.matmul.subgroupPath]).toEqual(['cpu', 'gpu', 1, false]);

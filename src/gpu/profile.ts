@@ -35,9 +35,23 @@ export interface MatmulProfile {
   wgs: number;
   /** The shuffle path: needs subgroups of exactly 8 lanes (a hardware fact, not a tuning choice). */
   subgroupPath: boolean;
+  /**
+   * Kernel for M above gemvMaxM: 'lanes' (kernels/matmul.wgsl: 8-lane tiles, no workgroup memory; what
+   * lavapipe runs fastest) or 'tiled' (kernels/matmul_tiled.wgsl: 256 invocations, workgroup-memory tiles).
+   */
+  variant: 'lanes' | 'tiled';
+  /** Largest M taken by the matrix-vector kernel (kernels/matmul_gemv.wgsl); 0: never. */
+  gemvMaxM: number;
+  /** Tiled kernel: 128-wide output tiles when both M and N reach this (else 64). */
+  tile128MinM: number;
 }
 
 export interface TopkProfile {
+  /**
+   * 'row': one 256-invocation workgroup per row (kernels/topk_row.wgsl, rows ≤ 65,536 wide), what a GPU
+   * wants; 'lanes': one invocation per (row, chunk) (kernels/topk.wgsl), what lavapipe runs fastest.
+   */
+  variant: 'lanes' | 'row';
   /** Independent (row, chunk) lanes wanted before rows are split into chunks merged by more passes. */
   lanes: number;
   /** Workgroup size wanted (reduced to fit the slot arrays in workgroup memory). */
@@ -66,6 +80,11 @@ export interface SaeProfile {
   fusedDecoderGrad: boolean;
   /** Subgroups of at least 8 lanes (the fused pass's requirement; a hardware fact). */
   subgroups8: boolean;
+  /**
+   * Decoder projection, row normalisation and the loss's row sums: one workgroup per row with tree
+   * reductions (GPU) instead of one lane per row and a one-lane final sum (lavapipe).
+   */
+  wgReductions: boolean;
 }
 
 export interface NnProfile {
@@ -174,8 +193,13 @@ export function buildProfile(facts: DeviceFacts, opts: { kind?: ProfileKind; env
       // a GPU wants the widest workgroup the kernel has (64 invocations)
       wgs: cpu ? 1 : 8,
       subgroupPath: subgroups && sgMin === 8 && sgMax === 8,
+      variant: cpu ? 'lanes' : 'tiled',
+      gemvMaxM: cpu ? 0 : 4,
+      // 128² tiles (8×8 accumulators per invocation) once there are enough of them to fill a GPU
+      tile128MinM: 1024,
     },
     topk: {
+      variant: cpu ? 'lanes' : 'row',
       // a CPU has a few cores; a GPU wants tens of thousands of threads in flight before rows split
       lanes: cpu ? 256 : 16384,
       workgroup: cpu ? 64 : 256,
@@ -195,6 +219,7 @@ export function buildProfile(facts: DeviceFacts, opts: { kind?: ProfileKind; env
       dzByLatent: true,
       fusedDecoderGrad: true,
       subgroups8: subgroups && sgMin >= 8,
+      wgReductions: !cpu,
     },
     nn: {
       rowLanes: 64,
@@ -219,9 +244,12 @@ export function describeVariants(p: DeviceProfile): Record<string, string> {
   const t = p.topk;
   const s = p.sae;
   return {
-    matmul: `${p.matmul.subgroupPath ? '8-lane subgroup shuffles' : 'no subgroups'}, TM ${p.matmul.tm} (8 for M ≤ 8), ${p.matmul.wgs * 8} invocations per workgroup`,
-    topk: `one lane per (row, chunk), rows split below ${t.lanes} lanes, workgroup ≤ ${t.workgroup}, filter for k ≤ ${t.filterMax} else heap, radix select for unsorted single passes`,
-    sae: `${s.rowBlockBytes === null ? 'no row blocks' : `row blocks of ${s.rowBlockBytes} bytes`}, ≤ ${s.colQ} vec4 × ${s.colLanes} lanes per row tile, dz ${s.dzByLatent ? 'by latent' : 'by row'}, decoder backward ${s.fusedDecoderGrad && s.subgroups8 ? 'fused (subgroups, d ≤ 256)' : 'in two passes'}`,
+    matmul:
+      p.matmul.variant === 'tiled'
+        ? `workgroup-memory tiles of 64² (128² when M, N ≥ ${p.matmul.tile128MinM}), 256 invocations, double-buffered k tiles${p.matmul.gemvMaxM ? `; matrix-vector kernel for M ≤ ${p.matmul.gemvMaxM} (${p.subgroups ? 'subgroup' : 'workgroup-memory'} reductions)` : ''}`
+        : `${p.matmul.subgroupPath ? '8-lane subgroup shuffles' : 'no subgroups'}, TM ${p.matmul.tm} (8 for M ≤ 8), ${p.matmul.wgs * 8} invocations per workgroup${p.matmul.gemvMaxM ? `; matrix-vector kernel for M ≤ ${p.matmul.gemvMaxM}` : ''}`,
+    topk: `${t.variant === 'row' ? 'one 256-invocation workgroup per row (radix select, bitonic sort) for rows ≤ 65,536 wide; wider: ' : ''}one lane per (row, chunk), rows split below ${t.lanes} lanes, workgroup ≤ ${t.workgroup}, filter for k ≤ ${t.filterMax} else heap, radix select for unsorted single passes`,
+    sae: `${s.rowBlockBytes === null ? 'no row blocks' : `row blocks of ${s.rowBlockBytes} bytes`}, ≤ ${s.colQ} vec4 × ${s.colLanes} lanes per row tile, dz ${s.dzByLatent ? 'by latent' : 'by row'}, decoder backward ${s.fusedDecoderGrad && s.subgroups8 ? 'fused (subgroups, d ≤ 256)' : 'in two passes'}, ${s.wgReductions ? 'projection, normalisation and loss by workgroup reductions' : 'projection, normalisation and loss one lane per row'}`,
     nn: `row kernels: ≤ ${p.nn.rowLanes} lanes per row at ${p.nn.rowElemsPerLane}+ elements each; norm weight gradient over ${p.nn.normGradWorkgroups} chunks of ≥ ${p.nn.normGradMinRows} rows; attention scores ≤ ${p.nn.attentionScoreBytes} bytes at once`,
   };
 }

@@ -400,11 +400,12 @@ export function encodeTopK(x: Tensor, W_enc: Tensor, b_enc: Tensor, b_dec: Tenso
 export function projectParallel(W_dec: Tensor, g: Tensor): void {
   const [m, d] = W_dec.shape as [number, number];
   checkF32(g, 'W_dec gradient', [m, d]);
+  const wgr = W_dec.engine.profile.sae.wgReductions;
   W_dec.engine.dispatch({
-    kernel: { family: 'sae', entry: 'project', defines: { PROJECT: true } },
+    kernel: { family: 'sae', entry: wgr ? 'project_wg' : 'project', defines: { PROJECT: true, WGR: wgr } },
     params: params({ d, m }),
     buffers: [W_dec.buffer, g.buffer],
-    workgroups: [Math.ceil(m / 64)],
+    workgroups: wgr ? grid(m) : [Math.ceil(m / 64)],
   });
 }
 
@@ -413,11 +414,12 @@ export function normalizeRows(W: Tensor): void {
   const [m, d] = W.shape as [number, number];
   checkF32(W, 'W_dec');
   if (d % 4) throw new ArdError(`sae: model width d = ${d} must be a multiple of 4`);
+  const wgr = W.engine.profile.sae.wgReductions;
   W.engine.dispatch({
-    kernel: { family: 'sae', entry: 'normalize_rows', defines: { NORMALIZE: true } },
+    kernel: { family: 'sae', entry: wgr ? 'normalize_rows_wg' : 'normalize_rows', defines: { NORMALIZE: true, WGR: wgr } },
     params: params({ d, m }),
     buffers: [W.buffer],
-    workgroups: [Math.ceil(m / 64)],
+    workgroups: wgr ? grid(m) : [Math.ceil(m / 64)],
   });
 }
 
@@ -452,14 +454,15 @@ export function reconLoss(x: Tensor, xhat: Tensor, ehat: Tensor | null, alpha: n
   const rows = empty(engine, [B, 2]);
   const loss = empty(engine, []);
   const stats = empty(engine, [4]);
+  const wgr = engine.profile.sae.wgReductions;
   engine.dispatch({
-    kernel: { family: 'sae', entry: 'loss_rows', defines: { LOSS_ROWS: true } },
+    kernel: { family: 'sae', entry: wgr ? 'loss_rows_wg' : 'loss_rows', defines: { LOSS_ROWS: true, WGR: wgr } },
     params: p,
     buffers: [x.buffer, xhat.buffer, (ehat ?? xhat).buffer, rows.buffer],
-    workgroups: grid(Math.ceil(B / 64)),
+    workgroups: grid(wgr ? B : Math.ceil(B / 64)),
   });
   engine.dispatch({
-    kernel: { family: 'sae', entry: 'loss_final', defines: { LOSS_FINAL: true } },
+    kernel: { family: 'sae', entry: wgr ? 'loss_final_wg' : 'loss_final', defines: { LOSS_FINAL: true, WGR: wgr } },
     params: p,
     buffers: [rows.buffer, loss.buffer, stats.buffer],
     workgroups: [1],

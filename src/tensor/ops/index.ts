@@ -301,6 +301,8 @@ export interface TopK {
 }
 
 export const TOPK_MAX_K = 256;
+/** Widest row the one-workgroup-per-row kernel takes (16-bit indices in its composite keys). */
+export const TOPK_ROW_MAX_N = 65536;
 /** Slots per workgroup: 2 × 4 bytes each, within the profile's share of workgroup memory. */
 function topkSlotsPerWg(engine: Engine): number {
   return engine.profile.topk.storageBytes / 8;
@@ -376,6 +378,18 @@ function topkRaw(engine: Engine, x: Tensor, rows: number, n: number, k: number, 
   const stride = x.shape[x.rank - 1]!;
   const cap = topkCap(k);
   const prof = engine.profile.topk;
+  if (prof.variant === 'row' && n <= TOPK_ROW_MAX_N) {
+    // one workgroup per row (kernels/topk_row.wgsl); sorted even when not asked (deterministic order)
+    const gridX = Math.min(rows, 65535);
+    engine.dispatch({
+      kernel: { family: 'topk_row', defines: { TX: x.dtype, P2: cap, SORTED: true, COLS: cols !== null } },
+      params: new Params().u32(rows, n, k, gridX, dense.offset, stride, 0, 0).done(),
+      buffers: [dense.buffer, values.buffer, indices.buffer, ...(cols ? [cols.buffer] : [])],
+      workgroups: [gridX, Math.ceil(rows / gridX)],
+    });
+    if (dense !== x) dense.dispose();
+    return;
+  }
   let cand: Tensor | null = null; // (key, index) pairs from the previous pass, [rows, len]
   let len = n;
   for (;;) {

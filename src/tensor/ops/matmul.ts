@@ -26,6 +26,15 @@ export interface MatmulTuning {
   wgs?: number;
   /** Use the path that does not need 8-lane subgroups (what other adapters get). */
   noSubgroups?: boolean;
+  /**
+   * Which kernel: 'lanes' (kernels/matmul.wgsl, the CPU profile's), 'tiled' (kernels/matmul_tiled.wgsl),
+   * 'gemv' (kernels/matmul_gemv.wgsl, M ≤ 4 only). Default: the device profile's choice.
+   */
+  variant?: 'lanes' | 'tiled' | 'gemv';
+  /** Tiled kernel: output tile edge (default: the profile's choice for the size). */
+  tile?: 64 | 128;
+  /** GEMV kernel: use subgroup reductions when the adapter has them (default true). */
+  gemvSubgroups?: boolean;
 }
 
 export interface MatmulOptions {
@@ -192,12 +201,26 @@ function matmulRaw(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean, 
   }
   const [sa0, sa1] = a.strides.slice(-2) as [number, number];
   const [sb0, sb1] = b.strides.slice(-2) as [number, number];
+  const tune = opts.tune ?? {};
+  const prof = engine.profile.matmul;
+  const variant = tune.variant ?? (M <= prof.gemvMaxM ? 'gemv' : prof.variant);
+  if (variant !== 'lanes') {
+    // element (m, k) of A at a.offset + m·sAm + k·sAk; (k, n) of B at b.offset + k·sBk + n·sBn
+    const ea: ElemPlan = { t: a, off: a.offset, s0: M === 1 ? 0 : transA ? sa1 : sa0, s1: K === 1 ? 0 : transA ? sa0 : sa1, bs: c.sa };
+    const eb: ElemPlan = { t: b, off: b.offset, s0: K === 1 ? 0 : transB ? sb1 : sb0, s1: N === 1 ? 0 : transB ? sb0 : sb1, bs: c.sb };
+    const common = { M, N, K, batch: c.shape, offC, ldc, bias, act, y, z, a, b };
+    if (variant === 'gemv') {
+      if (M > 4) throw new ArdError(`matmul: the gemv kernel takes M ≤ 4, got M=${M}`);
+      dispatchGemv(common, ea, eb, tune.gemvSubgroups ?? true);
+    } else {
+      dispatchTiled(common, ea, eb, tune.tile ?? (M >= prof.tile128MinM && N >= prof.tile128MinM ? 128 : 64));
+    }
+    return { y, z };
+  }
   // A as [M, K]: element (m, k); B as [K, N]: element (k, n)
   const pa = planOperand(a, a.offset, M, K, transA ? sa1 : sa0, transA ? sa0 : sa1, c.sa);
   const pb = planOperand(b, b.offset, K, N, transB ? sb1 : sb0, transB ? sb0 : sb1, c.sb);
 
-  const tune = opts.tune ?? {};
-  const prof = engine.profile.matmul;
   const noSg = Boolean(tune.noSubgroups) || !prof.subgroupPath;
   const TM = tune.tm ?? (M <= 8 ? 8 : prof.tm);
   const WGS = tune.wgs ?? prof.wgs;
@@ -248,6 +271,142 @@ function matmulRaw(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean, 
     }
   }
   return { y, z };
+}
+
+/** An operand read element by element: (i, j) at off + i·s0 + j·s1, batch strides bs (elements). */
+interface ElemPlan {
+  t: Tensor;
+  off: number;
+  s0: number;
+  s1: number;
+  bs: number[];
+}
+
+interface GpuCall {
+  M: number;
+  N: number;
+  K: number;
+  batch: number[];
+  offC: number;
+  ldc: number;
+  bias: Tensor | undefined;
+  act: MatmulAct;
+  y: Tensor;
+  z: Tensor | null;
+  a: Tensor;
+  b: Tensor;
+}
+
+function epilogueDefines(g: GpuCall): Record<string, string | number | boolean> {
+  return {
+    TA: g.a.dtype,
+    TB: g.b.dtype,
+    TC: g.a.dtype,
+    TBIAS: g.bias?.dtype ?? 'f32',
+    BIAS: Boolean(g.bias),
+    [ACT_DEFINE[g.act]]: true,
+    SAVE_PRE: Boolean(g.z),
+    ZB: g.bias ? 5 : 4,
+  };
+}
+
+function gpuBuffers(g: GpuCall): GPUBuffer[] {
+  const buffers = [g.a.buffer, g.b.buffer, g.y.buffer];
+  if (g.bias) buffers.push(g.bias.buffer);
+  if (g.z) buffers.push(g.z.buffer);
+  return buffers;
+}
+
+/** The Params block both GPU kernels share with kernels/matmul.wgsl (element units). */
+function gpuParams(g: GpuCall, pa: { off: number; s0: number; s1: number; bs: number[] }, pb: typeof pa, mBase: number, zBase: number, gridX: number): ArrayBuffer {
+  const bshape = [...g.batch, 1, 1, 1, 1].slice(0, MAX_BATCH_DIMS);
+  return new Params()
+    .u32(g.M, g.N, g.K, g.batch.length)
+    .u32(pa.off, pa.s0, pa.s1, pb.off)
+    .u32(pb.s0, pb.s1, g.bias?.offset ?? 0, mBase)
+    .u32(zBase, g.offC, g.ldc, gridX)
+    .u32Array(bshape, 4, 1)
+    .u32Array(pa.bs, 4)
+    .u32Array(pb.bs, 4)
+    .done();
+}
+
+/** Workgroup-memory tiled kernel (kernels/matmul_tiled.wgsl): BM × BM output tiles, 256 invocations. */
+function dispatchTiled(g: GpuCall, ea: ElemPlan, eb: ElemPlan, tile: 64 | 128): void {
+  const engine = g.a.engine;
+  const BM = tile;
+  const BK = tile === 128 ? 8 : 16;
+  const defines = {
+    ...epilogueDefines(g),
+    BM,
+    BK,
+    // consecutive invocations along the contiguous dimension (coalesced loads)
+    A_KFAST: ea.s1 === 1 || (g.K === 1 && ea.s0 !== 1),
+    B_NFAST: eb.s1 === 1 || (g.N === 1 && eb.s0 !== 1),
+    CVEC: g.N % 4 === 0 && g.ldc % 4 === 0 && g.offC % 4 === 0,
+  };
+  const nBatch = g.batch.reduce((x, d) => x * d, 1);
+  const colBlocks = Math.ceil(g.N / BM);
+  if (colBlocks > MAX_GRID) throw new ArdError(`matmul: N=${g.N} is too large for one dispatch`);
+  const rowBlocks = Math.ceil(g.M / BM);
+  for (let zb = 0; zb < nBatch; zb += MAX_GRID) {
+    for (let rb = 0; rb < rowBlocks; rb += MAX_GRID) {
+      engine.dispatch({
+        kernel: { family: 'matmul_tiled', defines },
+        params: gpuParams(g, ea, eb, rb * BM, zb, 0),
+        buffers: gpuBuffers(g),
+        workgroups: [colBlocks, Math.min(MAX_GRID, rowBlocks - rb), Math.min(MAX_GRID, nBatch - zb)],
+      });
+    }
+  }
+}
+
+/**
+ * Whether an operand's vectors along K can be read as vec4: k stride 1, the other stride, the
+ * offset and the batch strides multiples of 4, and the vec4 holding its last element inside the buffer.
+ */
+function vecAlongK(p: ElemPlan, kStride: number, otherStride: number): boolean {
+  const t = p.t;
+  const aligned = (x: number) => x % 4 === 0;
+  if (kStride !== 1 || !aligned(p.off) || !aligned(otherStride) || !p.bs.every(aligned)) return false;
+  const last = p.off + t.shape.reduce((acc, d, i) => acc + (d - 1) * t.strides[i]!, 0);
+  return (Math.floor(last / 4) + 1) * 4 * DTYPE_BYTES[t.dtype] <= t.buffer.size;
+}
+
+/** Matrix-vector kernel for M ≤ 4 (kernels/matmul_gemv.wgsl). */
+function dispatchGemv(g: GpuCall, ea: ElemPlan, eb: ElemPlan, subgroups: boolean): void {
+  const engine = g.a.engine;
+  const prof = engine.profile;
+  // B contiguous along K (nn weights [out, in] with transB): split K across the workgroup
+  const kfast = eb.s0 === 1 || g.K === 1;
+  const kA = g.K === 1 ? 1 : ea.s1;
+  const kB = g.K === 1 ? 1 : eb.s0;
+  const aVec = kfast && vecAlongK(ea, kA, ea.s0);
+  const bVec = kfast && vecAlongK(eb, kB, eb.s1);
+  // vec4 units: A's row stride (s0) and B's column stride (s1); the k stride is implied
+  const pa = aVec ? { off: ea.off / 4, s0: ea.s0 / 4, s1: 1, bs: ea.bs.map((s) => s / 4) } : ea;
+  const pb = bVec ? { off: eb.off / 4, s0: 1, s1: eb.s1 / 4, bs: eb.bs.map((s) => s / 4) } : eb;
+  const defines = {
+    ...epilogueDefines(g),
+    MR: g.M,
+    KFAST: kfast,
+    A_VEC: aVec,
+    B_VEC: bVec,
+    SG: kfast && subgroups && prof.subgroups && prof.subgroupMinSize >= 4,
+  };
+  const groups = Math.ceil(g.N / (kfast ? 4 : 64));
+  const gridX = Math.min(groups, MAX_GRID);
+  const gridY = Math.ceil(groups / gridX);
+  if (gridY > MAX_GRID) throw new ArdError(`matmul: N=${g.N} is too large for one dispatch`);
+  const nBatch = g.batch.reduce((x, d) => x * d, 1);
+  for (let zb = 0; zb < nBatch; zb += MAX_GRID) {
+    engine.dispatch({
+      kernel: { family: 'matmul_gemv', defines },
+      params: gpuParams(g, pa, pb, 0, zb, gridX),
+      buffers: gpuBuffers(g),
+      workgroups: [gridX, gridY, Math.min(MAX_GRID, nBatch - zb)],
+    });
+  }
 }
 
 /**

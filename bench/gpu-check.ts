@@ -1,0 +1,164 @@
+// The measuring half of bench/gpu-check.sh: one JSON on stdout with matmul f32/f16 GFLOP/s at
+// M = 1, 4, 64, 512, 4096 (N = K = 4096) next to the FMA peak and copy bandwidth measured in the
+// same run, attention for a 30 s Whisper window, the SAE training step, and the demo's stage
+// timings. Progress on stderr. Refuses a software adapter unless --allow-software.
+// Run as `node dist/bench/gpu-check.js [options]` (the shell script does that, packed or not).
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Engine } from '../src/gpu/engine.js';
+import { describeVariants } from '../src/gpu/profile.js';
+import { tensor, tidy } from '../src/tensor/index.js';
+import { matmul } from '../src/tensor/ops/matmul.js';
+import { scaledDotProductAttention } from '../src/tensor/ops/nn.js';
+import { measureCopyBandwidth, measurePeakFma, timeRepeated } from '../src/tensor/ops/peak.js';
+import { ArdError } from '../src/util/errors.js';
+import { benchSaeTrain } from './sae.js';
+
+export interface GpuCheckOptions {
+  allowSoftware: boolean;
+  /** Matmul rows to time; N = K = nk. */
+  ms: number[];
+  nk: number;
+  /** Attention: heads, frames (1500 = 30 s of Whisper encoder), head dim. */
+  attn: [number, number, number];
+  /** SAE step: d, m, k, batch. */
+  sae: [number, number, number, number];
+  /** Demo corpus clips; 0 skips the demo. */
+  demoSize: number;
+  /** Timed seconds per measurement. */
+  seconds: number;
+}
+
+function parseArgs(argv: string[]): GpuCheckOptions {
+  const o: GpuCheckOptions = { allowSoftware: false, ms: [1, 4, 64, 512, 4096], nk: 4096, attn: [20, 1500, 64], sae: [4096, 32768, 32, 4096], demoSize: 1200, seconds: 0.5 };
+  const ints = (flag: string, v: string | undefined, n: number): number[] => {
+    const xs = (v ?? '').split(',').map(Number);
+    if (xs.length !== n || xs.some((x) => !Number.isInteger(x) || x < 0)) throw new ArdError(`gpu-check: ${flag} wants ${n} comma-separated integers, got '${v ?? ''}'`);
+    return xs;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const v = () => argv[++i];
+    if (a === '--allow-software') o.allowSoftware = true;
+    else if (a === '--m') o.ms = (v() ?? '').split(',').map(Number);
+    else if (a === '--nk') o.nk = ints(a, v(), 1)[0]!;
+    else if (a === '--attn') o.attn = ints(a, v(), 3) as GpuCheckOptions['attn'];
+    else if (a === '--sae') o.sae = ints(a, v(), 4) as GpuCheckOptions['sae'];
+    else if (a === '--demo-size') o.demoSize = ints(a, v(), 1)[0]!;
+    else if (a === '--seconds') o.seconds = Number(v());
+    else throw new ArdError(`gpu-check: unknown option '${a}'`);
+  }
+  if (o.ms.some((m) => !Number.isInteger(m) || m < 1) || !(o.nk >= 1)) throw new ArdError('gpu-check: --m wants positive integers');
+  if (!(o.seconds > 0)) throw new ArdError('gpu-check: --seconds must be positive');
+  return o;
+}
+
+const say = (s: string) => process.stderr.write(`gpu-check: ${s}\n`);
+const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+/** 4 significant digits (rates span 1e-3 on a CPU at tiny sizes to 1e5 on a GPU). */
+const sig = (x: number) => Number(x.toPrecision(4));
+
+function randData(n: number, seed: number): Float32Array {
+  const x = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    x[i] = s / 2 ** 31 - 1;
+  }
+  return x;
+}
+
+export async function gpuCheck(engine: Engine, o: GpuCheckOptions): Promise<Record<string, unknown>> {
+  const a = engine.adapter;
+  if (a.isSoftware && !o.allowSoftware) {
+    throw new ArdError(`gpu-check: the adapter "${a.name}" is a software rasteriser on the CPU, not a GPU (pass --allow-software to measure it anyway)`);
+  }
+  const t0 = performance.now();
+  say(`adapter ${a.name} (${a.backend}), profile ${engine.profile.kind}`);
+  const peakFma = await measurePeakFma(engine, { minSeconds: o.seconds });
+  const copyGBs = await measureCopyBandwidth(engine, { minSeconds: o.seconds });
+  say(`peak ${round(peakFma)} GFLOP/s vec4 FMA, copy ${round(copyGBs)} GB/s`);
+
+  // matmul: x [M, K] · Wᵀ with W [N, K] (nn weights), as the models run it
+  const matmuls: Record<string, unknown>[] = [];
+  const { nk } = o;
+  for (const dtype of engine.f16 ? (['f32', 'f16'] as const) : (['f32'] as const)) {
+    const w = tensor(engine, randData(nk * nk, 7), [nk, nk], dtype);
+    for (const M of o.ms) {
+      const x = tensor(engine, randData(M * nk, M), [M, nk], dtype);
+      const s = await timeRepeated(engine, () => matmul(x, w, { transB: true }).dispose(), o.seconds);
+      const gflops = (2 * M * nk * nk) / s / 1e9;
+      const bytes = (nk * nk + M * nk + M * nk) * (dtype === 'f16' ? 2 : 4);
+      matmuls.push({ dtype, M, N: nk, K: nk, ms: sig(s * 1e3), gflops: sig(gflops), ofPeak: sig(gflops / peakFma), GBs: sig(bytes / s / 1e9), ofCopyBandwidth: sig(bytes / s / 1e9 / copyGBs) });
+      say(`matmul ${dtype} M=${M}: ${sig(gflops)} GFLOP/s (${sig((100 * gflops) / peakFma)} % of peak)`);
+      x.dispose();
+    }
+    w.dispose();
+  }
+
+  // attention over one window: [H, T, D] queries, keys and values
+  const [H, T, D] = o.attn;
+  const q = tensor(engine, randData(H * T * D, 1), [H, T, D]);
+  const k = tensor(engine, randData(H * T * D, 2), [H, T, D]);
+  const v = tensor(engine, randData(H * T * D, 3), [H, T, D]);
+  const sAttn = await timeRepeated(engine, () => tidy(() => void scaledDotProductAttention(q, k, v)), o.seconds);
+  for (const t of [q, k, v]) t.dispose();
+  const attention = { heads: H, frames: T, headDim: D, ms: sig(sAttn * 1e3), gflops: sig((4 * H * T * T * D) / sAttn / 1e9) };
+  say(`attention [${H}, ${T}, ${D}]: ${attention.ms} ms`);
+
+  const [d, m, kk, batch] = o.sae;
+  const sae = await benchSaeTrain(engine, { d, m, k: kk, batch, steps: 3, warmup: 1 });
+  say(`SAE step d=${d} m=${m} k=${kk} batch=${batch}: ${round(sae.tokensPerS, 0)} tokens/s`);
+
+  let demo: unknown = null;
+  if (o.demoSize > 0) demo = runDemo(o.demoSize);
+
+  return {
+    adapter: a.name,
+    backend: a.backend,
+    isSoftware: a.isSoftware,
+    profile: engine.profile.kind,
+    variants: describeVariants(engine.profile),
+    peak: { fmaGflops: sig(peakFma), copyGBs: sig(copyGBs) },
+    matmul: matmuls,
+    attention,
+    sae: { d, m, k: kk, batch, msPerStep: sig(sae.msPerStep), tokensPerS: sig(sae.tokensPerS) },
+    demo,
+    seconds: round((performance.now() - t0) / 1e3),
+  };
+}
+
+/** The demo in a fresh folder through the CLI (its own process, engine and model), its stage timings. */
+function runDemo(size: number): unknown {
+  const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ardgpu-gpu-check-'));
+  say(`demo (${size} clips) in ${out}`);
+  try {
+    const r = spawnSync(process.execPath, [path.join(root, 'bin', 'ardgpu.mjs'), 'demo', '--json', '--quiet', '--out', out, '--size', String(size)], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    if (r.status !== 0) return { error: `demo exited with ${r.status ?? r.signal}: ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}` };
+    const j = JSON.parse(r.stdout) as { seconds: number; stages: Record<string, { seconds: number }> };
+    return { size, seconds: j.seconds, stages: Object.fromEntries(Object.entries(j.stages).map(([k, v]) => [k, v.seconds])) };
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const engine = await Engine.create();
+  try {
+    process.stdout.write(`${JSON.stringify(await gpuCheck(engine, o), null, 2)}\n`);
+  } finally {
+    engine.destroy();
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`${e instanceof ArdError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  });
+}
