@@ -144,3 +144,25 @@ describe('ablation table', () => {
     expect(evaluateAll({ clips: w.clips, clipMean: w.mean, m: w.m, residMean: w.residMean, d: 2 }).ablations).toBeUndefined();
   });
 });
+
+describe('report', () => {
+  it('shows the ablation table beside the published rows', async () => {
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const { writeReport } = await import('../src/ard/report.js');
+    const w = world();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ard-abl-'));
+    const ev = evaluateAll({
+      clips: w.clips, clipMean: w.mean, m: w.m, residMean: w.residMean, d: 2, seed: 0,
+      ablation: { coverage: w.coverage, score: w.score, rows: w.rows, p: 2, C: 10, maxFiringShare: 1 },
+    });
+    fs.writeFileSync(path.join(dir, 'eval.json'), JSON.stringify(ev));
+    const html = fs.readFileSync(writeReport(dir).file, 'utf8');
+    expect(html).toContain('Ablation: how representatives are chosen');
+    expect(html).toMatch(/coverage only<\/td>(<td class="num">[^<]*<\/td>){4}<td class="num"><b>1\.000<\/b>/);
+    expect(html).toMatch(/mean activation only<\/td>(<td class="num">[^<]*<\/td>){4}<td class="num"><b>0\.500<\/b>/);
+    expect(html).toContain('<td class="dim">random representatives</td>');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
