@@ -359,7 +359,11 @@ export function registerCommands(cli: CAC): void {
       emit(flags, r, () =>
         ['| method | precision | recall | F1 | mAP |', '| --- | ---: | ---: | ---: | ---: |',
           ...(['sae', 'neurons', 'random'] as const).map((k) => `| ${k} | ${r[k].precision.toFixed(3)} | ${r[k].recall.toFixed(3)} | ${r[k].f1.toFixed(3)} | ${r[k].map.toFixed(3)} |`),
-          `name accuracy: ${r.name_accuracy === null || r.name_accuracy === undefined ? 'n/a (no named features)' : r.name_accuracy.toFixed(3)}`].join('\n'),
+          `name accuracy: ${r.name_accuracy === null || r.name_accuracy === undefined ? 'n/a (no named features)' : r.name_accuracy.toFixed(3)}`,
+          ...(r.ablations
+            ? ['', '| ablation | mono | P | R | F1 | mAP |', '| --- | ---: | ---: | ---: | ---: | ---: |',
+                ...Object.entries(r.ablations.rows).map(([k, a]) => `| ${k} | ${a.mono.toFixed(3)} | ${a.precision.toFixed(3)} | ${a.recall.toFixed(3)} | ${a.f1.toFixed(3)} | ${a.map.toFixed(3)} |`)]
+            : [])].join('\n'),
       );
     });
 
