@@ -24,7 +24,7 @@ import { describeFeatures } from '../ard/describe.js';
 import { evaluate } from '../ard/evaluate.js';
 import { writeReport } from '../ard/report.js';
 import { explain } from '../ard/explain.js';
-import { loadSae } from '../sae/load.js';
+import { loadSae, saeDigest } from '../sae/load.js';
 import type { Sae } from '../sae/types.js';
 import { clipResiduals, modelDescriber, wavSamples } from '../ard/stages.js';
 import { steerCommand } from '../ard/steer.js';
@@ -112,11 +112,18 @@ function layerOf(flags: { layer?: unknown }, run?: string): number {
   throw new UsageError('--layer is required');
 }
 
-function openSae(engine: Engine, run: string, layer: number): Sae {
+/** --sae PATH (an ardgpu file, or a SAELens or sparsify folder), else RUN/sae-L.safetensors. */
+function openSae(engine: Engine, run: string, layer: number, sae?: string): Sae {
+  if (sae !== undefined) {
+    if (typeof sae !== 'string' || !sae) throw new UsageError('--sae: expected a file or folder');
+    return loadSae(engine, sae);
+  }
   const file = runPaths(run, layer).sae;
   if (!fs.existsSync(file)) throw new ArdError(`${file}: no SAE for layer ${layer} (run \`ardgpu train-sae --run ${run} --layer ${layer}\` first)`);
   return loadSae(engine, file);
 }
+
+const SAE_FLAG_HELP = 'SAE file, or a SAELens or sparsify folder (default: RUN/sae-L.safetensors)';
 
 function bar(label: string, flags: GlobalFlags, unit = 'it') {
   let b: Progress | null = null;
@@ -312,16 +319,17 @@ export function registerCommands(cli: CAC): void {
     .option('--layer <n>', 'Decoder layer')
     .option('--p <n>', 'Clips in H^k and L^k', { default: 10 })
     .option('--keep <n>', 'Keep the top C features', { default: 50 })
+    .option('--sae <path>', SAE_FLAG_HELP)
     .option('--force', 'Recompute even if inputs are unchanged')
-    .action(async (flags: GlobalFlags & { run?: string; layer?: string; p: number; keep: number; force?: boolean }) => {
+    .action(async (flags: GlobalFlags & { run?: string; layer?: string; p: number; keep: number; sae?: string; force?: boolean }) => {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
       const engine = await openEngine(flags);
-      const sae = openSae(engine, run, layer);
+      const sae = openSae(engine, run, layer, flags.sae);
       const b = bar('retrieve', flags, 'rows');
-      const r = await retrieve({ engine, run, layer, sae, p: intFlag('p', flags.p, 1), force: flags.force, onProgress: b.update });
+      const r = await retrieve({ engine, run, layer, sae, p: intFlag('p', flags.p, 1), force: flags.force, onProgress: b.update, ...(flags.sae === undefined ? {} : { saeHash: saeDigest(flags.sae) }) });
       b.finish();
-      const f = rank({ run, layer, C: intFlag('keep', flags.keep, 1) });
+      const f = rank({ run, layer, C: intFlag('keep', flags.keep, 1), saeFile: flags.sae });
       await computeTimelines({ engine, run, layer, sae });
       emit(flags, { retrieve: r, kept: f.features.length, features: runPaths(run, layer).features }, () =>
         `retrieve: ${r.nClips} clips × ${r.m} features${r.skipped ? ' (unchanged)' : ` in ${r.seconds.toFixed(1)} s`}; kept ${f.features.length} features → ${runPaths(run, layer).features}`,
@@ -380,14 +388,15 @@ export function registerCommands(cli: CAC): void {
     .option('--layer <n>', 'Decoder layer')
     .option('--model <dir>', 'Model folder (default: weights/)')
     .option('--threshold <x>', 'Fire above this fraction of a feature\'s typical activation', { default: 0 })
-    .action(async (wav: string, flags: GlobalFlags & { run?: string; layer?: string; model?: string; threshold: number }) => {
+    .option('--sae <path>', SAE_FLAG_HELP)
+    .action(async (wav: string, flags: GlobalFlags & { run?: string; layer?: string; model?: string; threshold: number; sae?: string }) => {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
       const features = readFeatures(runPaths(run, layer).features).features.filter((f) => f.name);
       const samples = await wavSamples(wav);
       const engine = await openEngine(flags);
       const model = await openModel(engine, flags.model, true);
-      const sae = openSae(engine, run, layer);
+      const sae = openSae(engine, run, layer, flags.sae);
       const acts = clipResiduals(model, samples, layer, readCaptureManifest(run).prompt);
       // a long clip is taken window by window; its rows continue in time across windows
       const r = await explain({ engine, sae, acts, frameSeconds: model.frameSeconds, features, threshold: Number(flags.threshold) });
@@ -408,7 +417,8 @@ export function registerCommands(cli: CAC): void {
     .option('--model <dir>', 'Model folder (default: weights/)')
     .option('--max-tokens <n>', 'Maximum new tokens', { default: 32 })
     .option('--windows <w>', "A clip longer than the model's audio window: first (sweep its first window) or all (each window)", { default: 'first' })
-    .action(async (wav: string, flags: GlobalFlags & { run?: string; layer?: string; feature?: string; values: string; prompt: string; mode: string; positions: string; model?: string; maxTokens: number; windows: string }) => {
+    .option('--sae <path>', SAE_FLAG_HELP)
+    .action(async (wav: string, flags: GlobalFlags & { run?: string; layer?: string; feature?: string; values: string; prompt: string; mode: string; positions: string; model?: string; maxTokens: number; windows: string; sae?: string }) => {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
       if (flags.feature === undefined) throw new UsageError('--feature <id> is required');
@@ -420,6 +430,7 @@ export function registerCommands(cli: CAC): void {
         engine, modelDir: flags.model ?? defaultModelDir(), run, layer, feature: intFlag('feature', flags.feature, 0)!,
         values: listFlag('values', flags.values)!, prompt: String(flags.prompt), wav, mode: flags.mode, positions: flags.positions,
         maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1),
+        ...(flags.sae === undefined ? {} : { saeFile: String(flags.sae) }),
       } as const;
       const shown = windows === 'all' ? await steerCommand({ ...o, windows: 'all' }) : [await steerCommand(o)];
       const lines = (r: (typeof shown)[number]) => [`  unsteered: ${r.baseline}`, ...r.values.map((v) => `  ${String(v.value).padStart(6)}: ${v.answer}`)];
@@ -594,14 +605,15 @@ export function registerCommands(cli: CAC): void {
     .option('--layer <n>', 'Decoder layer')
     .option('--format <f>', 'saelens or sparsify', { default: 'saelens' })
     .option('--out <dir>', 'SAELens: the SAE folder; sparsify: the root, which gets one folder per hookpoint')
-    .action(async (flags: GlobalFlags & { run?: string; layer?: string; format: string; out?: string }) => {
+    .option('--sae <path>', SAE_FLAG_HELP)
+    .action(async (flags: GlobalFlags & { run?: string; layer?: string; format: string; out?: string; sae?: string }) => {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
       if (!(SAE_EXPORT_FORMATS as readonly string[]).includes(flags.format)) throw new UsageError(`--format: expected ${SAE_EXPORT_FORMATS.join(' or ')}, got '${flags.format}'`);
       if (!flags.out || typeof flags.out !== 'string') throw new UsageError('--out <dir> is required');
       const engine = await openEngine(flags);
       const b = bar('feature density', flags, 'rows');
-      const r = await exportSae({ engine, run, layer, format: flags.format as SaeExportFormat, out: flags.out, onProgress: b.update });
+      const r = await exportSae({ engine, run, layer, format: flags.format as SaeExportFormat, out: flags.out, onProgress: b.update, ...(flags.sae === undefined ? {} : { saeFile: String(flags.sae) }) });
       b.finish();
       emit(flags, r, () => `export-sae: ${r.format} SAE (d_in ${r.d}, ${r.m} latents, k ${r.k}; input scale ${r.inputScale.toPrecision(6)} folded into the weights)${r.densityRows === null ? '' : `, densities over ${r.densityRows} capture rows`} → ${r.dir}`);
       engine.destroy();
