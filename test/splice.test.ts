@@ -13,7 +13,8 @@ import { buildChatPrompt } from '../src/model/chat.js';
 import { writeWav } from '../src/audio/wav.js';
 import { clone, map } from '../src/tensor/ops/elementwise.js';
 import type { Tensor } from '../src/tensor/tensor.js';
-import { readSplice, spliceLoss, spliceStage, spreadClips } from '../src/ard/splice.js';
+import { readSplice, spliceLoss, splicePath, spliceStage, spreadClips } from '../src/ard/splice.js';
+import { writeReport } from '../src/ard/report.js';
 import type { SpliceItem } from '../src/ard/splice.js';
 import { getEngine, randn } from './helpers.js';
 import { tinyModelDir } from './tiny-model.js';
@@ -109,5 +110,12 @@ describe('spliced-in loss', () => {
     const z = await spliceStage({ ...o, sae: nothing, saeId: { digest: 'zero', name: 'zero' } });
     expect(z.skipped).toBe(false);
     expect(z.recovered).toBe(0);
+    // evaluate's eval.json and the report's SAE section carry it
+    fs.writeFileSync(path.join(run, `sae-${LAYER}.train.json`), JSON.stringify({ layer: LAYER, log: [{ step: 0, fvu: 1 }, { step: 1, fvu: 0.5 }] }));
+    const html = fs.readFileSync(writeReport(run, { layers: [LAYER] }).file, 'utf8');
+    expect(html).toContain('<h3>Spliced-in loss</h3>');
+    expect(html).toMatch(/fraction of loss recovered<\/th><td class="num"><b>0\.0000<\/b>/);
+    fs.rmSync(splicePath(run, LAYER));
+    expect(fs.readFileSync(writeReport(run, { layers: [LAYER] }).file, 'utf8')).toContain('Spliced-in loss not measured');
   }, 120_000);
 });

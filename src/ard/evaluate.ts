@@ -28,6 +28,8 @@ import { namesAgree } from './describe.js';
 import type { SaeQuality } from './quality.js';
 import type { Ablations } from './ablation.js';
 import { ablations } from './ablation.js';
+import type { SpliceFile } from './splice.js';
+import { readSplice } from './splice.js';
 
 // ---- metrics -------------------------------------------------------------------------------------
 
@@ -352,6 +354,8 @@ export interface EvalFile {
   name_mismatches: NameMismatch[];
   /** The SAE's quality over the capture (quality.ts), copied from sae-L.train.json; null when it has none. */
   quality?: SaeQuality | null;
+  /** The spliced-in loss (splice.ts), copied from RUN/splice-L.json; null when it was not measured. */
+  splice?: SpliceFile | null;
   /** The AR&D ablation table (ablation.ts); absent when the inputs lack coverage and scores. */
   ablations?: Ablations;
 }
@@ -468,6 +472,8 @@ export function evaluate(o: EvaluateOptions): EvalFile {
   // the SAE's quality is measured when it is trained (train-sae, under the SAE's inputs key); eval.json
   // repeats it so one file holds the layer's figures
   out.quality = fs.existsSync(paths.saeTrain) ? (readJson<{ quality?: SaeQuality }>(paths.saeTrain)?.quality ?? null) : null;
+  // likewise the spliced-in loss (its own stage, which needs the model)
+  out.splice = readSplice(o.run, o.layer);
   writeJsonAtomic(paths.eval, out);
   return out;
 }

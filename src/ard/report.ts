@@ -21,6 +21,8 @@ import type { EvalFile, MethodResult } from './evaluate.js';
 import type { DensityHistogram, SaeQuality } from './quality.js';
 import { QUALITY_METHOD } from './quality.js';
 import { EVAL_METHOD } from './evaluate.js';
+import type { SpliceFile } from './splice.js';
+import { SPLICE_METHOD } from './splice.js';
 
 export interface ReportOptions {
   /** Layers to show (default: every layer with a features or SAE file, else the manifest's). */
@@ -246,7 +248,8 @@ function trainingSection(layer: number, file: string): [string, 'ok' | 'missing'
     .map(([k, v]) => `<span class="kv"><b>${esc(k)}</b> ${esc(typeof v === 'number' ? num(v) : v)}</span>`)
     .join('');
   const quality = doc.quality ? qualityBlock(doc.quality as SaeQuality) : `<div class="missing small">No quality figures in <code>${esc(path.basename(file))}</code> (re-run train-sae: it adds them).</div>`;
-  return [`${title}${metaRows ? `<div class="kvs">${metaRows}</div>` : ''}<div class="plots">${plots}</div>${quality}`, 'ok'];
+  const splice = spliceBlock(readJsonIf(path.join(path.dirname(file), `splice-${layer}.json`)) as SpliceFile | null);
+  return [`${title}${metaRows ? `<div class="kvs">${metaRows}</div>` : ''}<div class="plots">${plots}</div>${quality}${splice}`, 'ok'];
 }
 
 /** The SAE's quality over the capture (quality.ts): a small table and the density histogram. */
@@ -263,7 +266,23 @@ function qualityBlock(q: SaeQuality): string {
   const table = `<table class="qtable"><tbody>${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td class="num">${v}</td></tr>`).join('')}</tbody></table>`;
   return (
     `<h3>SAE quality over the capture</h3><div class="quality">${table}${q.histogram ? densityHistogramPlot(q.histogram) : ''}</div>` +
-    `<p class="dim small">${esc(q.method ?? QUALITY_METHOD)}. Spliced-in loss not measured.</p>`
+    `<p class="dim small">${esc(q.method ?? QUALITY_METHOD)}.</p>`
+  );
+}
+
+/** RUN/splice-L.json (splice.ts): the model's loss with the SAE spliced in, against clean and zero-ablation. */
+function spliceBlock(s: SpliceFile | null): string {
+  if (!s) return `<p class="dim small">Spliced-in loss not measured (run <code>ardgpu splice</code>).</p>`;
+  const rows: [string, string][] = [
+    ['fraction of loss recovered', `<b>${s.recovered === null ? 'n/a (zero-ablation changes nothing)' : fmt(s.recovered, 4)}</b>`],
+    ['CE clean / SAE spliced / zero-ablated', `${fmt(s.ceClean, 4)} / ${fmt(s.ceSae, 4)} / ${fmt(s.ceZero, 4)} <span class="dim">nats per token</span>`],
+    ['KL(clean ‖ SAE spliced)', `${fmt(s.klSae, 5)} <span class="dim">(zero-ablated: ${fmt(s.klZero, 5)})</span>`],
+    ['answer tokens', `${num(s.tokens)} <span class="dim">over ${num(s.clips)} clips: ${num(s.captionAnswers)} captions, ${num(s.greedyAnswers)} greedy answers</span>`],
+    ['positions replaced', esc(s.positions === 'all' ? 'every position' : 'audio tokens')],
+  ];
+  return (
+    `<h3>Spliced-in loss</h3><table class="qtable"><tbody>${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td class="num">${v}</td></tr>`).join('')}</tbody></table>` +
+    `<p class="dim small">${esc(s.method ?? SPLICE_METHOD)}.</p>`
   );
 }
 

@@ -25,6 +25,8 @@ import { evaluate } from '../ard/evaluate.js';
 import { writeReport } from '../ard/report.js';
 import { explain } from '../ard/explain.js';
 import { loadSae, saeDigest } from '../sae/load.js';
+import type { Reconstructor } from '../ard/splice.js';
+import { spliceStage } from '../ard/splice.js';
 import type { Sae } from '../sae/types.js';
 import { clipResiduals, modelDescriber, wavSamples } from '../ard/stages.js';
 import { steerCommand } from '../ard/steer.js';
@@ -352,6 +354,36 @@ export function registerCommands(cli: CAC): void {
       const doc = await describeFeatures({ run, layer, describer: modelDescriber(model), clipsPerFeature: intFlag('clips', flags.clips, 1), force: flags.force, onProgress: b.update });
       b.finish();
       emit(flags, doc.features.map((f) => ({ id: f.id, name: f.name })), () => doc.features.map((f) => `#${f.id}\t${f.name ?? '?'}`).join('\n'));
+      model.dispose();
+      engine.destroy();
+    });
+
+  withGlobals(cli.command('splice', "Spliced-in loss: the model's answer loss with the layer's residual replaced by the SAE's reconstruction → RUN/splice-L.json"))
+    .option('--run <dir>', 'Run folder')
+    .option('--layer <n>', 'Decoder layer')
+    .option('--model <dir>', 'Model folder (default: weights/)')
+    .option('--clips <n>', 'Clips scored, spread evenly over the capture', { default: 32 })
+    .option('--max-tokens <n>', 'Longest greedy answer (clips without a caption)', { default: 32 })
+    .option('--sae <path>', SAE_FLAG_HELP)
+    .option('--force', 'Recompute even if inputs are unchanged')
+    .action(async (flags: GlobalFlags & { run?: string; layer?: string; model?: string; clips: number; maxTokens: number; sae?: string; force?: boolean }) => {
+      const run = needRun(flags.run);
+      const layer = layerOf(flags, run);
+      const engine = await openEngine(flags);
+      const sae = openSae(engine, run, layer, flags.sae);
+      if (typeof (sae as Partial<Reconstructor>).reconstruct !== 'function') throw new ArdError(`${flags.sae ?? runPaths(run, layer).sae}: this SAE cannot reconstruct its input`);
+      const model = await openModel(engine, flags.model, flags.quiet);
+      const saeFile = flags.sae ?? runPaths(run, layer).sae;
+      const b = bar('splice', flags, 'clips');
+      const r = await spliceStage({
+        model, sae: sae as unknown as Reconstructor, run, layer, saeId: { digest: saeDigest(saeFile), name: saeFile },
+        clips: intFlag('clips', flags.clips, 1), maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1), force: flags.force, onProgress: b.update,
+      });
+      b.finish();
+      emit(flags, r, () =>
+        `splice: ${r.skipped ? 'unchanged; ' : ''}loss recovered ${r.recovered === null ? 'n/a' : r.recovered.toFixed(4)} (CE clean ${r.ceClean.toFixed(4)}, SAE ${r.ceSae.toFixed(4)}, zero ${r.ceZero.toFixed(4)}), KL ${r.klSae.toExponential(3)} over ${r.tokens} answer tokens of ${r.clips} clips → ${r.file}`,
+      );
+      sae.dispose();
       model.dispose();
       engine.destroy();
     });
