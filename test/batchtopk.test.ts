@@ -105,3 +105,76 @@ describe('batchtopk kernels', () => {
     );
   });
 });
+
+describe('BatchTopK SAE', () => {
+  it('trains with the batch threshold, stores an inference threshold, round-trips, exports to SAELens as JumpReLU', async () => {
+    const { trainSae } = await import('../src/sae/train.js');
+    const { SparseAutoencoder } = await import('../src/sae/model.js');
+    const { readSaeArrays } = await import('../src/sae/formats/common.js');
+    const { writeSaelens } = await import('../src/sae/formats/saelens.js');
+    const { openSafetensors } = await import('../src/io/safetensors.js');
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const d = 16, m = 64, k = 4, B = 256;
+    const rows = randn(2048 * d, 41);
+    const { sae, metrics } = await trainSae({ engine, source: rows, d, m, k, steps: 40, batchSize: B, arch: 'batchtopk', seed: 1 });
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ardgpu-btk-'));
+    try {
+      expect(sae.arch).toBe('batchtopk');
+      expect(sae.kMax).toBe(16);
+      expect(sae.threshold).toBeGreaterThan(0);
+      // the batch keeps k·B codes (ties at the threshold kept too)
+      expect(metrics.l0).toBeGreaterThanOrEqual(k);
+      expect(metrics.l0).toBeLessThan(k + 0.05);
+      // inference: one threshold, rows use what they need (mean near k, varying per row)
+      const x = tensor(engine, rows.subarray(0, B * d), [B, d]);
+      const c = sae.encode(x);
+      expect(c.values.shape).toEqual([B, 16]);
+      const z = (await c.values.read()) as Float32Array;
+      const perRow = Array.from({ length: B }, (_, b) => z.subarray(b * 16, (b + 1) * 16).filter((v) => v > 0).length);
+      const l0 = perRow.reduce((a, v) => a + v, 0) / B;
+      expect(l0).toBeGreaterThan(k / 2);
+      expect(l0).toBeLessThan(2 * k);
+      expect(Math.max(...perRow)).toBeGreaterThan(Math.min(...perRow));
+      for (const v of z) if (v > 0) expect(v).toBeGreaterThanOrEqual(sae.threshold! * (1 - 1e-6));
+      // save / load keeps the architecture, the threshold and the codes
+      const file = path.join(tmp, 'sae.safetensors');
+      await sae.save(file);
+      const back = SparseAutoencoder.load(engine, file);
+      expect([back.arch, back.threshold, back.k, back.kMax]).toEqual(['batchtopk', sae.threshold, k, 16]);
+      const c2 = back.encode(x);
+      expect(Array.from((await c2.values.read()) as Float32Array)).toEqual(Array.from(z));
+      // SAELens JumpReLU (sae_lens/saes/jumprelu_sae.py: relu(pre) · (pre > threshold), pre = (x − b_dec)·W_enc + b_enc)
+      const dir = path.join(tmp, 'saelens');
+      writeSaelens(dir, await readSaeArrays(sae), sae.inputScale, { layer: 2, threshold: sae.threshold });
+      const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'cfg.json'), 'utf8'));
+      expect(cfg.architecture).toBe('jumprelu');
+      expect(cfg.k).toBeUndefined();
+      const f = openSafetensors(path.join(dir, 'sae_weights.safetensors'));
+      const [We, be, bd, th] = ['W_enc', 'b_enc', 'b_dec', 'threshold'].map((n) => f.readFloat32(n).slice());
+      f.close();
+      expect(th!.length).toBe(m);
+      const ids = (await c.indices.read()) as Int32Array;
+      let matched = 0;
+      for (let b = 0; b < 32; b++) {
+        const dense = new Float64Array(m);
+        for (let s = 0; s < 16; s++) if (z[b * 16 + s]! > 0) dense[ids[b * 16 + s]!] = z[b * 16 + s]!;
+        const jr = new Float64Array(m);
+        for (let j = 0; j < m; j++) {
+          let pre = be![j]!;
+          for (let q = 0; q < d; q++) pre += (rows[b * d + q]! - bd![q]!) * We![q * m + j]!;
+          jr[j] = pre > th![j]! ? Math.max(0, pre) : 0;
+        }
+        // the same latents fire (rows with more than kMax above θ would differ; none here)
+        if (jr.every((v, j) => (v > 0) === (dense[j]! > 0) && Math.abs(v - dense[j]!) < 1e-3 * (1 + v))) matched++;
+      }
+      expect(matched).toBeGreaterThanOrEqual(31);
+      for (const t of [x, c.values, c.indices, c2.values, c2.indices]) t.dispose();
+      back.dispose();
+    } finally {
+      sae.dispose();
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  }, 120_000);
+});

@@ -352,6 +352,8 @@ export interface EvalFile {
   name_accuracy: number | null;
   named: number;
   name_mismatches: NameMismatch[];
+  /** The SAE's architecture (sae-L.train.json; topk when it does not say). */
+  architecture?: string;
   /** The SAE's quality over the capture (quality.ts), copied from sae-L.train.json; null when it has none. */
   quality?: SaeQuality | null;
   /** The spliced-in loss (splice.ts), copied from RUN/splice-L.json; null when it was not measured. */
@@ -471,7 +473,9 @@ export function evaluate(o: EvaluateOptions): EvalFile {
   });
   // the SAE's quality is measured when it is trained (train-sae, under the SAE's inputs key); eval.json
   // repeats it so one file holds the layer's figures
-  out.quality = fs.existsSync(paths.saeTrain) ? (readJson<{ quality?: SaeQuality }>(paths.saeTrain)?.quality ?? null) : null;
+  const train = fs.existsSync(paths.saeTrain) ? readJson<{ quality?: SaeQuality; architecture?: string }>(paths.saeTrain) : null;
+  out.architecture = train?.architecture ?? train?.quality?.architecture ?? 'topk';
+  out.quality = train?.quality ?? null;
   // likewise the spliced-in loss (its own stage, which needs the model)
   out.splice = readSplice(o.run, o.layer);
   writeJsonAtomic(paths.eval, out);

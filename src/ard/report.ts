@@ -258,7 +258,8 @@ function qualityBlock(q: SaeQuality): string {
   const rows: [string, string][] = [
     ['FVU', fmt(q.fvu, 4)],
     ['explained variance', fmt(q.explainedVariance, 4)],
-    ['L0 (mean active latents per token)', `${fmt(q.l0, 2)} <span class="dim">(k = ${esc(q.k)})</span>`],
+    ['architecture', q.architecture === 'batchtopk' ? `BatchTopK <span class="dim">(k·batch per batch in training; threshold ${fmt(q.threshold ?? NaN, 4)} at inference)</span>` : 'Top-K'],
+    ['L0 (mean active latents per token)', `${fmt(q.l0, 2)} <span class="dim">(${q.architecture === 'batchtopk' ? 'mean aimed at' : 'k'} = ${esc(q.k)})</span>`],
     ['dead latents (never fired)', `${num(q.dead)} <span class="dim">(${pct(q.deadShare)} of ${num(q.m)})</span>`],
     [`dense latents (fire on > ${fmt(q.denseThreshold * 100, 0)}% of tokens)`, `${num(q.dense)} <span class="dim">(${pct(q.denseShare)})</span>`],
     ['tokens measured', num(q.rows)],

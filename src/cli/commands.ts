@@ -25,6 +25,8 @@ import { evaluate } from '../ard/evaluate.js';
 import { writeReport } from '../ard/report.js';
 import { explain } from '../ard/explain.js';
 import { loadSae, saeDigest } from '../sae/load.js';
+import { SAE_ARCHS } from '../sae/model.js';
+import type { SaeArch } from '../sae/model.js';
 import type { Reconstructor } from '../ard/splice.js';
 import { spliceStage } from '../ard/splice.js';
 import type { Sae } from '../sae/types.js';
@@ -486,15 +488,17 @@ export function registerCommands(cli: CAC): void {
     .option('--batch <n>', 'Batch size', { default: 4096 })
     .option('--lr <x>', 'Learning rate (default 2e-4/sqrt(m/16384))')
     .option('--seed <s>', 'Seed', { default: 0 })
+    .option('--arch <a>', 'topk (k latents per token) or batchtopk (k·batch per batch in training, one threshold at inference)', { default: 'topk' })
     .option('--force', 'Retrain even if inputs are unchanged')
-    .action(async (flags: GlobalFlags & { run?: string; layer?: string; latents?: string; k: number; steps?: string; batch: number; lr?: string; seed: number; force?: boolean }) => {
+    .action(async (flags: GlobalFlags & { run?: string; layer?: string; latents?: string; k: number; steps?: string; batch: number; lr?: string; seed: number; arch: string; force?: boolean }) => {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
+      if (!(SAE_ARCHS as readonly string[]).includes(flags.arch)) throw new UsageError(`--arch: expected ${SAE_ARCHS.join(' or ')}, got '${flags.arch}'`);
       const engine = await openEngine(flags);
       let b: Progress | null = null;
       const r = await trainSaeStage({
         engine, run, layer, m: intFlag('latents', flags.latents, 1), k: intFlag('k', flags.k, 1), steps: intFlag('steps', flags.steps, 1),
-        batchSize: intFlag('batch', flags.batch, 1), lr: flags.lr === undefined ? undefined : Number(flags.lr), seed: intFlag('seed', flags.seed, 0), force: flags.force,
+        batchSize: intFlag('batch', flags.batch, 1), lr: flags.lr === undefined ? undefined : Number(flags.lr), seed: intFlag('seed', flags.seed, 0), force: flags.force, arch: flags.arch as SaeArch,
         onLog: (l, steps) => {
           b ??= new Progress('train-sae', steps, { quiet: flags.quiet, unit: 'steps' });
           b.update(Math.min(l.step + 1, steps), `fvu ${l.fvu.toFixed(3)} dead ${(l.deadShare * 100).toFixed(0)}%`);
