@@ -118,6 +118,7 @@ describe('BatchTopK SAE', () => {
     const path = await import('node:path');
     const d = 16, m = 64, k = 4, B = 256;
     const rows = randn(2048 * d, 41);
+    await expect(trainSae({ engine, source: randn(64 * d, 40), d, m, k, steps: 1, batchSize: 64, arch: 'jumprelu' as any })).rejects.toThrow(/unknown architecture 'jumprelu'/);
     const { sae, metrics } = await trainSae({ engine, source: rows, d, m, k, steps: 40, batchSize: B, arch: 'batchtopk', seed: 1 });
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ardgpu-btk-'));
     try {
