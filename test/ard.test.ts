@@ -434,11 +434,16 @@ describe('evaluate', () => {
     fs.writeFileSync(runPaths(run, LAYER).features, JSON.stringify(feats));
     const ev = evaluate({ run, layer: LAYER, seed: 1 });
     if (process.env.ARD_DEBUG) console.log(JSON.stringify([ev.sae, ev.neurons, ev.random].map((r) => [r.map, r.f1])));
+    if (process.env.ARD_DEBUG) console.log(JSON.stringify(Object.entries(ev.ablations!.rows).map(([k, r]) => [k, r.mono, r.f1, r.map, r.kept, r.labelsCovered])));
     expect(ev.labels).toEqual([...LABELS].sort());
     expect(ev.sae.map).toBeGreaterThan(0.9);
     expect(ev.sae.map).toBeGreaterThan(ev.neurons.map + 0.05);
     expect(ev.sae.map).toBeGreaterThan(ev.random.map + 0.05);
     expect(ev.sae.f1).toBeGreaterThan(ev.neurons.f1);
+    // ablation table: chosen representatives are far more coherent than random ones; neurons trail
+    const ab = ev.ablations!.rows;
+    expect(ab.ard.mono).toBeGreaterThan(3 * ab.random.mono);
+    expect(ab.ard.map).toBeGreaterThan(ab.neurons.map + 0.2);
     for (const [l, label] of LABELS.entries()) expect(ev.sae.perLabel[label]!.feature).toBe(w.mono[l]);
     expect(ev.named).toBe(4);
     expect(ev.name_accuracy).toBeCloseTo(0.75, 10);

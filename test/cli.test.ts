@@ -9,7 +9,7 @@ import { tinyModelDir } from './tiny-model.js';
 import { runCli as cli } from './helpers.js';
 
 const BIN = path.join(import.meta.dirname, '..', 'bin', 'ardgpu.mjs');
-const COMMANDS = ['info', 'bench', 'ask', 'make-corpus', 'eval-model', 'capture', 'train-sae', 'retrieve', 'describe', 'steer', 'steer-experiment', 'evaluate', 'report', 'explain', 'demo', 'tokenize', 'plan', 'export-sae', 'serve', 'merge-capture'];
+const COMMANDS = ['info', 'bench', 'ask', 'make-corpus', 'eval-model', 'capture', 'train-sae', 'retrieve', 'describe', 'steer', 'steer-experiment', 'evaluate', 'report', 'explain', 'demo', 'tokenize', 'plan', 'export-sae', 'serve', 'merge-capture', 'splice'];
 
 
 function expectOneLineError(r: ReturnType<typeof cli>, code: number, ...needles: (string | RegExp)[]) {

@@ -13,11 +13,13 @@ import { evaluate } from './evaluate.js';
 import { rank } from './rank.js';
 import { writeReport } from './report.js';
 import { computeTimelines, retrieve } from './retrieve.js';
-import { readCaptureManifest } from './run.js';
+import { fileDigest, readCaptureManifest } from './run.js';
 import { modelDescriber } from './stages.js';
 import { steerExperiment } from './steer.js';
 import { loadSae } from '../sae/load.js';
 import { trainSaeStage } from './train-sae.js';
+import type { Reconstructor } from './splice.js';
+import { spliceStage } from './splice.js';
 
 export interface DemoOptions {
   engine: Engine;
@@ -56,7 +58,7 @@ export const DEMO_STEER_VALUES = [0, 1, 2, 3, 4, 6, 8, 10, 12, 16];
  * speech' feature that steers ranked 129th at layer 1.
  */
 export const DEMO_KEEP = 150;
-export const DEMO_STAGES = ['corpus', 'capture', 'train-sae', 'retrieve', 'describe', 'steer', 'evaluate', 'report'] as const;
+export const DEMO_STAGES = ['corpus', 'capture', 'train-sae', 'splice', 'retrieve', 'describe', 'steer', 'evaluate', 'report'] as const;
 
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const t0 = Date.now();
@@ -101,6 +103,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   });
   const saeModel = loadSae(engine, sae.file);
   try {
+    await stage('splice', async () => {
+      const r = await spliceStage({ model, sae: saeModel as unknown as Reconstructor, run, layer, saeId: { digest: fileDigest(sae.file), name: sae.file }, force: o.force, onProgress: progress('splice') });
+      log(`splice: ${r.skipped ? 'unchanged; ' : ''}loss recovered ${r.recovered === null ? 'n/a' : r.recovered.toFixed(3)}, KL ${r.klSae.toExponential(2)} over ${r.tokens} answer tokens`);
+      return r;
+    });
     await stage('retrieve', async () => {
       const r = await retrieve({ engine, run, layer, sae: saeModel, force: o.force, onProgress: progress('retrieve') });
       const f = rank({ run, layer, C: DEMO_KEEP });

@@ -26,6 +26,10 @@ import type { CaptureClip } from './run.js';
 import { readCaptureManifest, runPaths } from './run.js';
 import { namesAgree } from './describe.js';
 import type { SaeQuality } from './quality.js';
+import type { Ablations } from './ablation.js';
+import { ablations } from './ablation.js';
+import type { SpliceFile } from './splice.js';
+import { readSplice } from './splice.js';
 
 // ---- metrics -------------------------------------------------------------------------------------
 
@@ -348,8 +352,14 @@ export interface EvalFile {
   name_accuracy: number | null;
   named: number;
   name_mismatches: NameMismatch[];
+  /** The SAE's architecture (sae-L.train.json; topk when it does not say). */
+  architecture?: string;
   /** The SAE's quality over the capture (quality.ts), copied from sae-L.train.json; null when it has none. */
   quality?: SaeQuality | null;
+  /** The spliced-in loss (splice.ts), copied from RUN/splice-L.json; null when it was not measured. */
+  splice?: SpliceFile | null;
+  /** The AR&D ablation table (ablation.ts); absent when the inputs lack coverage and scores. */
+  ablations?: Ablations;
 }
 
 export const EVAL_METHOD =
@@ -368,6 +378,8 @@ export interface EvaluateInputs {
   features?: FeaturesFile | null;
   seed?: number;
   layer?: number;
+  /** Retrieval's coverage and scores (and H/L size p, kept features C): enable the ablation table. */
+  ablation?: { coverage: Float32Array; score: Float32Array; rows: ArrayLike<number>; p: number; C?: number; maxFiringShare?: number };
 }
 
 /** Pure evaluation (no files). */
@@ -419,6 +431,26 @@ export function evaluateAll(inp: EvaluateInputs): EvalFile {
     name_accuracy: named ? r6(agree / named) : null,
     named,
     name_mismatches: mismatches,
+    ...(inp.ablation
+      ? {
+          ablations: ablations({
+            sp,
+            clipLabels: inp.clips.map((c) => c.labels),
+            nClips: inp.clips.length,
+            m,
+            d,
+            mean: inp.clipMean,
+            coverage: inp.ablation.coverage,
+            score: inp.ablation.score,
+            residMean: inp.residMean,
+            rows: inp.ablation.rows,
+            p: inp.ablation.p,
+            C: inp.ablation.C,
+            maxFiringShare: inp.ablation.maxFiringShare,
+            seed,
+          }),
+        }
+      : {}),
   };
 }
 
@@ -436,10 +468,16 @@ export function evaluate(o: EvaluateOptions): EvalFile {
   if (stats.nClips !== manifest.clips.length) throw new ArdError(`${paths.retrieve}: ${stats.nClips} clips, capture manifest has ${manifest.clips.length} (re-run retrieve)`);
   if (!stats.residMean) throw new ArdError(`${paths.retrieve}: no clip_resid_mean (re-run retrieve)`);
   const features = fs.existsSync(paths.features) ? readFeatures(paths.features) : null;
-  const out: EvalFile = evaluateAll({ clips: manifest.clips, clipMean: stats.mean, m: stats.m, residMean: stats.residMean, d: stats.d, features, seed: o.seed, layer: o.layer });
+  const out: EvalFile = evaluateAll({ clips: manifest.clips, clipMean: stats.mean, m: stats.m, residMean: stats.residMean, d: stats.d, features, seed: o.seed, layer: o.layer,
+    ablation: { coverage: stats.coverage, score: stats.score, rows: stats.rows, p: stats.p, C: features?.C || undefined },
+  });
   // the SAE's quality is measured when it is trained (train-sae, under the SAE's inputs key); eval.json
   // repeats it so one file holds the layer's figures
-  out.quality = fs.existsSync(paths.saeTrain) ? (readJson<{ quality?: SaeQuality }>(paths.saeTrain)?.quality ?? null) : null;
+  const train = fs.existsSync(paths.saeTrain) ? readJson<{ quality?: SaeQuality; architecture?: string }>(paths.saeTrain) : null;
+  out.architecture = train?.architecture ?? train?.quality?.architecture ?? 'topk';
+  out.quality = train?.quality ?? null;
+  // likewise the spliced-in loss (its own stage, which needs the model)
+  out.splice = readSplice(o.run, o.layer);
   writeJsonAtomic(paths.eval, out);
   return out;
 }

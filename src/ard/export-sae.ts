@@ -63,6 +63,8 @@ export interface ExportSaeOptions {
   format: SaeExportFormat;
   /** SAELens: the SAE's folder; sparsify: the root that gets one folder per hookpoint. */
   out: string;
+  /** The SAE to write (a file or a SAELens / sparsify folder) instead of RUN/sae-L.safetensors. */
+  saeFile?: string;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -82,10 +84,13 @@ export interface ExportSaeResult {
 export async function exportSae(o: ExportSaeOptions): Promise<ExportSaeResult> {
   if (!(SAE_EXPORT_FORMATS as readonly string[]).includes(o.format)) throw new ArdError(`export-sae: unknown format '${o.format}' (known: ${SAE_EXPORT_FORMATS.join(', ')})`);
   const paths = runPaths(o.run, o.layer);
-  if (!fs.existsSync(paths.sae)) throw new ArdError(`${paths.sae}: no SAE for layer ${o.layer} (run \`ardgpu train-sae --run ${o.run} --layer ${o.layer}\` first)`);
+  const saeFile = o.saeFile ?? paths.sae;
+  if (o.saeFile === undefined && !fs.existsSync(paths.sae)) throw new ArdError(`${paths.sae}: no SAE for layer ${o.layer} (run \`ardgpu train-sae --run ${o.run} --layer ${o.layer}\` first)`);
   const manifest = fs.existsSync(paths.manifest) ? readCaptureManifest(o.run) : null;
-  const sae = SparseAutoencoder.load(o.engine, paths.sae);
+  const sae = SparseAutoencoder.load(o.engine, saeFile);
   try {
+    if (sae.arch === 'batchtopk' && o.format !== 'saelens') throw new ArdError(`${saeFile}: a BatchTopK SAE exports to SAELens (as JumpReLU) only; sparsify has no thresholds`);
+    if (sae.arch === 'batchtopk' && sae.threshold === null) throw new ArdError(`${saeFile}: BatchTopK SAE without an inference threshold (training did not reach its second half)`);
     const a = await readSaeArrays(sae);
     if (o.format === 'sparsify') {
       const dir = writeSparsify(o.out, a, sae.inputScale, { layer: o.layer });
@@ -98,7 +103,8 @@ export async function exportSae(o: ExportSaeOptions): Promise<ExportSaeResult> {
       modelName: manifest.model ?? null,
       datasetPath: manifest.corpus ?? null,
       density,
-      extraMetadata: { ardgpu: { run_sae: paths.sae, layer: o.layer, input_scale: sae.inputScale, prompt: manifest.prompt ?? null, positions: manifest.positions ?? null, capture: manifest.inputsHash ?? null, density_rows: rows } },
+      threshold: sae.arch === 'batchtopk' ? sae.threshold : null,
+      extraMetadata: { ardgpu: { ...(sae.arch === 'batchtopk' ? { architecture: 'batchtopk', k: sae.k, k_max: sae.kMax } : {}), run_sae: saeFile, layer: o.layer, input_scale: sae.inputScale, prompt: manifest.prompt ?? null, positions: manifest.positions ?? null, capture: manifest.inputsHash ?? null, density_rows: rows } },
     });
     return { format: o.format, dir: o.out, d: a.d, m: a.m, k: a.k, inputScale: sae.inputScale, densityRows: rows };
   } finally {

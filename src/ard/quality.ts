@@ -45,7 +45,16 @@ export interface DensityHistogram {
   dead: number;
 }
 
+/** The SAE's architecture (and BatchTopK's inference threshold) beside its figures. */
+function withArch(q: SaeQuality, sae: SparseAutoencoder): SaeQuality {
+  return { ...q, architecture: sae.arch, ...(sae.arch === 'batchtopk' ? { threshold: sae.threshold } : {}) };
+}
+
 export interface SaeQuality {
+  /** topk or batchtopk (k: the L0 aimed at); absent in files from before BatchTopK. */
+  architecture?: string;
+  /** batchtopk: the inference threshold (normalised units). */
+  threshold?: number | null;
   /** Tokens (capture rows) measured. */
   rows: number;
   d: number;
@@ -174,7 +183,7 @@ export async function saeQuality(
   const { density, rows } = await featureDensity(engine, sae, reader, { batchRows: o.batchRows, onProgress: o.onProgress, onBatch });
   // featureDensity's shares are count / rows in f32: recover the integer counts
   const counts = Array.from(density, (p) => Math.round(p * rows));
-  return qualityFromCounts(counts, rows, sse, m2, { d, k: sae.k });
+  return withArch(qualityFromCounts(counts, rows, sse, m2, { d, k: sae.k }), sae);
 }
 
 /** The quality of an SAE over a run's capture of `layer`. */

@@ -35,6 +35,7 @@ import type { ClipStats } from './retrieve.js';
 import { readRetrieve } from './retrieve.js';
 import type { CaptureManifest } from './run.js';
 import { readCaptureManifest, runPaths } from './run.js';
+import { saeWeightsFile } from '../sae/load.js';
 
 export interface ClipRef {
   /** Clip index in the capture manifest. */
@@ -120,6 +121,8 @@ export interface RankOptions {
   C?: number;
   /** Exclude features firing on more than this share of clips (default 0.8). */
   maxFiringShare?: number;
+  /** The SAE retrieve used when it is not RUN/sae-L.safetensors (a file or a SAELens / sparsify folder): its decoder groups features. */
+  saeFile?: string;
 }
 
 /** Unit-length, centred, standardised clip vectors [nClips, d] (clips without rows stay zero). */
@@ -376,7 +379,12 @@ export function rank(o: RankOptions): FeaturesFile {
     throw new ArdError(`${paths.retrieve}: ${stats.nClips} clips but the capture manifest has ${manifest.clips.length} (re-run retrieve)`);
   }
   // decoder directions for grouping come from the run's SAE; without it features are grouped by H^k alone
-  const decoder = fs.existsSync(paths.sae) && fs.statSync(paths.sae).isFile() ? decoderRowsFromFile(paths.sae) : null;
+  const decoder =
+    o.saeFile !== undefined
+      ? decoderRowsFromFile(saeWeightsFile(o.saeFile))
+      : fs.existsSync(paths.sae) && fs.statSync(paths.sae).isFile()
+        ? decoderRowsFromFile(paths.sae)
+        : null;
   const out = rankFeatures(stats, manifest, { C: o.C, maxFiringShare: o.maxFiringShare, layer: o.layer, decoder });
   // keep names/captions from an earlier describe pass of the same features
   if (fs.existsSync(paths.features)) {

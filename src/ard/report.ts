@@ -28,6 +28,8 @@ import type { EvalFile, MethodResult } from './evaluate.js';
 import type { DensityHistogram, SaeQuality } from './quality.js';
 import { QUALITY_METHOD } from './quality.js';
 import { EVAL_METHOD } from './evaluate.js';
+import type { SpliceFile } from './splice.js';
+import { SPLICE_METHOD } from './splice.js';
 
 export interface ReportOptions {
   /** Layers to show (default: every layer with a features or SAE file, else the manifest's). */
@@ -257,7 +259,8 @@ function trainingSection(layer: number, file: string): [string, 'ok' | 'missing'
     .map(([k, v]) => `<span class="kv"><b>${esc(k)}</b> ${esc(typeof v === 'number' ? num(v) : v)}</span>`)
     .join('');
   const quality = doc.quality ? qualityBlock(doc.quality as SaeQuality) : `<div class="missing small">No quality figures in <code>${esc(path.basename(file))}</code> (re-run train-sae: it adds them).</div>`;
-  return [`${title}${metaRows ? `<div class="kvs">${metaRows}</div>` : ''}<div class="plots">${plots}</div>${quality}`, 'ok'];
+  const splice = spliceBlock(readJsonIf(path.join(path.dirname(file), `splice-${layer}.json`)) as SpliceFile | null);
+  return [`${title}${metaRows ? `<div class="kvs">${metaRows}</div>` : ''}<div class="plots">${plots}</div>${quality}${splice}`, 'ok'];
 }
 
 /** The SAE's quality over the capture (quality.ts): a small table and the density histogram. */
@@ -266,7 +269,8 @@ function qualityBlock(q: SaeQuality): string {
   const rows: [string, string][] = [
     ['FVU', fmt(q.fvu, 4)],
     ['explained variance', fmt(q.explainedVariance, 4)],
-    ['L0 (mean active latents per token)', `${fmt(q.l0, 2)} <span class="dim">(k = ${esc(q.k)})</span>`],
+    ['architecture', q.architecture === 'batchtopk' ? `BatchTopK <span class="dim">(k·batch per batch in training; threshold ${fmt(q.threshold ?? NaN, 4)} at inference)</span>` : 'Top-K'],
+    ['L0 (mean active latents per token)', `${fmt(q.l0, 2)} <span class="dim">(${q.architecture === 'batchtopk' ? 'mean aimed at' : 'k'} = ${esc(q.k)})</span>`],
     ['dead latents (never fired)', `${num(q.dead)} <span class="dim">(${pct(q.deadShare)} of ${num(q.m)})</span>`],
     [`dense latents (fire on > ${fmt(q.denseThreshold * 100, 0)}% of tokens)`, `${num(q.dense)} <span class="dim">(${pct(q.denseShare)})</span>`],
     ['tokens measured', num(q.rows)],
@@ -274,7 +278,23 @@ function qualityBlock(q: SaeQuality): string {
   const table = `<table class="qtable"><tbody>${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td class="num">${v}</td></tr>`).join('')}</tbody></table>`;
   return (
     `<h3>SAE quality over the capture</h3><div class="quality">${table}${q.histogram ? densityHistogramPlot(q.histogram) : ''}</div>` +
-    `<p class="dim small">${esc(q.method ?? QUALITY_METHOD)}. Spliced-in loss not measured.</p>`
+    `<p class="dim small">${esc(q.method ?? QUALITY_METHOD)}.</p>`
+  );
+}
+
+/** RUN/splice-L.json (splice.ts): the model's loss with the SAE spliced in, against clean and zero-ablation. */
+function spliceBlock(s: SpliceFile | null): string {
+  if (!s) return `<p class="dim small">Spliced-in loss not measured (run <code>ardgpu splice</code>).</p>`;
+  const rows: [string, string][] = [
+    ['fraction of loss recovered', `<b>${s.recovered === null ? 'n/a (zero-ablation changes nothing)' : fmt(s.recovered, 4)}</b>`],
+    ['CE clean / SAE spliced / zero-ablated', `${fmt(s.ceClean, 4)} / ${fmt(s.ceSae, 4)} / ${fmt(s.ceZero, 4)} <span class="dim">nats per token</span>`],
+    ['KL(clean ‖ SAE spliced)', `${fmt(s.klSae, 5)} <span class="dim">(zero-ablated: ${fmt(s.klZero, 5)})</span>`],
+    ['answer tokens', `${num(s.tokens)} <span class="dim">over ${num(s.clips)} clips: ${num(s.captionAnswers)} captions, ${num(s.greedyAnswers)} greedy answers</span>`],
+    ['positions replaced', esc(s.positions === 'all' ? 'every position' : 'audio tokens')],
+  ];
+  return (
+    `<h3>Spliced-in loss</h3><table class="qtable"><tbody>${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td class="num">${v}</td></tr>`).join('')}</tbody></table>` +
+    `<p class="dim small">${esc(s.method ?? SPLICE_METHOD)}.</p>`
   );
 }
 
@@ -519,7 +539,39 @@ function benchmarkSection(file: string): [string, 'ok' | 'missing' | 'error'] {
             `</tbody></table>`
           : '');
   const skipped = ev.skippedLabels?.length ? `<p class="dim">Labels without positives in validation or test (skipped): ${esc(ev.skippedLabels.join(', '))}.</p>` : '';
-  return [title + headline + summary + perLabel + names + skipped, 'ok'];
+  return [title + headline + summary + ablationBlock(ev) + perLabel + names + skipped, 'ok'];
+}
+
+/** eval.json's ablation table (ablation.ts) beside the AR&D paper's Table 1 as reported. */
+function ablationBlock(ev: EvalFile): string {
+  const a = ev.ablations;
+  if (!a?.rows) return `<p class="dim small">No ablation table in eval.json (re-run evaluate: it adds one).</p>`;
+  const label: Record<string, string> = {
+    ard: 'AR&D (mean × coverage)',
+    mean: 'mean activation only',
+    coverage: 'coverage only',
+    random: 'random representatives',
+    neurons: 'polysemantic neurons (±)',
+  };
+  const cell = (x: number | null | undefined, d = 2) => `<td class="num">${x === null || x === undefined ? '–' : fmt(x, d)}</td>`;
+  const rows = Object.entries(a.rows)
+    .map(([k, r]) => {
+      const pub = a.published?.[a.comparedWith?.[k as keyof typeof a.comparedWith] ?? ''];
+      return (
+        `<tr><td>${esc(label[k] ?? k)}</td>${cell(r.mono, 3)}${cell(r.precision, 3)}${cell(r.recall, 3)}${cell(r.f1, 3)}<td class="num"><b>${fmt(r.map, 3)}</b></td>` +
+        `<td class="num">${r.kept} / ${r.labelsCovered}</td>` +
+        `<td class="dim">${esc(a.comparedWith?.[k as keyof typeof a.comparedWith] ?? '')}</td>${cell(pub?.mono)}${cell(pub?.precision)}${cell(pub?.recall)}${cell(pub?.f1)}${cell(pub?.map)}</tr>`
+      );
+    })
+    .join('');
+  return (
+    `<h3>Ablation: how representatives are chosen</h3>` +
+    `<table class="btable"><thead><tr><th>variant</th><th>mono</th><th>P</th><th>R</th><th>F1</th><th>mAP</th><th>kept / labels found</th>` +
+    `<th>AR&amp;D paper row</th><th>mono</th><th>P</th><th>R</th><th>F1</th><th>mAP</th></tr></thead><tbody>${rows}</tbody></table>` +
+    `<p class="dim small">Ours (p = ${esc(a.p)}, C = ${esc(a.C)}): ${esc(a.method)}. Paper: AR&amp;D Table 1 (FSD50K, Qwen2-Audio-7B) as reported; ` +
+    `its monosemanticity is a CLAP-embedding effect size, ours rank's coherence × separation, so compare the order of the rows, not the values. ` +
+    `Name quality: the paper reports CLAP 0.84 and BERTScore 0.92; with no CLAP or BERT model here, name accuracy below stands in.</p>`
+  );
 }
 
 // ---- steering ----------------------------------------------------------------------------------

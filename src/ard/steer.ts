@@ -358,6 +358,8 @@ export interface SteerCommandOptions {
   dtype?: 'f32' | 'f16';
   /** A clip longer than the model's audio window: sweep its first window (default) or each. */
   windows?: 'first' | 'all';
+  /** The SAE (a file or a SAELens / sparsify folder) instead of RUN/sae-L.safetensors. */
+  saeFile?: string;
 }
 
 /**
@@ -369,11 +371,12 @@ export async function steerCommand(o: SteerCommandOptions & { windows: 'all' }):
 export async function steerCommand(o: SteerCommandOptions): Promise<SteerSweep>;
 export async function steerCommand(o: SteerCommandOptions): Promise<SteerSweep | SteerSweep[]> {
   const paths = runPaths(o.run, o.layer);
-  if (!fs.existsSync(paths.sae)) throw new ArdError(`${paths.sae}: no SAE for layer ${o.layer} (train one first)`);
+  const saeFile = o.saeFile ?? paths.sae;
+  if (!fs.existsSync(saeFile)) throw new ArdError(o.saeFile === undefined ? `${paths.sae}: no SAE for layer ${o.layer} (train one first)` : `${saeFile}: no such SAE file or folder`);
   if (!fs.existsSync(o.wav)) throw new ArdError(`${o.wav}: no such file`);
   checkValues(o.values);
   const samples = (await readAudio(o.wav)).samples;
-  const sae = loadSae(o.engine, paths.sae);
+  const sae = loadSae(o.engine, saeFile);
   let model: AudioLLM | null = null;
   try {
     model = await loadAudioLLM(o.engine, o.modelDir, o.dtype ? { dtype: o.dtype } : {});

@@ -10,6 +10,7 @@ import { trainSae, TrainLog, TrainMetrics } from '../sae/train.js';
 import { ArdError } from '../util/errors.js';
 import { readJson, writeJsonAtomic } from '../util/fs.js';
 import { SparseAutoencoder } from '../sae/model.js';
+import type { SaeArch } from '../sae/model.js';
 import { saeQuality, SaeQuality } from './quality.js';
 import { captureShardReader, clearFresh, fileDigest, isFresh, markFresh, readCaptureManifest, runPaths, stageInputsKey } from './run.js';
 
@@ -27,6 +28,8 @@ export interface TrainSaeStageOptions {
   force?: boolean;
   /** Steps between checkpoints (default 250). */
   checkpointEvery?: number;
+  /** topk (default) or batchtopk. */
+  arch?: SaeArch;
   onLog?: (log: TrainLog, steps: number) => void;
 }
 
@@ -59,7 +62,9 @@ export async function trainSaeStage(o: TrainSaeStageOptions): Promise<TrainSaeSt
   const batchSize = Math.min(o.batchSize ?? 4096, Math.max(64, rows));
   const steps = o.steps ?? Math.max(200, Math.min(4000, Math.ceil((20 * rows) / batchSize)));
   const seed = o.seed ?? 0;
-  const hash = stageInputsKey('train-sae', { capture: fileDigest(paths.manifest), layer: o.layer, m, k, steps, batchSize, lr: o.lr ?? null, seed });
+  const arch = o.arch ?? 'topk';
+  // arch in the key only when not the default: Top-K runs keep their cached SAEs
+  const hash = stageInputsKey('train-sae', { capture: fileDigest(paths.manifest), layer: o.layer, m, k, steps, batchSize, lr: o.lr ?? null, seed, ...(arch === 'topk' ? {} : { arch }) });
   if (!o.force && isFresh(paths.sae, hash)) return { file: paths.sae, skipped: true, metrics: null, quality: await addQuality(o, manifest) };
   clearFresh(paths.sae);
   const ckpt = paths.saeCheckpoint;
@@ -86,6 +91,7 @@ export async function trainSaeStage(o: TrainSaeStageOptions): Promise<TrainSaeSt
     batchSize,
     lr: o.lr,
     seed,
+    arch,
     layer: o.layer,
     checkpointPath: ckpt,
     checkpointEvery: o.checkpointEvery ?? 250,
@@ -100,7 +106,7 @@ export async function trainSaeStage(o: TrainSaeStageOptions): Promise<TrainSaeSt
   try {
     const quality = await saeQuality(o.engine, sae, source);
     await sae.save(paths.sae, { inputs_hash: hash, layer: o.layer, rows, capture: manifest.inputsHash ?? null }); // JSON has no undefined: a manifest without inputsHash still saves
-    writeJsonAtomic(paths.saeTrain, { layer: o.layer, d, m, k, steps, batchSize, rows, metrics, quality, log });
+    writeJsonAtomic(paths.saeTrain, { layer: o.layer, architecture: arch, ...(arch === 'batchtopk' ? { threshold: sae.threshold, kMax: sae.kMax } : {}), d, m, k, steps, batchSize, rows, metrics, quality, log });
     markFresh(paths.sae, hash);
     fs.rmSync(ckpt, { force: true });
     return { file: paths.sae, skipped: false, metrics, quality };

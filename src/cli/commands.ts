@@ -26,7 +26,11 @@ import { describeFeatures } from '../ard/describe.js';
 import { evaluate } from '../ard/evaluate.js';
 import { writeReportAsync } from '../ard/report.js';
 import { explain } from '../ard/explain.js';
-import { loadSae } from '../sae/load.js';
+import { loadSae, saeDigest } from '../sae/load.js';
+import { SAE_ARCHS } from '../sae/model.js';
+import type { SaeArch } from '../sae/model.js';
+import type { Reconstructor } from '../ard/splice.js';
+import { spliceStage } from '../ard/splice.js';
 import type { Sae } from '../sae/types.js';
 import { clipResiduals, modelDescriber, wavSamples } from '../ard/stages.js';
 import { checkSteerExperiment, steerCommand, steerExperiment } from '../ard/steer.js';
@@ -162,11 +166,18 @@ function layerOf(flags: { layer?: unknown }, run?: string): number {
   throw new UsageError('--layer is required');
 }
 
-function openSae(engine: Engine, run: string, layer: number): Sae {
+/** --sae PATH (an ardgpu file, or a SAELens or sparsify folder), else RUN/sae-L.safetensors. */
+function openSae(engine: Engine, run: string, layer: number, sae?: string): Sae {
+  if (sae !== undefined) {
+    if (typeof sae !== 'string' || !sae) throw new UsageError('--sae: expected a file or folder');
+    return loadSae(engine, sae);
+  }
   const file = runPaths(run, layer).sae;
   if (!fs.existsSync(file)) throw new ArdError(`${file}: no SAE for layer ${layer} (run \`ardgpu train-sae --run ${run} --layer ${layer}\` first)`);
   return loadSae(engine, file);
 }
+
+const SAE_FLAG_HELP = 'SAE file, or a SAELens or sparsify folder (default: RUN/sae-L.safetensors)';
 
 function bar(label: string, flags: GlobalFlags, unit = 'it') {
   let b: Progress | null = null;
@@ -419,16 +430,17 @@ export function registerCommands(cli: CAC): void {
     .option('--layer <n>', 'Decoder layer')
     .option('--p <n>', 'Clips in H^k and L^k', { default: 10 })
     .option('--keep <n>', 'Keep the top C features', { default: 50 })
+    .option('--sae <path>', SAE_FLAG_HELP)
     .option('--force', 'Recompute even if inputs are unchanged')
-    .action(async (flags: GlobalFlags & { run?: string; layer?: string; p: number; keep: number; force?: boolean }) => {
+    .action(async (flags: GlobalFlags & { run?: string; layer?: string; p: number; keep: number; sae?: string; force?: boolean }) => {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
       const engine = await openEngine(flags);
-      const sae = openSae(engine, run, layer);
+      const sae = openSae(engine, run, layer, flags.sae);
       const b = bar('retrieve', flags, 'rows');
-      const r = await retrieve({ engine, run, layer, sae, p: intFlag('p', flags.p, 1), force: flags.force, onProgress: b.update });
+      const r = await retrieve({ engine, run, layer, sae, p: intFlag('p', flags.p, 1), force: flags.force, onProgress: b.update, ...(flags.sae === undefined ? {} : { saeHash: saeDigest(flags.sae) }) });
       b.finish();
-      const f = rank({ run, layer, C: intFlag('keep', flags.keep, 1) });
+      const f = rank({ run, layer, C: intFlag('keep', flags.keep, 1), saeFile: flags.sae });
       await computeTimelines({ engine, run, layer, sae });
       emit(flags, { retrieve: r, kept: f.features.length, features: runPaths(run, layer).features }, () =>
         `retrieve: ${r.nClips} clips × ${r.m} features${r.skipped ? ' (unchanged)' : ` in ${r.seconds.toFixed(1)} s`}; kept ${f.features.length} features → ${runPaths(run, layer).features}`,
@@ -457,6 +469,36 @@ export function registerCommands(cli: CAC): void {
       engine.destroy();
     });
 
+  withGlobals(cli.command('splice', "Spliced-in loss: the model's answer loss with the layer's residual replaced by the SAE's reconstruction → RUN/splice-L.json"))
+    .option('--run <dir>', 'Run folder')
+    .option('--layer <n>', 'Decoder layer')
+    .option('--model <dir>', 'Model folder (default: weights/)')
+    .option('--clips <n>', 'Clips scored, spread evenly over the capture', { default: 32 })
+    .option('--max-tokens <n>', 'Longest greedy answer (clips without a caption)', { default: 32 })
+    .option('--sae <path>', SAE_FLAG_HELP)
+    .option('--force', 'Recompute even if inputs are unchanged')
+    .action(async (flags: GlobalFlags & { run?: string; layer?: string; model?: string; clips: number; maxTokens: number; sae?: string; force?: boolean }) => {
+      const run = needRun(flags.run);
+      const layer = layerOf(flags, run);
+      const engine = await openEngine(flags);
+      const sae = openSae(engine, run, layer, flags.sae);
+      if (typeof (sae as Partial<Reconstructor>).reconstruct !== 'function') throw new ArdError(`${flags.sae ?? runPaths(run, layer).sae}: this SAE cannot reconstruct its input`);
+      const model = await openModel(engine, flags.model, flags.quiet);
+      const saeFile = flags.sae ?? runPaths(run, layer).sae;
+      const b = bar('splice', flags, 'clips');
+      const r = await spliceStage({
+        model, sae: sae as unknown as Reconstructor, run, layer, saeId: { digest: saeDigest(saeFile), name: saeFile },
+        clips: intFlag('clips', flags.clips, 1), maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1), force: flags.force, onProgress: b.update,
+      });
+      b.finish();
+      emit(flags, r, () =>
+        `splice: ${r.skipped ? 'unchanged; ' : ''}loss recovered ${r.recovered === null ? 'n/a' : r.recovered.toFixed(4)} (CE clean ${r.ceClean.toFixed(4)}, SAE ${r.ceSae.toFixed(4)}, zero ${r.ceZero.toFixed(4)}), KL ${r.klSae.toExponential(3)} over ${r.tokens} answer tokens of ${r.clips} clips → ${r.file}`,
+      );
+      sae.dispose();
+      model.dispose();
+      engine.destroy();
+    });
+
   withGlobals(cli.command('evaluate', 'Precision, recall, F1, mAP of features vs labels, with neuron and random baselines'))
     .option('--run <dir>', 'Run folder')
     .option('--layer <n>', 'Decoder layer')
@@ -468,7 +510,11 @@ export function registerCommands(cli: CAC): void {
       emit(flags, r, () =>
         ['| method | precision | recall | F1 | mAP |', '| --- | ---: | ---: | ---: | ---: |',
           ...(['sae', 'neurons', 'random'] as const).map((k) => `| ${k} | ${r[k].precision.toFixed(3)} | ${r[k].recall.toFixed(3)} | ${r[k].f1.toFixed(3)} | ${r[k].map.toFixed(3)} |`),
-          `name accuracy: ${r.name_accuracy === null || r.name_accuracy === undefined ? 'n/a (no named features)' : r.name_accuracy.toFixed(3)}`].join('\n'),
+          `name accuracy: ${r.name_accuracy === null || r.name_accuracy === undefined ? 'n/a (no named features)' : r.name_accuracy.toFixed(3)}`,
+          ...(r.ablations
+            ? ['', '| ablation | mono | P | R | F1 | mAP |', '| --- | ---: | ---: | ---: | ---: | ---: |',
+                ...Object.entries(r.ablations.rows).map(([k, a]) => `| ${k} | ${a.mono.toFixed(3)} | ${a.precision.toFixed(3)} | ${a.recall.toFixed(3)} | ${a.f1.toFixed(3)} | ${a.map.toFixed(3)} |`)]
+            : [])].join('\n'),
       );
     });
 
@@ -487,14 +533,15 @@ export function registerCommands(cli: CAC): void {
     .option('--dtype <d>', "Model weights: auto (config.json's torch_dtype: float16/bfloat16 → f16 where the adapter has shader-f16), f32 or f16", { default: 'auto' })
     .option('--kv-dtype <d>', 'KV cache: auto (the weight dtype; f32 for ardgpu-trained checkpoints), f32 or f16', { default: 'auto' })
     .option('--threshold <x>', 'Fire above this fraction of a feature\'s typical activation', { default: 0 })
-    .action(async (wav: string, flags: GlobalFlags & { run?: string; layer?: string; model?: string; threshold: number }) => {
+    .option('--sae <path>', SAE_FLAG_HELP)
+    .action(async (wav: string, flags: GlobalFlags & { run?: string; layer?: string; model?: string; threshold: number; sae?: string }) => {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
       const features = readFeatures(runPaths(run, layer).features).features.filter((f) => f.name);
       const samples = await wavSamples(wav);
       const engine = await openEngine(flags);
       const model = await openModel(engine, flags.model, true, modelFlags(flags));
-      const sae = openSae(engine, run, layer);
+      const sae = openSae(engine, run, layer, flags.sae);
       const acts = clipResiduals(model, samples, layer, readCaptureManifest(run).prompt);
       // a long clip is taken window by window; its rows continue in time across windows
       const r = await explain({ engine, sae, acts, frameSeconds: model.frameSeconds, features, threshold: Number(flags.threshold) });
@@ -516,7 +563,8 @@ export function registerCommands(cli: CAC): void {
     .option('--dtype <d>', "Model weights: auto (config.json's torch_dtype: float16/bfloat16 → f16 where the adapter has shader-f16), f32 or f16", { default: 'auto' })
     .option('--max-tokens <n>', 'Maximum new tokens', { default: 32 })
     .option('--windows <w>', "A clip longer than the model's audio window: first (sweep its first window) or all (each window)", { default: 'first' })
-    .action(async (wav: string, flags: GlobalFlags & { run?: string; layer?: string; feature?: string; values: string; prompt: string; mode: string; positions: string; model?: string; maxTokens: number; windows: string }) => {
+    .option('--sae <path>', SAE_FLAG_HELP)
+    .action(async (wav: string, flags: GlobalFlags & { run?: string; layer?: string; feature?: string; values: string; prompt: string; mode: string; positions: string; model?: string; maxTokens: number; windows: string; sae?: string }) => {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
       if (flags.feature === undefined) throw new UsageError('--feature <id> is required');
@@ -529,6 +577,7 @@ export function registerCommands(cli: CAC): void {
         values: listFlag('values', flags.values)!, prompt: String(flags.prompt), wav, mode: flags.mode, positions: flags.positions,
         maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1),
         dtype: modelDtype(engine, flags.model, { dtype: dtypeFlag('dtype', (flags as { dtype?: unknown }).dtype), silent: flags.quiet }),
+        ...(flags.sae === undefined ? {} : { saeFile: String(flags.sae) }),
       } as const;
       const shown = windows === 'all' ? await steerCommand({ ...o, windows: 'all' }) : [await steerCommand(o)];
       const lines = (r: (typeof shown)[number]) => [`  unsteered: ${r.baseline}`, ...r.values.map((v) => `  ${String(v.value).padStart(6)}: ${v.answer}`)];
@@ -618,15 +667,17 @@ export function registerCommands(cli: CAC): void {
     .option('--batch <n>', 'Batch size', { default: 4096 })
     .option('--lr <x>', 'Learning rate (default 2e-4/sqrt(m/16384))')
     .option('--seed <s>', 'Seed', { default: 0 })
+    .option('--arch <a>', 'topk (k latents per token) or batchtopk (k·batch per batch in training, one threshold at inference)', { default: 'topk' })
     .option('--force', 'Retrain even if inputs are unchanged')
-    .action(async (flags: GlobalFlags & { run?: string; layer?: string; latents?: string; k: number; steps?: string; batch: number; lr?: string; seed: number; force?: boolean }) => {
+    .action(async (flags: GlobalFlags & { run?: string; layer?: string; latents?: string; k: number; steps?: string; batch: number; lr?: string; seed: number; arch: string; force?: boolean }) => {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
+      if (!(SAE_ARCHS as readonly string[]).includes(flags.arch)) throw new UsageError(`--arch: expected ${SAE_ARCHS.join(' or ')}, got '${flags.arch}'`);
       const engine = await openEngine(flags);
       let b: Progress | null = null;
       const r = await trainSaeStage({
         engine, run, layer, m: intFlag('latents', flags.latents, 1), k: intFlag('k', flags.k, 1), steps: intFlag('steps', flags.steps, 1),
-        batchSize: intFlag('batch', flags.batch, 1), lr: flags.lr === undefined ? undefined : Number(flags.lr), seed: intFlag('seed', flags.seed, 0), force: flags.force,
+        batchSize: intFlag('batch', flags.batch, 1), lr: flags.lr === undefined ? undefined : Number(flags.lr), seed: intFlag('seed', flags.seed, 0), force: flags.force, arch: flags.arch as SaeArch,
         onLog: (l, steps) => {
           b ??= new Progress('train-sae', steps, { quiet: flags.quiet, unit: 'steps' });
           b.update(Math.min(l.step + 1, steps), `fvu ${l.fvu.toFixed(3)} dead ${(l.deadShare * 100).toFixed(0)}%`);
@@ -808,14 +859,15 @@ export function registerCommands(cli: CAC): void {
     .option('--layer <n>', 'Decoder layer')
     .option('--format <f>', 'saelens or sparsify', { default: 'saelens' })
     .option('--out <dir>', 'SAELens: the SAE folder; sparsify: the root, which gets one folder per hookpoint')
-    .action(async (flags: GlobalFlags & { run?: string; layer?: string; format: string; out?: string }) => {
+    .option('--sae <path>', SAE_FLAG_HELP)
+    .action(async (flags: GlobalFlags & { run?: string; layer?: string; format: string; out?: string; sae?: string }) => {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
       if (!(SAE_EXPORT_FORMATS as readonly string[]).includes(flags.format)) throw new UsageError(`--format: expected ${SAE_EXPORT_FORMATS.join(' or ')}, got '${flags.format}'`);
       if (!flags.out || typeof flags.out !== 'string') throw new UsageError('--out <dir> is required');
       const engine = await openEngine(flags);
       const b = bar('feature density', flags, 'rows');
-      const r = await exportSae({ engine, run, layer, format: flags.format as SaeExportFormat, out: flags.out, onProgress: b.update });
+      const r = await exportSae({ engine, run, layer, format: flags.format as SaeExportFormat, out: flags.out, onProgress: b.update, ...(flags.sae === undefined ? {} : { saeFile: String(flags.sae) }) });
       b.finish();
       emit(flags, r, () => `export-sae: ${r.format} SAE (d_in ${r.d}, ${r.m} latents, k ${r.k}; input scale ${r.inputScale.toPrecision(6)} folded into the weights)${r.densityRows === null ? '' : `, densities over ${r.densityRows} capture rows`} → ${r.dir}`);
       engine.destroy();

@@ -4,6 +4,9 @@
 // cfg.json + sae_weights.safetensors; sparsify: cfg.json + sae.safetensors); a path to such a
 // folder's weights file counts as the folder. Another architecture is a class implementing Sae and
 // one line in SAE_FORMATS; another layout, one entry in SAE_FOLDER_FORMATS.
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { Engine } from '../gpu/engine.js';
 import { openSafetensors } from '../io/safetensors.js';
 import { ArdError } from '../util/errors.js';
@@ -47,4 +50,40 @@ export function loadSae(engine: Engine, file: string): Sae {
   const loader = Object.prototype.hasOwnProperty.call(SAE_FORMATS, format) ? SAE_FORMATS[format] : undefined;
   if (!loader) throw new ArdError(`${file}: unknown SAE format '${format}' (known formats: ${known})`);
   return loader(engine, file);
+}
+
+/** The safetensors file holding an SAE's W_dec [m, d]: the file itself, or a SAELens / sparsify folder's weights. */
+export function saeWeightsFile(p: string): string {
+  const folder = saeFolderFormat(p);
+  return folder ? path.join(folder.dir, SAE_FOLDER_FORMATS[folder.format]!.weights) : p;
+}
+
+/**
+ * Content identity of an SAE given as a file or a folder (SHA-256 over the weights file, and a
+ * folder's cfg.json, which changes what the weights compute): the key stages cache results under.
+ */
+export function saeDigest(p: string): string {
+  const folder = saeFolderFormat(p);
+  const files = folder ? [path.join(folder.dir, 'cfg.json'), saeWeightsFile(p)] : [p];
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(1 << 22);
+  for (const file of files) {
+    h.update(path.basename(file)).update('\n');
+    let fd: number;
+    try {
+      fd = fs.openSync(file, 'r');
+    } catch (e: any) {
+      throw new ArdError(`${file}: cannot read (${e.code ?? e.message})`);
+    }
+    try {
+      for (;;) {
+        const n = fs.readSync(fd, buf, 0, buf.length, null);
+        if (n === 0) break;
+        h.update(buf.subarray(0, n));
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  return h.digest('hex');
 }

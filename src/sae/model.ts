@@ -11,12 +11,23 @@ import { Tensor, tensor } from '../tensor/tensor.js';
 import { scale, zeros } from '../tensor/ops/elementwise.js';
 import { reshape, slice } from '../tensor/ops/layout.js';
 import { scatterAdd } from '../tensor/ops/index.js';
-import { EncodeOptions, SparseCodes, encodeTopK, normalizeRows, reconLoss, sparseDecode } from './ops.js';
+import { EncodeOptions, SparseCodes, batchThreshold, encodeTopK, normalizeRows, reconLoss, sparseDecode, thresholdCodes } from './ops.js';
 import { Rng } from './rng.js';
 import type { Sae } from './types.js';
 import { SAE_FOLDER_FORMATS, saeFolderFormat } from './formats/index.js';
 
 export const SAE_FORMAT = 'ardgpu-topk-sae-1';
+
+/**
+ * topk: k latents per row. batchtopk (Bussmann et al. 2024): in training the batch keeps its k·B
+ * largest activations in all (among each row's top kMax candidates), so rows use what they need;
+ * for inference one threshold θ, the mean batch threshold over the second half of training,
+ * replaces the batch: z = ReLU(pre)·[pre ≥ θ] among the row's top kMax (SAELens: JumpReLU).
+ */
+export type SaeArch = 'topk' | 'batchtopk';
+export const SAE_ARCHS: readonly SaeArch[] = ['topk', 'batchtopk'];
+/** BatchTopK candidates per row: min(m, 256, this × k). */
+export const BATCHTOPK_CANDIDATES = 4;
 
 export interface SaeShape {
   d: number;
@@ -31,6 +42,7 @@ export interface SaeInitOptions extends SaeShape {
   inputScale?: number;
   layer?: number | string | null;
   provenance?: Record<string, unknown>;
+  arch?: SaeArch;
 }
 
 export interface SaeLoss {
@@ -44,6 +56,8 @@ export interface SaeLoss {
   aux: Tensor | null;
   codes: SparseCodes;
   xhat: Tensor;
+  /** batchtopk: the batch threshold used (f32 [1], normalised units). */
+  threshold?: Tensor;
 }
 
 export class SparseAutoencoder implements Sae {
@@ -57,6 +71,10 @@ export class SparseAutoencoder implements Sae {
   b_enc: Tensor;
   W_dec: Tensor;
   b_dec: Tensor;
+  /** Architecture (see SaeArch); k is the mean L0 aimed at. */
+  arch: SaeArch = 'topk';
+  /** batchtopk: the inference threshold θ (normalised units); null until training sets it. */
+  threshold: number | null = null;
 
   private constructor(
     readonly engine: Engine,
@@ -106,7 +124,21 @@ export class SparseAutoencoder implements Sae {
         b_dec: opts.bDec ? tensor(engine, opts.bDec, [d]) : zeros(engine, [d]),
       },
       { inputScale: opts.inputScale ?? 1, layer: opts.layer ?? null, provenance: opts.provenance ?? {} },
-    );
+    ).withArch(opts.arch ?? 'topk', null);
+  }
+
+  /** Sets the architecture and (batchtopk) inference threshold; returns this. */
+  withArch(arch: SaeArch, threshold: number | null): this {
+    if (!SAE_ARCHS.includes(arch)) throw new ArdError(`sae: unknown architecture '${arch}' (known: ${SAE_ARCHS.join(', ')})`);
+    if (threshold !== null && !(Number.isFinite(threshold) && threshold >= 0)) throw new ArdError(`sae: threshold ${threshold} must be a non-negative number`);
+    this.arch = arch;
+    this.threshold = arch === 'batchtopk' ? threshold : null;
+    return this;
+  }
+
+  /** Codes per row: k (topk), or the BatchTopK candidates min(m, 256, 4k). */
+  get kMax(): number {
+    return this.arch === 'batchtopk' ? Math.min(this.m, 256, BATCHTOPK_CANDIDATES * this.k) : this.k;
   }
 
   /** Build from host arrays (W_enc [d, m], b_enc [m], W_dec [m, d], b_dec [d]). */
@@ -149,8 +181,13 @@ export class SparseAutoencoder implements Sae {
   encode(x: Tensor): { values: Tensor; indices: Tensor } {
     return noGrad(this.engine, () => {
       const xs = this.scaled(x);
-      const codes = encodeTopK(xs, this.W_enc, this.b_enc, this.b_dec, this.k, {}, { csr: false });
+      const codes = encodeTopK(xs, this.W_enc, this.b_enc, this.b_dec, this.kMax, {}, { csr: false });
       if (xs !== x) xs.dispose();
+      if (this.arch === 'batchtopk' && this.threshold !== null) {
+        const theta = tensor(this.engine, Float32Array.of(this.threshold), [1]);
+        thresholdCodes(codes.z, this.kMax, theta);
+        theta.dispose();
+      }
       return { values: codes.z, indices: codes.idx };
     });
   }
@@ -200,8 +237,13 @@ export class SparseAutoencoder implements Sae {
    * auxCoef·‖e − ê‖²/‖e‖² where e = x − x̂ (held constant) and ê decodes the AuxK codes (no b_dec).
    */
   loss(x: Tensor, opts: EncodeOptions & { auxCoef?: number } = {}): SaeLoss {
-    const codes = encodeTopK(x, this.W_enc, this.b_enc, this.b_dec, this.k, opts);
-    return saeLossFromCodes(x, codes, this.W_dec, this.b_dec, opts.auxCoef ?? 1 / 32);
+    const codes = encodeTopK(x, this.W_enc, this.b_enc, this.b_dec, this.kMax, opts);
+    if (this.arch !== 'batchtopk') return saeLossFromCodes(x, codes, this.W_dec, this.b_dec, opts.auxCoef ?? 1 / 32);
+    // the batch keeps its k·B largest candidates; the rest become 0 (inert in decode and backward)
+    const B = x.shape[0]!;
+    const threshold = batchThreshold(codes.z, this.kMax, Math.min(this.k * B, B * this.kMax));
+    thresholdCodes(codes.z, this.kMax, threshold);
+    return { ...saeLossFromCodes(x, codes, this.W_dec, this.b_dec, opts.auxCoef ?? 1 / 32), threshold };
   }
 
   /** safetensors: W_enc, b_enc, W_dec, b_dec (f32) + metadata (values JSON-encoded). */
@@ -228,7 +270,8 @@ export class SparseAutoencoder implements Sae {
       layer: this.layer,
       input_scale: this.inputScale,
       normalisation: 'x_used = x * input_scale, input_scale chosen so that E||x_used||^2 = d on the training data',
-      activation: 'topk_relu',
+      activation: this.arch === 'batchtopk' ? 'batchtopk_relu' : 'topk_relu',
+      ...(this.arch === 'batchtopk' ? { architecture: 'batchtopk', threshold: this.threshold, k_max: this.kMax } : {}),
       provenance: this.provenance,
       ...extra,
     };
@@ -283,7 +326,7 @@ export class SparseAutoencoder implements Sae {
           b_dec: copyF32(f.readFloat32('b_dec')),
         },
         { inputScale, layer: meta.layer ?? null, provenance: typeof meta.provenance === 'object' && meta.provenance ? meta.provenance : {} },
-      );
+      ).withArch(meta.architecture === 'batchtopk' ? 'batchtopk' : 'topk', meta.architecture === 'batchtopk' && meta.threshold !== null && meta.threshold !== undefined ? Number(meta.threshold) : null);
     } finally {
       f.close();
     }

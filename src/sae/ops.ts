@@ -482,3 +482,44 @@ export function reconLoss(x: Tensor, xhat: Tensor, ehat: Tensor | null, alpha: n
   });
   return { loss, stats };
 }
+
+// ---- BatchTopK (kernels/batchtopk.wgsl) ---------------------------------------------------------
+
+/**
+ * BatchTopK's batch threshold: the t-th largest of the codes' first kc columns over the whole batch
+ * (z [B, kTot] post-ReLU, from encodeTopK with k = kc), as an f32 [1] tensor on the GPU.
+ */
+export function batchThreshold(z: Tensor, kc: number, t: number): Tensor {
+  checkF32(z, 'codes');
+  if (z.rank !== 2) throw new ArdError(`batchtopk: codes must be [B, kTot], got ${shapeStr(z.shape)}`);
+  const [B, kTot] = z.shape as [number, number];
+  if (!Number.isInteger(kc) || kc < 1 || kc > kTot) throw new ArdError(`batchtopk: kc = ${kc} must be in [1, ${kTot}]`);
+  if (!Number.isInteger(t) || t < 1 || t > B * kc) throw new ArdError(`batchtopk: t = ${t} must be in [1, B·kc = ${B * kc}]`);
+  const theta = empty(z.engine, [1]);
+  z.engine.dispatch({
+    kernel: { family: 'batchtopk', entry: 'select_', defines: { SELECT: true } },
+    params: new Params().u32(B, kTot, kc, t).done(),
+    buffers: [z.buffer, theta.buffer],
+    workgroups: [1],
+  });
+  return theta;
+}
+
+/**
+ * In place: codes in the first kc columns below theta (f32 [1]) become 0, so the sparse decoder,
+ * both backward passes (which follow z > 0) and the dead-latent bookkeeping ignore them.
+ */
+export function thresholdCodes(z: Tensor, kc: number, theta: Tensor): void {
+  checkF32(z, 'codes');
+  checkF32(theta, 'threshold', [1]);
+  const [B, kTot] = z.shape as [number, number];
+  if (!Number.isInteger(kc) || kc < 1 || kc > kTot) throw new ArdError(`batchtopk: kc = ${kc} must be in [1, ${kTot}]`);
+  const n = B * kTot;
+  const wgs = Math.ceil(n / 256);
+  z.engine.dispatch({
+    kernel: { family: 'batchtopk', entry: 'mask', defines: { MASK: true } },
+    params: new Params().u32(B, kTot, kc, 0).done(),
+    buffers: [theta.buffer, z.buffer],
+    workgroups: [Math.min(wgs, 65535), Math.ceil(wgs / 65535)],
+  });
+}

@@ -9,11 +9,11 @@ import { ArdError } from '../util/errors.js';
 import { backward, zeroGrad } from '../tensor/autograd.js';
 import { keep, tidy } from '../tensor/scope.js';
 import { Tensor, tensor } from '../tensor/tensor.js';
-import { zeros } from '../tensor/ops/elementwise.js';
+import { add, zeros } from '../tensor/ops/elementwise.js';
 import { AdamW, OptimizerState } from '../tensor/optim.js';
 import type { RowSource } from '../io/shards.js';
 import { BatchStream, MemorySource, dataStats, totalRows } from './data.js';
-import { SparseAutoencoder } from './model.js';
+import { SAE_ARCHS, SaeArch, SparseAutoencoder } from './model.js';
 import { markFired, projectParallel } from './ops.js';
 
 export interface TrainLog {
@@ -91,6 +91,8 @@ export interface TrainSaeOptions {
   provenance?: Record<string, unknown>;
   /** Stop after this step (exclusive) as if interrupted; the schedule still uses `steps`. For tests. */
   stopAt?: number;
+  /** topk (default) or batchtopk (model.ts SaeArch). */
+  arch?: SaeArch;
 }
 
 export interface TrainResult {
@@ -174,7 +176,10 @@ export async function trainSae(o: TrainSaeOptions): Promise<TrainResult> {
   const stats = await dataStats(source, Math.min(65536, Math.max(1, Math.floor((16 << 20) / d))));
   const inputScale = o.normalize === false ? 1 : Math.sqrt(d / Math.max(stats.meanSq, 1e-30));
   const meanScaled = stats.mean.map((v) => v * inputScale);
-  const config = { d, m, k, kAux, auxCoef, lr, warmup, decay, steps, batchSize: B, seed, deadTokens, inputScale };
+  const arch = o.arch ?? 'topk';
+  if (!SAE_ARCHS.includes(arch)) throw new ArdError(`trainSae: unknown architecture '${arch}' (known: ${SAE_ARCHS.join(', ')})`);
+  // arch only when not the default, so Top-K checkpoints and cache keys stay as they were
+  const config = { d, m, k, kAux, auxCoef, lr, warmup, decay, steps, batchSize: B, seed, deadTokens, inputScale, ...(arch === 'topk' ? {} : { arch }) };
 
   let sae: SparseAutoencoder;
   let startStep = 0;
@@ -202,8 +207,14 @@ export async function trainSae(o: TrainSaeOptions): Promise<TrainResult> {
       inputScale,
       layer: o.layer ?? null,
       provenance: { ...o.provenance, trainer: 'ardgpu trainSae', config },
+      arch,
     });
   }
+  if (sae.arch !== arch) throw new ArdError(`${o.checkpointPath}: checkpoint is a ${sae.arch} SAE, this run trains ${arch} (delete it or match the options)`);
+  // batchtopk: the inference threshold is the mean batch threshold over the second half of the steps
+  const thetaFrom = Math.floor(steps / 2);
+  let thetaSum: Tensor | null = null;
+  let thetaCount = 0;
   const opt = new AdamW({ params: sae.parameters, lr, betas: [o.beta1 ?? 0.9, o.beta2 ?? 0.999], eps: o.eps ?? 6.25e-10, weightDecay: 0 });
   if (ckpt) opt.loadState(ckpt.adam);
 
@@ -244,6 +255,12 @@ export async function trainSae(o: TrainSaeOptions): Promise<TrainResult> {
       zeroGrad(sae.parameters);
       sae.normalizeDecoder();
       markFired(L.codes, last, step + 1);
+      if (L.threshold && step >= thetaFrom) {
+        const s: Tensor = thetaSum ? add(thetaSum, L.threshold) : L.threshold;
+        thetaSum?.dispose();
+        thetaSum = keep(s);
+        thetaCount++;
+      }
       return logNow ? { mse: L.mse, sse: L.sse, aux: L.aux } : null;
     });
     // read the next batch on the host while the GPU works
@@ -273,6 +290,10 @@ export async function trainSae(o: TrainSaeOptions): Promise<TrainResult> {
       await writeCheckpoint(o.checkpointPath, sae, opt, last, done, deadList, config, o.checkpointMetadata);
     }
   }
+  if (thetaSum) {
+    sae.threshold = (await (thetaSum as Tensor).item()) / thetaCount;
+    (thetaSum as Tensor).dispose();
+  }
   await engine.sync();
   const trainMs = performance.now() - t0;
   const ranSteps = stopAt - startStep;
@@ -297,7 +318,7 @@ export async function trainSae(o: TrainSaeOptions): Promise<TrainResult> {
       });
     });
     const zh = (await r.z.read()) as Float32Array;
-    for (let b = 0; b < B; b++) for (let s = 0; s < k; s++) if (zh[b * r.kTot + s]! > 0) l0++;
+    for (let b = 0; b < B; b++) for (let s = 0; s < sae.kMax; s++) if (zh[b * r.kTot + s]! > 0) l0++;
     sse += await r.sse.item();
     if (r.aux) auxSum += await r.aux.item();
     tot += centredSq(xb, meanHost, d);
@@ -392,7 +413,7 @@ function readCheckpoint(engine: Engine, file: string, config: Record<string, unk
       info = null;
     }
     if (!info || !Number.isInteger(info.step) || !info.adam) throw new ArdError(`${file}: not a training checkpoint (no checkpoint metadata)`);
-    for (const key of ['d', 'm', 'k', 'kAux', 'batchSize', 'seed', 'steps', 'deadTokens']) {
+    for (const key of ['d', 'm', 'k', 'kAux', 'batchSize', 'seed', 'steps', 'deadTokens', 'arch']) {
       if (info.config?.[key] !== config[key]) {
         throw new ArdError(`${file}: checkpoint was made with ${key} = ${info.config?.[key]}, this run has ${config[key]} (delete it or match the options)`);
       }

@@ -40,6 +40,12 @@ export interface SaelensWriteOptions {
   density?: Float32Array | null;
   /** More keys for cfg.json's metadata block (ardgpu's provenance). */
   extraMetadata?: Record<string, unknown>;
+  /**
+   * A BatchTopK SAE's inference threshold: written as SAELens's JumpReLU (architecture "jumprelu",
+   * a `threshold` [d_sae] tensor, every entry θ), as SAELens saves BatchTopK SAEs for inference. The
+   * input-scale fold keeps pre-activations unchanged, so θ needs no rescaling.
+   */
+  threshold?: number | null;
 }
 
 /** The Hugging Face module whose output ardgpu's layer-L capture is (Qwen2AudioForConditionalGeneration). */
@@ -55,8 +61,9 @@ export function layerOfHookName(hook: unknown): number | null {
 
 /** cfg.json for an ardgpu Top-K SAE whose input scale is already folded into the weights. */
 export function saelensConfig(a: { d: number; m: number; k: number }, o: SaelensWriteOptions): Record<string, unknown> {
+  const jump = o.threshold !== undefined && o.threshold !== null;
   return {
-    architecture: 'topk',
+    architecture: jump ? 'jumprelu' : 'topk',
     d_in: a.d,
     d_sae: a.m,
     dtype: 'float32',
@@ -65,9 +72,8 @@ export function saelensConfig(a: { d: number; m: number; k: number }, o: Saelens
     // the scale is folded into the weights, as SAELens does for expected_average_only_in
     normalize_activations: 'none',
     reshape_activations: 'none',
-    k: a.k,
     // ardgpu selects the top k on the raw pre-activations (its decoder rows are unit norm in training)
-    rescale_acts_by_decoder_norm: false,
+    ...(jump ? {} : { k: a.k, rescale_acts_by_decoder_norm: false }),
     metadata: {
       sae_lens_version: SAELENS_VERSION,
       sae_lens_training_version: null,
@@ -105,6 +111,7 @@ export function writeSaelens(dir: string, a: SaeArrays, inputScale: number, o: S
           b_enc: { dtype: 'F32', shape: [a.m], data: f.b_enc },
           W_dec: { dtype: 'F32', shape: [a.m, a.d], data: f.W_dec },
           b_dec: { dtype: 'F32', shape: [a.d], data: f.b_dec },
+          ...(o.threshold !== undefined && o.threshold !== null ? { threshold: { dtype: 'F32' as const, shape: [a.m], data: new Float32Array(a.m).fill(o.threshold) } } : {}),
         },
         { [FOLDED_SCALE_KEY]: JSON.stringify(inputScale), [LAYER_KEY]: JSON.stringify(o.layer) },
       ),
