@@ -166,11 +166,11 @@ function parseWeights(v: string): Record<string, number> {
   return out;
 }
 
-/** The make-corpus command that rebuilds the corpus, from its corpus.json (seed and size). */
+/** The make-corpus command that rebuilds the corpus, from its corpus.json (seed, size, variety). */
 function corpusCommand(dir: string): string | undefined {
   try {
-    const c = JSON.parse(fs.readFileSync(path.join(dir, CORPUS_FILE), 'utf8')) as { seed?: number; size?: number };
-    if (typeof c.seed === 'number' && typeof c.size === 'number') return `\`ardgpu make-corpus --seed ${c.seed} --size ${c.size} --out DIR\``;
+    const c = JSON.parse(fs.readFileSync(path.join(dir, CORPUS_FILE), 'utf8')) as { seed?: number; size?: number; variety?: boolean };
+    if (typeof c.seed === 'number' && typeof c.size === 'number') return `\`ardgpu make-corpus${c.variety ? ' --variety' : ''} --seed ${c.seed} --size ${c.size} --out DIR\``;
   } catch {
     // no readable corpus.json: the README keeps its default wording
   }
