@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import type { ClipRecord } from '../corpus/clips.js';
 import { ShardReader } from '../io/shards.js';
 import { ArdError } from '../util/errors.js';
-import { readJson, writeJsonAtomic } from '../util/fs.js';
+import { hashFileInto, readJson, writeJsonAtomic } from '../util/fs.js';
 
 // ---- layout --------------------------------------------------------------------------------------
 
@@ -172,22 +172,7 @@ export function fileStamp(file: string): string {
 /** SHA-256 of a file's bytes (streamed): identity of an upstream output by content. */
 export function fileDigest(file: string): string {
   const h = createHash('sha256');
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'r');
-  } catch (e: any) {
-    throw new ArdError(`${file}: cannot read (${e.code ?? e.message})`);
-  }
-  try {
-    const buf = Buffer.allocUnsafe(1 << 22);
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
+  hashFileInto(h, file);
   return h.digest('hex');
 }
 

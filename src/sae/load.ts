@@ -5,11 +5,11 @@
 // folder's weights file counts as the folder. Another architecture is a class implementing Sae and
 // one line in SAE_FORMATS; another layout, one entry in SAE_FOLDER_FORMATS.
 import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Engine } from '../gpu/engine.js';
 import { openSafetensors } from '../io/safetensors.js';
 import { ArdError } from '../util/errors.js';
+import { hashFileInto } from '../util/fs.js';
 import { SAE_FORMAT, SparseAutoencoder } from './model.js';
 import { SAE_FOLDER_FORMATS, saeFolderFormat } from './formats/index.js';
 import type { Sae } from './types.js';
@@ -66,24 +66,9 @@ export function saeDigest(p: string): string {
   const folder = saeFolderFormat(p);
   const files = folder ? [path.join(folder.dir, 'cfg.json'), saeWeightsFile(p)] : [p];
   const h = createHash('sha256');
-  const buf = Buffer.allocUnsafe(1 << 22);
   for (const file of files) {
     h.update(path.basename(file)).update('\n');
-    let fd: number;
-    try {
-      fd = fs.openSync(file, 'r');
-    } catch (e: any) {
-      throw new ArdError(`${file}: cannot read (${e.code ?? e.message})`);
-    }
-    try {
-      for (;;) {
-        const n = fs.readSync(fd, buf, 0, buf.length, null);
-        if (n === 0) break;
-        h.update(buf.subarray(0, n));
-      }
-    } finally {
-      fs.closeSync(fd);
-    }
+    hashFileInto(h, file);
   }
   return h.digest('hex');
 }
