@@ -139,6 +139,21 @@ describe('BatchTopK SAE', () => {
       expect(l0).toBeLessThan(2 * k);
       expect(Math.max(...perRow)).toBeGreaterThan(Math.min(...perRow));
       for (const v of z) if (v > 0) expect(v).toBeGreaterThanOrEqual(sae.threshold! * (1 - 1e-6));
+      // the threshold is calibrated on the run's last batches: there, codes ≥ θ number exactly k per row
+      // on average (random data: no ties); the mean of the batch thresholds would not give that
+      const { BatchStream, MemorySource } = await import('../src/sae/data.js');
+      const { calibrateThreshold, CALIBRATION_BATCHES } = await import('../src/sae/train.js');
+      const stream = new BatchStream(new MemorySource(rows, d), { batchSize: B, seed: 1, scale: sae.inputScale });
+      expect(await calibrateThreshold(sae, stream, 40 - CALIBRATION_BATCHES, 40, B)).toBe(sae.threshold);
+      let kept = 0;
+      for (let s = 40 - CALIBRATION_BATCHES; s < 40; s++) {
+        const xs = tensor(engine, await stream.batch(s), [B, d]);
+        const cs = encodeTopK(xs, sae.W_enc, sae.b_enc, sae.b_dec, sae.kMax, {}, { csr: false });
+        const zs = (await cs.z.read()) as Float32Array;
+        for (const v of zs) if (v > 0 && v >= sae.threshold!) kept++;
+        for (const t of [xs, cs.z, cs.idx]) t.dispose();
+      }
+      expect(kept).toBe(k * B * CALIBRATION_BATCHES);
       // save / load keeps the architecture, the threshold and the codes
       const file = path.join(tmp, 'sae.safetensors');
       await sae.save(file);

@@ -14,7 +14,7 @@ import { AdamW, OptimizerState } from '../tensor/optim.js';
 import type { RowSource } from '../io/shards.js';
 import { BatchStream, MemorySource, dataStats, totalRows } from './data.js';
 import { SAE_ARCHS, SaeArch, SparseAutoencoder } from './model.js';
-import { markFired, projectParallel } from './ops.js';
+import { encodeTopK, markFired, projectParallel } from './ops.js';
 
 export interface TrainLog {
   step: number;
@@ -294,6 +294,11 @@ export async function trainSae(o: TrainSaeOptions): Promise<TrainResult> {
     sae.threshold = (await (thetaSum as Tensor).item()) / thetaCount;
     (thetaSum as Tensor).dispose();
   }
+  if (sae.arch === 'batchtopk' && stopAt === steps && steps > 0) {
+    // The mean batch threshold gives an inference L0 off k (rows differ from batch to batch); the
+    // threshold is calibrated instead on the last training batches, so codes z ≥ θ average k per row.
+    sae.threshold = await calibrateThreshold(sae, stream, Math.max(0, stopAt - CALIBRATION_BATCHES), stopAt, B);
+  }
   await engine.sync();
   const trainMs = performance.now() - t0;
   const ranSteps = stopAt - startStep;
@@ -362,6 +367,42 @@ function centredSq(x: Float32Array, mu: Float32Array, d: number): number {
 // ---- checkpoints ------------------------------------------------------------------------------
 
 const PNAMES = ['W_enc', 'b_enc', 'W_dec', 'b_dec'] as const;
+
+/** Training batches a BatchTopK threshold is calibrated on (the last ones of the run). */
+export const CALIBRATION_BATCHES = 8;
+
+/**
+ * BatchTopK's inference threshold: over the stream's batches [from, to) (normalised units, as trained),
+ * the (k·rows)-th largest of all rows' top-kMax candidates, so that keeping z ≥ θ gives k codes per row
+ * on average there (ties aside).
+ */
+export async function calibrateThreshold(sae: SparseAutoencoder, stream: BatchStream, from: number, to: number, B: number): Promise<number> {
+  const engine = sae.W_enc.engine;
+  const parts: Float32Array[] = [];
+  let rows = 0;
+  for (let s = from; s < to; s++) {
+    const xb = await stream.batch(s);
+    const z = tidy(() => engine.noGradScope(() => {
+      const codes = encodeTopK(tensor(engine, xb, [B, sae.d]), sae.W_enc, sae.b_enc, sae.b_dec, sae.kMax, {}, { csr: false });
+      codes.idx.dispose();
+      return codes.z;
+    }));
+    const zh = (await z.read()) as Float32Array;
+    z.dispose();
+    const kTot = zh.length / B;
+    const pos: number[] = [];
+    for (let b = 0; b < B; b++) for (let j = 0; j < sae.kMax; j++) if (zh[b * kTot + j]! > 0) pos.push(zh[b * kTot + j]!);
+    parts.push(Float32Array.from(pos));
+    rows += B;
+  }
+  const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) (all.set(p, at), (at += p.length));
+  all.sort();
+  const want = sae.k * rows;
+  // fewer positive candidates than k per row: keep every positive one
+  return want >= all.length ? (all.length ? all[0]! : 0) : all[all.length - want]!;
+}
 
 async function writeCheckpoint(
   file: string,
