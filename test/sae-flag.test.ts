@@ -89,7 +89,7 @@ describe('--sae PATH', () => {
   });
 
   it('every SAE command lists --sae; a missing path is one line', () => {
-    for (const c of ['retrieve', 'explain', 'steer', 'export-sae', 'splice']) expect(runCli([c, '--help']).stdout, c).toContain('--sae <path>');
+    for (const c of ['retrieve', 'explain', 'steer', 'steer-experiment', 'export-sae', 'splice']) expect(runCli([c, '--help']).stdout, c).toContain('--sae <path>');
     const bad = runCli(['steer', path.join(tmp, 'none.wav'), '--run', run, '--layer', String(LAYER), '--feature', '1', '--sae', path.join(tmp, 'nope')]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toEqual([`error: ${path.join(tmp, 'nope')}: no such SAE file or folder`]);

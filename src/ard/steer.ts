@@ -36,7 +36,7 @@ import type { GenerateOptions } from '../model/generate.js';
 import type { HookContext, HookHandle } from '../model/hooks.js';
 import { loadAudioLLM } from '../model/load.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { loadSae } from '../sae/load.js';
+import { loadSae, saeDigest } from '../sae/load.js';
 import type { Sae } from '../sae/types.js';
 import { cast, map } from '../tensor/ops/elementwise.js';
 import { sum } from '../tensor/ops/reduce.js';
@@ -879,6 +879,8 @@ async function sweepClips(
 export interface SteerExperimentOptions extends SteerGenOptions {
   model: AudioLLM;
   sae: Sae;
+  /** Where `sae` was read from when it is not RUN/sae-L.safetensors (--sae): its digest keys the result. */
+  saeFile?: string;
   run: string;
   layer: number;
   /** The source concept: a label of the captured corpus (case ignored), e.g. "female speech". */
@@ -1049,7 +1051,7 @@ export async function steerExperiment(o: SteerExperimentOptions): Promise<Steeri
   const seed = o.randomSeed ?? 0;
   const stamp = (f: string) => (fs.existsSync(f) ? fileDigest(f) : 'missing');
   const key = stageInputsKey('steer-experiment', {
-    model: o.model.source, sae: stamp(paths.sae), features: stamp(paths.features), manifest: stamp(paths.manifest),
+    model: o.model.source, sae: o.saeFile !== undefined ? saeDigest(o.saeFile) : stamp(paths.sae), features: stamp(paths.features), manifest: stamp(paths.manifest),
     retrieve: withBaselines ? fileStamp(paths.retrieve) : null, from: normLabel(o.from), prompt: o.prompt, expect: o.expect,
     control: o.controlPrompt ?? null, values, inFeatureUnits, feature: o.feature ?? null, mode: o.mode ?? null, positions: o.positions ?? 'all',
     clips: clips.map((c) => [c.file, fileStamp(c.file)]), selection: selectionClips.map((c) => [c.file, fileStamp(c.file)]),

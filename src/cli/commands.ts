@@ -610,10 +610,11 @@ export function registerCommands(cli: CAC): void {
     .option('--seed <s>', "The random direction's seed", { default: 0 })
     .option('--model <dir>', 'Model folder (default: weights/)')
     .option('--max-tokens <n>', 'Maximum new tokens per answer', { default: 32 })
+    .option('--sae <path>', SAE_FLAG_HELP)
     .option('--force', 'Rerun even if the inputs are unchanged')
     .action(async (flags: GlobalFlags & {
       run?: string; layer?: string; from?: string; prompt?: string; expect?: string; controlPrompt: string; values: string; units: string; feature?: string; mode: string;
-      split: string; selectionSplit: string; maxClips?: string; baselines: boolean; seed: number; model?: string; maxTokens: number; force?: boolean;
+      split: string; selectionSplit: string; maxClips?: string; baselines: boolean; seed: number; model?: string; maxTokens: number; force?: boolean; sae?: string;
     }) => {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
@@ -627,11 +628,11 @@ export function registerCommands(cli: CAC): void {
       checkSteerExperiment({ run, layer, from: flags.from!, expect: flags.expect!, split: String(flags.split), feature }); // before loading anything
       const engine = await openEngine(flags);
       const model = await openModel(engine, flags.model, true);
-      const sae = openSae(engine, run, layer);
+      const sae = openSae(engine, run, layer, flags.sae);
       const b = bar('steer', flags, 'clips');
       try {
         const r = await steerExperiment({
-          model, sae, run, layer, from: flags.from!, prompt: flags.prompt!, expect: flags.expect!, controlPrompt: String(flags.controlPrompt),
+          model, sae, ...(flags.sae !== undefined ? { saeFile: String(flags.sae) } : {}), run, layer, from: flags.from!, prompt: flags.prompt!, expect: flags.expect!, controlPrompt: String(flags.controlPrompt),
           values, valuesInFeatureUnits: flags.units === 'feature', ...(feature !== undefined ? { feature, mode: flags.mode as 'add' | 'set' } : {}),
           split: String(flags.split), selectionSplit: String(flags.selectionSplit), maxClips: intFlag('max-clips', flags.maxClips, 1),
           baselines: flags.baselines !== false, randomSeed: intFlag('seed', flags.seed, 0), maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1), force: flags.force,
