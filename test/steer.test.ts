@@ -248,6 +248,17 @@ describe('sweeps, the CLI entry and the experiment', () => {
     expect(s.values[1]!.answer).not.toBe(s.baseline);
   });
 
+  it('a sweep decodes its values together, each answer as steering that value alone', async () => {
+    for (const [mode, positions, values] of [['add', 'all', [0, 20, 60, -40]], ['set', 'audio', [0, 5, 30]]] as const) {
+      const sweep = await steerSweep({ model, sae, layer: LAYER, feature: F, values, mode, positions, audio: clip, question: Q, maxNewTokens: 6 });
+      for (const v of sweep.values) {
+        const one = await steerGenerate({ model, sae, layer: LAYER, feature: F, value: v.value, mode, positions, audio: clip, question: Q, maxNewTokens: 6 });
+        expect(v.answer, `${mode} ${positions} ${v.value}`).toBe(one.answer);
+      }
+      if (mode === 'add') expect(new Set(sweep.values.map((v) => v.answer)).size).toBeGreaterThan(1);
+    }
+  });
+
   it('the gender experiment writes steering.json (male-named feature, then the female fallback)', async () => {
     const run = path.join(tmp, 'run-exp');
     const corpus = path.join(tmp, 'corpus');

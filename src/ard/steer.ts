@@ -31,7 +31,7 @@ import type { WavAudio } from '../audio/wav.js';
 import type { Engine } from '../gpu/engine.js';
 import type { AudioLLM, AudioWindow } from '../model/audiollm.js';
 import { buildChatPrompt } from '../model/chat.js';
-import { generate } from '../model/generate.js';
+import { generate, generateBatch } from '../model/generate.js';
 import type { GenerateOptions } from '../model/generate.js';
 import type { HookContext, HookHandle } from '../model/hooks.js';
 import { loadAudioLLM } from '../model/load.js';
@@ -122,9 +122,25 @@ function checkSpec(model: AudioLLM, s: SteeringSpec): { mode: SteerMode; positio
  * the steered one.
  */
 export function addSteeringHook(model: AudioLLM, spec: SteeringSpec): HookHandle {
+  const st = steeringFn(model, spec);
+  if (!st) return { remove() {} }; // exactly the unsteered model
+  const h = model.hooks.add({ layer: spec.layer, fn: st.fn });
+  let removed = false;
+  return {
+    remove() {
+      if (removed) return;
+      removed = true;
+      h.remove();
+      st.dispose();
+    },
+  };
+}
+
+/** The steering hook's function and what it holds (null: add 0, the unsteered model). */
+function steeringFn(model: AudioLLM, spec: SteeringSpec): { fn: (resid: Tensor, ctx: HookContext) => Tensor | void; dispose(): void } | null {
   const { mode, positions } = checkSpec(model, spec);
   const { sae, feature, value } = spec;
-  if (mode === 'add' && value === 0) return { remove() {} }; // exactly the unsteered model
+  if (mode === 'add' && value === 0) return null;
   const engine = model.engine;
   // W_dec[F] / s as a [1, d] row, broadcast over the rows of the residual; for a baseline,
   // u·‖W_dec[F]/s‖ (the norm taken on the GPU, in f32)
@@ -172,13 +188,9 @@ export function addSteeringHook(model: AudioLLM, spec: SteeringSpec): HookHandle
     mask?.dispose();
     return out;
   };
-  const h = model.hooks.add({ layer: spec.layer, fn });
-  let removed = false;
   return {
-    remove() {
-      if (removed) return;
-      removed = true;
-      h.remove();
+    fn,
+    dispose() {
       dir.dispose();
       constCoef?.dispose();
     },
@@ -265,6 +277,25 @@ async function run(model: AudioLLM, p: Prepared, spec: Omit<SteeringSpec, 'promp
   }
 }
 
+/**
+ * Several steered generations of one prompt decoded together (generateBatch): sequence i gets spec i's
+ * hook through one dispatcher on ctx.sequence; each answer is what run() gives for that spec alone.
+ */
+async function runMany(model: AudioLLM, p: Prepared, specs: readonly Omit<SteeringSpec, 'promptIds'>[], o: SteerGenOptions): Promise<SteerAnswer[]> {
+  if (specs.length <= 1) return Promise.all(specs.map((sp) => run(model, p, sp, o)));
+  const fns: ReturnType<typeof steeringFn>[] = [];
+  let h: HookHandle | null = null;
+  try {
+    for (const sp of specs) fns.push(steeringFn(model, { ...sp, promptIds: p.ids }));
+    h = model.hooks.add({ layer: specs[0]!.layer, fn: (x, ctx) => fns[ctx.sequence ?? 0]?.fn(x, ctx) });
+    const rs = await generateBatch(model, specs.map(() => ({ ids: p.ids, audio: p.feats })), genOpts(o));
+    return rs.map((r) => ({ answer: p.tok.decode(r.tokens, { skipSpecial: true }), tokens: r.tokens }));
+  } finally {
+    h?.remove();
+    for (const f of fns) f?.dispose();
+  }
+}
+
 export interface SteerGenerateOptions extends SteerGenOptions {
   model: AudioLLM;
   sae: Sae;
@@ -331,11 +362,10 @@ export async function steerSweep(o: SteerSweepOptions): Promise<SteerSweep> {
   const p = prepare(o.model, await samplesOf(o.audio), o.question, o.tokenizer, undefined, o.window ?? 0);
   try {
     const baseline = await run(o.model, p, null, o);
-    const values: SteerSweep['values'] = [];
-    for (const value of o.values) {
-      const r = mode === 'add' && value === 0 ? baseline : await run(o.model, p, { sae: o.sae, layer: o.layer, feature: o.feature, value, mode, positions }, o);
-      values.push({ value, answer: r.answer });
-    }
+    // the steered values decoded together, one sequence each (add 0 is the baseline itself)
+    const steered = o.values.filter((value) => !(mode === 'add' && value === 0));
+    const rs = await runMany(o.model, p, steered.map((value) => ({ sae: o.sae, layer: o.layer, feature: o.feature, value, mode, positions })), o);
+    const values: SteerSweep['values'] = o.values.map((value) => ({ value, answer: mode === 'add' && value === 0 ? baseline.answer : rs[steered.indexOf(value)]!.answer }));
     const w = p.windows > 1 ? { window: { index: p.window.index, start: p.window.start, end: p.window.end, of: p.windows, clipSeconds: p.duration } } : {};
     return { feature: o.feature, layer: o.layer, mode, positions, question: o.question, baseline: baseline.answer, values, ...w };
   } finally {
