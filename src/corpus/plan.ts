@@ -264,6 +264,19 @@ export function voiceSpeaker(voice: string): string {
   return SAME_SPEAKER[v] ?? v;
 }
 
+/** Rejection-samples a sentence of this split, preferring one not used yet, and marks it used. */
+function drawSentence(rng: Rng, seed: number, lang: SpeechLang, split: Split, used: Set<string>): string {
+  let sentence = '';
+  for (let tries = 0; ; tries++) {
+    const s = makeSentence(rng, lang);
+    if (sentenceSplit(seed, s) !== split) continue;
+    sentence = s;
+    if (!used.has(s) || tries > 400) break;
+  }
+  used.add(sentence);
+  return sentence;
+}
+
 /** The split a sentence belongs to (a fixed function of seed and text, so splits never share one). */
 export function sentenceSplit(seed: number, sentence: string): Split {
   const h = hash32(seed, 'sentence', sentence) % 100;
@@ -353,15 +366,7 @@ export function planCorpus(seed: number, size: number = DEFAULT_SIZE, opts: Plan
     } else if (sp) {
       const gender: Gender = sp === 'female speech' ? 'female' : 'male';
       const voice = crng.pick(voices[split][gender]);
-      // Rejection-sample a sentence of this split, preferring one not used yet.
-      let sentence = '';
-      for (let tries = 0; ; tries++) {
-        const s = makeSentence(crng, voice.lang);
-        if (sentenceSplit(seed, s) !== split) continue;
-        sentence = s;
-        if (!usedSentences.has(s) || tries > 400) break;
-      }
-      usedSentences.add(sentence);
+      const sentence = drawSentence(crng, seed, voice.lang, split, usedSentences);
       const [p0, p1] = PITCH_RANGE[gender];
       speech = {
         gender,
@@ -456,13 +461,7 @@ function planVariedSpeech(
     plan.sentence = crng.pick(SHORT_WORDS[plan.lang]);
     plan.short = true;
   } else {
-    for (let tries = 0; ; tries++) {
-      const s = makeSentence(crng, plan.lang);
-      if (sentenceSplit(seed, s) !== split) continue;
-      plan.sentence = s;
-      if (!usedSentences.has(s) || tries > 400) break;
-    }
-    usedSentences.add(plan.sentence);
+    plan.sentence = drawSentence(crng, seed, plan.lang, split, usedSentences);
   }
   return plan;
 }
