@@ -95,7 +95,7 @@ export async function renderClip(c: ClipPlan): Promise<Float32Array> {
     // foreground, or peak normalisation would bury the foreground.
     let fgPeak = c.speech ? peak(x) : 0;
     for (const l of c.layers) {
-      const y = scaleToRms(synthesize(l.concept, rng, x.length / SR), ref * Math.pow(10, l.levelDb / 20));
+      const y = scaleToRms(synthesize(l.concept, rng, x.length / SR, l.style), ref * Math.pow(10, l.levelDb / 20));
       if (fgPeak === 0) fgPeak = peak(y);
       else if (peak(y) > fgPeak) scaleToPeak(y, fgPeak);
       addInto(x, y);

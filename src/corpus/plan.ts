@@ -9,7 +9,7 @@ import {
 } from './espeak.js';
 import { pitchFor, voiceF0 } from './voice-pitch.js';
 import { Rng, hash32, mix32 } from './rng.js';
-import { SOUND_CONCEPTS, type SoundConcept } from './synth.js';
+import { SOUND_CONCEPTS, hasVariedGenerator, type SoundConcept } from './synth.js';
 import { makeSentence, SHORT_WORDS, type SpeechLang } from './text.js';
 
 /** Bump when the recipe of any clip changes, so old files are not reused by a resumed run. */
@@ -40,6 +40,13 @@ const FAMILIES: readonly (readonly string[])[] = [
 ];
 const MIXABLE = SOUND_CONCEPTS.filter((c) => c !== 'silence');
 export const NOISE_LIKE = new Set<string>(['white noise', 'pink noise', 'brown noise', 'rain', 'engine hum']);
+/** Varied corpus: share of 'chord', 'bell' and buzz layers rendered as music, chimes and buzzing melodies. */
+export const VARIED_STYLE_SHARE = 0.6;
+/**
+ * Varied corpus: share of each gender's speech rendered from the other gender's variants, warped across.
+ * Women get more: espeak-ng has few female variants, and unseen female voices were the weak point.
+ */
+export const CROSS_GENDER_SHARE = { female: 0.5, male: 0.25 } as const;
 
 function compatible(a: string, b: string): boolean {
   if (a === b) return false;
@@ -73,6 +80,8 @@ export interface SoundLayer {
   concept: SoundConcept;
   /** Level relative to the clip's reference (speech RMS, or the first sound's RMS), dB. */
   levelDb: number;
+  /** Varied corpus only: 'varied' renders the concept with its voiced-sounding variant (synth.ts VARIED_GENERATORS). */
+  style?: 'varied';
 }
 
 export type NoiseColour = 'white' | 'pink' | 'brown';
@@ -385,7 +394,10 @@ export function planCorpus(seed: number, size: number = DEFAULT_SIZE, opts: Plan
       else if (j === 0) levelDb = 0;
       else levelDb = crng.uniform(-4, 4);
       if (!speech && sounds.length > 1 && NOISE_LIKE.has(concept)) levelDb -= crng.uniform(3, 8);
-      return { concept, levelDb: Math.round(levelDb * 10) / 10 };
+      const layer: SoundLayer = { concept, levelDb: Math.round(levelDb * 10) / 10 };
+      // its own stream, so the varied corpus's other draws (and clips without such layers) stay as they were
+      if (variety && hasVariedGenerator(concept) && new Rng(hash32(seed, size, 'style', index, j)).chance(VARIED_STYLE_SHARE)) layer.style = 'varied';
+      return layer;
     });
     durationU[index] = crng.next(); // mapped to seconds once the offset is known
     const caption = makeCaption(crng, k.labels);
@@ -442,7 +454,7 @@ function planVariedSpeech(
   const [f0lo, f0hi] = F0_RANGE[gender];
   let plan: SpeechPlan | null = null;
   for (let tries = 0; tries < 20 && !plan; tries++) {
-    const cross = tries < 10 && crng.chance(0.25);
+    const cross = tries < 10 && crng.chance(CROSS_GENDER_SHARE[gender]);
     const voice = crng.pick(voices[split][cross ? other : gender]);
     const warp = round3(cross ? (gender === 'female' ? crng.uniform(1.12, 1.22) : crng.uniform(0.82, 0.9)) : crng.uniform(...VTL_WARP[gender]));
     const target = f0lo * Math.pow(f0hi / f0lo, crng.next());

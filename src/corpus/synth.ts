@@ -4,6 +4,7 @@
 // same concept.
 import { Rng } from './rng.js';
 import { SR, addInto, biquad, colouredNoise, fadeEdges, samples, scaleToPeak } from './dsp.js';
+import { buzzMelody, chime, music } from './music.js';
 
 export type Generator = (rng: Rng, seconds: number) => Float32Array;
 
@@ -413,8 +414,18 @@ export const GENERATORS = {
 export type SoundConcept = keyof typeof GENERATORS;
 export const SOUND_CONCEPTS = Object.keys(GENERATORS) as SoundConcept[];
 
-export function synthesize(concept: SoundConcept, rng: Rng, seconds: number): Float32Array {
-  const g: Generator | undefined = GENERATORS[concept];
+/** The varied corpus's voiced-sounding variants of some concepts (music.ts); chosen per layer by the plan. */
+export const VARIED_GENERATORS: Partial<Record<SoundConcept, Generator>> = {
+  chord: music,
+  bell: chime,
+  'square buzz': (r, s) => buzzMelody(r, s, 'square'),
+  'sawtooth buzz': (r, s) => buzzMelody(r, s, 'saw'),
+};
+
+export const hasVariedGenerator = (concept: SoundConcept): boolean => VARIED_GENERATORS[concept] !== undefined;
+
+export function synthesize(concept: SoundConcept, rng: Rng, seconds: number, style?: 'varied'): Float32Array {
+  const g: Generator | undefined = style === 'varied' ? VARIED_GENERATORS[concept] : GENERATORS[concept];
   if (!g) throw new Error(`synthesize: unknown concept '${concept}'`);
   return g(rng, seconds);
 }
