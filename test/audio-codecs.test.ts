@@ -59,6 +59,14 @@ describe('compressed audio: decoding', () => {
     }
   });
 
+  it('FLAC whose last frame is short and silent decodes whole (the decoder dropped it at the end of its input)', async () => {
+    const wav = readWav(fixture('short-last-frame.wav'));
+    const flac = await readAudio(fixture('short-last-frame.flac'));
+    expect(wav.samples.length).toBe(9895);
+    expect(flac.samples.length).toBe(wav.samples.length);
+    expect(Array.from(flac.samples)).toEqual(Array.from(wav.samples));
+  });
+
   it('every source at every rate and channel count: rate, channels and duration as written', async () => {
     for (const s of SOURCES) {
       for (const ext of ['flac', 'ogg', 'opus', 'mp3']) {

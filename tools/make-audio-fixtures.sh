@@ -58,6 +58,12 @@ render speech-mono-22050 22050 1 speech 22050
 for n in chirp-mono-8000 chirp-mono-22050 chirp-stereo-8000 speech-mono-22050; do
   cp "$tmp/$n.wav" "$out/$n.wav"
 done
+# A FLAC whose last frame is short and silent (8,192 samples of tone, then 1,703 of silence, blocks of
+# 4,096): @wasm-audio-decoders/flac 0.2 drops such a frame at the very end of its input (ardgpu pads
+# the input by one byte, src/audio/decode.ts); its WAV is the reference.
+sox -r 16000 -c 1 -n -b 16 "$tmp/short-last-frame.wav" synth 8192s sine 440 gain -12 pad 0 1703s
+flac --silent --force -8 --no-padding --blocksize=4096 -o "$out/short-last-frame.flac" "$tmp/short-last-frame.wav"
+cp "$tmp/short-last-frame.wav" "$out/short-last-frame.wav"
 # A FLAC saved under another extension, and an MP3 with an ID3v2 tag: found by content, not name.
 cp "$out/chirp-mono-22050.flac" "$out/flac-named.wav"
 lame --quiet -b 56 --cbr --tt "fixture" --add-id3v2 "$tmp/chirp-mono-22050.wav" "$out/id3-chirp-22050.mp3"
