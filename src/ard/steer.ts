@@ -869,9 +869,10 @@ export const BASELINE_SCALING =
  *
  * Batched: the sequences of consecutive clips (unsteered, each steered value, the unsteered control)
  * are decoded together, `o.batch` (STEER_BATCH) at once; a clip's steered control, which waits on
- * its sweep, joins the next batch. With batch 1 every sequence runs alone, in the order of old. Each answer is what decoding it
- * alone gives (generateBatch), so the results do not depend on the batch size. A clip is saved
- * (o.resume) and counted (onDone) when its last answer is in.
+ * its sweep, joins the next batch. Each answer is what decoding it alone gives (generateBatch), so
+ * the results do not depend on the batch size; batch 1 decodes one sequence at a time, in the
+ * order the unbatched loop did. A clip is saved (o.resume) and counted (onDone) when its last
+ * answer is in.
  */
 async function sweepClips(
   o: SteeringExperimentOptions,
