@@ -320,6 +320,51 @@ describe('the experiment by label', () => {
     expect(seen.map(([a]) => a)).toEqual([0, 1, 1, 2, 2, 3, 3, 4]);
   }, 60_000);
 
+  it('batched sweeps give every answer that decoding each sequence alone gives (batch 1), at any batch size', async () => {
+    const run3 = path.join(tmp, 'run-batch');
+    fs.mkdirSync(run3, { recursive: true });
+    const corpus = path.join(tmp, 'corpus');
+    const corpusClips = CLIPS.slice(0, 6).map(([f]) => ({ file: f })); // 9,000–14,000 samples: prompts of different lengths
+    const g = randn(D, 21);
+    const gn = Math.sqrt(g.reduce((a, x) => a + x * x, 0));
+    const u = Float32Array.from(g, (x) => x / gn);
+    // which sequence of a batch each decoder row belongs to (an observer: returns nothing)
+    let maxSeq = -1;
+    const watch = model.hooks.add({ layer: LAYER, fn: (_r, ctx) => void (maxSeq = Math.max(maxSeq, ctx.sequence ?? 0)) });
+    try {
+      // 5 sequences per clip's sweep: batches of 7 split clips; the default (32) takes all 30 at once
+      const configs = [
+        { batch: 7, mode: 'add', positions: 'all', values: [0, 3, 10, 40] },
+        { batch: undefined, mode: 'set', positions: 'audio', values: [0, 25, -25] }, // per-sequence masks of the audio rows
+      ] as const;
+      for (const { batch, ...cfg } of configs) {
+        const o = { model, sae, run: run3, layer: LAYER, corpus, corpusClips, feature: F, ...cfg, maxNewTokens: 4, baselines: [{ kind: 'random' as const, direction: u, description: 'random' }] };
+        maxSeq = -1;
+        const alone = await steeringExperiment({ ...o, batch: 1 });
+        expect(maxSeq).toBe(0); // one sequence at a time (generate)
+        // the steering does something, differently per clip: the comparison below can fail
+        const all = [...alone.per_clip, ...alone.baselines![0]!.per_clip];
+        expect(all.some((c) => c.answers.some((a) => a.answer !== c.baseline))).toBe(true);
+        expect(new Set(alone.per_clip.map((c) => c.answers.map((a) => a.answer).join('|'))).size).toBeGreaterThan(1);
+        maxSeq = -1;
+        const seen: number[] = [];
+        const r = await steeringExperiment({ ...o, ...(batch ? { batch } : {}), onProgress: (d) => seen.push(d) });
+        expect(maxSeq).toBe(batch ? batch - 1 : 29); // sequences decoded together
+        expect(r.per_clip.map((c) => c.file)).toEqual(corpusClips.map((c) => c.file));
+        // every answer (sweep, flip, control) of the feature and the baseline, and the rates
+        expect(r).toEqual(alone);
+        // progress still counts clips: 0, then each of 6, for the feature and then the baseline
+        expect(seen[0]).toBe(0);
+        expect(seen.at(-1)).toBe(12);
+        expect(seen.every((d, i) => i === 0 || d >= seen[i - 1]!)).toBe(true);
+      }
+      await expect(steeringExperiment({ model, sae, run: run3, layer: LAYER, corpus, corpusClips, feature: F, values: [1], batch: 0 })).rejects.toThrow('steering: batch 0 must be a positive integer');
+    } finally {
+      watch.remove();
+    }
+    expect(model.hooks.size).toBe(0);
+  }, 180_000);
+
   it('CLI: a summary with the three rates and steering.json; bad input gives one-line errors', () => {
     const base = ['steer-experiment', '--run', run, '--layer', String(LAYER), '--model', modelDir, '--prompt', Q, '--max-tokens', '3'];
     const ok = runCli([...base, '--from', 'female speech', '--expect', 'male', '--values', '0,40', '--units', 'raw', '--force']);
@@ -349,5 +394,6 @@ describe('the experiment by label', () => {
     // no feature named for the target, nor for the source concept (else it would be suppressed)
     bad(['--from', 'cough', '--expect', 'banana'], /^error: .*features-0\.json: no feature is named 'banana' or 'cough' \(pass a feature\)$/);
     bad(['--expect', 'male'], /^error: --from <label> is required$/, 2);
+    bad(['--from', 'female speech', '--expect', 'male', '--batch', '0'], /^error: --batch: expected an integer ≥ 1, got '0'$/, 2);
   }, 180_000);
 });

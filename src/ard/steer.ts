@@ -277,23 +277,41 @@ async function run(model: AudioLLM, p: Prepared, spec: Omit<SteeringSpec, 'promp
   }
 }
 
+/** Sequences the steering experiment decodes together at most (generateBatch's maxBatch); not per device. */
+export const STEER_BATCH = 32;
+
+/** One sequence of a batch: a prepared prompt and its steering (null: unsteered). */
+interface SteeredSequence {
+  p: Prepared;
+  spec: Omit<SteeringSpec, 'promptIds'> | null;
+}
+
 /**
- * Several steered generations of one prompt decoded together (generateBatch): sequence i gets spec i's
- * hook through one dispatcher on ctx.sequence; each answer is what run() gives for that spec alone.
+ * Steered generations decoded together (generateBatch, at most `maxBatch` at once): sequence i gets
+ * its own spec's hook through one dispatcher on ctx.sequence; each answer is what run() gives for
+ * that sequence alone. Every spec steers the same layer.
  */
-async function runMany(model: AudioLLM, p: Prepared, specs: readonly Omit<SteeringSpec, 'promptIds'>[], o: SteerGenOptions): Promise<SteerAnswer[]> {
-  if (specs.length <= 1) return Promise.all(specs.map((sp) => run(model, p, sp, o)));
+async function runSequences(model: AudioLLM, seqs: readonly SteeredSequence[], o: SteerGenOptions, maxBatch = STEER_BATCH): Promise<SteerAnswer[]> {
+  if (seqs.length === 0) return [];
+  const layers = new Set(seqs.flatMap((s) => (s.spec ? [s.spec.layer] : [])));
+  if (layers.size > 1) throw new ArdError(`steer: one batch steers one layer (got ${[...layers].join(', ')})`);
   const fns: ReturnType<typeof steeringFn>[] = [];
   let h: HookHandle | null = null;
   try {
-    for (const sp of specs) fns.push(steeringFn(model, { ...sp, promptIds: p.ids }));
-    h = model.hooks.add({ layer: specs[0]!.layer, fn: (x, ctx) => fns[ctx.sequence ?? 0]?.fn(x, ctx) });
-    const rs = await generateBatch(model, specs.map(() => ({ ids: p.ids, audio: p.feats })), genOpts(o));
-    return rs.map((r) => ({ answer: p.tok.decode(r.tokens, { skipSpecial: true }), tokens: r.tokens }));
+    for (const s of seqs) fns.push(s.spec ? steeringFn(model, { ...s.spec, promptIds: s.p.ids }) : null);
+    const [layer] = layers;
+    if (layer !== undefined && fns.some((f) => f)) h = model.hooks.add({ layer, fn: (x, ctx) => fns[ctx.sequence ?? 0]?.fn(x, ctx) });
+    const rs = await generateBatch(model, seqs.map((s) => ({ ids: s.p.ids, audio: s.p.feats })), { ...genOpts(o), maxBatch });
+    return rs.map((r, i) => ({ answer: seqs[i]!.p.tok.decode(r.tokens, { skipSpecial: true }), tokens: r.tokens }));
   } finally {
     h?.remove();
     for (const f of fns) f?.dispose();
   }
+}
+
+/** Several steered generations of one prompt decoded together (runSequences). */
+function runMany(model: AudioLLM, p: Prepared, specs: readonly Omit<SteeringSpec, 'promptIds'>[], o: SteerGenOptions): Promise<SteerAnswer[]> {
+  return runSequences(model, specs.map((spec) => ({ p, spec })), o);
 }
 
 export interface SteerGenerateOptions extends SteerGenOptions {
@@ -553,6 +571,8 @@ export interface SteeringExperimentOptions extends SteerGenOptions {
   split?: string;
   /** Directions steered like the feature, over the same clips and values, for comparison (see baselineDirections). */
   baselines?: readonly BaselineSpec[];
+  /** Sequences decoded together at most (default STEER_BATCH); the answers do not depend on it. */
+  batch?: number;
   /** Clip results kept from an interrupted run (steerExperiment keeps them in RUN/.steering.partial.json). */
   resume?: { get(key: string): ExperimentClipResult | undefined; put(key: string, r: ExperimentClipResult): void };
   /**
@@ -846,6 +866,13 @@ export const BASELINE_SCALING =
 /**
  * For each clip: the unsteered answer to `question`, the answer at each value, whether some value
  * flips it to `target`, and the control question at the flip value (or the largest value).
+ *
+ * Batched: the sequences of consecutive clips (unsteered, each steered value, the unsteered control)
+ * are decoded together, `o.batch` (STEER_BATCH) at once; a clip's steered control, which waits on
+ * its sweep, joins the next batch. Each answer is what decoding it alone gives (generateBatch), so
+ * the results do not depend on the batch size; batch 1 decodes one sequence at a time, in the
+ * order the unbatched loop did. A clip is saved (o.resume) and counted (onDone) when its last
+ * answer is in.
  */
 async function sweepClips(
   o: SteeringExperimentOptions,
@@ -858,50 +885,127 @@ async function sweepClips(
   onDone?: (done: number) => void,
 ): Promise<ExperimentClipResult[]> {
   const { feature, mode, values } = c;
+  const batch = o.batch ?? STEER_BATCH;
+  if (!Number.isInteger(batch) || batch < 1) throw new ArdError(`steering: batch ${batch} must be a positive integer`);
   const spec = (value: number) => ({ sae: o.sae, layer: o.layer, feature, value, mode, positions, ...(c.direction ? { direction: c.direction } : {}) });
+  // add 0 installs no hook: its answer is the unsteered one
+  const isBase = (v: number) => mode === 'add' && v === 0;
   // the control is run at the largest intervention of the sweep
   const largest = values.reduce((a, v) => (Math.abs(v) > Math.abs(a) ? v : a), values[0]!);
-  const perClip: ExperimentClipResult[] = [];
+  const results: (ExperimentClipResult | undefined)[] = new Array(clips.length);
+  let finished = 0;
   // a clip already swept with this direction, feature, mode and values (an interrupted run) is reused
   const dirId = c.direction ? createHash('sha256').update(new Uint8Array(c.direction.buffer, c.direction.byteOffset, c.direction.byteLength)).digest('hex').slice(0, 16) : null;
   const tag = (clip: ExperimentClip) => JSON.stringify([dirId ?? feature, feature, mode, values, positions, question, controlQuestion, target, clip.file]);
   onDone?.(0);
-  for (const clip of clips) {
+  const todo: number[] = [];
+  clips.forEach((clip, i) => {
     const done = o.resume?.get(tag(clip));
-    if (done) {
-      perClip.push(done);
-      onDone?.(perClip.length);
-      continue;
-    }
+    if (!done) return void todo.push(i);
+    results[i] = done;
+    onDone?.(++finished);
+  });
+
+  /** A clip being swept: its prompts (sharing one encoding of the audio) and the answers so far. */
+  interface Sweep {
+    i: number;
+    p: Prepared;
+    pc: Prepared;
+    base?: SteerAnswer;
+    steered: (SteerAnswer | undefined)[];
+    controlBase?: SteerAnswer;
+    hit?: ExperimentClipResult['answers'][number];
+    answers?: ExperimentClipResult['answers'];
+    /** Answers still awaited before the next phase (the sweep, then the steered control). */
+    pending: number;
+  }
+  interface Job extends SteeredSequence {
+    done(r: SteerAnswer): void;
+  }
+  const live = new Set<Sweep>();
+  // sequences waiting for a batch; a steered control (known once its clip's sweep is in) goes first
+  const ready: Job[] = [];
+
+  const finish = (w: Sweep, control: SteerAnswer): void => {
+    const clip = clips[w.i]!;
+    const base = w.base!;
+    const b = w.controlBase!;
+    const res: ExperimentClipResult = {
+      file: clip.file,
+      baseline: base.answer,
+      baseline_says_target: answerSays(base.answer, target),
+      answers: w.answers!,
+      flipped: !!w.hit,
+      flip_value: w.hit ? w.hit.value : null,
+      control: { value: w.hit ? w.hit.value : largest, baseline: b.answer, answer: control.answer, unchanged: sameAnswer(b.answer, control.answer) },
+    };
+    live.delete(w);
+    w.p.feats.dispose();
+    results[w.i] = res;
+    o.resume?.put(tag(clip), res);
+    onDone?.(++finished);
+  };
+  // the sweep is in: flip or not, then the control at the flip value (or the largest)
+  const swept = (w: Sweep): void => {
+    const base = w.base!;
+    w.answers = values.map((v, k) => {
+      const r = isBase(v) ? base : w.steered[k]!;
+      return { value: v, answer: r.answer, says_target: answerSays(r.answer, target) };
+    });
+    w.hit = answerSays(base.answer, target) ? undefined : w.answers.find((a) => a.says_target);
+    const cv = w.hit ? w.hit.value : largest;
+    if (isBase(cv)) return finish(w, w.controlBase!);
+    w.pending = 1;
+    ready.unshift({ p: w.pc, spec: spec(cv), done: (r) => finish(w, r) });
+  };
+  /** Reads and encodes clip i; its sweep's jobs. */
+  const start = async (i: number): Promise<Job[]> => {
+    const clip = clips[i]!;
     const file = o.corpus && !path.isAbsolute(clip.file) ? path.join(o.corpus, clip.file) : clip.file;
     const samples = (await readAudio(file)).samples;
     const p = prepare(o.model, samples, question, o.tokenizer);
-    let base: SteerAnswer;
-    const answers: ExperimentClipResult['answers'] = [];
-    let control: ExperimentClipResult['control'];
-    let hit: ExperimentClipResult['answers'][number] | undefined;
+    let pc: Prepared;
     try {
-      base = await run(o.model, p, null, o);
-      for (const v of values) {
-        const r = mode === 'add' && v === 0 ? base : await run(o.model, p, spec(v), o);
-        answers.push({ value: v, answer: r.answer, says_target: answerSays(r.answer, target) });
-      }
-      hit = answerSays(base.answer, target) ? undefined : answers.find((a) => a.says_target);
-      const cv = hit ? hit.value : largest;
-      const pc = prepare(o.model, samples, controlQuestion, o.tokenizer, p.feats); // same audio features
-      const b = await run(o.model, pc, null, o);
-      const s = mode === 'add' && cv === 0 ? b : await run(o.model, pc, spec(cv), o);
-      control = { value: cv, baseline: b.answer, answer: s.answer, unchanged: sameAnswer(b.answer, s.answer) };
-    } finally {
+      pc = prepare(o.model, samples, controlQuestion, o.tokenizer, p.feats); // same audio features
+    } catch (e) {
       p.feats.dispose();
+      throw e;
     }
-    const baseSays = answerSays(base.answer, target);
-    const res: ExperimentClipResult = { file: clip.file, baseline: base.answer, baseline_says_target: baseSays, answers, flipped: !!hit, flip_value: hit ? hit.value : null, control };
-    perClip.push(res);
-    o.resume?.put(tag(clip), res);
-    onDone?.(perClip.length);
+    const w: Sweep = { i, p, pc, steered: [], pending: 0 };
+    live.add(w);
+    const jobs: Job[] = [];
+    const add = (q: Prepared, sp: Job['spec'], set: (r: SteerAnswer) => void) => {
+      w.pending++;
+      jobs.push({
+        p: q,
+        spec: sp,
+        done: (r) => {
+          set(r);
+          if (--w.pending === 0) swept(w);
+        },
+      });
+    };
+    add(p, null, (r) => (w.base = r));
+    values.forEach((v, k) => {
+      if (!isBase(v)) add(p, spec(v), (r) => (w.steered[k] = r));
+    });
+    add(w.pc, null, (r) => (w.controlBase = r));
+    return jobs;
+  };
+
+  try {
+    let next = 0;
+    while (ready.length || next < todo.length) {
+      // fill the batch with the next clips' sequences; a clip's may run over into the next batch
+      while (ready.length < batch && next < todo.length) ready.push(...(await start(todo[next++]!)));
+      const chunk = ready.splice(0, batch);
+      const rs = await runSequences(o.model, chunk, o, batch);
+      chunk.forEach((j, k) => j.done(rs[k]!));
+    }
+  } finally {
+    for (const w of live) w.p.feats.dispose();
   }
-  return perClip;
+  return results.map((r) => r!);
 }
 
 // ---- the experiment by label (`ardgpu steer-experiment`) -----------------------------------------
@@ -944,6 +1048,8 @@ export interface SteerExperimentOptions extends SteerGenOptions {
   baselines?: boolean;
   /** Seed of the random direction (default 0). */
   randomSeed?: number;
+  /** Sequences decoded together at most (default STEER_BATCH); not part of the stage's inputs, as the answers do not depend on it. */
+  batch?: number;
   force?: boolean;
   onProgress?: (done: number, total: number) => void;
 }

@@ -610,11 +610,12 @@ export function registerCommands(cli: CAC): void {
     .option('--seed <s>', "The random direction's seed", { default: 0 })
     .option('--model <dir>', 'Model folder (default: weights/)')
     .option('--max-tokens <n>', 'Maximum new tokens per answer', { default: 32 })
+    .option('--batch <n>', 'Sequences decoded together at most (the answers do not depend on it)', { default: 32 })
     .option('--sae <path>', SAE_FLAG_HELP)
     .option('--force', 'Rerun even if the inputs are unchanged')
     .action(async (flags: GlobalFlags & {
       run?: string; layer?: string; from?: string; prompt?: string; expect?: string; controlPrompt: string; values: string; units: string; feature?: string; mode: string;
-      split: string; selectionSplit: string; maxClips?: string; baselines: boolean; seed: number; model?: string; maxTokens: number; force?: boolean; sae?: string;
+      split: string; selectionSplit: string; maxClips?: string; baselines: boolean; seed: number; model?: string; maxTokens: number; batch: number; force?: boolean; sae?: string;
     }) => {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
@@ -625,6 +626,7 @@ export function registerCommands(cli: CAC): void {
       if (flags.mode !== 'add' && flags.mode !== 'set') throw new UsageError(`--mode: expected add or set, got '${flags.mode}'`);
       const values = listFlag('values', flags.values)!;
       const feature = intFlag('feature', flags.feature, 0);
+      const batch = intFlag('batch', flags.batch, 1);
       checkSteerExperiment({ run, layer, from: flags.from!, expect: flags.expect!, split: String(flags.split), feature }); // before loading anything
       const engine = await openEngine(flags);
       const model = await openModel(engine, flags.model, true);
@@ -635,7 +637,7 @@ export function registerCommands(cli: CAC): void {
           model, sae, ...(flags.sae !== undefined ? { saeFile: String(flags.sae) } : {}), run, layer, from: flags.from!, prompt: flags.prompt!, expect: flags.expect!, controlPrompt: String(flags.controlPrompt),
           values, valuesInFeatureUnits: flags.units === 'feature', ...(feature !== undefined ? { feature, mode: flags.mode as 'add' | 'set' } : {}),
           split: String(flags.split), selectionSplit: String(flags.selectionSplit), maxClips: intFlag('max-clips', flags.maxClips, 1),
-          baselines: flags.baselines !== false, randomSeed: intFlag('seed', flags.seed, 0), maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1), force: flags.force,
+          baselines: flags.baselines !== false, randomSeed: intFlag('seed', flags.seed, 0), maxNewTokens: intFlag('max-tokens', flags.maxTokens, 1), batch, force: flags.force,
           onProgress: b.update,
         });
         b.finish();
