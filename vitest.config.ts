@@ -40,6 +40,7 @@ const ADAPTER_SUITE = [
   'test/logmel.test.ts',
   'test/blocked.test.ts',
   'test/attention-chunks.test.ts',
+  'test/attention-flash.test.ts',
 ];
 
 // These two pick their kernels themselves (matmul-gpu forces each matmul variant, gpu-profile-ops makes its own

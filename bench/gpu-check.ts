@@ -99,15 +99,42 @@ export async function gpuCheck(engine: Engine, o: GpuCheckOptions): Promise<Reco
     w.dispose();
   }
 
-  // attention over one window: [H, T, D] queries, keys and values
+  // attention over one window: [H, T, D] queries, keys and values (30 s of Whisper encoder at the 7B
+  // shapes: 20 heads, 1500 frames, head dim 64), non-causal as in the encoder. Both kernels are timed:
+  // the profile's (`ms`), the fused flash kernel and the chunked matmul + softmax; where the device has
+  // f16, the flash kernel with f16 K/V too (an f16 checkpoint's encoder, or decoder with an f16 cache)
   const [H, T, D] = o.attn;
   const q = tensor(engine, randData(H * T * D, 1), [H, T, D]);
   const k = tensor(engine, randData(H * T * D, 2), [H, T, D]);
   const v = tensor(engine, randData(H * T * D, 3), [H, T, D]);
-  const sAttn = await timeRepeated(engine, () => tidy(() => void scaledDotProductAttention(q, k, v)), o.seconds);
+  const flops = 4 * H * T * T * D;
+  const timeAttn = async (kk: typeof k, vv: typeof v, variant?: 'flash' | 'chunked') =>
+    timeRepeated(engine, () => tidy(() => void scaledDotProductAttention(q, kk, vv, variant ? { variant } : {})), o.seconds);
+  const sAttn = await timeAttn(k, v);
+  const sFlash = await timeAttn(k, v, 'flash');
+  const sChunked = await timeAttn(k, v, 'chunked');
+  let sFlashF16: number | null = null;
+  if (engine.f16) {
+    const k16 = tensor(engine, randData(H * T * D, 2), [H, T, D], 'f16');
+    const v16 = tensor(engine, randData(H * T * D, 3), [H, T, D], 'f16');
+    sFlashF16 = await timeAttn(k16, v16, 'flash');
+    k16.dispose();
+    v16.dispose();
+  }
   for (const t of [q, k, v]) t.dispose();
-  const attention = { heads: H, frames: T, headDim: D, ms: sig(sAttn * 1e3), gflops: sig((4 * H * T * T * D) / sAttn / 1e9) };
-  say(`attention [${H}, ${T}, ${D}]: ${attention.ms} ms`);
+  const attention = {
+    heads: H,
+    frames: T,
+    headDim: D,
+    variant: engine.profile.nn.attention,
+    ms: sig(sAttn * 1e3),
+    gflops: sig(flops / sAttn / 1e9),
+    flashMs: sig(sFlash * 1e3),
+    flashGflops: sig(flops / sFlash / 1e9),
+    chunkedMs: sig(sChunked * 1e3),
+    flashF16KvMs: sFlashF16 === null ? null : sig(sFlashF16 * 1e3),
+  };
+  say(`attention [${H}, ${T}, ${D}] (${attention.variant}): ${attention.ms} ms; flash ${attention.flashMs} ms${sFlashF16 === null ? '' : ` (f16 K/V ${attention.flashF16KvMs} ms)`}, chunked ${attention.chunkedMs} ms`);
 
   const [d, m, kk, batch] = o.sae;
   const sae = await benchSaeTrain(engine, { d, m, k: kk, batch, steps: 3, warmup: 1 });

@@ -247,33 +247,7 @@ fn fmaBlock(kq: u32, tail: bool) {
   kStep(kq, 3u, tail);
 }
 
-// erfc with fractional error < 1.2e-7 (the approximation kernels/elementwise.wgsl uses, so the
-// fused GELU matches the standalone op).
-fn erfc_(x: f32) -> f32 {
-  let z = abs(x);
-  let t = 1.0 / (1.0 + 0.5 * z);
-  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-          t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
-          t * (-0.82215223 + t * 0.17087277)))))))));
-  return select(2.0 - r, r, x >= 0.0);
-}
-fn act(x: vec4<f32>) -> vec4<f32> {
-//#if ACT_GELU
-  return vec4<f32>(0.5 * x.x * erfc_(-x.x * 0.70710678118654752), 0.5 * x.y * erfc_(-x.y * 0.70710678118654752),
-                   0.5 * x.z * erfc_(-x.z * 0.70710678118654752), 0.5 * x.w * erfc_(-x.w * 0.70710678118654752));
-//#endif
-//#if ACT_SILU
-  // x·sigmoid(x), stable on both sides
-  let e = exp(-abs(x));
-  return x * select(e / (1.0 + e), 1.0 / (1.0 + e), x >= vec4<f32>(0.0));
-//#endif
-//#if ACT_RELU
-  return max(x, vec4<f32>(0.0));
-//#endif
-//#if ACT_NONE
-  return x;
-//#endif
-}
+//#include "matmul_epilogue.wgsl"
 
 @compute @workgroup_size(${WGS} * 8)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -332,36 +306,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   // ---- epilogue: bias, activation, stores ----
   let n0 = nq * 4u;
   if (n0 >= P.N) { return; }
-//#if BIAS
-  var bias = vec4<f32>(0.0);
-  for (var j = 0u; j < 4u; j++) { bias[j] = f32(Bias[P.offBias + min(n0 + j, nLast)]); }
-//#endif
+  let bias = bias4(n0);
   let cBase = P.offC + zi * P.M * P.ldc;
   for (var i = 0u; i < TM; i++) {
     let m = m0 + i;
-    if (m < P.M) {
-      var pre = acc[i];
-//#if BIAS
-      pre += bias;
-//#endif
-      let y = act(pre);
-//#if CVEC
-      let o = (cBase + m * P.ldc) / 4u + nq;
-      C[o] = vec4<${TC}>(y);
-//#if SAVE_PRE
-      Z[o] = vec4<${TC}>(pre);
-//#endif
-//#else
-      let o = cBase + m * P.ldc + n0;
-      for (var j = 0u; j < 4u; j++) {
-        if (n0 + j < P.N) {
-          C[o + j] = ${TC}(y[j]);
-//#if SAVE_PRE
-          Z[o + j] = ${TC}(pre[j]);
-//#endif
-        }
-      }
-//#endif
-    }
+    if (m < P.M) { store4(acc[i], bias, cBase + m * P.ldc + n0, n0); }
   }
 }

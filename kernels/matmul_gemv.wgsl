@@ -106,30 +106,7 @@ fn loadB4(n: u32, kq: u32) -> vec4<f32> {
 }
 //#endif
 
-// erfc with fractional error < 1.2e-7 (as in kernels/elementwise.wgsl, so the fused GELU matches).
-fn erfc_(x: f32) -> f32 {
-  let z = abs(x);
-  let t = 1.0 / (1.0 + 0.5 * z);
-  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-          t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
-          t * (-0.82215223 + t * 0.17087277)))))))));
-  return select(2.0 - r, r, x >= 0.0);
-}
-fn act(x: f32) -> f32 {
-//#if ACT_GELU
-  return 0.5 * x * erfc_(-x * 0.70710678118654752);
-//#endif
-//#if ACT_SILU
-  let e = exp(-abs(x));
-  return x * select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
-//#endif
-//#if ACT_RELU
-  return max(x, 0.0);
-//#endif
-//#if ACT_NONE
-  return x;
-//#endif
-}
+//#include "matmul_epilogue.wgsl"
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32
@@ -216,15 +193,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let c = li % GC;
     let nn = nBase + c;
     if (nn < P.N) {
-      var pre = sums[m * GC + c];
-//#if BIAS
-      pre += f32(Bias[P.offBias + nn]);
-//#endif
-      let o = P.offC + (zi * P.M + m) * P.ldc + nn;
-      C[o] = ${TC}(act(pre));
-//#if SAVE_PRE
-      Z[o] = ${TC}(pre);
-//#endif
+      store1(sums[m * GC + c], P.offC + (zi * P.M + m) * P.ldc + nn, nn);
     }
   }
 }

@@ -48,6 +48,11 @@ describe('bench/gpu-check.sh', () => {
     for (const m of check!.matmul) expect(m.gflops).toBeGreaterThan(0);
     expect(check!.attention).toMatchObject({ heads: 2, frames: 50, headDim: 16 });
     expect(check!.attention.ms).toBeGreaterThan(0);
+    expect(check!.attention.variant).toBe(info!.profile.nn.attention);
+    expect(check!.attention.flashMs).toBeGreaterThan(0);
+    expect(check!.attention.chunkedMs).toBeGreaterThan(0);
+    if (info!.f16) expect(check!.attention.flashF16KvMs).toBeGreaterThan(0);
+    else expect(check!.attention.flashF16KvMs).toBeNull();
     expect(check!.sae).toMatchObject({ d: 32, m: 256, k: 4, batch: 64 });
     expect(check!.sae.tokensPerS).toBeGreaterThan(0);
     expect(check!.demo).toBeNull();

@@ -43,7 +43,8 @@ describe('device profile from adapter facts', () => {
     expect(p.topk).toEqual({ variant: 'lanes', lanes: 256, workgroup: 64, filterMax: 128, radixSlots: 256, storageBytes: 32768 });
     expect(p.sae).toEqual({ rowBlockBytes: 1 << 20, csrChunks: 128, colQ: 8, colLanes: 64, entryLanes: 64, dzByLatent: true, fusedDecoderGrad: true, subgroups8: true, wgReductions: false });
     // attention scores: one 128 MiB binding less the pool's 1/8 rounding is 113.8 MiB, capped at 64 MiB
-    expect(p.nn).toEqual({ rowLanes: 64, rowElemsPerLane: 8, normGradWorkgroups: 64, normGradMinRows: 32, attentionScoreBytes: 64 << 20 });
+    // attention keeps the composed matmul + softmax chunked over queries (the flash kernel's tile is set but unused)
+    expect(p.nn).toEqual({ rowLanes: 64, rowElemsPerLane: 8, normGradWorkgroups: 64, normGradMinRows: 32, attentionScoreBytes: 64 << 20, attention: 'chunked', flashRows: 16, flashKeys: 32 });
   });
 
   it('SwiftShader and a CPU-typed adapter count as software too', () => {
@@ -65,6 +66,7 @@ describe('device profile from adapter facts', () => {
     expect(p.sae.rowBlockBytes).toBeNull();
     expect([p.sae.colQ, p.sae.colLanes, p.sae.subgroups8]).toEqual([1, 256, true]);
     expect(p.nn.rowElemsPerLane).toBe(1);
+    expect([p.nn.attention, p.nn.flashRows, p.nn.flashKeys]).toEqual(['flash', 32, 32]);
     // without the subgroups feature nothing may use subgroups, whatever the sizes say
     const bare = buildProfile({ ...NVIDIA, features: ['shader-f16'] }, { env: NO_ENV });
     expect([bare.subgroups, bare.subgroupMinSize, bare.matmul.subgroupPath, bare.sae.subgroups8]).toEqual([false, 0, false, false]);
@@ -183,7 +185,9 @@ describe('ardgpu info --json', () => {
     expect(j.profile.source).toBe('ARDGPU_PROFILE');
     expect(j.profile.detected).toBe(j.isSoftware ? 'cpu' : 'gpu');
     expect(typeof j.profile.subgroupMinSize).toBe('number');
-    expect(Object.keys(j.profile.variants).sort()).toEqual(['matmul', 'nn', 'sae', 'topk']);
+    expect(Object.keys(j.profile.variants).sort()).toEqual(['attention', 'matmul', 'nn', 'sae', 'topk']);
+    expect(j.profile.variants.attention).toMatch(/^flash: /);
+    expect(j.profile.nn.attention).toBe('flash');
     expect(j.profile.matmul.wgs).toBe(8);
     const bad = spawnSync(process.execPath, [bin, 'info'], { encoding: 'utf8', env: { ...env, ARDGPU_PROFILE: 'fast' }, timeout: 120_000 });
     expect(bad.status).toBe(1);

@@ -97,6 +97,15 @@ export interface NnProfile {
   normGradMinRows: number;
   /** Attention: largest f32 score matrix materialised at once (more query rows run in chunks). */
   attentionScoreBytes: number;
+  /**
+   * Attention kernel without autograd: 'chunked' (matmul + softmax, scores materialised a chunk of query
+   * rows at a time: what lavapipe was tuned with) or 'flash' (kernels/attention.wgsl: one fused pass,
+   * scores only in workgroup memory and registers).
+   */
+  attention: 'chunked' | 'flash';
+  /** Flash kernel: query rows per workgroup (8 invocations each) and keys per tile wanted (see flashTile). */
+  flashRows: number;
+  flashKeys: number;
 }
 
 export interface DeviceProfile {
@@ -227,6 +236,10 @@ export function buildProfile(facts: DeviceFacts, opts: { kind?: ProfileKind; env
       normGradWorkgroups: cpu ? 64 : 1024,
       normGradMinRows: 32,
       attentionScoreBytes: attentionScoreBudget(num(lim.maxStorageBufferBindingSize, 128 << 20)),
+      attention: cpu ? 'chunked' : 'flash',
+      // a GPU: 256 invocations per workgroup (32 rows); a CPU thread runs a workgroup, fewer rows idle at the edges
+      flashRows: cpu ? 16 : 32,
+      flashKeys: 32,
     },
   };
 }
@@ -250,7 +263,11 @@ export function describeVariants(p: DeviceProfile): Record<string, string> {
         : `${p.matmul.subgroupPath ? '8-lane subgroup shuffles' : 'no subgroups'}, TM ${p.matmul.tm} (8 for M ≤ 8), ${p.matmul.wgs * 8} invocations per workgroup${p.matmul.gemvMaxM ? `; matrix-vector kernel for M ≤ ${p.matmul.gemvMaxM}` : ''}`,
     topk: `${t.variant === 'row' ? 'one 256-invocation workgroup per row (radix select, bitonic sort) for rows ≤ 65,536 wide; wider: ' : ''}one lane per (row, chunk), rows split below ${t.lanes} lanes, workgroup ≤ ${t.workgroup}, filter for k ≤ ${t.filterMax} else heap, radix select for unsorted single passes`,
     sae: `${s.rowBlockBytes === null ? 'no row blocks' : `row blocks of ${s.rowBlockBytes} bytes`}, ≤ ${s.colQ} vec4 × ${s.colLanes} lanes per row tile, dz ${s.dzByLatent ? 'by latent' : 'by row'}, decoder backward ${s.fusedDecoderGrad && s.subgroups8 ? 'fused (subgroups, d ≤ 256)' : 'in two passes'}, ${s.wgReductions ? 'projection, normalisation and loss by workgroup reductions' : 'projection, normalisation and loss one lane per row'}`,
-    nn: `row kernels: ≤ ${p.nn.rowLanes} lanes per row at ${p.nn.rowElemsPerLane}+ elements each; norm weight gradient over ${p.nn.normGradWorkgroups} chunks of ≥ ${p.nn.normGradMinRows} rows; attention scores ≤ ${p.nn.attentionScoreBytes} bytes at once`,
+    attention:
+      p.nn.attention === 'flash'
+        ? `flash: one fused pass per (kv head, ${p.nn.flashRows} query rows), K/V tiles of ≤ ${p.nn.flashKeys} keys in workgroup memory, online softmax, f32 accumulation (K/V read as stored, f16 included); no scores in memory (training: composed matmul + softmax)`
+        : `chunked: matmul + softmax, scores ≤ ${p.nn.attentionScoreBytes} bytes at once (chunks of query rows)`,
+    nn: `row kernels: ≤ ${p.nn.rowLanes} lanes per row at ${p.nn.rowElemsPerLane}+ elements each; norm weight gradient over ${p.nn.normGradWorkgroups} chunks of ≥ ${p.nn.normGradMinRows} rows`,
   };
 }
 
@@ -260,4 +277,23 @@ export function describeVariants(p: DeviceProfile): Record<string, string> {
  */
 export function attentionScoreBudget(maxStorageBufferBindingSize: number): number {
   return Math.min(64 << 20, Math.floor(maxStorageBufferBindingSize / 1.125));
+}
+
+/**
+ * The flash attention kernel's tile for head dims D, Dv: the profile's rows and keys, halved (keys to 8,
+ * then rows to 8) until Q, one K/V tile (rows padded to max(D, Dv) + 1), the probabilities and the row
+ * reductions fit the adapter's workgroup storage and invocation limits; null if nothing fits.
+ */
+export function flashTile(p: DeviceProfile, D: number, Dv: number): { rows: number; keys: number } | null {
+  const kp = Math.max(D, Dv) + 1;
+  const bytes = (rows: number, keys: number) => 4 * (rows * D + keys * kp + rows * keys + 16 * rows);
+  let rows = Math.max(8, p.nn.flashRows);
+  let keys = Math.max(8, p.nn.flashKeys - (p.nn.flashKeys % 8));
+  while (8 * rows > p.limits.maxComputeInvocationsPerWorkgroup && rows > 8) rows /= 2;
+  while (bytes(rows, keys) > p.limits.maxComputeWorkgroupStorageSize) {
+    if (keys > 8) keys = Math.max(8, Math.floor(keys / 16) * 8);
+    else if (rows > 8) rows = Math.floor(rows / 2);
+    else return null;
+  }
+  return { rows, keys };
 }

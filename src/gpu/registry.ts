@@ -5,6 +5,9 @@
 // Preprocessor, applied before compilation:
 //   ${NAME}            replaced by defines[NAME] (missing → error naming the kernel)
 //   //#if NAME  / //#else / //#endif   keep a block when defines[NAME] is truthy (nesting allowed)
+//   //#include "file.wgsl"            the text of kernels/file.wgsl in place of the line (before the
+//                                      rest: an included file may use ${NAME} and //#if; nesting allowed)
+// `enable f16;` is prepended when the code (comments aside) names f16, i.e. only in f16 variants.
 // Binding convention (every kernel header restates it): @group(0) @binding(0) is the uniform
 // parameter block when the kernel has one, then the storage buffers in the order the op passes them.
 import * as fs from 'node:fs';
@@ -26,18 +29,72 @@ export function packageRoot(): string {
 }
 
 const sourceCache = new Map<string, string>();
+/** kernels/<family>.wgsl with its includes expanded. */
 export function kernelSource(family: string): string {
   let src = sourceCache.get(family);
   if (src === undefined) {
-    const file = path.join(packageRoot(), 'kernels', `${family}.wgsl`);
-    try {
-      src = fs.readFileSync(file, 'utf8');
-    } catch {
-      throw new ArdError(`${file}: kernel family '${family}' not found`);
-    }
+    src = expandIncludes(readKernelFile(`${family}.wgsl`, `kernel family '${family}' not found`), readKernelFile, family);
     sourceCache.set(family, src);
   }
   return src;
+}
+
+function readKernelFile(name: string, missing = 'included file not found'): string {
+  const file = path.join(packageRoot(), 'kernels', name);
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    throw new ArdError(`${file}: ${missing}`);
+  }
+}
+
+/**
+ * Replaces each `//#include "name.wgsl"` line by the text `read(name)` gives (expanded likewise); a file
+ * including itself, directly or not, is an error naming the chain.
+ */
+export function expandIncludes(src: string, read: (name: string) => string, label: string, chain: string[] = []): string {
+  return src
+    .split('\n')
+    .map((line) => {
+      const m = line.trim().match(/^\/\/#include\s+"([\w.-]+\.wgsl)"$/);
+      if (!m) {
+        if (/^\/\/#include\b/.test(line.trim())) throw new ArdError(`kernel ${label}: malformed include '${line.trim()}' (want //#include "name.wgsl")`);
+        return line;
+      }
+      const name = m[1]!;
+      if (chain.includes(name)) throw new ArdError(`kernel ${label}: include cycle ${[...chain, name].join(' → ')}`);
+      return expandIncludes(read(name).replace(/\n$/, ''), read, label, [...chain, name]);
+    })
+    .join('\n');
+}
+
+/** WGSL without its comments (line comments and nested block comments), line breaks kept. */
+export function stripComments(src: string): string {
+  let out = '';
+  let depth = 0;
+  for (let i = 0; i < src.length; i++) {
+    const c = src[i]!;
+    const two = src.slice(i, i + 2);
+    if (depth === 0 && two === '//') {
+      while (i < src.length && src[i] !== '\n') i++;
+      if (i < src.length) out += '\n';
+    } else if (two === '/*') {
+      depth++;
+      i++;
+    } else if (depth > 0 && two === '*/') {
+      depth--;
+      i++;
+    } else if (depth > 0) {
+      if (c === '\n') out += c;
+    } else out += c;
+  }
+  return out;
+}
+
+/** The code with `enable f16;` first when its code, not its comments, names f16 and does not enable it. */
+export function withF16Enable(code: string): string {
+  const bare = stripComments(code);
+  return /\bf16\b/.test(bare) && !/\benable\s+f16\s*;/.test(bare) ? `enable f16;\n${code}` : code;
 }
 
 export function preprocess(src: string, defines: Defines, label: string): string {
@@ -106,8 +163,7 @@ export class KernelRegistry {
     let module = this.modules.get(modKey);
     this.device.pushErrorScope('validation');
     if (!module) {
-      let code = preprocess(kernelSource(spec.family), defines, label);
-      if (/\bf16\b/.test(code) && !/enable f16;/.test(code)) code = `enable f16;\n${code}`;
+      const code = withF16Enable(preprocess(kernelSource(spec.family), defines, label));
       module = this.device.createShaderModule({ code, label });
       this.modules.set(modKey, module);
     }

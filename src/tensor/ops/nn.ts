@@ -5,6 +5,7 @@
 // the storage dtype (f32 or f16). Views whose elements are dense from their offset are read in
 // place; other views are copied first. Test-only f64 references: reference/<family>.ts.
 import { grid, Params } from '../../gpu/engine.js';
+import { flashTile } from '../../gpu/profile.js';
 import type { Engine } from '../../gpu/engine.js';
 import { ArdError } from '../../util/errors.js';
 import { record } from '../autograd.js';
@@ -522,14 +523,23 @@ export interface AttentionOptions extends SoftmaxOptions {
   /**
    * Largest f32 score matrix to materialise at once (bytes; default: the device profile's
    * nn.attentionScoreBytes). Without autograd, more queries than fit are processed in chunks of rows.
+   * Only for the chunked kernel: the flash kernel materialises no scores.
    */
   maxScoreBytes?: number;
+  /**
+   * Kernel (default: the profile's nn.attention): 'chunked' (matmul + softmax) or 'flash' (one fused
+   * pass, kernels/attention.wgsl). With autograd, and for shapes the flash kernel does not take (more
+   * than one batch dim that cannot be merged, head dims too large for workgroup memory), 'chunked'.
+   */
+  variant?: 'chunked' | 'flash';
 }
 
 /**
- * softmax(q·kᵀ·scale + causal mask)·v, chunked over queries when the [.., Tq, Tk] scores would exceed
- * maxScoreBytes: each query row's scores, softmax and weighted sum do not depend on other rows, so
- * the chunks compute the same bits as one pass (tested) and the scores never outgrow one binding.
+ * softmax(q·kᵀ·scale + causal mask)·v. Without autograd and under the flash variant: one fused kernel
+ * whose scores live in workgroup memory only. Otherwise composed from matmul and softmax, chunked over
+ * queries when the [.., Tq, Tk] scores would exceed maxScoreBytes: each query row's scores, softmax and
+ * weighted sum do not depend on other rows, so the chunks compute the same bits as one pass (tested)
+ * and the scores never outgrow one binding.
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   const r = q.rank;
@@ -537,6 +547,10 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   const Tk = k.rank >= 2 ? k.shape[k.rank - 2]! : 0;
   const engine = q.engine;
   const wantGrad = engine.gradEnabled && (q.requiresGrad || k.requiresGrad || v.requiresGrad);
+  if (!wantGrad && (opts.variant ?? engine.profile.nn.attention) === 'flash') {
+    const out = flashAttention(q, k, v, opts);
+    if (out) return out;
+  }
   const budget = opts.maxScoreBytes ?? engine.profile.nn.attentionScoreBytes;
   // scores of one query row, over every head and batch entry: [..., H, 1, Tk] f32
   const rowBytes = r >= 2 ? (q.shape.slice(0, -2).reduce((a, b) => a * b, 1) || 1) * Tk * 4 : 0;
@@ -554,7 +568,19 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   return out;
 }
 
-function attentionPass(q: Tensor, k: Tensor, v: Tensor, opts: SoftmaxOptions): Tensor {
+interface AttentionShapes {
+  lead: number[];
+  H: number;
+  Hkv: number;
+  rep: number;
+  Tq: number;
+  Tk: number;
+  D: number;
+  Dv: number;
+}
+
+/** Checks q, k, v (dtypes, ranks, matching dims, kv heads dividing query heads) and names their dims. */
+function attentionShapes(q: Tensor, k: Tensor, v: Tensor): AttentionShapes {
   for (const [t, nm] of [[q, 'q'], [k, 'k'], [v, 'v']] as const) {
     floatCheck(t, `attention ${nm}`);
     if (t.rank < 2) throw new ArdError(`attention: ${nm} ${shapeStr(t.shape)} must be [..., T, D]`);
@@ -574,7 +600,79 @@ function attentionPass(q: Tensor, k: Tensor, v: Tensor, opts: SoftmaxOptions): T
   if (r >= 3 && (v.shape[r - 3] !== Hkv || Hkv === 0 || H % Hkv)) {
     throw new ArdError(`attention: ${H} query heads cannot share ${Hkv} kv heads (k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)})`);
   }
-  const rep = r >= 3 ? H / Hkv : 1;
+  return { lead, H, Hkv, rep: r >= 3 ? H / Hkv : 1, Tq, Tk, D, Dv };
+}
+
+/**
+ * Strides (batch, head, time) of t [...lead, heads, T, dim] in elements, the batch dims merged into one,
+ * or null when they cannot be merged (t is then copied densely first).
+ */
+function attentionStrides(t: Tensor): [number, number, number] | null {
+  const r = t.rank;
+  const st = t.strides;
+  const sT = st[r - 2]!;
+  const sH = r >= 3 ? st[r - 3]! : 0;
+  if (r <= 3) return [0, sH, sT];
+  // merged batch index i = Σ i_d·Π_{e>d} n_e must address offset i·sB: strides nest
+  for (let d = 0; d < r - 4; d++) if (t.shape[d + 1]! > 1 && st[d] !== st[d + 1]! * t.shape[d + 1]!) return null;
+  return [st[r - 4]!, sH, sT];
+}
+
+/**
+ * The flash kernel (kernels/attention.wgsl): one dispatch, scores never leave the workgroup. Returns null
+ * where it does not apply (the caller takes the composed path): head dims whose tile does not fit the
+ * adapter's workgroup memory.
+ */
+function flashAttention(q: Tensor, k: Tensor, v: Tensor, opts: SoftmaxOptions): Tensor | null {
+  const sh = attentionShapes(q, k, v);
+  const { lead, H, Hkv, rep, Tq, Tk, D, Dv } = sh;
+  const engine = q.engine;
+  const tileSize = flashTile(engine.profile, D, Dv);
+  if (!tileSize || D === 0 || Dv === 0) return null;
+  const causal = Boolean(opts.causal);
+  const offset = opts.causalOffset ?? Tk - Tq;
+  const scale = opts.scale ?? 1 / Math.sqrt(D);
+  if (!Number.isInteger(offset)) throw new ArdError(`attention: causalOffset ${offset} is not an integer`);
+  if (!Number.isFinite(scale)) throw new ArdError(`attention: scale ${scale} is not finite`);
+  const out = empty(engine, [...q.shape.slice(0, -1), Dv], q.dtype);
+  if (out.size === 0) return out;
+  // unit stride along the head dim and mergeable batch dims, else a dense copy
+  const prep = (t: Tensor): [Tensor, [number, number, number]] => {
+    const s = t.strides[t.rank - 1] === 1 || t.shape[t.rank - 1] === 1 ? attentionStrides(t) : null;
+    if (s) return [t, s];
+    const c = engine.noGradScope(() => contiguous(t));
+    return [c, attentionStrides(c)!];
+  };
+  const [qd, sq] = prep(q);
+  const [kd, sk] = prep(k);
+  const [vd, sv] = prep(v);
+  const B = lead.reduce((a, b) => a * b, 1);
+  const rows = rep * Tq;
+  const tiles = Math.ceil(rows / tileSize.rows);
+  const groups = B * Hkv * tiles;
+  engine.dispatch({
+    kernel: {
+      family: 'attention',
+      defines: { TQ: q.dtype, TK: k.dtype, TV: v.dtype, TO: q.dtype, D, DV: Dv, BQ: tileSize.rows, BK: tileSize.keys, KP: Math.max(D, Dv) + 1 },
+    },
+    params: new Params()
+      .u32(Tq, Tk, rep, rows, Hkv, tiles, groups, causal ? 1 : 0)
+      .i32(offset)
+      .f32(scale)
+      .u32(0, 0)
+      .u32(qd.offset, ...sq, kd.offset, ...sk, vd.offset, ...sv)
+      .done(),
+    buffers: [qd.buffer, kd.buffer, vd.buffer, out.buffer],
+    workgroups: grid(groups),
+  });
+  release(qd, q);
+  release(kd, k);
+  release(vd, v);
+  return out;
+}
+
+function attentionPass(q: Tensor, k: Tensor, v: Tensor, opts: SoftmaxOptions): Tensor {
+  const { lead, Hkv, rep, Tq, Tk, D, Dv } = attentionShapes(q, k, v);
   const scale = opts.scale ?? 1 / Math.sqrt(D);
   const temps: Tensor[] = [];
   const tmp = (t: Tensor): Tensor => {
