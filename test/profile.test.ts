@@ -41,7 +41,7 @@ describe('device profile from adapter facts', () => {
     expect([p.subgroupMinSize, p.subgroupMaxSize, p.f16, p.timestamps]).toEqual([8, 8, true, true]);
     expect(p.matmul).toEqual({ tm: 16, wgs: 1, subgroupPath: true, variant: 'lanes', gemvMaxM: 0, tile128MinM: 1024 });
     expect(p.topk).toEqual({ variant: 'lanes', lanes: 256, workgroup: 64, filterMax: 128, radixSlots: 256, storageBytes: 32768 });
-    expect(p.sae).toEqual({ rowBlockBytes: 1 << 20, csrChunks: 128, colQ: 8, colLanes: 64, entryLanes: 64, dzByLatent: true, fusedDecoderGrad: true, subgroups8: true, wgReductions: false });
+    expect(p.sae).toEqual({ rowBlockBytes: 1 << 20, csrChunks: 128, colQ: 8, colLanes: 64, entryLanes: 64, dzByLatent: true, fusedDecoderGrad: true, subgroups8: true, wgReductions: false, wgSubgroups: true, csrSort: 'chunks', entryStaging: false });
     // attention scores: one 128 MiB binding less the pool's 1/8 rounding is 113.8 MiB, capped at 64 MiB
     expect(p.nn).toEqual({ rowLanes: 64, rowElemsPerLane: 8, normGradWorkgroups: 64, normGradMinRows: 32, attentionScoreBytes: 64 << 20 });
   });
