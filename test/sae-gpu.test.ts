@@ -20,7 +20,7 @@ import { sum } from '../src/tensor/ops/reduce.js';
 import { AdamW } from '../src/tensor/optim.js';
 import { SparseAutoencoder } from '../src/sae/model.js';
 import { SparseCodes, buildCsr, matvecNeg, projectParallel, rowsGrad, saeTuning, scanExclusiveU32, sparseDecode } from '../src/sae/ops.js';
-import { csrRef, dzRef, matvecNegRef, rowsGradRef } from '../reference/sae.js';
+import { csrRef, dzRef, matvecNegRef, rowsGradRef, saeStepRef } from '../reference/sae.js';
 import { getEngine, randn, rng } from './helpers.js';
 
 const U = 2 ** -24;
@@ -195,4 +195,90 @@ describe('GPU-profile SAE kernels', () => {
       });
     }
   });
+
+  it('a whole training step (AuxK, projection, AdamW, renormalisation) under the GPU profile equals the CPU profile\'s within the f32 error bounds', async () => {
+    const [B, d, m, k, kAux, lr, eps] = [300, 64, 1000, 7, 32, 1e-3, 1e-8];
+    const xh = randn(B * d, 41);
+    const bDec = randn(d, 42, 0.2);
+    const dead = Int32Array.from({ length: m / 4 }, (_, i) => 4 * i + 1);
+    type Run = { loss: number; z: Float32Array; idx: Int32Array; p0: Float32Array[]; grads: Float32Array[]; p1: Float32Array[] };
+    const run = async (e: Engine): Promise<Run> => {
+      const sae = SparseAutoencoder.init(e, { d, m, k, seed: 3, bDec });
+      const opt = new AdamW({ params: sae.parameters, lr, eps, weightDecay: 0 });
+      const x = tensor(e, xh, [B, d]);
+      const deadT = tensor(e, dead, [dead.length], 'i32');
+      const rd = (ts: Tensor[]) => Promise.all(ts.map(async (t) => (await t.read()) as Float32Array));
+      const p0 = await rd(sae.parameters);
+      const L = sae.loss(x, { kAux, dead: deadT });
+      backward(L.loss);
+      projectParallel(sae.W_dec, sae.W_dec.grad!);
+      const grads = await rd(sae.parameters.map((p) => p.grad!));
+      const out = { loss: ((await L.loss.read()) as Float32Array)[0]!, z: (await L.codes.z.read()) as Float32Array, idx: (await L.codes.idx.read()) as Int32Array, p0, grads };
+      opt.step();
+      zeroGrad(sae.parameters);
+      sae.normalizeDecoder();
+      const p1 = await rd(sae.parameters);
+      opt.dispose();
+      sae.dispose();
+      for (const t of [x, deadT, L.loss, L.xhat]) t.dispose();
+      return { ...out, p1 };
+    };
+    const c = await run(cpu);
+    const g = await run(gpu);
+    // the same codes: Top-K exactly, AuxK as a set per row (its order is unspecified)
+    const kTot = k + kAux;
+    for (let b = 0; b < B; b++) {
+      const row = (r: Run) => Array.from(r.idx.subarray(b * kTot, (b + 1) * kTot));
+      expect(row(g).slice(0, k), `row ${b}`).toEqual(row(c).slice(0, k));
+      expect(row(g).slice(k).sort((p, q) => p - q), `row ${b} AuxK`).toEqual(row(c).slice(k).sort((p, q) => p - q));
+    }
+    const [We, be, Wd, bd] = c.p0 as [Float32Array, Float32Array, Float32Array, Float32Array];
+    for (let i = 0; i < 4; i++) expect(Array.from(g.p0[i]!)).toEqual(Array.from(c.p0[i]!));
+    // (each engine's codes in its own AuxK order; the gradients do not depend on that order)
+    const refOf = (r: Run) => saeStepRef({ x: xh, W_enc: We, b_enc: be, W_dec: Wd, b_dec: bd, idx: r.idx, B, d, m, k, kAux, alpha: 1 / 32 });
+    const ref = refOf(c);
+    // the bounds are first order: 1 % on top covers the neglected higher-order terms
+    const slack = 1.01;
+    // no code sits within its error bound of 0 (the ReLU would decide differently): the premise of the bounds
+    expect(ref.pre.value.every((v, i) => Math.abs(v) > 2 * ref.pre.err[i]!)).toBe(true);
+    const names = ['dW_enc', 'db_enc', 'dW_dec (projected)', 'db_dec'];
+    const refs = [ref.dW_enc, ref.db_enc, ref.dW_dec, ref.db_dec];
+    for (const [r, what] of [[c, 'cpu'], [g, 'gpu']] as const) {
+      const own = r === c ? ref : refOf(r);
+      const zRef = own.pre.value.map((v) => Math.max(0, v));
+      expectWithin(r.z, zRef, own.pre.err, slack, `${what} codes`);
+      expectWithin([r.loss], ref.loss.value, ref.loss.err, slack, `${what} loss`);
+      refs.forEach((q, i) => expectWithin(r.grads[i]!, q.value, q.err, slack, `${what} ${names[i]}`));
+    }
+    // AdamW's first step moves p by lr·ĝ/(|ĝ| + eps): two gradients within e of the exact one move it
+    // alike up to lr·2e·eps/(|g| − e + eps)², or by up to 2·lr where the sign is in doubt; the update's
+    // own roundings (a division, a square root, a few products: 2.5 + 2 + 4 ulp) are ≤ 16u·lr + 2u·|p|.
+    const stepBound = (q: { value: Float64Array; err: Float64Array }, p: Float32Array) =>
+      Float64Array.from(q.value, (v, i) => {
+        const e = slack * q.err[i]!;
+        const a = Math.abs(v);
+        const move = a > e ? (lr * 2 * e * eps) / (a - e + eps) ** 2 : 2 * lr;
+        return move + 2 * (16 * U * lr + 2 * U * (Math.abs(p[i]!) + lr));
+      });
+    for (const i of [0, 1, 3]) {
+      const bound = stepBound(refs[i]!, c.p1[i]!);
+      expectWithin(g.p1[i]!, c.p1[i]!, bound, 1, `${names[i]} parameter after the step`);
+    }
+    // W_dec rows are then scaled to unit norm: a change δ of a row w moves w/‖w‖ by at most 2‖δ‖₂/‖w‖ in
+    // each element; the norm's sum (d + 2 roundings), inverseSqrt (2 ulp) and the product add (d + 8)·u·|ŵ|
+    // to each engine's result.
+    const wdBound = stepBound(refs[2]!, Wd);
+    const bound = new Float64Array(m * d);
+    for (let j = 0; j < m; j++) {
+      let n2 = 0, w2 = 0;
+      for (let cc = 0; cc < d; cc++) {
+        n2 += wdBound[j * d + cc]! ** 2;
+        const w = Wd[j * d + cc]! - lr * Math.sign(refs[2]!.value[j * d + cc]!);
+        w2 += w * w;
+      }
+      for (let cc = 0; cc < d; cc++) bound[j * d + cc] = (2 * Math.sqrt(n2)) / (Math.sqrt(w2) - Math.sqrt(n2)) + 2 * (d + 8) * U * Math.abs(c.p1[2]![j * d + cc]!);
+    }
+    expectWithin(g.p1[2]!, c.p1[2]!, bound, 1, 'W_dec after the step and renormalisation');
+  });
 });
+
