@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src/gpu/engine.js';
 import { dawnFlags, requestAdapter, requestDevice } from '../src/gpu/device.js';
-import { buildProfile, profileOverride, type DeviceFacts } from '../src/gpu/profile.js';
+import { buildProfile, describeVariants, profileOverride, type DeviceFacts } from '../src/gpu/profile.js';
 import * as T from '../src/tensor/index.js';
 import { encodeTopK, sparseDecode } from '../src/sae/ops.js';
 import { ArdError } from '../src/util/errors.js';
@@ -64,10 +64,13 @@ describe('device profile from adapter facts', () => {
     expect(p.topk.storageBytes).toBe(32768);
     expect(p.sae.rowBlockBytes).toBeNull();
     expect([p.sae.colQ, p.sae.colLanes, p.sae.subgroups8]).toEqual([1, 256, true]);
+    expect([p.sae.csrSort, p.sae.entryStaging, p.sae.fusedDecoderGrad, p.sae.wgSubgroups]).toEqual(['radix', true, false, true]);
+    expect(describeVariants(p).sae).toMatch(/radix sort.*staged/);
+    expect(describeVariants(buildProfile(LAVAPIPE, { env: NO_ENV })).sae).toMatch(/counting sort over 128 row chunks/);
     expect(p.nn.rowElemsPerLane).toBe(1);
     // without the subgroups feature nothing may use subgroups, whatever the sizes say
     const bare = buildProfile({ ...NVIDIA, features: ['shader-f16'] }, { env: NO_ENV });
-    expect([bare.subgroups, bare.subgroupMinSize, bare.matmul.subgroupPath, bare.sae.subgroups8]).toEqual([false, 0, false, false]);
+    expect([bare.subgroups, bare.subgroupMinSize, bare.matmul.subgroupPath, bare.sae.subgroups8, bare.sae.wgSubgroups]).toEqual([false, 0, false, false, false]);
   });
 
   it('ARDGPU_PROFILE forces the kind (the option wins over it); the hardware facts stay', () => {
