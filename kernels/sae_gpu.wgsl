@@ -27,7 +27,9 @@
 //                CNT[j] = bucket size (the CSR's chunkEnd with one chunk)           1 KEYS 2 RS 3 CNT
 // Keys are min(u32(id), m): ids outside [0, m) sort last and are left out of every bucket.
 // Values are entries packed as b·1024 + s (s the code column), as in kernels/sae.wgsl.
-// SG: the workgroup reductions start with subgroupAdd (else a tree in workgroup memory).
+// SG: the workgroup reductions start with subgroupAdd (else a tree in workgroup memory). WGR: the
+// reduction helper (MATVEC_NEG, DZ_CSR). BUCKET: the bucket-bounds helper (DZ_CSR, ROWS_GRAD).
+// Workgroups: WG lanes (a power of two ≤ 256) for MATVEC_NEG, DZ_CSR, ROWS_GRAD; 256 for the rest.
 
 //#if SG
 enable subgroups;

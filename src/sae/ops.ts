@@ -19,6 +19,11 @@
 //   bookkeeping runs once per entry and feeds up to 8 vec4 FMAs per lane.
 // - The decoder backward computes dW_dec and dz in one pass when 8-lane subgroups exist and
 //   d ≤ 256 (the dot product is a subgroupAdd); otherwise dz runs by latent over the CSR.
+// - The GPU profile (profile.sae: csrSort 'radix', entryStaging, wgReductions) swaps the serial or
+//   low-parallel stages for kernels/sae_gpu.wgsl: the CSR by a stable radix sort over tiles of 256
+//   entries (the same rowStart and list; chunkEnd then holds the bucket sizes, one chunk, so there is
+//   one row block), rows_grad and dz by latent with each batch of a latent's entries staged in
+//   workgroup memory by the workgroup's lanes, dz's dot products and db_dec's as workgroup reductions.
 // - AuxK selects among the listed dead latents' pre-activations in place (topkColumns), so its
 //   top-k costs in proportion to the number of dead latents, not m; it runs as a radix select
 //   (k_aux is a large share of that row, where a heap's sifts diverge across the SIMD lanes).
