@@ -31,6 +31,7 @@ const ADAPTER_SUITE = [
   'test/matmul.test.ts',
   'test/matmul-gpu.test.ts',
   'test/gpu-profile-ops.test.ts',
+  'test/sae-gpu.test.ts',
   'test/reduce-layout.test.ts',
   'test/index-ops.test.ts',
   'test/nn-ops.test.ts',
@@ -43,10 +44,10 @@ const ADAPTER_SUITE = [
   'test/attention-flash.test.ts',
 ];
 
-// These two pick their kernels themselves (matmul-gpu forces each matmul variant, gpu-profile-ops makes its own
-// engine with the GPU profile), whatever ARDGPU_PROFILE says: the adapter's own-profile run covers them, and a
+// These pick their kernels themselves (matmul-gpu forces each matmul variant, gpu-profile-ops and sae-gpu make
+// their own engines with the GPU profile), whatever ARDGPU_PROFILE says: the adapter's own-profile run covers them, and a
 // second run under ARDGPU_PROFILE=gpu would repeat the same dispatches (on SwiftShader, many minutes).
-const PROFILE_INDEPENDENT = new Set(['test/matmul-gpu.test.ts', 'test/gpu-profile-ops.test.ts']);
+const PROFILE_INDEPENDENT = new Set(['test/matmul-gpu.test.ts', 'test/gpu-profile-ops.test.ts', 'test/sae-gpu.test.ts']);
 const suite = process.env.ARDGPU_PROFILE === 'gpu' ? ADAPTER_SUITE.filter((f) => !PROFILE_INDEPENDENT.has(f)) : ADAPTER_SUITE;
 
 // lavapipe runs every kernel on the CPU: GPU tests are slow and must not fight each other for 2 cores.

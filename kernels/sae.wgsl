@@ -33,6 +33,7 @@
 //   WGR        with PROJECT, NORMALIZE, LOSS_ROWS, LOSS_FINAL: the *_wg entries (GPU profile), one
 //              workgroup per row and tree reductions in workgroup memory instead of one lane per row
 //   LOSS_*     see the end of the file
+// The GPU profile replaces the CSR build, ROWS_GRAD, DZ_CSR and MATVEC_NEG with kernels/sae_gpu.wgsl.
 
 //#if DZF
 enable subgroups;

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src/gpu/engine.js';
 import { dawnFlags, requestAdapter, requestDevice } from '../src/gpu/device.js';
-import { buildProfile, profileOverride, type DeviceFacts } from '../src/gpu/profile.js';
+import { buildProfile, describeVariants, profileOverride, type DeviceFacts } from '../src/gpu/profile.js';
 import * as T from '../src/tensor/index.js';
 import { encodeTopK, sparseDecode } from '../src/sae/ops.js';
 import { ArdError } from '../src/util/errors.js';
@@ -41,7 +41,7 @@ describe('device profile from adapter facts', () => {
     expect([p.subgroupMinSize, p.subgroupMaxSize, p.f16, p.timestamps]).toEqual([8, 8, true, true]);
     expect(p.matmul).toEqual({ tm: 16, wgs: 1, subgroupPath: true, variant: 'lanes', gemvMaxM: 0, tile128MinM: 1024 });
     expect(p.topk).toEqual({ variant: 'lanes', lanes: 256, workgroup: 64, filterMax: 128, radixSlots: 256, storageBytes: 32768 });
-    expect(p.sae).toEqual({ rowBlockBytes: 1 << 20, csrChunks: 128, colQ: 8, colLanes: 64, entryLanes: 64, dzByLatent: true, fusedDecoderGrad: true, subgroups8: true, wgReductions: false });
+    expect(p.sae).toEqual({ rowBlockBytes: 1 << 20, csrChunks: 128, colQ: 8, colLanes: 64, entryLanes: 64, dzByLatent: true, fusedDecoderGrad: true, subgroups8: true, wgReductions: false, wgSubgroups: true, csrSort: 'chunks', entryStaging: false });
     // attention scores: one 128 MiB binding less the pool's 1/8 rounding is 113.8 MiB, capped at 64 MiB
     // attention keeps the composed matmul + softmax chunked over queries (the flash kernel's tile is set but unused)
     expect(p.nn).toEqual({ rowLanes: 64, rowElemsPerLane: 8, normGradWorkgroups: 64, normGradMinRows: 32, attentionScoreBytes: 64 << 20, attention: 'chunked', flashRows: 16, flashKeys: 32 });
@@ -65,11 +65,14 @@ describe('device profile from adapter facts', () => {
     expect(p.topk.storageBytes).toBe(32768);
     expect(p.sae.rowBlockBytes).toBeNull();
     expect([p.sae.colQ, p.sae.colLanes, p.sae.subgroups8]).toEqual([1, 256, true]);
+    expect([p.sae.csrSort, p.sae.entryStaging, p.sae.fusedDecoderGrad, p.sae.wgSubgroups]).toEqual(['radix', true, false, true]);
+    expect(describeVariants(p).sae).toMatch(/radix sort.*staged/);
+    expect(describeVariants(buildProfile(LAVAPIPE, { env: NO_ENV })).sae).toMatch(/counting sort over 128 row chunks/);
     expect(p.nn.rowElemsPerLane).toBe(1);
     expect([p.nn.attention, p.nn.flashRows, p.nn.flashKeys]).toEqual(['flash', 32, 32]);
     // without the subgroups feature nothing may use subgroups, whatever the sizes say
     const bare = buildProfile({ ...NVIDIA, features: ['shader-f16'] }, { env: NO_ENV });
-    expect([bare.subgroups, bare.subgroupMinSize, bare.matmul.subgroupPath, bare.sae.subgroups8]).toEqual([false, 0, false, false]);
+    expect([bare.subgroups, bare.subgroupMinSize, bare.matmul.subgroupPath, bare.sae.subgroups8, bare.sae.wgSubgroups]).toEqual([false, 0, false, false, false]);
   });
 
   it('ARDGPU_PROFILE forces the kind (the option wins over it); the hardware facts stay', () => {

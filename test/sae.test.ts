@@ -72,7 +72,8 @@ describe.each([
     Object.assign(saeTuning, { rowBlockBytes, dzByLatent, fusedDecoderGrad });
   });
   afterAll(() => {
-    Object.assign(saeTuning, { rowBlockBytes: 1 << 20, dzByLatent: true, fusedDecoderGrad: true });
+    // back to the profile's choices (the GPU profile's differ from the CPU profile's)
+    for (const k of ['rowBlockBytes', 'dzByLatent', 'fusedDecoderGrad'] as const) delete saeTuning[k];
   });
   // widths: one vec4 column tile, and d/4 = 75 vec4s over 16 lanes × 8 (a partial tile; past the
   // fused decoder backward's d ≤ 256, so dz runs by latent)

@@ -81,10 +81,23 @@ export interface SaeProfile {
   /** Subgroups of at least 8 lanes (the fused pass's requirement; a hardware fact). */
   subgroups8: boolean;
   /**
-   * Decoder projection, row normalisation and the loss's row sums: one workgroup per row with tree
-   * reductions (GPU) instead of one lane per row and a one-lane final sum (lavapipe).
+   * Decoder projection, row normalisation, the loss's row sums and db_dec = −W_enc·db_enc: one
+   * workgroup per row (output) with workgroup reductions (GPU) instead of one lane per row and a
+   * one-lane final sum (lavapipe).
    */
   wgReductions: boolean;
+  /** The workgroup reductions of kernels/sae_gpu.wgsl start with subgroupAdd (subgroups of ≥ 4 lanes; a hardware fact). */
+  wgSubgroups: boolean;
+  /**
+   * The CSR: 'chunks', a counting sort with one lane per row chunk (kernels/sae.wgsl: lavapipe), or
+   * 'radix', a stable radix sort over tiles of 256 entries (kernels/sae_gpu.wgsl). The same CSR.
+   */
+  csrSort: 'chunks' | 'radix';
+  /**
+   * rows_grad and dz by latent from kernels/sae_gpu.wgsl: a workgroup stages each latent's entries in
+   * workgroup memory, dz's dot products are workgroup reductions (not one lane per entry over d).
+   */
+  entryStaging: boolean;
 }
 
 export interface NnProfile {
@@ -226,9 +239,13 @@ export function buildProfile(facts: DeviceFacts, opts: { kind?: ProfileKind; env
       colLanes: cpu ? 64 : 256,
       entryLanes: cpu ? 64 : 256,
       dzByLatent: true,
-      fusedDecoderGrad: true,
+      // the fused pass runs an 8-lane workgroup per latent: a GPU takes the two staged passes instead
+      fusedDecoderGrad: cpu,
       subgroups8: subgroups && sgMin >= 8,
       wgReductions: !cpu,
+      wgSubgroups: subgroups && sgMin >= 4,
+      csrSort: cpu ? 'chunks' : 'radix',
+      entryStaging: !cpu,
     },
     nn: {
       rowLanes: 64,
@@ -262,7 +279,7 @@ export function describeVariants(p: DeviceProfile): Record<string, string> {
         ? `workgroup-memory tiles of 64² (128² when M, N ≥ ${p.matmul.tile128MinM}), 256 invocations, double-buffered k tiles${p.matmul.gemvMaxM ? `; matrix-vector kernel for M ≤ ${p.matmul.gemvMaxM} (${p.subgroups ? 'subgroup' : 'workgroup-memory'} reductions)` : ''}`
         : `${p.matmul.subgroupPath ? '8-lane subgroup shuffles' : 'no subgroups'}, TM ${p.matmul.tm} (8 for M ≤ 8), ${p.matmul.wgs * 8} invocations per workgroup${p.matmul.gemvMaxM ? `; matrix-vector kernel for M ≤ ${p.matmul.gemvMaxM}` : ''}`,
     topk: `${t.variant === 'row' ? 'one 256-invocation workgroup per row (radix select, bitonic sort) for rows ≤ 65,536 wide; wider: ' : ''}one lane per (row, chunk), rows split below ${t.lanes} lanes, workgroup ≤ ${t.workgroup}, filter for k ≤ ${t.filterMax} else heap, radix select for unsorted single passes`,
-    sae: `${s.rowBlockBytes === null ? 'no row blocks' : `row blocks of ${s.rowBlockBytes} bytes`}, ≤ ${s.colQ} vec4 × ${s.colLanes} lanes per row tile, dz ${s.dzByLatent ? 'by latent' : 'by row'}, decoder backward ${s.fusedDecoderGrad && s.subgroups8 ? 'fused (subgroups, d ≤ 256)' : 'in two passes'}, ${s.wgReductions ? 'projection, normalisation and loss by workgroup reductions' : 'projection, normalisation and loss one lane per row'}`,
+    sae: `${s.rowBlockBytes === null ? 'no row blocks' : `row blocks of ${s.rowBlockBytes} bytes`}, ≤ ${s.colQ} vec4 × ${s.colLanes} lanes per row tile, dz ${s.dzByLatent ? 'by latent' : 'by row'}, decoder backward ${s.fusedDecoderGrad && s.subgroups8 ? 'fused (subgroups, d ≤ 256)' : 'in two passes'}, ${s.wgReductions ? `projection, normalisation, loss and db_dec by workgroup reductions (${s.wgSubgroups ? 'subgroupAdd' : 'trees'})` : 'projection, normalisation, loss and db_dec one lane per row'}, CSR by ${s.csrSort === 'radix' ? 'a stable radix sort (tile histograms, multi-workgroup scans, parallel placement)' : `a counting sort over ${s.csrChunks} row chunks`}${s.entryStaging ? ', dW rows and dz with entries staged in workgroup memory' : ''}`,
     attention:
       p.nn.attention === 'flash'
         ? `flash: one fused pass per (kv head, ${p.nn.flashRows} query rows), K/V tiles of ≤ ${p.nn.flashKeys} keys in workgroup memory, online softmax, f32 accumulation (K/V read as stored, f16 included); no scores in memory (training: composed matmul + softmax)`

@@ -19,6 +19,11 @@
 //   bookkeeping runs once per entry and feeds up to 8 vec4 FMAs per lane.
 // - The decoder backward computes dW_dec and dz in one pass when 8-lane subgroups exist and
 //   d ≤ 256 (the dot product is a subgroupAdd); otherwise dz runs by latent over the CSR.
+// - The GPU profile (profile.sae: csrSort 'radix', entryStaging, wgReductions) swaps the serial or
+//   low-parallel stages for kernels/sae_gpu.wgsl: the CSR by a stable radix sort over tiles of 256
+//   entries (the same rowStart and list; chunkEnd then holds the bucket sizes, one chunk, so there is
+//   one row block), rows_grad and dz by latent with each batch of a latent's entries staged in
+//   workgroup memory by the workgroup's lanes, dz's dot products and db_dec's as workgroup reductions.
 // - AuxK selects among the listed dead latents' pre-activations in place (topkColumns), so its
 //   top-k costs in proportion to the number of dead latents, not m; it runs as a radix select
 //   (k_aux is a large share of that row, where a heap's sifts diverge across the SIMD lanes).
@@ -139,6 +144,7 @@ export function buildCsr(idx: Tensor, m: number, range?: [number, number]): Csr 
   const [B, kTot] = idx.shape as [number, number];
   if (kTot > 1024 || B >= 1 << 22) throw new ArdError(`sae buildCsr: ${B} rows of ${kTot} codes exceed the packed entry format (kTot ≤ 1024, B < 4M)`);
   const [lo, hi] = range ?? [0, kTot];
+  if (tuning(engine).csrSort === 'radix') return buildCsrRadix(idx, m, lo, hi);
   const rc = Math.max(1, Math.ceil(B / engine.profile.sae.csrChunks));
   const nC = Math.max(1, Math.ceil(B / rc));
   const p = params({ B, m, kTot, nC, rc, lo, hi });
@@ -153,16 +159,113 @@ export function buildCsr(idx: Tensor, m: number, range?: [number, number]): Csr 
   return { rowStart, list, chunkEnd: cnt, nC, rc };
 }
 
+// ---- the GPU profile's CSR (kernels/sae_gpu.wgsl): a stable LSD radix sort of the latent ids ----
+
+interface PG {
+  B?: number;
+  d?: number;
+  m?: number;
+  kTot?: number;
+  lo?: number;
+  hi?: number;
+  nC?: number;
+  c0?: number;
+  c1?: number;
+  n?: number;
+  nT?: number;
+  shift?: number;
+}
+function paramsGpu(p: PG): ArrayBuffer {
+  return new Params()
+    .u32(p.B ?? 0, p.d ?? 0, p.m ?? 0, p.kTot ?? 0, p.lo ?? 0, p.hi ?? 0, p.nC ?? 0, p.c0 ?? 0)
+    .u32(p.c1 ?? 0, p.n ?? 0, p.nT ?? 0, p.shift ?? 0)
+    .done();
+}
+const gk = (entry: string, defines: Record<string, string | number | boolean> = {}) => ({ family: 'sae_gpu', entry, defines: { [entry.toUpperCase()]: true, ...defines } });
+
+/** In place: a[0, n) (u32) → its exclusive prefix sums. Blocks of 1024, their totals scanned recursively. */
+export function scanExclusiveU32(a: Tensor, n: number): void {
+  const engine = a.engine;
+  if (n <= 0) return;
+  const nb = Math.ceil(n / 1024);
+  const sums = empty(engine, [nb], 'u32');
+  engine.dispatch({ kernel: gk('scan_block'), params: paramsGpu({ n, nT: nb }), buffers: [a.buffer, sums.buffer], workgroups: grid(nb) });
+  if (nb > 1) {
+    scanExclusiveU32(sums, nb);
+    engine.dispatch({ kernel: gk('scan_add'), params: paramsGpu({ n, nT: nb }), buffers: [a.buffer, sums.buffer], workgroups: grid(nb) });
+  }
+  sums.dispose();
+}
+
+/**
+ * The CSR of columns [lo, hi) of idx by radix sort: keys min(id, m) in entry order, 8 bits per pass
+ * (⌈log2(m + 1) / 8⌉ passes), each a tile histogram, a scan of the digit-major histograms and a stable
+ * placement; then the bucket bounds by binary search. Same rowStart and list as the counting sort;
+ * chunkEnd is the bucket sizes (one chunk: the kernels see a single row block).
+ */
+function buildCsrRadix(idx: Tensor, m: number, lo: number, hi: number): Csr {
+  const engine = idx.engine;
+  const [B, kTot] = idx.shape as [number, number];
+  const n = B * (hi - lo);
+  const nT = Math.ceil(n / 256);
+  const rowStart = empty(engine, [m + 1], 'u32');
+  const cnt = empty(engine, [m, 1], 'u32');
+  const list = empty(engine, [Math.max(1, n)], 'u32');
+  const keys = [empty(engine, [Math.max(1, n)], 'u32'), empty(engine, [Math.max(1, n)], 'u32')];
+  const vals = empty(engine, [Math.max(1, n)], 'u32');
+  const bits = Math.max(1, Math.ceil(Math.log2(m + 1)));
+  const passes = Math.ceil(bits / 8);
+  const hist = empty(engine, [Math.max(1, 256 * nT)], 'u32');
+  if (n > 0) {
+    for (let pass = 0; pass < passes; pass++) {
+      const first = pass === 0;
+      // values ping-pong so that the last pass writes the list
+      const vin = (passes - pass) % 2 === 0 ? list : vals;
+      const vout = vin === list ? vals : list;
+      const kin = keys[(pass + 1) % 2]!;
+      const kout = keys[pass % 2]!;
+      const p = paramsGpu({ B, m, kTot, lo, hi, n, nT, shift: 8 * pass });
+      engine.dispatch({ kernel: gk('radix_hist', { FIRST: first }), params: p, buffers: [(first ? idx : kin).buffer, hist.buffer], workgroups: grid(nT) });
+      scanExclusiveU32(hist, 256 * nT);
+      engine.dispatch({
+        kernel: gk('radix_scatter', { FIRST: first }),
+        params: p,
+        buffers: first ? [idx.buffer, hist.buffer, kout.buffer, vout.buffer] : [kin.buffer, vin.buffer, hist.buffer, kout.buffer, vout.buffer],
+        workgroups: grid(nT),
+      });
+    }
+  }
+  const sorted = keys[(passes - 1) % 2]!;
+  engine.dispatch({ kernel: gk('csr_bounds'), params: paramsGpu({ m, n }), buffers: [sorted.buffer, rowStart.buffer, cnt.buffer], workgroups: grid(Math.ceil((m + 1) / 256)) });
+  for (const t of [...keys, vals, hist]) t.dispose();
+  return { rowStart, list, chunkEnd: cnt, nC: 1, rc: Math.max(1, B) };
+}
+
 /**
  * Overrides of the device profile's SAE choices, for tests and benchmarks (unset: the profile's).
  * rowBlockBytes: bytes of V per rows_grad block (cache-sized), null for one block.
  */
-export const saeTuning: Partial<Pick<SaeProfile, 'rowBlockBytes' | 'dzByLatent' | 'fusedDecoderGrad'>> = {};
+export const saeTuning: Partial<Pick<SaeProfile, 'rowBlockBytes' | 'dzByLatent' | 'fusedDecoderGrad' | 'csrSort' | 'entryStaging' | 'wgReductions' | 'wgSubgroups'>> = {};
 
 function tuning(engine: Engine): SaeProfile {
   const t = saeTuning;
   const p = engine.profile.sae;
-  return { ...p, rowBlockBytes: t.rowBlockBytes !== undefined ? t.rowBlockBytes : p.rowBlockBytes, dzByLatent: t.dzByLatent ?? p.dzByLatent, fusedDecoderGrad: t.fusedDecoderGrad ?? p.fusedDecoderGrad };
+  return {
+    ...p,
+    rowBlockBytes: t.rowBlockBytes !== undefined ? t.rowBlockBytes : p.rowBlockBytes,
+    dzByLatent: t.dzByLatent ?? p.dzByLatent,
+    fusedDecoderGrad: t.fusedDecoderGrad ?? p.fusedDecoderGrad,
+    csrSort: t.csrSort ?? p.csrSort,
+    entryStaging: t.entryStaging ?? p.entryStaging,
+    wgReductions: t.wgReductions ?? p.wgReductions,
+    // never on an adapter without subgroups, whatever the override
+    wgSubgroups: (t.wgSubgroups ?? p.wgSubgroups) && engine.profile.subgroups && engine.profile.subgroupMinSize >= 4,
+  };
+}
+
+/** Lanes of the staged kernels (rows_grad, dz): one vec4 column each, 64 to the profile's colLanes. */
+function stagedLanes(engine: Engine, d4: number): number {
+  return Math.max(64, Math.min(engine.profile.sae.colLanes, pow2ceil(d4)));
 }
 
 /**
@@ -210,8 +313,19 @@ export function rowsGrad(
   const enc = g !== null;
   const csr = csrOf(codes, range);
   const per = chunksPerBlock(engine, csr, d, B * (range[1] - range[0]), m);
+  const staged = !opts.dz && tuning(engine).entryStaging;
+  const sWG = stagedLanes(engine, d / 4);
   for (let c0 = 0; c0 < csr.nC; c0 += per) {
     const accum = Boolean(opts.into) || c0 > 0;
+    if (staged) {
+      engine.dispatch({
+        kernel: gk('rows_grad', { WG: sWG, BUCKET: true, BIAS: opts.bias, ENC: enc, BV: enc ? 6 : 5, ACCUM: accum }),
+        params: paramsGpu({ B, d, m, kTot, nC: csr.nC, c0, c1: Math.min(csr.nC, c0 + per) }),
+        buffers: [csr.rowStart.buffer, csr.list.buffer, csr.chunkEnd.buffer, codes.z.buffer, ...(g ? [g.buffer] : []), V.buffer, out.buffer, ...(opts.bias ? [ob!.buffer] : [])],
+        workgroups: rowGrid(Math.ceil(d / 4 / sWG), 1, m),
+      });
+      continue;
+    }
     engine.dispatch({
       kernel: {
         family: 'sae',
@@ -284,6 +398,16 @@ export function sparseDecode(codes: SparseCodes, W_dec: Tensor, b_dec: Tensor | 
         const csr = csrOf(codes, [lo, hi]);
         const per = chunksPerBlock(engine, csr, d, B * (hi - lo), m);
         for (let c0 = 0; c0 < csr.nC; c0 += per) {
+          if (tune.entryStaging) {
+            const WG = stagedLanes(engine, d / 4);
+            engine.dispatch({
+              kernel: gk('dz_csr', { WG, BUCKET: true, WGR: true, SG: tune.wgSubgroups }),
+              params: paramsGpu({ B, d, m, kTot, nC: csr.nC, c0, c1: Math.min(csr.nC, c0 + per) }),
+              buffers: [csr.rowStart.buffer, csr.list.buffer, csr.chunkEnd.buffer, z.buffer, W_dec.buffer, g.buffer, dz.buffer],
+              workgroups: rowGrid(1, 1, m),
+            });
+            continue;
+          }
           engine.dispatch({
             kernel: { family: 'sae', entry: 'dz_csr', defines: { DZ_CSR: true } },
             params: params({ B, d, m, kTot, nC: csr.nC, rc: csr.rc, c0, c1: Math.min(csr.nC, c0 + per) }),
@@ -382,16 +506,35 @@ export function encodeTopK(x: Tensor, W_enc: Tensor, b_enc: Tensor, b_dec: Tenso
     const db = main.ob;
     const dW = transposeMD(main.out);
     main.out.dispose();
-    const dbDec = empty(engine, [d]);
+    return [dW, db, matvecNeg(W_enc, db!)];
+  });
+  return codes;
+}
+
+/** −W·v for W [d, m], v [m] (db_dec from db_enc): one lane per output, or one workgroup per output (wgReductions). */
+export function matvecNeg(W: Tensor, v: Tensor): Tensor {
+  const engine = W.engine;
+  const [d, m] = W.shape as [number, number];
+  checkF32(W, 'W_enc', [d, m]);
+  checkF32(v, 'vector', [m]);
+  const out = empty(engine, [d]);
+  const tune = tuning(engine);
+  if (tune.wgReductions) {
+    engine.dispatch({
+      kernel: gk('matvec_neg', { WG: 256, WGR: true, SG: tune.wgSubgroups }),
+      params: paramsGpu({ d, m }),
+      buffers: [W.buffer, v.buffer, out.buffer],
+      workgroups: grid(d),
+    });
+  } else {
     engine.dispatch({
       kernel: { family: 'sae', entry: 'matvec_neg', defines: { MATVEC_NEG: true } },
       params: params({ d, m }),
-      buffers: [W_enc.buffer, db!.buffer, dbDec.buffer],
+      buffers: [W.buffer, v.buffer, out.buffer],
       workgroups: [Math.ceil(d / 64)],
     });
-    return [dW, db, dbDec];
-  });
-  return codes;
+  }
+  return out;
 }
 
 // ---- decoder geometry and dead-latent bookkeeping --------------------------------------------
