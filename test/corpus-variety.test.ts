@@ -2,7 +2,10 @@
 // same variant may render either gender), single words, short sounds, band limits and clipping; the
 // default corpus's voice splits kept, so its val/test voices stay unheard. Plan checks need no audio;
 // one small render checks that a warped voice lands on its planned F0.
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runCli } from './helpers.js';
 import { applyAugment, MAX_PEAK, REF_PEAK } from '../src/corpus/augment.js';
 import { F0_RANGE, VTL_WARP } from '../src/corpus/espeak.js';
 import { CROSS_GENDER_SHARE, planCorpus, splitVoices, VARIED_STYLE_SHARE, voiceSpeaker, voiceVariant } from '../src/corpus/plan.js';
@@ -30,14 +33,16 @@ describe('varied corpus plan', () => {
     }
   });
 
-  it('renders half the women and a quarter of the men from the other gender\'s variants, warped across', () => {
+  const plan2 = planCorpus(0, 2000, { variety: 2 });
+  it('renders a quarter of each gender (version 2: half the women) from the other gender\'s variants, warped across', () => {
     const female = new Set<string>([...FEMALE_VARIANTS, 'grandma']);
-    for (const g of ['female', 'male'] as const) {
-      const mine = speech.filter((c) => c.gender === g);
+    for (const [version, p] of [[1, plan], [2, plan2]] as const) for (const g of ['female', 'male'] as const) {
+      const CROSS = CROSS_GENDER_SHARE[version];
+      const mine = p.clips.filter((c) => c.speech && c.gender === g);
       const cross = mine.filter((c) => female.has(voiceVariant(c.speech!.voice)) !== (g === 'female'));
       // the share is drawn per clip, and a draw out of the variant's F0 reach falls back to own variants
-      expect(cross.length / mine.length, g).toBeGreaterThan(CROSS_GENDER_SHARE[g] - 0.12);
-      expect(cross.length / mine.length, g).toBeLessThan(CROSS_GENDER_SHARE[g] + 0.1);
+      expect(cross.length / mine.length, `${g} v${version}`).toBeGreaterThan(CROSS[g] - 0.12);
+      expect(cross.length / mine.length, `${g} v${version}`).toBeLessThan(CROSS[g] + 0.1);
       for (const c of cross) {
         if (g === 'female') expect(c.speech!.warp).toBeGreaterThanOrEqual(1.12);
         else expect(c.speech!.warp).toBeLessThanOrEqual(0.9);
@@ -50,8 +55,8 @@ describe('varied corpus plan', () => {
     }
   });
 
-  it('renders chords, bells and buzzes as music, chimes and melodies in a share of their layers, and only here', () => {
-    const layers = plan.clips.flatMap((c) => c.layers);
+  it('version 2 renders chords, bells and buzzes as music, chimes and melodies in a share of their layers; nothing else does', () => {
+    const layers = plan2.clips.flatMap((c) => c.layers);
     const eligible = layers.filter((l) => VARIED_GENERATORS[l.concept] !== undefined);
     const styled = layers.filter((l) => l.style === 'varied');
     expect(eligible.length).toBeGreaterThan(200);
@@ -59,6 +64,12 @@ describe('varied corpus plan', () => {
     expect(styled.length / eligible.length).toBeGreaterThan(VARIED_STYLE_SHARE - 0.08);
     expect(styled.length / eligible.length).toBeLessThan(VARIED_STYLE_SHARE + 0.08);
     expect(planCorpus(0, 2000).clips.flatMap((c) => c.layers).some((l) => l.style !== undefined)).toBe(false);
+    expect(plan.clips.flatMap((c) => c.layers).some((l) => l.style !== undefined)).toBe(false);
+    // version 2 changes only speech (its sentence draws depend on every earlier voice) and styled layers:
+    // other clips are version 1's
+    const same = plan2.clips.filter((c) => !c.layers.some((l) => l.style) && !c.speech);
+    expect(same.length).toBeGreaterThan(500);
+    for (const c of same) expect(c.file).toBe(plan.clips[c.index]!.file);
   });
 
   it('has single words (at most 1.2 s) among single speech clips, and short sounds', () => {
@@ -116,6 +127,14 @@ describe('voice pitch table', () => {
     // out of reach: clamped to the ends
     expect(pitchFor('m1', 1000)).toBe(99);
     expect(pitchFor('f3', 20)).toBe(0);
+  });
+});
+
+describe('make-corpus --variety [version]', () => {
+  it('refuses a version other than 1 or 2 in one line, exit 2', () => {
+    const r = runCli(['make-corpus', '--variety', '3', '--out', path.join(os.tmpdir(), 'ardgpu-variety-3')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toEqual(["error: --variety: '3' is not a version (1 or 2)"]);
   });
 });
 

@@ -14,7 +14,7 @@ import { speak } from './espeak.js';
 import { CORPUS_FILE, MANIFEST_FILE, type ManifestEntry } from './manifest.js';
 import {
   CONCEPTS, CORPUS_VERSION, DEFAULT_SEED, DEFAULT_SIZE, MAX_DURATION, MIN_DURATION, MIN_DURATION_VARIED, SPLITS, planCorpus,
-  type ClipPlan, type CorpusPlan, type Split,
+  varietyLevel, type ClipPlan, type CorpusPlan, type Split, type VarietyVersion,
 } from './plan.js';
 import { Rng, mix32, seedToU32 } from './rng.js';
 import { synthesize } from './synth.js';
@@ -39,8 +39,8 @@ export interface MakeCorpusOptions {
   onProgress?: (p: MakeCorpusProgress) => void;
   /** Clips rendered at once (espeak-ng child processes run in parallel). Default 2. */
   concurrency?: number;
-  /** The varied corpus (plan.ts PlanOptions.variety). */
-  variety?: boolean;
+  /** The varied corpus, version 1 (true) or 2 (plan.ts PlanOptions.variety). */
+  variety?: boolean | VarietyVersion;
 }
 
 export interface SplitCounts {
@@ -56,8 +56,8 @@ export interface CorpusInfo {
   version: number;
   seed: number;
   size: number;
-  /** The varied corpus (more voices, warps, single words, band limits, clipping). */
-  variety: boolean;
+  /** The varied corpus (more voices, warps, single words, band limits, clipping): true for version 1, 2 for version 2. */
+  variety: boolean | 2;
   sampleRate: number;
   concepts: string[];
   counts: Record<Split, SplitCounts> & { total: SplitCounts };
@@ -147,8 +147,9 @@ export async function makeCorpus(opts: MakeCorpusOptions): Promise<MakeCorpusRes
   if (!opts.out) throw new ArdError('make-corpus: --out is required');
   const seed = seedToU32(opts.seed ?? DEFAULT_SEED);
   const size = opts.size ?? DEFAULT_SIZE;
-  const variety = opts.variety === true;
-  const plan = planCorpus(seed, size, { variety });
+  const level = varietyLevel(opts.variety);
+  const variety = level > 0;
+  const plan = planCorpus(seed, size, { variety: level === 0 ? false : level });
   const minSeconds = variety ? MIN_DURATION_VARIED : MIN_DURATION;
   const out = path.resolve(opts.out);
   try {
@@ -210,7 +211,8 @@ export async function makeCorpus(opts: MakeCorpusOptions): Promise<MakeCorpusRes
   }
   for (const k of [...SPLITS, 'total'] as const) counts[k].seconds = Math.round(counts[k].seconds * 100) / 100;
   const info: CorpusInfo = {
-    version: CORPUS_VERSION, seed, size, variety, sampleRate: SR, concepts: [...CONCEPTS], counts, voices: plan.voices,
+    // version 1 writes `true`, as before, so its corpus.json is unchanged
+    version: CORPUS_VERSION, seed, size, variety: level === 2 ? 2 : variety, sampleRate: SR, concepts: [...CONCEPTS], counts, voices: plan.voices,
   };
   writeFileAtomic(path.join(out, MANIFEST_FILE), entries.map((e) => JSON.stringify(e)).join('\n') + '\n');
   writeJsonAtomic(path.join(out, CORPUS_FILE), info);

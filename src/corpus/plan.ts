@@ -40,13 +40,14 @@ const FAMILIES: readonly (readonly string[])[] = [
 ];
 const MIXABLE = SOUND_CONCEPTS.filter((c) => c !== 'silence');
 export const NOISE_LIKE = new Set<string>(['white noise', 'pink noise', 'brown noise', 'rain', 'engine hum']);
-/** Varied corpus: share of 'chord', 'bell' and buzz layers rendered as music, chimes and buzzing melodies. */
+/** Varied corpus version 2: share of 'chord', 'bell' and buzz layers rendered as music, chimes and buzzing melodies. */
 export const VARIED_STYLE_SHARE = 0.6;
 /**
- * Varied corpus: share of each gender's speech rendered from the other gender's variants, warped across.
- * Women get more: espeak-ng has few female variants, and unseen female voices were the weak point.
+ * Varied corpus: share of each gender's speech rendered from the other gender's variants, warped across,
+ * by version. Version 2 gives women more: espeak-ng has few female variants, and unseen female voices
+ * were the weak point.
  */
-export const CROSS_GENDER_SHARE = { female: 0.5, male: 0.25 } as const;
+export const CROSS_GENDER_SHARE: Record<VarietyVersion, { female: number; male: number }> = { 1: { female: 0.25, male: 0.25 }, 2: { female: 0.5, male: 0.25 } };
 
 function compatible(a: string, b: string): boolean {
   if (a === b) return false;
@@ -127,13 +128,29 @@ export interface PlanOptions {
    * (cross-gender renderings included), single words, short sounds, band limits, clipping and more
    * augmentation. Its clips differ from the default corpus's; the default is unchanged.
    */
-  variety?: boolean;
+  variety?: boolean | VarietyVersion;
+}
+
+/**
+ * Versions of the varied corpus. 1 (`--variety`): what the embedded model's stage 3 was trained on.
+ * 2 (`--variety 2`): also renders 60 % of chord, bell and buzz layers as music, chimes and buzzing
+ * melodies (music.ts), and half the women (not a quarter) from the other gender's variants, warped across.
+ * Version 1's clips stay exactly as they were, so the shipped model's training can be rebuilt.
+ */
+export type VarietyVersion = 1 | 2;
+export const VARIETY_VERSIONS: readonly VarietyVersion[] = [1, 2];
+
+/** 0 for the default corpus, else the varied corpus's version. */
+export function varietyLevel(v: PlanOptions['variety']): 0 | VarietyVersion {
+  return v === true || v === 1 ? 1 : v === 2 ? 2 : 0;
 }
 
 export interface CorpusPlan {
   seed: number;
   size: number;
   variety: boolean;
+  /** 0 for the default corpus, else the varied corpus's version. */
+  varietyVersion: 0 | VarietyVersion;
   clips: ClipPlan[];
   voices: Record<Split, { female: string[]; male: string[] }>;
 }
@@ -351,7 +368,8 @@ export function checkSize(size: number): void {
 export function planCorpus(seed: number, size: number = DEFAULT_SIZE, opts: PlanOptions = {}): CorpusPlan {
   checkSize(size);
   seed = seed >>> 0;
-  const variety = opts.variety === true;
+  const level = varietyLevel(opts.variety);
+  const variety = level > 0;
   const rng = new Rng(hash32(seed, size, 'plan'));
   const kinds = allocate(size, rng);
   assignSplits(kinds, rng);
@@ -371,7 +389,7 @@ export function planCorpus(seed: number, size: number = DEFAULT_SIZE, opts: Plan
     const sp = k.labels.find((l): l is SpeechConcept => l === 'female speech' || l === 'male speech');
     let speech: SpeechPlan | null = null;
     if (sp && variety) {
-      speech = planVariedSpeech(crng, seed, split, sp === 'female speech' ? 'female' : 'male', voices, k.labels.length === 1, usedSentences);
+      speech = planVariedSpeech(crng, seed, split, sp === 'female speech' ? 'female' : 'male', voices, k.labels.length === 1, usedSentences, level as VarietyVersion);
     } else if (sp) {
       const gender: Gender = sp === 'female speech' ? 'female' : 'male';
       const voice = crng.pick(voices[split][gender]);
@@ -396,7 +414,7 @@ export function planCorpus(seed: number, size: number = DEFAULT_SIZE, opts: Plan
       if (!speech && sounds.length > 1 && NOISE_LIKE.has(concept)) levelDb -= crng.uniform(3, 8);
       const layer: SoundLayer = { concept, levelDb: Math.round(levelDb * 10) / 10 };
       // its own stream, so the varied corpus's other draws (and clips without such layers) stay as they were
-      if (variety && hasVariedGenerator(concept) && new Rng(hash32(seed, size, 'style', index, j)).chance(VARIED_STYLE_SHARE)) layer.style = 'varied';
+      if (level >= 2 && hasVariedGenerator(concept) && new Rng(hash32(seed, size, 'style', index, j)).chance(VARIED_STYLE_SHARE)) layer.style = 'varied';
       return layer;
     });
     durationU[index] = crng.next(); // mapped to seconds once the offset is known
@@ -436,7 +454,7 @@ export function planCorpus(seed: number, size: number = DEFAULT_SIZE, opts: Plan
 
   const voiceIds = {} as CorpusPlan['voices'];
   for (const s of SPLITS) voiceIds[s] = { female: voices[s].female.map((v) => v.id), male: voices[s].male.map((v) => v.id) };
-  return { seed, size, variety, clips, voices: voiceIds };
+  return { seed, size, variety, varietyVersion: level, clips, voices: voiceIds };
 }
 
 /**
@@ -448,13 +466,13 @@ export function planCorpus(seed: number, size: number = DEFAULT_SIZE, opts: Plan
  */
 function planVariedSpeech(
   crng: Rng, seed: number, split: Split, gender: Gender, voices: Record<Split, { female: Voice[]; male: Voice[] }>,
-  single: boolean, usedSentences: Set<string>,
+  single: boolean, usedSentences: Set<string>, version: VarietyVersion,
 ): SpeechPlan {
   const other: Gender = gender === 'female' ? 'male' : 'female';
   const [f0lo, f0hi] = F0_RANGE[gender];
   let plan: SpeechPlan | null = null;
   for (let tries = 0; tries < 20 && !plan; tries++) {
-    const cross = tries < 10 && crng.chance(CROSS_GENDER_SHARE[gender]);
+    const cross = tries < 10 && crng.chance(CROSS_GENDER_SHARE[version][gender]);
     const voice = crng.pick(voices[split][cross ? other : gender]);
     const warp = round3(cross ? (gender === 'female' ? crng.uniform(1.12, 1.22) : crng.uniform(0.82, 0.9)) : crng.uniform(...VTL_WARP[gender]));
     const target = f0lo * Math.pow(f0hi / f0lo, crng.next());
