@@ -2,7 +2,7 @@
 // chimes (short note sequences like desktop notification sounds). Real recordings of this kind were
 // heard as speech by the stage-3 model ("Is anyone speaking?" → "yes" for music on hold, instrument
 // notes and notification chimes), because the corpus's chords and bells are steady synthetic tones.
-// These generators serve the existing concepts ('chord', 'bell', the buzzes) in the varied corpus only
+// These generators serve the existing concepts (chord, bell, the buzzes) in the varied corpus version 2 only
 // (plan.ts draws a layer's style), so the label set and the default corpus stay as they are.
 import { Rng } from './rng.js';
 import { SR, addInto, biquad, fadeEdges, samples, scaleToPeak } from './dsp.js';

@@ -138,7 +138,6 @@ export interface PlanOptions {
  * Version 1's clips stay exactly as they were, so the shipped model's training can be rebuilt.
  */
 export type VarietyVersion = 1 | 2;
-export const VARIETY_VERSIONS: readonly VarietyVersion[] = [1, 2];
 
 /** 0 for the default corpus, else the varied corpus's version. */
 export function varietyLevel(v: PlanOptions['variety']): 0 | VarietyVersion {
