@@ -83,6 +83,11 @@ describe('plan', () => {
     const gpu = planModel(c, { dtype: 'f16', maxBindingBytes: 4 * 2 ** 30 - 4, maxBufferBytes: HUGE, memoryBytes: 80 * 2 ** 30 });
     expect(gpu.split).toEqual([]);
     expect(gpu.fits).toBe(true);
+    // flash attention (the GPU profile's) keeps scores in workgroup memory: no score buffer is planned, and
+    const flash = planModel(c, { dtype: 'f16', maxBindingBytes: 128 * 2 ** 20, maxBufferBytes: 4 * 2 ** 30, attention: 'flash' });
+    expect(flash.activations.some((x) => x.name.includes('attention scores'))).toBe(false);
+    expect(flash.activations.map((x) => x.name)).toEqual(p.activations.map((x) => x.name).filter((n) => !n.includes('attention scores')));
+    expect(flash.weights.bytes).toBe(p.weights.bytes);
     const small = planModel(c, { dtype: 'f32', maxBindingBytes: HUGE, maxBufferBytes: HUGE, memoryBytes: 24 * 2 ** 30, batch: 8 });
     expect(small.fits).toBe(false);
     expect(small.problems.join('\n')).toMatch(/needs about \d+ bytes .* more than the 25769803776 available/);

@@ -1,7 +1,7 @@
 // Every subcommand: its flags and a thin call into the library.
 import type { CAC } from 'cac';
 import { Engine } from '../gpu/engine.js';
-import { describeVariants } from '../gpu/profile.js';
+import { describeVariants, flashTile } from '../gpu/profile.js';
 import { formatBench, modelTasks, runBench, SAE_TASKS } from '../../bench/run.js';
 import { UsageError } from '../util/errors.js';
 import { makeCorpus } from '../corpus/index.js';
@@ -785,6 +785,8 @@ export function registerCommands(cli: CAC): void {
         maxBindingBytes: engine.limits.maxStorageBufferBindingSize,
         maxBufferBytes: engine.limits.maxBufferSize,
         memoryBytes,
+        // the op falls back to chunked when no flash tile fits this head size
+        attention: engine.profile.nn.attention === 'flash' && flashTile(engine.profile, config.text_config.head_dim, config.text_config.head_dim) && flashTile(engine.profile, config.audio_config.d_model / config.audio_config.encoder_attention_heads, config.audio_config.d_model / config.audio_config.encoder_attention_heads) ? 'flash' : 'chunked',
       });
       engine.destroy();
       const f16Note = flags.dtype === 'f16' && !a.f16 ? ' — this adapter has no shader-f16: loading f16 will be refused' : '';

@@ -2,8 +2,9 @@
 // weights as the loader lays them out (q|k|v and gate|up fused, matrices in the chosen dtype, vectors in
 // f32), which of them exceed one storage binding and so load as row blocks, the KV cache for a number of
 // positions and sequences, and the largest activation buffers of one encoder window and one decoder
-// prefill. Attention scores are chunked over queries (as scaledDotProductAttention does); other
-// activations are not split, so one larger than a binding is a "does not fit".
+// prefill. Attention scores are chunked over queries (as scaledDotProductAttention does), or never
+// leave the workgroup where the device profile runs flash attention; other activations are not split,
+// so one larger than a binding is a "does not fit".
 import { rowBlockRanges } from '../tensor/blocked.js';
 import { attentionScoreBudget } from '../gpu/profile.js';
 import { ArdError } from '../util/errors.js';
@@ -22,6 +23,8 @@ export interface PlanOptions {
   maxBufferBytes: number;
   /** Memory the weights, cache and activations may use, when known (software adapters: host RAM). */
   memoryBytes?: number;
+  /** The attention kernel inference will use (the device profile's nn.attention; default chunked). */
+  attention?: 'chunked' | 'flash';
 }
 
 export interface PlannedTensor {
@@ -128,7 +131,10 @@ export function planModel(config: Qwen2AudioConfig, opts: PlanOptions): ModelPla
   ];
   // attention scores are materialised a chunk of query rows at a time (scaledDotProductAttention)
   const scoreCap = Math.min(attentionScoreBudget(opts.maxBindingBytes), binding);
+  const flash = opts.attention === 'flash';
   const activations = acts
+    // flash attention keeps its scores in workgroup memory: no buffer holds them
+    .filter((x) => !(flash && x.name.endsWith('attention scores')))
     .map((x) => {
       const bytes = numel(x.shape) * 4;
       if (!x.name.endsWith('attention scores') || bytes <= scoreCap) return { ...x, bytes };
