@@ -47,16 +47,7 @@ fn dimf(arr: array<vec4<f32>, 2>, i: u32) -> f32 {
   return arr[i / 4u][i % 4u];
 }
 
-// erfc with fractional error < 1.2e-7 (Chebyshev fit, Numerical Recipes §6.2): keeps GELU's
-// negative tail accurate in relative terms.
-fn erfc_(x: f32) -> f32 {
-  let z = abs(x);
-  let t = 1.0 / (1.0 + 0.5 * z);
-  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-          t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
-          t * (-0.82215223 + t * 0.17087277)))))))));
-  return select(2.0 - r, r, x >= 0.0);
-}
+//#include "erfc.wgsl"
 fn gelu_(x: f32) -> f32 { return 0.5 * x * erfc_(-x * 0.70710678118654752); }
 fn gelu_grad_(x: f32) -> f32 {
   return 0.5 * erfc_(-x * 0.70710678118654752) + x * 0.3989422804014327 * exp(-0.5 * x * x);

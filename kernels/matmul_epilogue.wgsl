@@ -4,16 +4,7 @@
 // Needs from the including file: P (with N, offBias), C (array<vec4<TC>> when CVEC, else array<TC>),
 // Bias (BIAS), Z laid out like C (SAVE_PRE); the defines TC, BIAS, ACT_*, CVEC, SAVE_PRE.
 
-// erfc with fractional error < 1.2e-7 (the approximation kernels/elementwise.wgsl uses, so the
-// fused GELU matches the standalone op).
-fn erfc_(x: f32) -> f32 {
-  let z = abs(x);
-  let t = 1.0 / (1.0 + 0.5 * z);
-  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-          t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
-          t * (-0.82215223 + t * 0.17087277)))))))));
-  return select(2.0 - r, r, x >= 0.0);
-}
+//#include "erfc.wgsl"
 fn act(x: vec4<f32>) -> vec4<f32> {
 //#if ACT_GELU
   return vec4<f32>(0.5 * x.x * erfc_(-x.x * 0.70710678118654752), 0.5 * x.y * erfc_(-x.y * 0.70710678118654752),
