@@ -149,7 +149,7 @@ export async function makeCorpus(opts: MakeCorpusOptions): Promise<MakeCorpusRes
   const size = opts.size ?? DEFAULT_SIZE;
   const level = varietyLevel(opts.variety);
   const variety = level > 0;
-  const plan = planCorpus(seed, size, { variety: level === 0 ? false : level });
+  const plan = planCorpus(seed, size, { variety: opts.variety });
   const minSeconds = variety ? MIN_DURATION_VARIED : MIN_DURATION;
   const out = path.resolve(opts.out);
   try {

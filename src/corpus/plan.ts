@@ -148,8 +148,6 @@ export interface CorpusPlan {
   seed: number;
   size: number;
   variety: boolean;
-  /** 0 for the default corpus, else the varied corpus's version. */
-  varietyVersion: 0 | VarietyVersion;
   clips: ClipPlan[];
   voices: Record<Split, { female: string[]; male: string[] }>;
 }
@@ -453,7 +451,7 @@ export function planCorpus(seed: number, size: number = DEFAULT_SIZE, opts: Plan
 
   const voiceIds = {} as CorpusPlan['voices'];
   for (const s of SPLITS) voiceIds[s] = { female: voices[s].female.map((v) => v.id), male: voices[s].male.map((v) => v.id) };
-  return { seed, size, variety, varietyVersion: level, clips, voices: voiceIds };
+  return { seed, size, variety, clips, voices: voiceIds };
 }
 
 /**
