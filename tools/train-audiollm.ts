@@ -170,7 +170,7 @@ function parseWeights(v: string): Record<string, number> {
 function corpusCommand(dir: string): string | undefined {
   try {
     const c = JSON.parse(fs.readFileSync(path.join(dir, CORPUS_FILE), 'utf8')) as { seed?: number; size?: number; variety?: boolean | 2 };
-    if (typeof c.seed === 'number' && typeof c.size === 'number') return `\`ardgpu make-corpus${c.variety === 2 ? ' --variety 2' : c.variety ? ' --variety' : ''} --seed ${c.seed} --size ${c.size} --out DIR\``;
+    if (typeof c.seed === 'number' && typeof c.size === 'number') return `\`ardgpu make-corpus${typeof c.variety === 'number' ? ` --variety ${c.variety}` : c.variety ? ' --variety' : ''} --seed ${c.seed} --size ${c.size} --out DIR\``;
   } catch {
     // no readable corpus.json: the README keeps its default wording
   }

@@ -39,7 +39,7 @@ export interface MakeCorpusOptions {
   onProgress?: (p: MakeCorpusProgress) => void;
   /** Clips rendered at once (espeak-ng child processes run in parallel). Default 2. */
   concurrency?: number;
-  /** The varied corpus, version 1 (true) or 2 (plan.ts PlanOptions.variety). */
+  /** The varied corpus, version 1 (true), 2 or 3 (plan.ts PlanOptions.variety). */
   variety?: boolean | VarietyVersion;
 }
 
@@ -56,8 +56,8 @@ export interface CorpusInfo {
   version: number;
   seed: number;
   size: number;
-  /** The varied corpus (more voices, warps, single words, band limits, clipping): true for version 1, 2 for version 2. */
-  variety: boolean | 2;
+  /** The varied corpus (more voices, warps, single words, band limits, clipping): true for version 1, else the version (2, 3). */
+  variety: boolean | 2 | 3;
   sampleRate: number;
   concepts: string[];
   counts: Record<Split, SplitCounts> & { total: SplitCounts };
@@ -212,7 +212,7 @@ export async function makeCorpus(opts: MakeCorpusOptions): Promise<MakeCorpusRes
   for (const k of [...SPLITS, 'total'] as const) counts[k].seconds = Math.round(counts[k].seconds * 100) / 100;
   const info: CorpusInfo = {
     // version 1 writes `true`, as before, so its corpus.json is unchanged
-    version: CORPUS_VERSION, seed, size, variety: level === 2 ? 2 : variety, sampleRate: SR, concepts: [...CONCEPTS], counts, voices: plan.voices,
+    version: CORPUS_VERSION, seed, size, variety: level === 2 || level === 3 ? level : variety, sampleRate: SR, concepts: [...CONCEPTS], counts, voices: plan.voices,
   };
   writeFileAtomic(path.join(out, MANIFEST_FILE), entries.map((e) => JSON.stringify(e)).join('\n') + '\n');
   writeJsonAtomic(path.join(out, CORPUS_FILE), info);

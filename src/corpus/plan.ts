@@ -47,7 +47,14 @@ export const VARIED_STYLE_SHARE = 0.6;
  * by version. Version 2 gives women more: espeak-ng has few female variants, and unseen female voices
  * were the weak point.
  */
-export const CROSS_GENDER_SHARE: Record<VarietyVersion, { female: number; male: number }> = { 1: { female: 0.25, male: 0.25 }, 2: { female: 0.5, male: 0.25 } };
+export const CROSS_GENDER_SHARE: Record<VarietyVersion, { female: number; male: number }> = {
+  1: { female: 0.25, male: 0.25 }, 2: { female: 0.5, male: 0.25 }, 3: { female: 0.5, male: 0.25 },
+};
+/**
+ * Varied corpus: share of single-speaker clips that are one word, by version. Version 3 raises it:
+ * music-like negatives (version 2) made real single words sound like non-speech to the model.
+ */
+export const SINGLE_WORD_SHARE: Record<VarietyVersion, number> = { 1: 0.35, 2: 0.35, 3: 0.6 };
 
 function compatible(a: string, b: string): boolean {
   if (a === b) return false;
@@ -135,13 +142,15 @@ export interface PlanOptions {
  * Versions of the varied corpus. 1 (`--variety`): what the embedded model's stage 3 was trained on.
  * 2 (`--variety 2`): also renders 60 % of chord, bell and buzz layers as music, chimes and buzzing
  * melodies (music.ts), and half the women (not a quarter) from the other gender's variants, warped across.
- * Version 1's clips stay exactly as they were, so the shipped model's training can be rebuilt.
+ * 3 (`--variety 3`): version 2 with single words in 60 % (not 35 %) of single-speaker clips.
+ * Earlier versions' clips stay exactly as they were, so earlier models' training can be rebuilt.
  */
-export type VarietyVersion = 1 | 2;
+export type VarietyVersion = 1 | 2 | 3;
+export const VARIETY_VERSIONS: readonly VarietyVersion[] = [1, 2, 3];
 
 /** 0 for the default corpus, else the varied corpus's version. */
 export function varietyLevel(v: PlanOptions['variety']): 0 | VarietyVersion {
-  return v === true || v === 1 ? 1 : v === 2 ? 2 : 0;
+  return v === true ? 1 : VARIETY_VERSIONS.includes(v as VarietyVersion) ? (v as VarietyVersion) : 0;
 }
 
 export interface CorpusPlan {
@@ -459,7 +468,7 @@ export function planCorpus(seed: number, size: number = DEFAULT_SIZE, opts: Plan
  * take a variant of the same gender (warp within the gender's range); one in four a variant of the
  * other gender, warped across (men's tracts up ≥ 12 %, women's down ≥ 10 %) with the pitch moved to
  * the target, so the label follows what the voice sounds like, not which variant made it. Single
- * speech clips are single words in 35 % of cases.
+ * speech clips are single words in SINGLE_WORD_SHARE of cases.
  */
 function planVariedSpeech(
   crng: Rng, seed: number, split: Split, gender: Gender, voices: Record<Split, { female: Voice[]; male: Voice[] }>,
@@ -484,7 +493,7 @@ function planVariedSpeech(
     const [p0, p1] = PITCH_RANGE[gender];
     plan = { gender, voice: voice.id, lang: voice.lang, sentence: '', speed: crng.int(...SPEED_RANGE), pitch: crng.int(p0, p1), warp: 1 };
   }
-  if (single && crng.chance(0.35)) {
+  if (single && crng.chance(SINGLE_WORD_SHARE[version])) {
     plan.sentence = crng.pick(SHORT_WORDS[plan.lang]);
     plan.short = true;
   } else {
