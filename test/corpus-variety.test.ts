@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { runCli } from './helpers.js';
 import { applyAugment, MAX_PEAK, REF_PEAK } from '../src/corpus/augment.js';
 import { F0_RANGE, VTL_WARP } from '../src/corpus/espeak.js';
-import { CROSS_GENDER_SHARE, planCorpus, splitVoices, VARIED_STYLE_SHARE, voiceSpeaker, voiceVariant } from '../src/corpus/plan.js';
+import { CROSS_GENDER_SHARE, planCorpus, SINGLE_WORD_SHARE, splitVoices, VARIED_STYLE_SHARE, voiceSpeaker, voiceVariant } from '../src/corpus/plan.js';
 import { buzzMelody, chime, music } from '../src/corpus/music.js';
 import { VARIED_GENERATORS, synthesize } from '../src/corpus/synth.js';
 import { Rng } from '../src/corpus/rng.js';
@@ -86,6 +86,31 @@ describe('varied corpus plan', () => {
     for (const c of shortSounds) expect(c.duration).toBeGreaterThanOrEqual(0.25);
   });
 
+  it('version 3 is version 2 with more single words: nothing but the word-or-sentence draw changes', () => {
+    const plan3 = planCorpus(0, 2000, { variety: 3 });
+    const shareOf = (p: typeof plan) => {
+      const single = p.clips.filter((c) => c.speech && c.labels.length === 1);
+      return single.filter((c) => c.speech!.short).length / single.length;
+    };
+    expect(shareOf(plan2)).toBeLessThan(SINGLE_WORD_SHARE[2] + 0.1);
+    expect(shareOf(plan3)).toBeGreaterThan(SINGLE_WORD_SHARE[3] - 0.1);
+    expect(shareOf(plan3)).toBeLessThan(SINGLE_WORD_SHARE[3] + 0.1);
+    let changed = 0;
+    for (const c of plan3.clips) {
+      const c2 = plan2.clips[c.index]!;
+      expect(c.labels).toEqual(c2.labels);
+      expect(c.layers).toEqual(c2.layers);
+      expect(c.augment).toEqual(c2.augment);
+      if (!c.speech) expect(c.file).toBe(c2.file);
+      else {
+        // same speaker, pitch and warp; a sentence may become a word (and later sentence draws move)
+        expect({ ...c.speech, sentence: '', short: undefined }).toEqual({ ...c2.speech!, sentence: '', short: undefined });
+        if (c.file !== c2.file) changed++;
+      }
+    }
+    expect(changed).toBeGreaterThan(20);
+  });
+
   it('augments most clips, with band limits and clipping among them', () => {
     const aug = plan.clips.filter((c) => Object.keys(c.augment).length > 0);
     expect(aug.length / plan.clips.length).toBeGreaterThan(0.6);
@@ -131,10 +156,10 @@ describe('voice pitch table', () => {
 });
 
 describe('make-corpus --variety [version]', () => {
-  it('refuses a version other than 1 or 2 in one line, exit 2', () => {
-    const r = runCli(['make-corpus', '--variety', '3', '--out', path.join(os.tmpdir(), 'ardgpu-variety-3')]);
+  it('refuses a version other than 1, 2 or 3 in one line, exit 2', () => {
+    const r = runCli(['make-corpus', '--variety', '4', '--out', path.join(os.tmpdir(), 'ardgpu-variety-4')]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toEqual(["error: --variety: '3' is not a version (1 or 2)"]);
+    expect(r.stderr).toEqual(["error: --variety: '4' is not a version (1, 2 or 3)"]);
   });
 });
 
