@@ -166,11 +166,21 @@ function parseWeights(v: string): Record<string, number> {
   return out;
 }
 
-/** The make-corpus command that rebuilds the corpus, from its corpus.json (seed, size, variety). */
+/**
+ * The make-corpus command that rebuilds the corpus, from its corpus.json (seed, size, variety); for a
+ * corpus joined by tools/merge-corpora.ts, each source's command.
+ */
 function corpusCommand(dir: string): string | undefined {
+  type Info = { seed?: number; size?: number; variety?: boolean | number; merged?: Record<string, { corpus?: Info }> };
+  const one = (c: Info | undefined): string | undefined =>
+    c && typeof c.seed === 'number' && typeof c.size === 'number'
+      ? `\`ardgpu make-corpus${typeof c.variety === 'number' ? ` --variety ${c.variety}` : c.variety ? ' --variety' : ''} --seed ${c.seed} --size ${c.size} --out DIR\``
+      : undefined;
   try {
-    const c = JSON.parse(fs.readFileSync(path.join(dir, CORPUS_FILE), 'utf8')) as { seed?: number; size?: number; variety?: boolean | 2 };
-    if (typeof c.seed === 'number' && typeof c.size === 'number') return `\`ardgpu make-corpus${typeof c.variety === 'number' ? ` --variety ${c.variety}` : c.variety ? ' --variety' : ''} --seed ${c.seed} --size ${c.size} --out DIR\``;
+    const c = JSON.parse(fs.readFileSync(path.join(dir, CORPUS_FILE), 'utf8')) as Info;
+    if (!c.merged) return one(c);
+    const parts = Object.entries(c.merged).map(([name, m]) => `${name}: ${one(m.corpus) ?? 'a corpus without seed and size'}`);
+    return `corpora joined by \`tools/merge-corpora.ts\` — ${parts.join('; ')}`;
   } catch {
     // no readable corpus.json: the README keeps its default wording
   }
