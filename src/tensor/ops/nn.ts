@@ -652,7 +652,6 @@ function flashAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions,
     // keys the last query row sees: the chunks cover those (rows before it see a prefix)
     const keys = causal ? Math.max(0, Math.min(Tk, Tq - 1 + offset + 1)) : Tk;
     plan = flashSplitPlan(engine.profile, { batchHeads: B * Hkv, rows, keys, D, Dv, splits: mode === 'split' ? opts.splits : undefined });
-    if (plan && mode === 'auto' && plan.splits < 2) plan = null;
     // the partials must fit one binding (forced splits can ask for more): fewer chunks, else one pass
     const perSplit = B * H * Tq * (Dv + 2) * 4;
     const cap = Math.min(engine.profile.limits.maxStorageBufferBindingSize, engine.profile.limits.maxBufferSize);
@@ -660,6 +659,7 @@ function flashAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions,
       const fit = Math.floor(cap / perSplit);
       plan = fit >= 1 ? flashSplitPlan(engine.profile, { batchHeads: B * Hkv, rows, keys, D, Dv, splits: fit }) : null;
     }
+    if (plan && mode === 'auto' && plan.splits < 2) plan = null;
   }
   // unit stride along the head dim and mergeable batch dims, else a dense copy
   const prep = (t: Tensor): [Tensor, [number, number, number]] => {
