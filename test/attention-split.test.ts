@@ -245,6 +245,20 @@ describe("the profile's split-K rule", () => {
     expect(await count({ flashSplitGroups: 2 })).toBe(1); // 2 workgroups are not fewer than 2
     expect(await count({ flashSplitGroups: 64, flashSplitMinKeys: 301 })).toBe(1); // too few keys for 2 chunks
     expect(await count({ flashSplitGroups: 64 }, 'flash')).toBe(1); // 'flash' given: one pass
+    // the partials must fit one binding: 4 rows × (64 + 2) f32 = 1056 bytes per chunk
+    const lim = engine.profile.limits as { maxStorageBufferBindingSize: number };
+    const was = lim.maxStorageBufferBindingSize;
+    try {
+      lim.maxStorageBufferBindingSize = 1056 * 1.5; // one chunk fits: the profile's rule runs one pass
+      expect(await count({ flashSplitGroups: 64, flashSplitMinKeys: 64 })).toBe(1);
+      lim.maxStorageBufferBindingSize = 1056 * 3; // 7 chunks asked, 3 fit
+      const y = scaledDotProductAttention(q, k, v, { causal: true, variant: 'split', splits: 7 });
+      const ref3 = attentionBoundRef(await q.read(), await k.read(), await v.read(), { B: 1, H: 4, Hkv: 2, Tq: 1, Tk: 300, D: 64, Dv: 64 }, { causal: true, splits: 3 });
+      expectWithin(await y.read(), ref3.out, ref3.bound, 'split into the chunks that fit');
+      y.dispose();
+    } finally {
+      lim.maxStorageBufferBindingSize = was;
+    }
     for (const t of [q, k, v]) t.dispose();
   });
 });
