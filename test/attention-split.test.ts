@@ -285,7 +285,7 @@ describe('the tiny model with split-K on everywhere: the same greedy tokens as f
           const d0 = e.dispatchCount;
           const feats = model.encodeAudio(audio);
           const f = model.forward(fj.prompt_ids, feats, { logits: fj.logits_positions })!;
-          const forward = await f.read();
+          const forward = await f.toFloat32();
           f.dispose();
           const n = fj.prompt_ids.length;
           const cache = model.newCache(n);
@@ -294,7 +294,7 @@ describe('the tiny model with split-K on everywhere: the same greedy tokens as f
           let at = 0;
           for (const len of [n - 3, 1, 1, 1]) {
             const l = tidy(() => model.step(x.view([len, 64], [64, 1], x.offset + at * 64), cache, { logits: 'last' }))!;
-            steps.push(await l.read());
+            steps.push(await l.toFloat32());
             l.dispose();
             at += len;
           }
