@@ -42,6 +42,7 @@ const ADAPTER_SUITE = [
   'test/blocked.test.ts',
   'test/attention-chunks.test.ts',
   'test/attention-flash.test.ts',
+  'test/attention-split.test.ts',
 ];
 
 // These pick their kernels themselves (matmul-gpu forces each matmul variant, gpu-profile-ops and sae-gpu make

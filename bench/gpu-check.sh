@@ -14,7 +14,7 @@
 #                                      and then the JSON of bench/gpu-check.ts. At most 8 minutes.
 #
 # Run options (passed to bench/gpu-check.ts): --allow-software (else a software adapter is an error),
-#   --m 1,4,64,512,4096  --nk 4096  --attn H,T,D  --sae d,m,k,batch  --demo-size N (0: no demo)  --seconds S
+#   --m 1,4,64,512,4096  --nk 4096  --attn H,T,D  --decode H,Hkv,keys,D  --sae d,m,k,batch  --demo-size N (0: no demo)  --seconds S
 # Environment: GPU_CHECK_TIMEOUT (seconds, default 480); GPU_CHECK_WORK (unpack folder, default a temp dir).
 set -euo pipefail
 

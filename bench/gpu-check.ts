@@ -1,6 +1,7 @@
 // The measuring half of bench/gpu-check.sh: one JSON on stdout with matmul f32/f16 GFLOP/s at
 // M = 1, 4, 64, 512, 4096 (N = K = 4096) next to the FMA peak and copy bandwidth measured in the
-// same run, attention for a 30 s Whisper window, the SAE training step, and the demo's stage
+// same run, attention for a 30 s Whisper window and for a decode step over 30 s of keys (the 7B head
+// shape: one-pass flash against split-K), the SAE training step, and the demo's stage
 // timings. Progress on stderr. Refuses a software adapter unless --allow-software.
 // Run as `node dist/bench/gpu-check.js [options]` (the shell script does that, packed or not).
 import { spawnSync } from 'node:child_process';
@@ -9,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../src/gpu/engine.js';
-import { describeVariants } from '../src/gpu/profile.js';
+import { describeVariants, flashSplitPlan } from '../src/gpu/profile.js';
 import { tensor, tidy } from '../src/tensor/index.js';
 import { matmul } from '../src/tensor/ops/matmul.js';
 import { scaledDotProductAttention } from '../src/tensor/ops/nn.js';
@@ -24,6 +25,8 @@ export interface GpuCheckOptions {
   nk: number;
   /** Attention: heads, frames (1500 = 30 s of Whisper encoder), head dim. */
   attn: [number, number, number];
+  /** Decode attention (one query row per head): query heads, kv heads, keys (750 = 30 s of audio), head dim. */
+  decode: [number, number, number, number];
   /** SAE step: d, m, k, batch. */
   sae: [number, number, number, number];
   /** Demo corpus clips; 0 skips the demo. */
@@ -33,7 +36,7 @@ export interface GpuCheckOptions {
 }
 
 function parseArgs(argv: string[]): GpuCheckOptions {
-  const o: GpuCheckOptions = { allowSoftware: false, ms: [1, 4, 64, 512, 4096], nk: 4096, attn: [20, 1500, 64], sae: [4096, 32768, 32, 4096], demoSize: 1200, seconds: 0.5 };
+  const o: GpuCheckOptions = { allowSoftware: false, ms: [1, 4, 64, 512, 4096], nk: 4096, attn: [20, 1500, 64], decode: [32, 32, 750, 128], sae: [4096, 32768, 32, 4096], demoSize: 1200, seconds: 0.5 };
   const ints = (flag: string, v: string | undefined, n: number): number[] => {
     const xs = (v ?? '').split(',').map(Number);
     if (xs.length !== n || xs.some((x) => !Number.isInteger(x) || x < 0)) throw new ArdError(`gpu-check: ${flag} wants ${n} comma-separated integers, got '${v ?? ''}'`);
@@ -46,12 +49,15 @@ function parseArgs(argv: string[]): GpuCheckOptions {
     else if (a === '--m') o.ms = (v() ?? '').split(',').map(Number);
     else if (a === '--nk') o.nk = ints(a, v(), 1)[0]!;
     else if (a === '--attn') o.attn = ints(a, v(), 3) as GpuCheckOptions['attn'];
+    else if (a === '--decode') o.decode = ints(a, v(), 4) as GpuCheckOptions['decode'];
     else if (a === '--sae') o.sae = ints(a, v(), 4) as GpuCheckOptions['sae'];
     else if (a === '--demo-size') o.demoSize = ints(a, v(), 1)[0]!;
     else if (a === '--seconds') o.seconds = Number(v());
     else throw new ArdError(`gpu-check: unknown option '${a}'`);
   }
   if (o.ms.some((m) => !Number.isInteger(m) || m < 1) || !(o.nk >= 1)) throw new ArdError('gpu-check: --m wants positive integers');
+  const [dh, dkv, dk, dd] = o.decode;
+  if (!(dh >= 1 && dkv >= 1 && dh % dkv === 0 && dk >= 1 && dd >= 1)) throw new ArdError(`gpu-check: --decode wants heads, kv heads dividing them, keys ≥ 1, head dim ≥ 1, got '${o.decode.join(',')}'`);
   if (!(o.seconds > 0)) throw new ArdError('gpu-check: --seconds must be positive');
   return o;
 }
@@ -135,6 +141,7 @@ export async function gpuCheck(engine: Engine, o: GpuCheckOptions): Promise<Reco
     flashF16KvMs: sFlashF16 === null ? null : sig(sFlashF16 * 1e3),
   };
   say(`attention [${H}, ${T}, ${D}] (${attention.variant}): ${attention.ms} ms; flash ${attention.flashMs} ms${sFlashF16 === null ? '' : ` (f16 K/V ${attention.flashF16KvMs} ms)`}, chunked ${attention.chunkedMs} ms`);
+  const attentionDecode = await timeDecodeAttention(engine, o);
 
   const [d, m, kk, batch] = o.sae;
   const sae = await benchSaeTrain(engine, { d, m, k: kk, batch, steps: 3, warmup: 1 });
@@ -152,10 +159,45 @@ export async function gpuCheck(engine: Engine, o: GpuCheckOptions): Promise<Reco
     peak: { fmaGflops: sig(peakFma), copyGBs: sig(copyGBs) },
     matmul: matmuls,
     attention,
+    attentionDecode,
     sae: { d, m, k: kk, batch, msPerStep: sig(sae.msPerStep), tokensPerS: sig(sae.tokensPerS) },
     demo,
     seconds: round((performance.now() - t0) / 1e3),
   };
+}
+
+/**
+ * A decode step's attention: one query row per head against `keys` cached keys (causal, as the decoder
+ * calls it), the profile's choice (`ms`), the one-pass flash kernel, split-K with the profile's chunks,
+ * the chunked ops and, with f16, flash and split-K over f16 K/V (an f16 model's KV cache).
+ */
+async function timeDecodeAttention(engine: Engine, o: GpuCheckOptions): Promise<Record<string, unknown>> {
+  const [H, Hkv, Tk, D] = o.decode;
+  const q = tensor(engine, randData(H * D, 11), [H, 1, D]);
+  const kv = (dtype: 'f32' | 'f16', seed: number) => tensor(engine, randData(Hkv * Tk * D, seed), [Hkv, Tk, D], dtype);
+  const [k, v] = [kv('f32', 12), kv('f32', 13)];
+  const p = engine.profile;
+  const plan = flashSplitPlan(p, { batchHeads: Hkv, rows: H / Hkv, keys: Tk, D, Dv: D });
+  const variant = p.nn.attention === 'chunked' || !plan ? 'chunked' : plan.splits > 1 ? 'split' : 'flash';
+  const time = async (kk: typeof k, vv: typeof v, variant?: 'flash' | 'split' | 'chunked') =>
+    sig(1e3 * (await timeRepeated(engine, () => tidy(() => void scaledDotProductAttention(q, kk, vv, { causal: true, ...(variant ? { variant } : {}) })), o.seconds)));
+  const r: Record<string, unknown> = { heads: H, kvHeads: Hkv, keys: Tk, headDim: D, variant, splits: plan?.splits ?? null, chunk: plan?.chunk ?? null };
+  r.ms = await time(k, v);
+  r.flashMs = await time(k, v, 'flash');
+  r.splitMs = await time(k, v, 'split');
+  r.chunkedMs = await time(k, v, 'chunked');
+  r.flashF16KvMs = null;
+  r.splitF16KvMs = null;
+  if (engine.f16) {
+    const [k16, v16] = [kv('f16', 12), kv('f16', 13)];
+    r.flashF16KvMs = await time(k16, v16, 'flash');
+    r.splitF16KvMs = await time(k16, v16, 'split');
+    k16.dispose();
+    v16.dispose();
+  }
+  for (const t of [q, k, v]) t.dispose();
+  say(`decode attention ${H}/${Hkv} heads × ${Tk} keys × ${D} (${variant}${plan && plan.splits > 1 ? `, ${plan.splits} chunks of ${plan.chunk}` : ''}): ${r.ms} ms; flash ${r.flashMs} ms, split-K ${r.splitMs} ms, chunked ${r.chunkedMs} ms${engine.f16 ? `; f16 K/V: flash ${r.flashF16KvMs} ms, split-K ${r.splitF16KvMs} ms` : ''}`);
+  return r;
 }
 
 /** The demo in a fresh folder through the CLI (its own process, engine and model), its stage timings. */

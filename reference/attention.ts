@@ -19,6 +19,8 @@ export interface AttentionRefOptions {
   causalOffset?: number;
   /** Default 1/√D. */
   scale?: number;
+  /** Split-K with this many key chunks (kernels/attention.wgsl SPLIT + attention_combine.wgsl): a looser bound. */
+  splits?: number;
 }
 
 export interface AttentionRefResult {
@@ -50,6 +52,10 @@ const U16 = 2 ** -11; // f16 unit roundoff
  *     ≥ 8 keys): ≤ (Tk + Tk/8 + 2)·u each; 1 / sum (WGSL: 2.5 ulp) and the final product: 6u;
  *   · underflow of exp to subnormals: ≤ 2^-126 absolute per key;
  *   · an f16 output: |o|·2^-11 + 2^-25 (subnormals) more.
+ * Split-K with S chunks adds, for a key's weight: its chunk's combine factor exp(m_s − M) (3 ulp; its
+ * |x| and the chunk's own exps together span ≤ R, which the 2R term counts already) and one more
+ * partial tile per chunk (≤ S more rescales, 3 ulp each): 2·(3 + 3S)·ulp; and for each of the two sums
+ * ≤ S more rescales, S products f_s·a_s and S − 1 more additions: 2·3S·u.
  */
 export function attentionBoundRef(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, dims: AttentionDims, opts: AttentionRefOptions = {}, outDtype: 'f32' | 'f16' = 'f32'): AttentionRefResult {
   const { B, H, Hkv, Tq, Tk, D, Dv } = dims;
@@ -91,7 +97,9 @@ export function attentionBoundRef(q: ArrayLike<number>, k: ArrayLike<number>, v:
         for (let j = 0; j < len; j++) sum += (w[j] = Math.exp(s[j]! - m));
         for (let j = 0; j < len; j++) w[j] = w[j]! / sum;
         const R = m - lo + 2 * E;
-        const rel = Math.expm1(2 * E) + 2 * (3 + 2 * R) * ULP32 + 2 * (len + Math.ceil(len / 8) + 2) * U32 + 6 * U32;
+        const S = opts.splits ?? 0;
+        const split = S > 0 ? 2 * (3 + 3 * S) * ULP32 + 2 * 3 * S * U32 : 0;
+        const rel = Math.expm1(2 * E) + 2 * (3 + 2 * R) * ULP32 + 2 * (len + Math.ceil(len / 8) + 2) * U32 + 6 * U32 + split;
         for (let c = 0; c < Dv; c++) {
           let o = 0;
           let M = 0;

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { ownTimeout } from './helpers.js';
 
 const SCRIPT = path.join(import.meta.dirname, '..', 'bench', 'gpu-check.sh');
-const TINY = ['--m', '1,4,33', '--nk', '64', '--attn', '2,50,16', '--sae', '32,256,4,64', '--demo-size', '0', '--seconds', '0.02'];
+const TINY = ['--m', '1,4,33', '--nk', '64', '--attn', '2,50,16', '--decode', '4,2,40,16', '--sae', '32,256,4,64', '--demo-size', '0', '--seconds', '0.02'];
 
 function run(args: string[]): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync('bash', [SCRIPT, ...args], { encoding: 'utf8', env: { ...process.env, GPU_CHECK_TIMEOUT: '300' }, maxBuffer: 16 << 20 });
@@ -53,6 +53,12 @@ describe('bench/gpu-check.sh', () => {
     expect(check!.attention.chunkedMs).toBeGreaterThan(0);
     if (info!.f16) expect(check!.attention.flashF16KvMs).toBeGreaterThan(0);
     else expect(check!.attention.flashF16KvMs).toBeNull();
+    // a decode step: the profile's choice (the CPU profile: chunked; the GPU profile: split-K or flash), each kernel timed
+    expect(check!.attentionDecode).toMatchObject({ heads: 4, kvHeads: 2, keys: 40, headDim: 16 });
+    expect(check!.attentionDecode.variant).toBe(info!.profile.nn.attention === 'chunked' ? 'chunked' : check!.attentionDecode.splits > 1 ? 'split' : 'flash');
+    for (const f of ['ms', 'flashMs', 'splitMs', 'chunkedMs']) expect(check!.attentionDecode[f], f).toBeGreaterThan(0);
+    if (info!.f16) expect(check!.attentionDecode.splitF16KvMs).toBeGreaterThan(0);
+    else expect(check!.attentionDecode.splitF16KvMs).toBeNull();
     expect(check!.sae).toMatchObject({ d: 32, m: 256, k: 4, batch: 64 });
     expect(check!.sae.tokensPerS).toBeGreaterThan(0);
     expect(check!.demo).toBeNull();

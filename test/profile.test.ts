@@ -44,7 +44,20 @@ describe('device profile from adapter facts', () => {
     expect(p.sae).toEqual({ rowBlockBytes: 1 << 20, csrChunks: 128, colQ: 8, colLanes: 64, entryLanes: 64, dzByLatent: true, fusedDecoderGrad: true, subgroups8: true, wgReductions: false, wgSubgroups: true, csrSort: 'chunks', entryStaging: false });
     // attention scores: one 128 MiB binding less the pool's 1/8 rounding is 113.8 MiB, capped at 64 MiB
     // attention keeps the composed matmul + softmax chunked over queries (the flash kernel's tile is set but unused)
-    expect(p.nn).toEqual({ rowLanes: 64, rowElemsPerLane: 8, normGradWorkgroups: 64, normGradMinRows: 32, attentionScoreBytes: 64 << 20, attention: 'chunked', flashRows: 16, flashKeys: 32 });
+    expect(p.nn).toEqual({
+      rowLanes: 64,
+      rowElemsPerLane: 8,
+      normGradWorkgroups: 64,
+      normGradMinRows: 32,
+      attentionScoreBytes: 64 << 20,
+      attention: 'chunked',
+      flashRows: 16,
+      flashKeys: 32,
+      flashSplitGroups: 0,
+      flashSplitMinKeys: 64,
+      flashSplitMax: 64,
+      flashSplitLanes: 8,
+    });
   });
 
   it('SwiftShader and a CPU-typed adapter count as software too', () => {
@@ -70,6 +83,7 @@ describe('device profile from adapter facts', () => {
     expect(describeVariants(buildProfile(LAVAPIPE, { env: NO_ENV })).sae).toMatch(/counting sort over 128 row chunks/);
     expect(p.nn.rowElemsPerLane).toBe(1);
     expect([p.nn.attention, p.nn.flashRows, p.nn.flashKeys]).toEqual(['flash', 32, 32]);
+    expect([p.nn.flashSplitGroups, p.nn.flashSplitMinKeys, p.nn.flashSplitMax, p.nn.flashSplitLanes]).toEqual([1024, 64, 64, 32]);
     // without the subgroups feature nothing may use subgroups, whatever the sizes say
     const bare = buildProfile({ ...NVIDIA, features: ['shader-f16'] }, { env: NO_ENV });
     expect([bare.subgroups, bare.subgroupMinSize, bare.matmul.subgroupPath, bare.sae.subgroups8, bare.sae.wgSubgroups]).toEqual([false, 0, false, false, false]);
@@ -188,8 +202,11 @@ describe('ardgpu info --json', () => {
     expect(j.profile.source).toBe('ARDGPU_PROFILE');
     expect(j.profile.detected).toBe(j.isSoftware ? 'cpu' : 'gpu');
     expect(typeof j.profile.subgroupMinSize).toBe('number');
-    expect(Object.keys(j.profile.variants).sort()).toEqual(['attention', 'matmul', 'nn', 'sae', 'topk']);
+    expect(Object.keys(j.profile.variants).sort()).toEqual(['attention', 'attentionDecode', 'matmul', 'nn', 'sae', 'topk']);
     expect(j.profile.variants.attention).toMatch(/^flash: /);
+    // a decode step on the GPU profile: split-K (flash-decoding), its knobs in profile.nn
+    expect(j.profile.variants.attentionDecode).toMatch(/^split-K \(flash-decoding\)/);
+    expect(j.profile.nn.flashSplitGroups).toBeGreaterThan(0);
     expect(j.profile.nn.attention).toBe('flash');
     expect(j.profile.matmul.wgs).toBe(8);
     const bad = spawnSync(process.execPath, [bin, 'info'], { encoding: 'utf8', env: { ...env, ARDGPU_PROFILE: 'fast' }, timeout: 120_000 });

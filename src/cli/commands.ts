@@ -270,7 +270,7 @@ export function registerCommands(cli: CAC): void {
         `subgroups ${p.subgroups ? `${p.subgroupMinSize}–${p.subgroupMaxSize} lanes` : 'no'}`,
         `subgroup matrices ${p.subgroupMatrixConfigs.length ? `${p.subgroupMatrixConfigs.length} configurations` : 'none'}`,
         'kernels',
-        ...Object.entries(variants).map(([k, v]) => `  ${k.padEnd(9)} ${v}`),
+        ...Object.entries(variants).map(([k, v]) => `  ${k.padEnd(15)} ${v}`),
       ].join('\n'),
     );
     engine.destroy();

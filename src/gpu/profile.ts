@@ -119,6 +119,17 @@ export interface NnProfile {
   /** Flash kernel: query rows per workgroup (8 invocations each) and keys per tile wanted (see flashTile). */
   flashRows: number;
   flashKeys: number;
+  /**
+   * Split-K (flash-decoding, see flashSplitPlan): where the profile's flash attention would run fewer
+   * than this many workgroups (a decode step: one per kv head), its keys are split into chunks run by
+   * workgroups of their own and merged by a second kernel; 0: never (the one-pass kernel only).
+   */
+  flashSplitGroups: number;
+  /** Fewest keys per chunk (rounded up to whole key tiles), and most chunks. */
+  flashSplitMinKeys: number;
+  flashSplitMax: number;
+  /** Lanes per query row in the split pass (8, 16 or 32; the one-pass kernel has 8): few rows, wide rows. */
+  flashSplitLanes: number;
 }
 
 export interface DeviceProfile {
@@ -257,6 +268,13 @@ export function buildProfile(facts: DeviceFacts, opts: { kind?: ProfileKind; env
       // a GPU: 256 invocations per workgroup (32 rows); a CPU thread runs a workgroup, fewer rows idle at the edges
       flashRows: cpu ? 16 : 32,
       flashKeys: 32,
+      // A GPU: an H100 has 132 SMs, each holding many workgroups; a decode step of a 7B model (32 kv
+      // heads) gives 32. Untimed guesses: ~1024 one-warp workgroups in flight, chunks of ≥ 64 keys (two
+      // tiles) so a chunk's work outweighs its partial's write. The CPU profile keeps chunked attention.
+      flashSplitGroups: cpu ? 0 : 1024,
+      flashSplitMinKeys: 64,
+      flashSplitMax: 64,
+      flashSplitLanes: cpu ? 8 : 32,
     },
   };
 }
@@ -284,6 +302,7 @@ export function describeVariants(p: DeviceProfile): Record<string, string> {
       p.nn.attention === 'flash'
         ? `flash: one fused pass per (kv head, ${p.nn.flashRows} query rows), K/V tiles of ≤ ${p.nn.flashKeys} keys in workgroup memory, online softmax, f32 accumulation (K/V read as stored, f16 included); no scores in memory (training: composed matmul + softmax)`
         : `chunked: matmul + softmax, scores ≤ ${p.nn.attentionScoreBytes} bytes at once (chunks of query rows)`,
+    attentionDecode: describeDecodeAttention(p),
     nn: `row kernels: ≤ ${p.nn.rowLanes} lanes per row at ${p.nn.rowElemsPerLane}+ elements each; norm weight gradient over ${p.nn.normGradWorkgroups} chunks of ≥ ${p.nn.normGradMinRows} rows`,
   };
 }
@@ -313,4 +332,68 @@ export function flashTile(p: DeviceProfile, D: number, Dv: number): { rows: numb
     else return null;
   }
   return { rows, keys };
+}
+
+/** What the profile's attention does for a decode step (one query row per head), for `ardgpu info`. */
+function describeDecodeAttention(p: DeviceProfile): string {
+  if (p.nn.attention !== 'flash') return 'chunked: matmul + softmax (one query row: scores [heads, 1, keys])';
+  if (p.nn.flashSplitGroups <= 0) return 'flash: one workgroup per kv head over every key (no split-K)';
+  // Qwen2-Audio-7B: 32 query and kv heads of 128; 30 s of audio is 750 positions, plus a short prompt
+  const eg = flashSplitPlan(p, { batchHeads: 32, rows: 1, keys: 800, D: 128, Dv: 128 });
+  const egText = eg && eg.splits > 1 ? `${eg.splits} chunks of ${eg.chunk} keys, ${eg.groups} workgroups of ${eg.lanes * eg.rows} invocations` : 'one pass';
+  return (
+    `split-K (flash-decoding) where the flash kernel would run fewer than ${p.nn.flashSplitGroups} workgroups: keys in ≤ ${p.nn.flashSplitMax} chunks of ≥ ${p.nn.flashSplitMinKeys} ` +
+    `(whole key tiles), ${p.nn.flashSplitLanes} lanes per query row; each chunk's unnormalised output, max and sum of exponentials go to an f32 scratch ` +
+    `[rows, chunks, Dv + 2], a second kernel merges them with log-sum-exp rescaling (e.g. a 7B decode step, 32 kv heads of 128, 800 keys: ${egText}); otherwise flash`
+  );
+}
+
+/** The split-K attention launch: tile, lanes, chunks (see NnProfile.flashSplitGroups). */
+export interface FlashSplitPlan {
+  /** Query rows per workgroup, keys per tile, lanes per row (rows·lanes invocations). */
+  rows: number;
+  keys: number;
+  lanes: number;
+  /** Key chunks and keys per chunk (splits·chunk ≥ keys; 1 chunk: the one-pass kernel would do). */
+  splits: number;
+  chunk: number;
+  /** Workgroups of the split pass (batchHeads·query tiles·splits). */
+  groups: number;
+}
+
+/**
+ * Split-K for attention over `keys` keys (those the last query row sees), `rows` query rows per kv
+ * head (rep·Tq) and `batchHeads` = B·Hkv: the split pass's tile (the flash tile's keys; rows the next
+ * power of two ≥ `rows`, as few as fit the lanes, ≤ the flash tile's rows·8 / lanes so workgroup memory
+ * and invocations stay within the flash tile's), and, unless `splits` is given, the profile's chunks:
+ * when the query tiles give fewer than nn.flashSplitGroups workgroups, enough chunks to reach it, at
+ * most nn.flashSplitMax and keys / nn.flashSplitMinKeys, each a whole number of key tiles. Given
+ * `splits`, chunks of ⌈keys / splits⌉ keys (trailing chunks may be empty). null: no flash tile fits.
+ */
+export function flashSplitPlan(
+  p: DeviceProfile,
+  s: { batchHeads: number; rows: number; keys: number; D: number; Dv: number; splits?: number },
+): FlashSplitPlan | null {
+  const tile = flashTile(p, s.D, s.Dv);
+  if (!tile) return null;
+  let lanes = 8;
+  while (lanes < p.nn.flashSplitLanes && lanes < 32 && tile.keys % (2 * lanes) === 0) lanes *= 2;
+  const maxRows = Math.max(1, Math.floor((tile.rows * 8) / lanes));
+  let rows = 1;
+  while (rows < s.rows && rows < maxRows) rows *= 2;
+  const perSplit = s.batchHeads * Math.ceil(s.rows / rows);
+  const keys = Math.max(1, s.keys);
+  let splits: number;
+  let chunk: number;
+  if (s.splits !== undefined) {
+    splits = Math.max(1, Math.floor(s.splits));
+    chunk = Math.ceil(keys / splits);
+  } else {
+    const want = p.nn.flashSplitGroups;
+    splits = perSplit < want ? Math.min(p.nn.flashSplitMax, Math.ceil(want / perSplit), Math.floor(keys / Math.max(1, p.nn.flashSplitMinKeys))) : 1;
+    splits = Math.max(1, splits);
+    chunk = Math.ceil(Math.ceil(keys / splits) / tile.keys) * tile.keys;
+    splits = Math.ceil(keys / chunk);
+  }
+  return { rows, keys: tile.keys, lanes, splits, chunk, groups: perSplit * splits };
 }

@@ -5,7 +5,7 @@
 // the storage dtype (f32 or f16). Views whose elements are dense from their offset are read in
 // place; other views are copied first. Test-only f64 references: reference/<family>.ts.
 import { grid, Params } from '../../gpu/engine.js';
-import { flashTile } from '../../gpu/profile.js';
+import { flashSplitPlan, flashTile } from '../../gpu/profile.js';
 import type { Engine } from '../../gpu/engine.js';
 import { ArdError } from '../../util/errors.js';
 import { record } from '../autograd.js';
@@ -527,11 +527,16 @@ export interface AttentionOptions extends SoftmaxOptions {
    */
   maxScoreBytes?: number;
   /**
-   * Kernel (default: the profile's nn.attention): 'chunked' (matmul + softmax) or 'flash' (one fused
-   * pass, kernels/attention.wgsl). With autograd, and for shapes the flash kernel does not take (more
-   * than one batch dim that cannot be merged, head dims too large for workgroup memory), 'chunked'.
+   * Kernel (default: the profile's nn.attention): 'chunked' (matmul + softmax), 'flash' (one fused
+   * pass, kernels/attention.wgsl) or 'split' (split-K: the flash pass over chunks of the keys, then a
+   * combine kernel, kernels/attention_combine.wgsl). The profile's 'flash' takes 'split' where
+   * flashSplitPlan says (few workgroups: a decode step); 'flash' given here is always one pass. With
+   * autograd, and for shapes the flash kernel does not take (head dims too large for workgroup
+   * memory), 'chunked'.
    */
-  variant?: 'chunked' | 'flash';
+  variant?: 'chunked' | 'flash' | 'split';
+  /** 'split' only: the number of key chunks (default: the profile's rule; 1 is allowed). */
+  splits?: number;
 }
 
 /**
@@ -547,8 +552,9 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   const Tk = k.rank >= 2 ? k.shape[k.rank - 2]! : 0;
   const engine = q.engine;
   const wantGrad = engine.gradEnabled && (q.requiresGrad || k.requiresGrad || v.requiresGrad);
-  if (!wantGrad && (opts.variant ?? engine.profile.nn.attention) === 'flash') {
-    const out = flashAttention(q, k, v, opts);
+  const variant = opts.variant ?? engine.profile.nn.attention;
+  if (!wantGrad && (variant === 'flash' || variant === 'split')) {
+    const out = flashAttention(q, k, v, opts, opts.variant === 'flash' ? 'one' : variant === 'split' ? 'split' : 'auto');
     if (out) return out;
   }
   const budget = opts.maxScoreBytes ?? engine.profile.nn.attentionScoreBytes;
@@ -619,11 +625,13 @@ function attentionStrides(t: Tensor): [number, number, number] | null {
 }
 
 /**
- * The flash kernel (kernels/attention.wgsl): one dispatch, scores never leave the workgroup. Returns null
- * where it does not apply (the caller takes the composed path): head dims whose tile does not fit the
- * adapter's workgroup memory.
+ * The flash kernel (kernels/attention.wgsl): one dispatch, scores never leave the workgroup; or split-K
+ * (`mode` 'split', or 'auto' where the profile's flashSplitPlan gives more than one chunk): the same
+ * kernel over chunks of the keys writing partials (f32 [B·H·Tq, splits, Dv + 2]), then
+ * kernels/attention_combine.wgsl. Returns null where it does not apply (the caller takes the composed
+ * path): head dims whose tile does not fit the adapter's workgroup memory.
  */
-function flashAttention(q: Tensor, k: Tensor, v: Tensor, opts: SoftmaxOptions): Tensor | null {
+function flashAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, mode: 'one' | 'split' | 'auto'): Tensor | null {
   const sh = attentionShapes(q, k, v);
   const { lead, H, Hkv, rep, Tq, Tk, D, Dv } = sh;
   const engine = q.engine;
@@ -634,8 +642,25 @@ function flashAttention(q: Tensor, k: Tensor, v: Tensor, opts: SoftmaxOptions): 
   const scale = opts.scale ?? 1 / Math.sqrt(D);
   if (!Number.isInteger(offset)) throw new ArdError(`attention: causalOffset ${offset} is not an integer`);
   if (!Number.isFinite(scale)) throw new ArdError(`attention: scale ${scale} is not finite`);
+  if (opts.splits !== undefined && (!Number.isInteger(opts.splits) || opts.splits < 1)) throw new ArdError(`attention: splits ${opts.splits} must be an integer ≥ 1`);
   const out = empty(engine, [...q.shape.slice(0, -1), Dv], q.dtype);
   if (out.size === 0) return out;
+  const B = lead.reduce((a, b) => a * b, 1);
+  const rows = rep * Tq;
+  let plan = null as ReturnType<typeof flashSplitPlan>;
+  if (mode !== 'one') {
+    // keys the last query row sees: the chunks cover those (rows before it see a prefix)
+    const keys = causal ? Math.max(0, Math.min(Tk, Tq - 1 + offset + 1)) : Tk;
+    plan = flashSplitPlan(engine.profile, { batchHeads: B * Hkv, rows, keys, D, Dv, splits: mode === 'split' ? opts.splits : undefined });
+    // the partials must fit one binding (forced splits can ask for more): fewer chunks, else one pass
+    const perSplit = B * H * Tq * (Dv + 2) * 4;
+    const cap = Math.min(engine.profile.limits.maxStorageBufferBindingSize, engine.profile.limits.maxBufferSize);
+    if (plan && plan.splits * perSplit > cap) {
+      const fit = Math.floor(cap / perSplit);
+      plan = fit >= 1 ? flashSplitPlan(engine.profile, { batchHeads: B * Hkv, rows, keys, D, Dv, splits: fit }) : null;
+    }
+    if (plan && mode === 'auto' && plan.splits < 2) plan = null;
+  }
   // unit stride along the head dim and mergeable batch dims, else a dense copy
   const prep = (t: Tensor): [Tensor, [number, number, number]] => {
     const s = t.strides[t.rank - 1] === 1 || t.shape[t.rank - 1] === 1 ? attentionStrides(t) : null;
@@ -646,28 +671,50 @@ function flashAttention(q: Tensor, k: Tensor, v: Tensor, opts: SoftmaxOptions): 
   const [qd, sq] = prep(q);
   const [kd, sk] = prep(k);
   const [vd, sv] = prep(v);
-  const B = lead.reduce((a, b) => a * b, 1);
-  const rows = rep * Tq;
-  const tiles = Math.ceil(rows / tileSize.rows);
-  const groups = B * Hkv * tiles;
+  const BQ = plan ? plan.rows : tileSize.rows;
+  const tiles = Math.ceil(rows / BQ);
+  const groups = B * Hkv * tiles * (plan ? plan.splits : 1);
+  const part = plan ? empty(engine, [B * H * Tq, plan.splits, Dv + 2], 'f32') : null;
   engine.dispatch({
     kernel: {
       family: 'attention',
-      defines: { TQ: q.dtype, TK: k.dtype, TV: v.dtype, TO: q.dtype, D, DV: Dv, BQ: tileSize.rows, BK: tileSize.keys, KP: Math.max(D, Dv) + 1 },
+      defines: {
+        TQ: q.dtype,
+        TK: k.dtype,
+        TV: v.dtype,
+        TO: q.dtype,
+        D,
+        DV: Dv,
+        BQ,
+        BK: plan ? plan.keys : tileSize.keys,
+        KP: Math.max(D, Dv) + 1,
+        L: plan ? plan.lanes : 8,
+        SPLIT: Boolean(plan),
+      },
     },
     params: new Params()
       .u32(Tq, Tk, rep, rows, Hkv, tiles, groups, causal ? 1 : 0)
       .i32(offset)
       .f32(scale)
-      .u32(0, 0)
+      .u32(plan ? plan.splits : 0, plan ? plan.chunk : 0)
       .u32(qd.offset, ...sq, kd.offset, ...sk, vd.offset, ...sv)
+      .u32(D, 0, 0, 0)
       .done(),
-    buffers: [qd.buffer, kd.buffer, vd.buffer, out.buffer],
+    buffers: [qd.buffer, kd.buffer, vd.buffer, (part ?? out).buffer],
     workgroups: grid(groups),
   });
   release(qd, q);
   release(kd, k);
   release(vd, v);
+  if (plan && part) {
+    engine.dispatch({
+      kernel: { family: 'attention_combine', defines: { TO: q.dtype, DV: Dv } },
+      params: new Params().u32(B * H * Tq, plan.splits, 0, 0).done(),
+      buffers: [part.buffer, out.buffer],
+      workgroups: grid(B * H * Tq),
+    });
+    part.dispose();
+  }
   return out;
 }
 
