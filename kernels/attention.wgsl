@@ -43,7 +43,7 @@ struct Params {
   offQ: u32, sQb: u32, sQh: u32, sQt: u32,
   offK: u32, sKb: u32, sKh: u32, sKt: u32,
   offV: u32, sVb: u32, sVh: u32, sVt: u32,
-  dRun: u32, pad0: u32, pad1: u32, pad2: u32, // dRun = D (SPLIT's score loop bound)
+  dRun: u32, pad0: u32, pad1: u32, pad2: u32, // dRun = D (the score loop's bound)
 };
 
 const D = ${D}u;
@@ -124,13 +124,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 //#endif
   let kb = P.offK + b * P.sKb + kvh * P.sKh;
   let vb = P.offV + b * P.sVb + kvh * P.sVh;
-//#if SPLIT
-  // a run-time bound: lavapipe's LLVM unrolls a constant one fully where D·SK ≤ 128 and then takes
-  // ~20 s of CPU to compile the kernel (2.5 s otherwise); a GPU's compiler still unrolls it in part
+  // a run-time bound (= D): lavapipe's LLVM unrolls a constant one fully where D·SK ≤ 128 and then
+  // takes ~20 s of CPU to compile the kernel (2.5 s otherwise); a GPU's compiler still unrolls it in part
   let dN = P.dRun;
-//#else
-  let dN = D;
-//#endif
   var m = LOW;
   var l = 0.0;
   var o: array<f32, OV>;
