@@ -541,3 +541,67 @@ export async function* audioBlocks(input: AudioStreamInput, size: number, opts: 
   }
 }
 
+
+/** A clip to be taken window by window (openClip). */
+export interface ClipReader {
+  /** 16 kHz samples in the clip (readAudio(file).samples.length). */
+  readonly length: number;
+  /** readAudio's metadata. */
+  readonly info: AudioInfo;
+  /**
+   * Samples [from, to) of the clip, exactly readAudio(file).samples.subarray(from, to). Ranges must
+   * come in order (each from ≥ the last to); skipped samples are decoded and dropped.
+   */
+  window(from: number, to: number): Promise<Float32Array>;
+  close(): void;
+}
+
+/**
+ * Open a clip to be taken window by window with memory flat in its length. A clip of at most
+ * `windowSamples` samples is read whole, in one pass. A longer one is measured first (so that a
+ * damaged file is refused, with readAudio's message, before any window is used), then read a
+ * window at a time; its first window is kept from the first pass.
+ */
+export async function openClip(input: AudioStreamInput, windowSamples: number, opts: AudioStreamOptions = {}): Promise<ClipReader> {
+  const name = typeof input === 'string' ? input : input.name;
+  const first = await openAudioStream(input, opts);
+  let head: Float32Array;
+  try {
+    head = (await first.read(windowSamples + 1)) ?? new Float32Array(0);
+    if (head.length <= windowSamples) {
+      // the stream has ended, so every check has been made
+      const info = first.info();
+      return {
+        length: head.length,
+        info,
+        window: async (from, to) => head.subarray(from, to),
+        close: () => {},
+      };
+    }
+  } finally {
+    first.close();
+  }
+  const info = await measureAudio(input, opts);
+  let rest: AudioStream | null = null;
+  let last = 0;
+  return {
+    length: info.length,
+    info,
+    async window(from, to) {
+      if (from < last || to < from || to > info.length) throw new RangeError(`ClipReader.window: [${from}, ${to}) after [·, ${last}) of ${info.length}`);
+      last = to;
+      if (to <= windowSamples) return head.slice(from, to);
+      rest ??= await openAudioStream(input, opts);
+      while (rest.position < from) {
+        const skipped = await rest.read(Math.min(from - rest.position, windowSamples));
+        if (!skipped) break;
+      }
+      const got = to > from ? await rest.read(to - from) : new Float32Array(0);
+      if (rest.position !== to || !got) throw new ArdError(`${name}: the file changed while it was read (it gave ${rest.position} samples where ${to} were expected)`);
+      return got;
+    },
+    close() {
+      rest?.close();
+    },
+  };
+}
