@@ -311,27 +311,34 @@ export class StreamResampler {
       }
       return acc;
     };
+    // the loop state in locals (written back below): this is the hot loop
+    let o = this.o;
     if (this.exact) {
       const step = Math.floor(M / L);
       const stepRem = M % L;
-      while (this.o < until) {
-        const start = this.base - H + 1;
+      const table = this.table;
+      let base = this.base;
+      let phase = this.phase;
+      while (o < until) {
+        const start = base - H + 1;
         if (!ended && start + W > n) break;
         if (k === y.length) throw new Error('StreamResampler: output estimate too small');
-        y[k++] = dot(start, this.table, this.phase * W);
-        this.o++;
-        this.base += step;
-        this.phase += stepRem;
-        if (this.phase >= L) {
-          this.phase -= L;
-          this.base += 1;
+        y[k++] = dot(start, table, phase * W);
+        o++;
+        base += step;
+        phase += stepRem;
+        if (phase >= L) {
+          phase -= L;
+          base += 1;
         }
       }
+      this.base = base;
+      this.phase = phase;
     } else {
       const P = INTERP_PHASES;
       const { table, mixed } = this;
-      while (this.o < until) {
-        const num = this.o * M;
+      while (o < until) {
+        const num = o * M;
         const base = Math.floor(num / L);
         const start = base - H + 1;
         if (!ended && start + W > n) break;
@@ -344,9 +351,10 @@ export class StreamResampler {
         for (let i = 0; i < W; i++) mixed[i] = w0 * table[off0 + i]! + w1 * table[off0 + W + i]!;
         if (k === y.length) throw new Error('StreamResampler: output estimate too small');
         y[k++] = dot(start, mixed, 0);
-        this.o++;
+        o++;
       }
     }
+    this.o = o;
     return k === y.length ? y : y.slice(0, k);
   }
 }

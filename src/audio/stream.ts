@@ -224,9 +224,6 @@ class CodecFrames implements MonoSource {
   private nonFinite = -1;
   private decodedTotal = 0;
   private emitted = 0;
-  private readonly cap: number;
-  private readonly declared: number;
-  private readonly stored: number | undefined;
   private rate_ = 0;
   private bitDepth: number | undefined;
   private channels = 0;
@@ -235,19 +232,25 @@ class CodecFrames implements MonoSource {
     private readonly src: ByteSource,
     private readonly format: Exclude<AudioFormat, 'wav'>,
     offset: number,
-    view: ByteView,
     private readonly decoder: Decoder,
     private readonly blockBytes: number,
+    /** FLAC: STREAMINFO's sample count (0: unknown). */
+    private readonly declared: number,
+    /** Frames handed out at most: FLAC's declared count, an Opus stream's end (RFC 7845, 4.4). */
+    private readonly cap: number,
+    /** MP3: the channels the first frame header says (mpg123 always gives two). */
+    private readonly stored: number | undefined,
   ) {
     this.pos = offset;
-    this.declared = format === 'flac' ? flacDeclaredFrames(view, offset) : 0;
-    const end = format === 'opus' ? opusEndSamples(view) : 0;
-    this.cap = this.declared > 0 ? this.declared : end > 0 ? end : Infinity;
-    this.stored = format === 'mp3' ? mpegHeader(view, mp3DeclaredFrames(view).first)?.channels : undefined;
   }
 
   static async open(src: ByteSource, format: Exclude<AudioFormat, 'wav'>, offset: number, view: ByteView, blockBytes: number): Promise<CodecFrames> {
     checkComplete(view, format, offset, src.name);
+    // what decodeAudio reads from the whole file, here from the container walked in blocks
+    const declared = format === 'flac' ? flacDeclaredFrames(view, offset) : 0;
+    const end = format === 'opus' ? opusEndSamples(view) : 0;
+    const cap = declared > 0 ? declared : end > 0 ? end : Infinity;
+    const stored = format === 'mp3' ? mpegHeader(view, mp3DeclaredFrames(view).first)?.channels : undefined;
     let decoder: Decoder | undefined;
     try {
       await quietly(async () => {
@@ -259,7 +262,7 @@ class CodecFrames implements MonoSource {
       if (e instanceof ArdError) throw e;
       refuse(src.name, format, 'corrupt data (the decoder could not read it)');
     }
-    return new CodecFrames(src, format, offset, view, decoder!, blockBytes);
+    return new CodecFrames(src, format, offset, decoder!, blockBytes, declared, cap, stored);
   }
 
   private static free(decoder: Decoder | undefined): void {
@@ -359,7 +362,6 @@ class CodecFrames implements MonoSource {
 
   /** At the end: decodeAudio's refusals, in its order. */
   private finish(): void {
-    this.finished = true;
     this.close();
     const { src, format } = this;
     if (this.errors.length) {
@@ -386,7 +388,8 @@ class CodecFrames implements MonoSource {
 
   close(): void {
     if (this.closed) return;
-    this.closed = true;
+    // a closed stream (refused, ended or closed by its reader) gives nothing more
+    this.closed = this.finished = true;
     CodecFrames.free(this.decoder);
     this.src.close();
   }
