@@ -13,11 +13,12 @@ import { decodeWav, monoAt16k, type WavAudio } from './wav.js';
 // corrupt or of another kind is refused with one line naming it.
 //
 // The decoders are asynchronous (their WebAssembly is compiled with WebAssembly.compile), so
-// readAudio is too; readWav stays synchronous for WAV files.
+// readAudio is too; readWav stays synchronous for WAV files. stream.ts reads the same files a block
+// at a time with the same rules: the header and container walks here take a ByteView for it.
 
 export type AudioFormat = 'wav' | 'flac' | 'ogg-flac' | 'vorbis' | 'opus' | 'mp3';
 
-export const FORMAT_NAMES: Record<AudioFormat, string> = {
+const FORMAT_NAMES: Record<AudioFormat, string> = {
   wav: 'WAV',
   flac: 'FLAC',
   'ogg-flac': 'Ogg FLAC',
