@@ -15,7 +15,7 @@
 // clips, rows and manifest one process would have written (blocks keep the clip order).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readAudio } from '../audio/decode.js';
+import { openClip, type ClipReader } from '../audio/stream.js';
 import { openClipSource, type ClipRecord, type CorpusOptions } from '../corpus/clips.js';
 import type { AudioLLM } from '../model/audiollm.js';
 import { buildChatPrompt } from '../model/chat.js';
@@ -320,28 +320,35 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
   o.onProgress?.(prog.next, clips.length);
   for (let i = prog.next; i < clips.length; i++) {
     const c = clips[i]!;
-    let samples: Float32Array;
+    // read a window at a time (a long clip is measured, and so checked, first): host memory stays
+    // flat in the clip's length
+    let clip: ClipReader;
     try {
-      samples = (await readAudio(c.file)).samples;
+      clip = await openClip(c.file, model.windowSamples);
     } catch (e) {
       badClip(c.file, describeError(e));
       continue;
     }
     // one prompt per window of the model's audio window, exactly as ask() builds it for that window
-    const windows = model.windows(samples.length);
+    const windows = model.windows(clip.length);
     if (!windows.length) {
-      badClip(c.file, `${c.file}: ${samples.length} samples are too short to give an audio token`);
+      clip.close();
+      badClip(c.file, `${c.file}: ${clip.length} samples are too short to give an audio token`);
       continue;
     }
     const rowStart = written + pendingRows;
     const captured: CaptureWindow[] = [];
-    for (const w of windows) {
-      const rows = await captureWindow(c.file, samples.subarray(w.from, w.to));
-      for (const l of layers) pending.get(l)!.push(rows.get(l)!);
-      const rowCount = rows.get(layers[0]!)!.length / d;
-      captured.push({ index: w.index, start: w.start, end: w.end, rowStart: written + pendingRows, rowCount });
-      pendingRows += rowCount;
-      if (pendingRows >= o.shardRows! && w !== windows[windows.length - 1]) writeShard();
+    try {
+      for (const w of windows) {
+        const rows = await captureWindow(c.file, await clip.window(w.from, w.to));
+        for (const l of layers) pending.get(l)!.push(rows.get(l)!);
+        const rowCount = rows.get(layers[0]!)!.length / d;
+        captured.push({ index: w.index, start: w.start, end: w.end, rowStart: written + pendingRows, rowCount });
+        pendingRows += rowCount;
+        if (pendingRows >= o.shardRows! && w !== windows[windows.length - 1]) writeShard();
+      }
+    } finally {
+      clip.close();
     }
     const rowCount = written + pendingRows - rowStart;
     pendingClips.push({
@@ -352,7 +359,7 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
       gender: c.gender ?? null,
       speech: c.speech,
       caption: c.caption,
-      duration: samples.length / 16000,
+      duration: clip.length / 16000,
       rowStart,
       rowCount,
       frameSeconds,

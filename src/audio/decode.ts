@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ArdError } from '../util/errors.js';
+import { type ByteView, i64le, memoryBytes, u16le } from './bytes.js';
 import { decodeWav, monoAt16k, type WavAudio } from './wav.js';
 
 // Compressed audio: FLAC (native and in Ogg), Ogg Vorbis, Ogg Opus and MP3, decoded by the
@@ -12,7 +13,8 @@ import { decodeWav, monoAt16k, type WavAudio } from './wav.js';
 // corrupt or of another kind is refused with one line naming it.
 //
 // The decoders are asynchronous (their WebAssembly is compiled with WebAssembly.compile), so
-// readAudio is too; readWav stays synchronous for WAV files.
+// readAudio is too; readWav stays synchronous for WAV files. stream.ts reads the same files a block
+// at a time with the same rules: the header and container walks here take a ByteView for it.
 
 export type AudioFormat = 'wav' | 'flac' | 'ogg-flac' | 'vorbis' | 'opus' | 'mp3';
 
@@ -32,25 +34,27 @@ export interface DecodedAudio extends WavAudio {
 
 const READ = 'WAV, FLAC, Ogg Vorbis, Ogg Opus and MP3 are read';
 
-function ascii(b: Uint8Array, at: number, text: string): boolean {
+function ascii(b: ByteView, at: number, text: string): boolean {
   if (at + text.length > b.length) return false;
-  for (let i = 0; i < text.length; i++) if (b[at + i] !== text.charCodeAt(i)) return false;
+  for (let i = 0; i < text.length; i++) if (b.byte(at + i) !== text.charCodeAt(i)) return false;
   return true;
 }
 
-function hexHead(b: Uint8Array): string {
-  return Array.from(b.subarray(0, 8), (v) => v.toString(16).padStart(2, '0')).join(' ');
+function hexHead(b: ByteView): string {
+  const head: string[] = [];
+  for (let i = 0; i < Math.min(8, b.length); i++) head.push(b.byte(i)!.toString(16).padStart(2, '0'));
+  return head.join(' ');
 }
 
 /** Bytes taken by an ID3v2 tag at the start (0 when there is none). */
-function id3Length(b: Uint8Array): number {
+function id3Length(b: ByteView): number {
   if (!ascii(b, 0, 'ID3') || b.length < 10) return 0;
-  const size = ((b[6]! & 0x7f) << 21) | ((b[7]! & 0x7f) << 14) | ((b[8]! & 0x7f) << 7) | (b[9]! & 0x7f);
-  const footer = b[5]! & 0x10 ? 10 : 0;
+  const size = ((b.byte(6)! & 0x7f) << 21) | ((b.byte(7)! & 0x7f) << 14) | ((b.byte(8)! & 0x7f) << 7) | (b.byte(9)! & 0x7f);
+  const footer = b.byte(5)! & 0x10 ? 10 : 0;
   return 10 + size + footer;
 }
 
-interface MpegHeader {
+export interface MpegHeader {
   bytes: number; // frame length
   channels: number;
   rate: number;
@@ -68,27 +72,29 @@ const MPEG_BITRATES: Record<string, number[]> = {
 const MPEG_RATES = [44100, 48000, 32000];
 
 /** The MPEG audio frame header at `at`, or null when the bytes there are not one. */
-function mpegHeader(b: Uint8Array, at: number): MpegHeader | null {
-  if (at + 4 > b.length || b[at] !== 0xff || (b[at + 1]! & 0xe0) !== 0xe0) return null;
-  const versionBits = (b[at + 1]! >> 3) & 3; // 0: MPEG 2.5, 2: MPEG 2, 3: MPEG 1
-  const layerBits = (b[at + 1]! >> 1) & 3; // 1: layer III, 2: II, 3: I
-  const bitrateIndex = b[at + 2]! >> 4;
-  const rateIndex = (b[at + 2]! >> 2) & 3;
+export function mpegHeader(b: ByteView, at: number): MpegHeader | null {
+  if (at + 4 > b.length || b.byte(at) !== 0xff || (b.byte(at + 1)! & 0xe0) !== 0xe0) return null;
+  const b1 = b.byte(at + 1)!;
+  const b2 = b.byte(at + 2)!;
+  const versionBits = (b1 >> 3) & 3; // 0: MPEG 2.5, 2: MPEG 2, 3: MPEG 1
+  const layerBits = (b1 >> 1) & 3; // 1: layer III, 2: II, 3: I
+  const bitrateIndex = b2 >> 4;
+  const rateIndex = (b2 >> 2) & 3;
   if (versionBits === 1 || layerBits === 0 || bitrateIndex === 0 || bitrateIndex === 15 || rateIndex === 3) return null;
   const layer = 4 - layerBits;
   const v1 = versionBits === 3;
   const kbps = MPEG_BITRATES[`${v1 ? 1 : 2},${layer}`]![bitrateIndex]!;
   const rate = MPEG_RATES[rateIndex]! / (v1 ? 1 : versionBits === 2 ? 2 : 4);
-  const padding = (b[at + 2]! >> 1) & 1;
+  const padding = (b2 >> 1) & 1;
   const bytes =
     layer === 1
       ? (Math.floor((12000 * kbps) / rate) + padding) * 4
       : Math.floor(((layer === 3 && !v1 ? 72000 : 144000) * kbps) / rate) + padding;
-  return { bytes, channels: b[at + 3]! >> 6 === 3 ? 1 : 2, rate };
+  return { bytes, channels: b.byte(at + 3)! >> 6 === 3 ? 1 : 2, rate };
 }
 
 /** Where the first of two back-to-back MPEG audio frames starts within `limit` bytes of `from`, or -1. */
-function findMpegSync(b: Uint8Array, from: number, limit: number): number {
+function findMpegSync(b: ByteView, from: number, limit: number): number {
   const end = Math.min(b.length - 4, from + limit);
   for (let i = from; i <= end; i++) {
     const h = mpegHeader(b, i);
@@ -101,9 +107,9 @@ function findMpegSync(b: Uint8Array, from: number, limit: number): number {
 }
 
 /** The Ogg codec of the first page's first packet, by its identification header. */
-function oggCodec(b: Uint8Array): AudioFormat | string {
+function oggCodec(b: ByteView): AudioFormat | string {
   if (b.length < 27) return 'truncated';
-  const segments = b[26]!;
+  const segments = b.byte(26)!;
   const packet = 27 + segments;
   if (ascii(b, packet, '\x01vorbis')) return 'vorbis';
   if (ascii(b, packet, 'OpusHead')) return 'opus';
@@ -118,7 +124,12 @@ function oggCodec(b: Uint8Array): AudioFormat | string {
  * What the bytes hold, judged by their first bytes. `name` (a file name) is used only as a hint
  * for an MP3 with leading junk and in messages. Throws ArdError when nothing matches.
  */
-export function sniffAudio(b: Uint8Array, name: string): { format: AudioFormat; offset: number } {
+export function sniffAudio(bytes: Uint8Array, name: string): { format: AudioFormat; offset: number } {
+  return sniffView(memoryBytes(bytes), name);
+}
+
+/** sniffAudio over a ByteView (stream.ts reads the file through one). */
+export function sniffView(b: ByteView, name: string): { format: AudioFormat; offset: number } {
   if (b.length === 0) throw new ArdError(`${name}: empty file (0 bytes)`);
   if (ascii(b, 0, 'RIFF') || ascii(b, 0, 'RIFX') || ascii(b, 0, 'RF64')) return { format: 'wav', offset: 0 };
   if (ascii(b, 0, 'fLaC')) return { format: 'flac', offset: 0 };
@@ -148,7 +159,7 @@ export function sniffAudio(b: Uint8Array, name: string): { format: AudioFormat; 
   throw new ArdError(`${name}: ${what} (starts with ${hexHead(b)}; ${READ})`);
 }
 
-interface Decoded {
+export interface Decoded {
   channelData: Float32Array[];
   samplesDecoded: number;
   sampleRate: number;
@@ -156,15 +167,18 @@ interface Decoded {
   errors: { message: string }[];
 }
 
-interface Decoder {
+export interface Decoder {
   ready: Promise<void>;
   decodeFile?: (data: Uint8Array) => Promise<Decoded>;
-  decode?: (data: Uint8Array) => Decoded;
+  /** mpg123's is synchronous; the others return a promise. */
+  decode: (data: Uint8Array) => Decoded | Promise<Decoded>;
+  /** Decode what the parser still holds (not mpg123's, which holds nothing back). */
+  flush?: () => Promise<Decoded>;
   free: () => void;
 }
 
 // Loaded on first use, so that reading WAV files never compiles a decoder.
-async function newDecoder(format: Exclude<AudioFormat, 'wav'>): Promise<Decoder> {
+export async function newDecoder(format: Exclude<AudioFormat, 'wav'>): Promise<Decoder> {
   switch (format) {
     case 'flac':
     case 'ogg-flac':
@@ -183,7 +197,7 @@ async function newDecoder(format: Exclude<AudioFormat, 'wav'>): Promise<Decoder>
  * decoding error there, and ardgpu reports the first one in its own one-line message instead.
  * Anything else printed through console.error while a file decodes is held back too.
  */
-async function quietly<T>(f: () => Promise<T>): Promise<{ value: T; printed: string[] }> {
+export async function quietly<T>(f: () => Promise<T>): Promise<{ value: T; printed: string[] }> {
   const printed: string[] = [];
   const { error, warn } = console;
   console.error = console.warn = (...a: unknown[]) => void printed.push(a.map(String).join(' '));
@@ -196,63 +210,62 @@ async function quietly<T>(f: () => Promise<T>): Promise<{ value: T; printed: str
 }
 
 /** Frame count the STREAMINFO block of a FLAC stream declares (0: unknown). */
-function flacDeclaredFrames(b: Uint8Array, at: number): number {
+export function flacDeclaredFrames(b: ByteView, at: number): number {
   // fLaC, then a metadata block header (4 bytes); STREAMINFO's total samples are 36 bits at byte 13.
   const s = at + 8;
-  if (s + 18 > b.length || (b[at + 4]! & 0x7f) !== 0) return 0;
-  return (b[s + 13]! & 0x0f) * 2 ** 32 + ((b[s + 14]! << 24) >>> 0) + (b[s + 15]! << 16) + (b[s + 16]! << 8) + b[s + 17]!;
+  if (s + 18 > b.length || (b.byte(at + 4)! & 0x7f) !== 0) return 0;
+  return (b.byte(s + 13)! & 0x0f) * 2 ** 32 + ((b.byte(s + 14)! << 24) >>> 0) + (b.byte(s + 15)! << 16) + (b.byte(s + 16)! << 8) + b.byte(s + 17)!;
 }
 
 /** True when the last Ogg page in the file is complete and carries the end-of-stream flag. */
-function oggEnds(b: Uint8Array): boolean {
+function oggEnds(b: ByteView): boolean {
   let pos = 0;
   let last = false;
   while (pos + 27 <= b.length && ascii(b, pos, 'OggS')) {
-    const segments = b[pos + 26]!;
+    const segments = b.byte(pos + 26)!;
     if (pos + 27 + segments > b.length) return false;
     let body = 0;
-    for (let i = 0; i < segments; i++) body += b[pos + 27 + i]!;
+    for (let i = 0; i < segments; i++) body += b.byte(pos + 27 + i)!;
     const end = pos + 27 + segments + body;
     if (end > b.length) return false;
-    last = (b[pos + 5]! & 4) !== 0;
+    last = (b.byte(pos + 5)! & 4) !== 0;
     pos = end;
   }
   return last && pos === b.length;
 }
 
 /** Samples (at 48 kHz) an Ogg Opus stream holds: last granule position − pre-skip (0: unknown). */
-function opusEndSamples(b: Uint8Array): number {
-  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const head = 27 + b[26]!;
+export function opusEndSamples(b: ByteView): number {
+  const head = 27 + b.byte(26)!;
   if (head + 12 > b.length) return 0;
-  const preSkip = dv.getUint16(head + 10, true);
+  const preSkip = u16le(b, head + 10);
   let pos = 0;
   let granule = -1;
   while (pos + 27 <= b.length && ascii(b, pos, 'OggS')) {
-    const segments = b[pos + 26]!;
+    const segments = b.byte(pos + 26)!;
     let body = 0;
-    for (let i = 0; i < segments; i++) body += b[pos + 27 + i]!;
-    granule = Number(dv.getBigInt64(pos + 6, true));
+    for (let i = 0; i < segments; i++) body += b.byte(pos + 27 + i)!;
+    granule = i64le(b, pos + 6);
     pos += 27 + segments + body;
   }
   return granule > preSkip ? granule - preSkip : 0;
 }
 
 /** MPEG frames the Xing/Info header of the first frame declares (0: none), and that frame's offset. */
-function mp3DeclaredFrames(b: Uint8Array): { frames: number; first: number } {
+export function mp3DeclaredFrames(b: ByteView): { frames: number; first: number } {
   const tag = id3Length(b);
   const first = mpegHeader(b, tag) ? tag : findMpegSync(b, tag, 64 * 1024);
   if (first < 0) return { frames: 0, first };
   for (const at of [first + 36, first + 21, first + 13]) {
-    if ((ascii(b, at, 'Xing') || ascii(b, at, 'Info')) && at + 12 <= b.length && b[at + 7]! & 1) {
-      return { frames: ((b[at + 8]! << 24) >>> 0) + (b[at + 9]! << 16) + (b[at + 10]! << 8) + b[at + 11]!, first };
+    if ((ascii(b, at, 'Xing') || ascii(b, at, 'Info')) && at + 12 <= b.length && b.byte(at + 7)! & 1) {
+      return { frames: ((b.byte(at + 8)! << 24) >>> 0) + (b.byte(at + 9)! << 16) + (b.byte(at + 10)! << 8) + b.byte(at + 11)!, first };
     }
   }
   return { frames: 0, first };
 }
 
 /** Count the MPEG frames from `first` to the end; `cut` is true when the last one is incomplete. */
-function mp3Frames(b: Uint8Array, first: number): { count: number; cut: boolean } {
+function mp3Frames(b: ByteView, first: number): { count: number; cut: boolean } {
   let pos = first;
   let count = 0;
   while (pos < b.length) {
@@ -265,12 +278,12 @@ function mp3Frames(b: Uint8Array, first: number): { count: number; cut: boolean 
   return { count, cut: false };
 }
 
-function refuse(name: string, format: AudioFormat, problem: string): never {
+export function refuse(name: string, format: AudioFormat, problem: string): never {
   throw new ArdError(`${name}: ${FORMAT_NAMES[format]}: ${problem}`);
 }
 
 /** Check the container for a cut-off end before decoding (the decoders stop quietly there). */
-function checkComplete(b: Uint8Array, format: AudioFormat, offset: number, name: string): void {
+export function checkComplete(b: ByteView, format: AudioFormat, offset: number, name: string): void {
   if (format === 'vorbis' || format === 'opus' || format === 'ogg-flac') {
     if (!oggEnds(b)) refuse(name, format, 'truncated or corrupt (the last Ogg page is incomplete or is not the end of the stream)');
   } else if (format === 'mp3') {
@@ -286,10 +299,11 @@ function checkComplete(b: Uint8Array, format: AudioFormat, offset: number, name:
 
 /** Decode audio held in memory to mono 16 kHz. `name` is used in error messages. */
 export async function decodeAudio(bytes: Uint8Array, name: string): Promise<DecodedAudio> {
-  const { format, offset } = sniffAudio(bytes, name);
+  const view = memoryBytes(bytes);
+  const { format, offset } = sniffView(view, name);
   if (format === 'wav') return { ...decodeWav(bytes, name), format };
   let data = bytes.subarray(offset);
-  checkComplete(bytes, format, offset, name);
+  checkComplete(view, format, offset, name);
   if (format === 'flac') {
     // @wasm-audio-decoders/flac 0.2 drops a short last frame that ends exactly at the end of its input
     // (seen on a silent 1,703-sample frame; test/fixtures/audio/short-last-frame.flac). One byte after
@@ -306,7 +320,7 @@ export async function decodeAudio(bytes: Uint8Array, name: string): Promise<Deco
       decoder = await newDecoder(format);
       await decoder.ready;
       // mpg123's decoder takes the whole stream through decode(); the others have decodeFile.
-      return decoder.decodeFile ? decoder.decodeFile(data) : decoder.decode!(data);
+      return decoder.decodeFile ? decoder.decodeFile(data) : decoder.decode(data);
     }));
   } catch (e) {
     if (e instanceof ArdError) throw e;
@@ -326,13 +340,13 @@ export async function decodeAudio(bytes: Uint8Array, name: string): Promise<Deco
   if (format === 'opus') {
     // The decoder drops the pre-skip at the start but keeps the encoder's padding at the end; the
     // last page's granule position says where the stream really ends (RFC 7845, 4.4).
-    const end = opusEndSamples(bytes);
+    const end = opusEndSamples(view);
     if (end > 0 && frames > end) frames = end;
   }
   const channels = out.channelData.length;
   if (!frames || !channels || !out.sampleRate) refuse(name, format, 'no samples decoded');
   if (format === 'flac') {
-    const declared = flacDeclaredFrames(bytes, offset);
+    const declared = flacDeclaredFrames(view, offset);
     if (declared && frames < declared) refuse(name, format, `truncated (STREAMINFO declares ${declared} samples, ${frames} decoded)`);
     if (declared) frames = Math.min(frames, declared);
   }
@@ -351,7 +365,7 @@ export async function decodeAudio(bytes: Uint8Array, name: string): Promise<Deco
     if (!Number.isFinite(v)) refuse(name, format, `non-finite sample at frame ${i}`);
     mono[i] = v;
   }
-  const stored = format === 'mp3' ? mpegHeader(bytes, mp3DeclaredFrames(bytes).first)?.channels ?? channels : channels;
+  const stored = format === 'mp3' ? mpegHeader(view, mp3DeclaredFrames(view).first)?.channels ?? channels : channels;
   return {
     samples: monoAt16k(mono, out.sampleRate, name),
     sampleRate: 16000,

@@ -169,3 +169,192 @@ export function resample(
   }
   return y;
 }
+
+/**
+ * resample() a block at a time, for audio read as a stream: push() each block of input as it comes
+ * and end() after the last. The outputs, concatenated, are resample() of the whole signal bit for
+ * bit: the same taps, and each output sample summed in the same order over the same inputs (an
+ * output whose taps reach past the input so far waits for more input or for end()). Memory is the
+ * filter and about 2H input samples, whatever the length of the signal.
+ */
+export class StreamResampler {
+  readonly fin: number;
+  readonly fout: number;
+  private readonly L: number;
+  private readonly M: number;
+  private readonly H: number;
+  private readonly W: number;
+  private readonly exact: boolean;
+  private readonly table: Float64Array;
+  private readonly mixed: Float64Array;
+  /** Input samples [bufStart, bufStart + bufLen) of the signal. */
+  private buf = new Float32Array(0);
+  private bufStart = 0;
+  private bufLen = 0;
+  /** Input samples pushed so far. */
+  private n = 0;
+  /** The next output sample, and its position base + phase/L in the input (exact path). */
+  private o = 0;
+  private base = 0;
+  private phase = 0;
+  private ended = false;
+
+  constructor(fin: number, fout: number, opts: ResampleOptions = {}) {
+    if (!Number.isInteger(fin) || !Number.isInteger(fout) || fin <= 0 || fout <= 0) {
+      throw new RangeError(`resample: rates must be positive integers (got ${fin} → ${fout})`);
+    }
+    this.fin = fin;
+    this.fout = fout;
+    const g = gcd(fin, fout);
+    this.L = fout / g;
+    this.M = fin / g;
+    if (fin === fout) {
+      this.H = this.W = 0;
+      this.exact = true;
+      this.table = this.mixed = new Float64Array(0);
+      return;
+    }
+    const d = design(fin, fout, opts);
+    this.H = d.half;
+    this.W = 2 * d.half;
+    this.exact = this.L <= MAX_EXACT_PHASES;
+    if (this.exact) {
+      this.table = new Float64Array(this.L * this.W);
+      for (let p = 0; p < this.L; p++) phaseTaps(d, p / this.L, this.table, p * this.W);
+      this.mixed = new Float64Array(0);
+    } else {
+      const P = INTERP_PHASES;
+      this.table = new Float64Array((P + 1) * this.W);
+      for (let p = 0; p <= P; p++) phaseTaps(d, p / P, this.table, p * this.W);
+      this.mixed = new Float64Array(this.W);
+    }
+  }
+
+  /** Output samples given so far. */
+  get outputs(): number {
+    return this.o;
+  }
+
+  /** Take the next block of input; returns the output samples it completes. */
+  push(x: Float32Array): Float32Array {
+    if (this.ended) throw new Error('StreamResampler: push after end');
+    if (this.fin === this.fout) {
+      this.n += x.length;
+      this.o += x.length;
+      return Float32Array.from(x);
+    }
+    this.append(x);
+    return this.run(Infinity);
+  }
+
+  /** The signal has ended: returns the output samples still due (resampledLength in all). */
+  end(): Float32Array {
+    if (this.ended) return new Float32Array(0);
+    this.ended = true;
+    if (this.fin === this.fout || this.n === 0) return new Float32Array(0);
+    return this.run(resampledLength(this.n, this.fin, this.fout));
+  }
+
+  private append(x: Float32Array): void {
+    // Input before the next output's first tap is never read again.
+    const keepFrom = Math.max(this.bufStart, this.nextStart());
+    const drop = Math.min(this.bufLen, keepFrom - this.bufStart);
+    const need = this.bufLen - drop + x.length;
+    if (need > this.buf.length) {
+      const grown = new Float32Array(Math.max(need, 2 * this.buf.length, 2 * this.W + 1024));
+      grown.set(this.buf.subarray(drop, this.bufLen));
+      this.buf = grown;
+    } else if (drop > 0) {
+      this.buf.copyWithin(0, drop, this.bufLen);
+    }
+    this.bufStart += drop;
+    this.bufLen -= drop;
+    this.buf.set(x, this.bufLen);
+    this.bufLen += x.length;
+    this.n += x.length;
+  }
+
+  /** First input index the next output's taps cover. */
+  private nextStart(): number {
+    if (this.exact) return this.base - this.H + 1;
+    return Math.floor((this.o * this.M) / this.L) - this.H + 1;
+  }
+
+  /**
+   * Outputs from this.o on, while their taps lie in the input so far (or, after end(), up to
+   * `until`). The sum is resample()'s: two accumulators where all taps fall inside the signal,
+   * one over the taps inside it otherwise.
+   */
+  private run(until: number): Float32Array {
+    const { H, W, L, M, buf, bufStart } = this;
+    const n = this.n;
+    const ended = this.ended;
+    // Room for the outputs due: all up to `until` at the end, else those whose last tap
+    // (floor(o·M/L) + H) is below n, o < (n − H)·L/M (+1 against rounding).
+    const due = ended ? until - this.o : Math.max(0, Math.ceil(((n - H) * L) / M) - this.o + 1);
+    const y = new Float32Array(due);
+    let k = 0;
+    const dot = (start: number, table: Float64Array, off: number): number => {
+      let acc = 0;
+      const at = start - bufStart;
+      if (start >= 0 && start + W <= n) {
+        let acc2 = 0;
+        for (let i = 0; i < W; i += 2) {
+          acc += buf[at + i]! * table[off + i]!;
+          acc2 += buf[at + i + 1]! * table[off + i + 1]!;
+        }
+        acc += acc2;
+      } else {
+        const i0 = Math.max(0, -start);
+        const i1 = Math.min(W, n - start);
+        for (let i = i0; i < i1; i++) acc += buf[at + i]! * table[off + i]!;
+      }
+      return acc;
+    };
+    // the loop state in locals (written back below): this is the hot loop
+    let o = this.o;
+    if (this.exact) {
+      const step = Math.floor(M / L);
+      const stepRem = M % L;
+      const table = this.table;
+      let base = this.base;
+      let phase = this.phase;
+      while (o < until) {
+        const start = base - H + 1;
+        if (!ended && start + W > n) break;
+        if (k === y.length) throw new Error('StreamResampler: output estimate too small');
+        y[k++] = dot(start, table, phase * W);
+        o++;
+        base += step;
+        phase += stepRem;
+        if (phase >= L) {
+          phase -= L;
+          base += 1;
+        }
+      }
+      this.base = base;
+      this.phase = phase;
+    } else {
+      const P = INTERP_PHASES;
+      const { table, mixed } = this;
+      while (o < until) {
+        const num = o * M;
+        const base = Math.floor(num / L);
+        const start = base - H + 1;
+        if (!ended && start + W > n) break;
+        const frac = (num - base * L) / L;
+        const fp = frac * P;
+        const p0 = Math.min(P - 1, Math.floor(fp));
+        const w1 = fp - p0;
+        const w0 = 1 - w1;
+        const off0 = p0 * W;
+        for (let i = 0; i < W; i++) mixed[i] = w0 * table[off0 + i]! + w1 * table[off0 + W + i]!;
+        if (k === y.length) throw new Error('StreamResampler: output estimate too small');
+        y[k++] = dot(start, mixed, 0);
+        o++;
+      }
+    }
+    this.o = o;
+    return k === y.length ? y : y.slice(0, k);
+  }
+}

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ArdError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { type ByteView, memoryBytes, u16le, u32le, viewSlice } from './bytes.js';
 import { resample } from './resample.js';
 
 // WAV input, read by the RIFF rules: chunks in any order, each padded to an even size, unknown ones
@@ -46,35 +47,35 @@ const FORMAT_NAMES: Record<number, string> = {
   0xf1ac: 'FLAC',
 };
 
-interface Chunk {
+export interface Chunk {
   id: string;
   start: number; // first byte of the payload
   size: number; // declared payload size
 }
 
-function fourcc(b: Uint8Array, at: number): string {
+function fourcc(b: ByteView, at: number): string {
   let s = '';
   for (let i = 0; i < 4 && at + i < b.length; i++) {
-    const c = b[at + i];
+    const c = b.byte(at + i)!;
     s += c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, '0')}`;
   }
   return s;
 }
 
-function startsWith(b: Uint8Array, text: string): boolean {
+function startsWith(b: ByteView, text: string): boolean {
   if (b.length < text.length) return false;
-  for (let i = 0; i < text.length; i++) if (b[i] !== text.charCodeAt(i)) return false;
+  for (let i = 0; i < text.length; i++) if (b.byte(i) !== text.charCodeAt(i)) return false;
   return true;
 }
 
-interface Layout {
+export interface Layout {
   fmt: Chunk;
   data: Chunk;
   dataBytes: number; // usable payload bytes of the data chunk
 }
 
 /** Walk the RIFF chunks; find `fmt ` and `data`, or say precisely what is wrong. */
-function scanRiff(b: Uint8Array, name: string): Layout {
+export function scanRiff(b: ByteView, name: string): Layout {
   const fail = (problem: string): never => {
     throw new ArdError(`${name}: ${problem}`);
   };
@@ -86,13 +87,12 @@ function scanRiff(b: Uint8Array, name: string): Layout {
   const form = fourcc(b, 8);
   if (form !== 'WAVE') fail(`not a RIFF/WAVE file (RIFF form type "${form}")`);
 
-  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   // A chunk header at `at`: a printable four-character id and a payload that fits in the file
   // (or a data chunk of unknown length). Used only to choose between two readings of the bytes.
   const chunkHeaderAt = (at: number): boolean => {
     if (at + 8 > b.length) return false;
-    for (let i = 0; i < 4; i++) if (b[at + i] < 0x20 || b[at + i] > 0x7e) return false;
-    const size = dv.getUint32(at + 4, true);
+    for (let i = 0; i < 4; i++) if (b.byte(at + i)! < 0x20 || b.byte(at + i)! > 0x7e) return false;
+    const size = u32le(b, at + 4);
     return at + 8 + size <= b.length || (size === 0xffffffff && fourcc(b, at) === 'data');
   };
   let fmt: Chunk | undefined;
@@ -105,7 +105,7 @@ function scanRiff(b: Uint8Array, name: string): Layout {
       break;
     }
     const id = fourcc(b, pos);
-    let size = dv.getUint32(pos + 4, true);
+    let size = u32le(b, pos + 4);
     const start = pos + 8;
     // Writers that cannot seek back to fill in the size leave 0xFFFFFFFF or 0: the data then runs
     // to the end of the file. A 0 is taken that way only when no chunk header follows it, so an
@@ -136,7 +136,7 @@ function scanRiff(b: Uint8Array, name: string): Layout {
   return { fmt: fmt!, data: data!, dataBytes: data!.size };
 }
 
-interface Format {
+export interface Format {
   code: number; // resolved format code (the subformat for WAVE_FORMAT_EXTENSIBLE)
   extensible: boolean;
   channels: number;
@@ -146,27 +146,26 @@ interface Format {
   bitDepth: string; // '8', '16', '24', '32', '32f' or '64'
 }
 
-function parseFmt(b: Uint8Array, fmt: Chunk, name: string): Format {
+export function parseFmt(b: ByteView, fmt: Chunk, name: string): Format {
   const fail = (problem: string): never => {
     throw new ArdError(`${name}: ${problem}`);
   };
-  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const s = fmt.start;
-  let code = dv.getUint16(s, true);
-  const channels = dv.getUint16(s + 2, true);
-  const rate = dv.getUint32(s + 4, true);
-  const blockAlign = dv.getUint16(s + 12, true);
-  const bits = dv.getUint16(s + 14, true);
+  let code = u16le(b, s);
+  const channels = u16le(b, s + 2);
+  const rate = u32le(b, s + 4);
+  const blockAlign = u16le(b, s + 12);
+  const bits = u16le(b, s + 14);
   const extensible = code === FORMAT_EXTENSIBLE;
   if (extensible) {
     if (fmt.size < 40) fail(`truncated header (WAVE_FORMAT_EXTENSIBLE fmt chunk has ${fmt.size} bytes, need 40)`);
-    const guid = b.subarray(s + 24, s + 40);
+    const guid = viewSlice(b, s + 24, s + 40);
     const tailOk = GUID_TAIL.every((v, i) => guid[2 + i] === v);
     if (!tailOk) {
       const hex = Array.from(guid, (v) => v.toString(16).padStart(2, '0')).join('');
       fail(`unsupported encoding (WAVE_FORMAT_EXTENSIBLE subformat GUID ${hex})`);
     }
-    code = dv.getUint16(s + 24, true);
+    code = u16le(b, s + 24);
   }
   if (code !== FORMAT_PCM && code !== FORMAT_FLOAT) {
     const what = FORMAT_NAMES[code] ? `${FORMAT_NAMES[code]} ` : '';
@@ -191,13 +190,14 @@ function parseFmt(b: Uint8Array, fmt: Chunk, name: string): Format {
 }
 
 /**
- * Decode `frames` whole frames of the data chunk and average the channels, in one pass.
+ * Decode `frames` whole frames from the start of `data` and average the channels, in one pass.
  * (wavefile's getSamples does the same job 50–300× slower: ~5 s per 5 min of 16-bit stereo and
  * ~30 s for float32, with an f64 copy of every channel.) Integers scale to k / 2^(bits−1);
- * 8-bit PCM is unsigned. Float samples must be finite.
+ * 8-bit PCM is unsigned. Float samples must be finite. `first` is the clip frame of data's first
+ * frame (stream.ts decodes the data chunk a block at a time), for messages.
  */
-function decodeMono(b: Uint8Array, layout: Layout, f: Format, frames: number, name: string): Float32Array {
-  const dv = new DataView(b.buffer, b.byteOffset + layout.data.start, frames * f.blockAlign);
+export function decodeMonoFrames(data: Uint8Array, f: Format, frames: number, first: number, name: string): Float32Array {
+  const dv = new DataView(data.buffer, data.byteOffset, frames * f.blockAlign);
   const c = f.channels;
   const out = new Float32Array(frames);
   const inv = 1 / c;
@@ -244,7 +244,7 @@ function decodeMono(b: Uint8Array, layout: Layout, f: Format, frames: number, na
           const v = is64 ? dv.getFloat64(p, true) : dv.getFloat32(p, true);
           if (!Number.isFinite(v)) {
             const what = Number.isNaN(v) ? 'NaN sample' : 'infinite sample';
-            throw new ArdError(`${name}: ${what} at frame ${i} (channel ${k}, t=${(i / f.rate).toFixed(4)} s)`);
+            throw new ArdError(`${name}: ${what} at frame ${first + i} (channel ${k}, t=${((first + i) / f.rate).toFixed(4)} s)`);
           }
           s += v;
         }
@@ -256,6 +256,17 @@ function decodeMono(b: Uint8Array, layout: Layout, f: Format, frames: number, na
       throw new Error(`decodeMono: unexpected bit depth ${f.bitDepth}`);
   }
   return out;
+}
+
+/** The chunk layout, the format and the whole frames of a WAV; throws ArdError when it has none. */
+export function wavLayout(b: ByteView, name: string): { layout: Layout; format: Format; frames: number } {
+  const layout = scanRiff(b, name);
+  const format = parseFmt(b, layout.fmt, name);
+  const frames = Math.floor(layout.dataBytes / format.blockAlign);
+  if (frames === 0) {
+    throw new ArdError(`${name}: no samples (data chunk has ${layout.dataBytes} bytes, one frame is ${format.blockAlign})`);
+  }
+  return { layout, format, frames };
 }
 
 export interface WavMono {
@@ -270,13 +281,8 @@ export interface WavMono {
 
 /** Decode a WAV held in memory to mono at its own sample rate (no resampling). */
 export function decodeWavMono(bytes: Uint8Array, name: string): WavMono {
-  const layout = scanRiff(bytes, name);
-  const f = parseFmt(bytes, layout.fmt, name);
-  const frames = Math.floor(layout.dataBytes / f.blockAlign);
-  if (frames === 0) {
-    throw new ArdError(`${name}: no samples (data chunk has ${layout.dataBytes} bytes, one frame is ${f.blockAlign})`);
-  }
-  const samples = decodeMono(bytes, layout, f, frames, name);
+  const { layout, format: f, frames } = wavLayout(memoryBytes(bytes), name);
+  const samples = decodeMonoFrames(bytes.subarray(layout.data.start), f, frames, 0, name);
   return { samples, sampleRate: f.rate, channels: f.channels, frames, duration: frames / f.rate, bitDepth: f.bitDepth };
 }
 
@@ -288,8 +294,13 @@ export function monoAt16k(samples: Float32Array, rate: number, name: string): Fl
     // An absurd rate in the header (e.g. 4294967295 Hz) asks for a filter or an output too large
     // for a typed array.
     if (!(e instanceof RangeError)) throw e;
-    throw new ArdError(`${name}: sample rate ${rate} Hz cannot be resampled to ${TARGET_RATE} Hz (the filter or the output would not fit in memory)`);
+    throw resampleRefusal(name, rate);
   }
+}
+
+/** The refusal of a rate that cannot be resampled to 16 kHz. */
+export function resampleRefusal(name: string, rate: number): ArdError {
+  return new ArdError(`${name}: sample rate ${rate} Hz cannot be resampled to ${TARGET_RATE} Hz (the filter or the output would not fit in memory)`);
 }
 
 /** Decode a WAV file held in memory: mono, 16 kHz. `name` is used in error messages. */

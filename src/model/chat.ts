@@ -9,7 +9,7 @@
 // One prompt carries at most one encoder window of each clip (30 s for Qwen2-Audio, 4 s for the
 // embedded model), as Qwen2-Audio's processor does: a whole long clip would overflow the decoder's
 // positions. askDetailed answers each clip's first window; askWindows answers every window of one clip.
-import { readAudio } from '../audio/decode.js';
+import { openClip } from '../audio/stream.js';
 import type { WavAudio } from '../audio/wav.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { concat } from '../tensor/ops/layout.js';
@@ -77,14 +77,22 @@ export function buildChatPrompt(
 /** An audio file path (WAV, FLAC, Ogg Vorbis, Ogg Opus or MP3), 16 kHz mono samples, or decoded audio. */
 export type AudioInput = string | Float32Array | WavAudio;
 
-async function toSamples(a: AudioInput): Promise<Float32Array> {
-  if (typeof a === 'string') return (await readAudio(a)).samples;
-  if (a instanceof Float32Array) return a;
-  if (a && a.samples instanceof Float32Array) {
+/** A clip taken window by window: a file is read a window at a time (src/audio/stream.ts). */
+interface ClipWindows {
+  length: number;
+  window(from: number, to: number): Promise<Float32Array>;
+  close(): void;
+}
+
+async function clipOf(model: AudioLLM, a: AudioInput): Promise<ClipWindows> {
+  if (typeof a === 'string') return openClip(a, model.windowSamples);
+  let s: Float32Array;
+  if (a instanceof Float32Array) s = a;
+  else if (a && a.samples instanceof Float32Array) {
     if (a.sampleRate !== 16000) throw new ArdError(`chat: audio at ${a.sampleRate} Hz (16000 expected)`);
-    return a.samples;
-  }
-  throw new ArdError('chat: audio must be an audio file path, a Float32Array of 16 kHz samples or decoded audio');
+    s = a.samples;
+  } else throw new ArdError('chat: audio must be an audio file path, a Float32Array of 16 kHz samples or decoded audio');
+  return { length: s.length, window: async (from, to) => s.subarray(from, to), close: () => {} };
 }
 
 export interface AskOptions extends GenerateOptions, ChatPromptOptions {
@@ -101,11 +109,19 @@ export interface AskResult extends GenerateResult {
   clips: { duration: number; windows: number; window: AudioWindow }[];
 }
 
-/** The first window of a clip, and how many it has (too short a clip is left whole: encoding it reports why). */
-function firstWindow(model: AudioLLM, s: Float32Array): { samples: Float32Array; windows: AudioWindow[] } {
-  const windows = model.windows(s.length);
-  const w = windows[0];
-  return { samples: w ? s.subarray(w.from, w.to) : s, windows };
+/**
+ * The first window of a clip, its windows and its length (too short a clip is left whole: encoding
+ * it reports why). A file longer than one window is not held whole in memory.
+ */
+async function firstWindow(model: AudioLLM, a: AudioInput): Promise<{ samples: Float32Array; windows: AudioWindow[]; length: number }> {
+  const clip = await clipOf(model, a);
+  try {
+    const windows = model.windows(clip.length);
+    const w = windows[0];
+    return { samples: await clip.window(w ? w.from : 0, w ? w.to : clip.length), windows, length: clip.length };
+  } finally {
+    clip.close();
+  }
 }
 
 /**
@@ -116,9 +132,8 @@ function firstWindow(model: AudioLLM, s: Float32Array): { samples: Float32Array;
 export async function askDetailed(model: AudioLLM, audio: AudioInput | AudioInput[], question: string, opts: AskOptions = {}): Promise<AskResult> {
   const tok = opts.tokenizer ?? model.tokenizer;
   if (!tok) throw new ArdError(`${model.source}: no tokenizer.json (pass opts.tokenizer)`);
-  const whole: Float32Array[] = [];
-  for (const a of Array.isArray(audio) ? audio : [audio]) whole.push(await toSamples(a));
-  const firsts = whole.map((s) => firstWindow(model, s));
+  const firsts: Awaited<ReturnType<typeof firstWindow>>[] = [];
+  for (const a of Array.isArray(audio) ? audio : [audio]) firsts.push(await firstWindow(model, a));
   const clips = firsts.map((f) => f.samples);
   const counts = clips.map((s) => model.audioTokens(s.length));
   const ids = buildChatPrompt(tok, counts, question, { ...opts, audioTokenIndex: model.audioTokenIndex });
@@ -143,7 +158,7 @@ export async function askDetailed(model: AudioLLM, audio: AudioInput | AudioInpu
     if (tail) opts.onText?.(tail);
     text += tail;
     const sr = model.frontend.samplingRate;
-    const info = whole.map((s, i) => ({ duration: s.length / sr, windows: firsts[i]!.windows.length, window: firsts[i]!.windows[0]! }));
+    const info = firsts.map((f) => ({ duration: f.length / sr, windows: f.windows.length, window: f.windows[0]! }));
     return { ...res, text, promptIds: ids, clips: info };
   } finally {
     for (const f of feats) f.dispose();
@@ -166,16 +181,21 @@ export async function askWindows(
   question: string,
   opts: AskOptions & { onWindow?: (w: AudioWindow, count: number) => void } = {},
 ): Promise<WindowAnswer[]> {
-  const samples = await toSamples(audio);
-  const windows = model.windows(samples.length);
-  if (!windows.length) throw new ArdError(`ask: a clip of ${samples.length} samples is too short to give an audio token`);
-  const out: WindowAnswer[] = [];
-  for (const w of windows) {
-    opts.onWindow?.(w, windows.length);
-    const r = await askDetailed(model, samples.subarray(w.from, w.to), question, opts);
-    out.push({ ...r, window: w });
+  // a file is measured (and so checked) first, then read a window at a time
+  const clip = await clipOf(model, audio);
+  try {
+    const windows = model.windows(clip.length);
+    if (!windows.length) throw new ArdError(`ask: a clip of ${clip.length} samples is too short to give an audio token`);
+    const out: WindowAnswer[] = [];
+    for (const w of windows) {
+      opts.onWindow?.(w, windows.length);
+      const r = await askDetailed(model, await clip.window(w.from, w.to), question, opts);
+      out.push({ ...r, window: w });
+    }
+    return out;
+  } finally {
+    clip.close();
   }
-  return out;
 }
 
 /** askDetailed, returning only the answer text. */
@@ -214,16 +234,15 @@ export async function askBatch(model: AudioLLM, items: readonly AskItem[], opts:
     try {
       const prepared: { ids: number[]; audio: Tensor; info: AskResult['clips'] }[] = [];
       for (const item of group) {
-        const whole: Float32Array[] = [];
-        for (const a of Array.isArray(item.audio) ? item.audio : [item.audio]) whole.push(await toSamples(a));
-        const firsts = whole.map((s) => firstWindow(model, s));
+        const firsts: Awaited<ReturnType<typeof firstWindow>>[] = [];
+        for (const a of Array.isArray(item.audio) ? item.audio : [item.audio]) firsts.push(await firstWindow(model, a));
         const clips = firsts.map((f) => f.samples);
         const ids = buildChatPrompt(tok, clips.map((s) => model.audioTokens(s.length)), item.question, { ...opts, audioTokenIndex: model.audioTokenIndex });
         const parts = clips.map((s) => model.encodeAudio(s));
         feats.push(...parts);
         const audio = parts.length === 1 ? parts[0]! : concat(parts, 0);
         if (parts.length > 1) feats.push(audio);
-        prepared.push({ ids, audio, info: whole.map((s, i) => ({ duration: s.length / sr, windows: firsts[i]!.windows.length, window: firsts[i]!.windows[0]! })) });
+        prepared.push({ ids, audio, info: firsts.map((f) => ({ duration: f.length / sr, windows: f.windows.length, window: f.windows[0]! })) });
       }
       const streams = group.map(() => tok.decodeStream({ skipSpecial: true }));
       const texts = group.map(() => '');
