@@ -17,24 +17,10 @@ import { scaledDotProductAttention } from '../src/tensor/ops/nn.js';
 import { tidy } from '../src/tensor/scope.js';
 import * as T from '../src/tensor/index.js';
 import { attentionBoundRef, type AttentionDims } from '../reference/attention.js';
-import { getEngine, itF16, randn, relErr } from './helpers.js';
+import { expectWithinBound as expectWithin, getEngine, itF16, randn, relErr } from './helpers.js';
 
 const engine = await getEngine();
 const f16round = (x: Float32Array) => Float32Array.from(Float16Array.from(x));
-
-/** Every output within its bound (reports the worst element relative to its bound). */
-function expectWithin(got: ArrayLike<number>, want: Float64Array, bound: Float64Array, what: string): void {
-  expect(got.length, what).toBe(want.length);
-  let worst = 0;
-  let at = -1;
-  for (let i = 0; i < want.length; i++) {
-    const g = Number(got[i]);
-    expect(Number.isFinite(g), `${what}[${i}] = ${g}`).toBe(true);
-    const r = Math.abs(g - want[i]!) / bound[i]!;
-    if (!(r <= 1) && Math.abs(g - want[i]!) > 0 && (at < 0 || r > worst)) [worst, at] = [r, i];
-  }
-  if (at >= 0) throw new Error(`${what}[${at}]: got ${got[at]}, want ${want[at]} ± ${bound[at]} (${worst.toFixed(2)}× the bound)`);
-}
 
 interface Case extends AttentionDims {
   causal: boolean;

@@ -101,6 +101,20 @@ export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   return maxRel;
 }
 
+/** Every output within its own bound (reports the worst element relative to its bound). */
+export function expectWithinBound(got: ArrayLike<number>, want: Float64Array, bound: Float64Array, what: string): void {
+  expect(got.length, what).toBe(want.length);
+  let worst = 0;
+  let at = -1;
+  for (let i = 0; i < want.length; i++) {
+    const g = Number(got[i]);
+    expect(Number.isFinite(g), `${what}[${i}] = ${g}`).toBe(true);
+    const r = Math.abs(g - want[i]!) / bound[i]!;
+    if (!(r <= 1) && Math.abs(g - want[i]!) > 0 && (at < 0 || r > worst)) [worst, at] = [r, i];
+  }
+  if (at >= 0) throw new Error(`${what}[${at}]: got ${got[at]}, want ${want[at]} ± ${bound[at]} (${worst.toFixed(2)}× the bound)`);
+}
+
 /** Sizes that are not multiples of any tile. */
 export const AWKWARD = [1, 7, 129, 1000];
 

@@ -76,6 +76,20 @@ function phaseTaps(d: Design, frac: number, out: Float64Array, offset: number): 
   for (let i = 0; i < 2 * half; i++) out[offset + i] /= sum;
 }
 
+/**
+ * The taps at fractional position `frac` ∈ [0, 1), linearly interpolated between the two nearest rows
+ * of a table of P + 1 phases (W taps each), into `out` (the one-shot and streaming resamplers share it,
+ * so both give the same bits).
+ */
+function mixPhases(table: Float64Array, P: number, W: number, frac: number, out: Float64Array): void {
+  const fp = frac * P;
+  const p0 = Math.min(P - 1, Math.floor(fp));
+  const w1 = fp - p0;
+  const w0 = 1 - w1;
+  const off0 = p0 * W;
+  for (let i = 0; i < W; i++) out[i] = w0 * table[off0 + i]! + w1 * table[off0 + W + i]!;
+}
+
 /** Number of output samples for `n` input samples: ceil(n·fout/fin). */
 export function resampledLength(n: number, fin: number, fout: number): number {
   const g = gcd(fin, fout);
@@ -158,13 +172,7 @@ export function resample(
     // Exact integer arithmetic for the position: o·M = base·L + rem.
     const num = o * M;
     const base = Math.floor(num / L);
-    const frac = (num - base * L) / L;
-    const fp = frac * P;
-    const p0 = Math.min(P - 1, Math.floor(fp));
-    const w1 = fp - p0;
-    const w0 = 1 - w1;
-    const off0 = p0 * W;
-    for (let i = 0; i < W; i++) mixed[i] = w0 * table[off0 + i] + w1 * table[off0 + W + i];
+    mixPhases(table, P, W, (num - base * L) / L, mixed);
     y[o] = dot(base - H + 1, mixed, 0);
   }
   return y;
@@ -342,13 +350,7 @@ export class StreamResampler {
         const base = Math.floor(num / L);
         const start = base - H + 1;
         if (!ended && start + W > n) break;
-        const frac = (num - base * L) / L;
-        const fp = frac * P;
-        const p0 = Math.min(P - 1, Math.floor(fp));
-        const w1 = fp - p0;
-        const w0 = 1 - w1;
-        const off0 = p0 * W;
-        for (let i = 0; i < W; i++) mixed[i] = w0 * table[off0 + i]! + w1 * table[off0 + W + i]!;
+        mixPhases(table, P, W, (num - base * L) / L, mixed);
         if (k === y.length) throw new Error('StreamResampler: output estimate too small');
         y[k++] = dot(start, mixed, 0);
         o++;
