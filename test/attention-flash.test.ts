@@ -14,10 +14,9 @@ import { flashTile } from '../src/gpu/profile.js';
 import { loadAudioLLM } from '../src/model/load.js';
 import { openSafetensors } from '../src/io/safetensors.js';
 import { scaledDotProductAttention } from '../src/tensor/ops/nn.js';
-import { tidy } from '../src/tensor/scope.js';
 import * as T from '../src/tensor/index.js';
 import { attentionBoundRef, type AttentionDims } from '../reference/attention.js';
-import { expectWithinBound as expectWithin, getEngine, itF16, randn, relErr } from './helpers.js';
+import { expectWithinBound as expectWithin, getEngine, itF16, promptAndCacheLogits, randn, relErr } from './helpers.js';
 
 const engine = await getEngine();
 const f16round = (x: Float32Array) => Float32Array.from(Float16Array.from(x));
@@ -183,22 +182,8 @@ describe('the tiny model: flash attention against the chunked kernel (same engin
         nn.attention = variant;
         const d0 = e.dispatchCount;
         const feats = model.encodeAudio(audio);
-        const f = model.forward(fj.prompt_ids, feats, { logits: fj.logits_positions })!;
-        const forward = await f.read();
-        f.dispose();
-        const n = fj.prompt_ids.length;
-        const cache = model.newCache(n);
-        const x = model.embed(fj.prompt_ids, feats);
-        const steps: Float32Array[] = [];
-        let at = 0;
-        for (const len of [n - 3, 1, 1, 1]) {
-          const l = tidy(() => model.step(x.view([len, 64], [64, 1], x.offset + at * 64), cache, { logits: 'last' }))!;
-          steps.push(await l.read());
-          l.dispose();
-          at += len;
-        }
-        for (const t of [x, feats]) t.dispose();
-        cache.dispose();
+        const { forward, steps } = await promptAndCacheLogits(model, fj.prompt_ids, fj.logits_positions, feats);
+        feats.dispose();
         out[variant] = { forward, steps };
         if (variant === 'flash') expect(e.dispatchCount - d0, 'flash: fewer dispatches').toBeLessThan(dispatches);
         else dispatches = e.dispatchCount - d0;

@@ -18,10 +18,9 @@ import { generate } from '../src/model/generate.js';
 import { loadAudioLLM } from '../src/model/load.js';
 import { openSafetensors } from '../src/io/safetensors.js';
 import { scaledDotProductAttention } from '../src/tensor/ops/nn.js';
-import { tidy } from '../src/tensor/scope.js';
 import * as T from '../src/tensor/index.js';
 import { attentionBoundRef, type AttentionDims } from '../reference/attention.js';
-import { expectWithinBound as expectWithin, getEngine, itF16, randn, relErr } from './helpers.js';
+import { expectWithinBound as expectWithin, getEngine, itF16, promptAndCacheLogits, randn, relErr } from './helpers.js';
 
 const engine = await getEngine();
 const f16round = (x: Float32Array) => Float32Array.from(Float16Array.from(x));
@@ -270,22 +269,7 @@ describe('the tiny model with split-K on everywhere: the same greedy tokens as f
         out[name] = await withNn(e, patch, async () => {
           const d0 = e.dispatchCount;
           const feats = model.encodeAudio(audio);
-          const f = model.forward(fj.prompt_ids, feats, { logits: fj.logits_positions })!;
-          const forward = await f.toFloat32();
-          f.dispose();
-          const n = fj.prompt_ids.length;
-          const cache = model.newCache(n);
-          const x = model.embed(fj.prompt_ids, feats);
-          const steps: Float32Array[] = [];
-          let at = 0;
-          for (const len of [n - 3, 1, 1, 1]) {
-            const l = tidy(() => model.step(x.view([len, 64], [64, 1], x.offset + at * 64), cache, { logits: 'last' }))!;
-            steps.push(await l.toFloat32());
-            l.dispose();
-            at += len;
-          }
-          x.dispose();
-          cache.dispose();
+          const { forward, steps } = await promptAndCacheLogits(model, fj.prompt_ids, fj.logits_positions, feats);
           const dispatches = e.dispatchCount - d0;
           const g = await generate(model, { ids: fj.prompt_ids, audio: feats }, { maxNewTokens: 12, stopTokens: [] });
           feats.dispose();

@@ -4,6 +4,9 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { expect, it } from 'vitest';
 import { Engine } from '../src/gpu/engine.js';
+import type { AudioLLM } from '../src/model/audiollm.js';
+import type { Tensor } from '../src/tensor/tensor.js';
+import { tidy } from '../src/tensor/scope.js';
 import { mulberry32 } from '../src/util/random.js';
 
 let enginePromise: Promise<Engine> | null = null;
@@ -147,4 +150,33 @@ export function runCli(args: string[], opts: { input?: string } = {}): { code: n
   });
   const stderr = r.stderr.split('\n').filter((l) => l && !/^Warning: max\w+ artificially reduced/.test(l));
   return { code: r.status, stdout: r.stdout, stderr };
+}
+
+/**
+ * A model's logits for a prompt with audio features, two ways: at `positions` of one forward pass over the
+ * whole prompt, and of a prefill of all but the last 3 positions followed by 3 single-position decode steps
+ * with the KV cache (last position each). For comparing attention variants on the tiny fixture model.
+ */
+export async function promptAndCacheLogits(model: AudioLLM, ids: number[], positions: number[], feats: Tensor): Promise<{ forward: Float32Array; steps: Float32Array[] }> {
+  const f = model.forward(ids, feats, { logits: positions })!;
+  const forward = await f.toFloat32();
+  f.dispose();
+  const n = ids.length;
+  const cache = model.newCache(n);
+  const x = model.embed(ids, feats);
+  const d = x.shape[1]!;
+  const steps: Float32Array[] = [];
+  let at = 0;
+  try {
+    for (const len of [n - 3, 1, 1, 1]) {
+      const l = tidy(() => model.step(x.view([len, d], [d, 1], x.offset + at * d), cache, { logits: 'last' }))!;
+      steps.push(await l.toFloat32());
+      l.dispose();
+      at += len;
+    }
+  } finally {
+    x.dispose();
+    cache.dispose();
+  }
+  return { forward, steps };
 }
