@@ -297,6 +297,39 @@ export function checkComplete(b: ByteView, format: AudioFormat, offset: number, 
   }
 }
 
+/** Frees a decoder; one that failed to start has nothing to free. */
+export function freeDecoder(decoder: Decoder | undefined): void {
+  try {
+    decoder?.free();
+  } catch {
+    // a decoder that failed to start has nothing to free
+  }
+}
+
+/**
+ * The mean of a decoded block's channels over its first `frames` frames, in float32 (decodeAudio and the
+ * stream give the same bits this way). Stops at the first non-finite sample and returns its frame
+ * (−1 when there is none).
+ */
+export function mixToMono(format: AudioFormat, out: Decoded, frames: number): { mono: Float32Array; nonFinite: number } {
+  const mono = new Float32Array(frames);
+  if ((format === 'flac' || format === 'ogg-flac') && out.bitDepth) {
+    // libFLAC's integers come out divided by 2^(bits−1) − 1; WAV reading divides by 2^(bits−1).
+    // Put them back on the integer grid and scale as WAV does, so a FLAC and its WAV give the same samples.
+    const full = 2 ** (out.bitDepth - 1);
+    for (const ch of out.channelData) for (let i = 0; i < frames; i++) mono[i]! += Math.round(ch[i]! * (full - 1)) / full;
+  } else {
+    for (const ch of out.channelData) for (let i = 0; i < frames; i++) mono[i]! += ch[i]!;
+  }
+  const inv = 1 / out.channelData.length;
+  for (let i = 0; i < frames; i++) {
+    const v = mono[i]! * inv;
+    if (!Number.isFinite(v)) return { mono, nonFinite: i };
+    mono[i] = v;
+  }
+  return { mono, nonFinite: -1 };
+}
+
 /** Decode audio held in memory to mono 16 kHz. `name` is used in error messages. */
 export async function decodeAudio(bytes: Uint8Array, name: string): Promise<DecodedAudio> {
   const view = memoryBytes(bytes);
@@ -328,11 +361,7 @@ export async function decodeAudio(bytes: Uint8Array, name: string): Promise<Deco
     // ("memory access out of bounds"): neither says anything to the user.
     refuse(name, format, 'corrupt data (the decoder could not read it)');
   } finally {
-    try {
-      decoder?.free();
-    } catch {
-      // a decoder that failed to start has nothing to free
-    }
+    freeDecoder(decoder);
   }
   const firstError = out.errors[0]?.message ?? printed.find((p) => p.trim());
   if (out.errors.length) refuse(name, format, `corrupt data (${out.errors.length} frame(s) failed to decode; first: ${firstError})`);
@@ -350,21 +379,8 @@ export async function decodeAudio(bytes: Uint8Array, name: string): Promise<Deco
     if (declared && frames < declared) refuse(name, format, `truncated (STREAMINFO declares ${declared} samples, ${frames} decoded)`);
     if (declared) frames = Math.min(frames, declared);
   }
-  const mono = new Float32Array(frames);
-  if ((format === 'flac' || format === 'ogg-flac') && out.bitDepth) {
-    // libFLAC's integers come out divided by 2^(bits−1) − 1; WAV reading divides by 2^(bits−1).
-    // Put them back on the integer grid and scale as WAV does, so a FLAC and its WAV give the same samples.
-    const full = 2 ** (out.bitDepth - 1);
-    for (const ch of out.channelData) for (let i = 0; i < frames; i++) mono[i]! += Math.round(ch[i]! * (full - 1)) / full;
-  } else {
-    for (const ch of out.channelData) for (let i = 0; i < frames; i++) mono[i]! += ch[i]!;
-  }
-  const inv = 1 / channels;
-  for (let i = 0; i < frames; i++) {
-    const v = mono[i]! * inv;
-    if (!Number.isFinite(v)) refuse(name, format, `non-finite sample at frame ${i}`);
-    mono[i] = v;
-  }
+  const { mono, nonFinite } = mixToMono(format, out, frames);
+  if (nonFinite >= 0) refuse(name, format, `non-finite sample at frame ${nonFinite}`);
   const stored = format === 'mp3' ? mpegHeader(view, mp3DeclaredFrames(view).first)?.channels ?? channels : channels;
   return {
     samples: monoAt16k(mono, out.sampleRate, name),

@@ -23,6 +23,8 @@ import {
   type Decoded,
   type Decoder,
   flacDeclaredFrames,
+  freeDecoder,
+  mixToMono,
   mp3DeclaredFrames,
   mpegHeader,
   newDecoder,
@@ -260,19 +262,11 @@ class CodecFrames implements MonoSource {
         await decoder.ready;
       });
     } catch (e) {
-      CodecFrames.free(decoder);
+      freeDecoder(decoder);
       if (e instanceof ArdError) throw e;
       refuse(src.name, format, 'corrupt data (the decoder could not read it)');
     }
     return new CodecFrames(src, format, offset, decoder!, blockBytes, declared, cap, stored);
-  }
-
-  private static free(decoder: Decoder | undefined): void {
-    try {
-      decoder?.free();
-    } catch {
-      // a decoder that failed to start has nothing to free
-    }
   }
 
   get rate(): number {
@@ -340,24 +334,12 @@ class CodecFrames implements MonoSource {
     }
   }
 
-  /** decodeAudio's mixdown of `frames` frames: the same float32 sums in the same order. */
+  /** decodeAudio's mixdown of `frames` frames (mixToMono); a non-finite sample stops the stream. */
   private mix(out: Decoded, frames: number): Float32Array {
-    const mono = new Float32Array(frames);
-    if ((this.format === 'flac' || this.format === 'ogg-flac') && out.bitDepth) {
-      const full = 2 ** (out.bitDepth - 1);
-      for (const ch of out.channelData) for (let i = 0; i < frames; i++) mono[i]! += Math.round(ch[i]! * (full - 1)) / full;
-    } else {
-      for (const ch of out.channelData) for (let i = 0; i < frames; i++) mono[i]! += ch[i]!;
-    }
-    const inv = 1 / out.channelData.length;
-    for (let i = 0; i < frames; i++) {
-      const v = mono[i]! * inv;
-      if (!Number.isFinite(v)) {
-        this.nonFinite = this.emitted + i;
-        this.failing = true;
-        break;
-      }
-      mono[i] = v;
+    const { mono, nonFinite } = mixToMono(this.format, out, frames);
+    if (nonFinite >= 0) {
+      this.nonFinite = this.emitted + nonFinite;
+      this.failing = true;
     }
     return mono;
   }
@@ -392,7 +374,7 @@ class CodecFrames implements MonoSource {
     if (this.closed) return;
     // a closed stream (refused, ended or closed by its reader) gives nothing more
     this.closed = this.finished = true;
-    CodecFrames.free(this.decoder);
+    freeDecoder(this.decoder);
     this.src.close();
   }
 }
