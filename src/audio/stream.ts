@@ -528,7 +528,6 @@ export async function* audioBlocks(input: AudioStreamInput, size: number, opts: 
   }
 }
 
-
 /** A clip to be taken window by window (openClip). */
 export interface ClipReader {
   /** 16 kHz samples in the clip (readAudio(file).samples.length). */

@@ -9,7 +9,7 @@
 // One prompt carries at most one encoder window of each clip (30 s for Qwen2-Audio, 4 s for the
 // embedded model), as Qwen2-Audio's processor does: a whole long clip would overflow the decoder's
 // positions. askDetailed answers each clip's first window; askWindows answers every window of one clip.
-import { openClip } from '../audio/stream.js';
+import { openClip, type ClipReader } from '../audio/stream.js';
 import type { WavAudio } from '../audio/wav.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { concat } from '../tensor/ops/layout.js';
@@ -78,11 +78,7 @@ export function buildChatPrompt(
 export type AudioInput = string | Float32Array | WavAudio;
 
 /** A clip taken window by window: a file is read a window at a time (src/audio/stream.ts). */
-interface ClipWindows {
-  length: number;
-  window(from: number, to: number): Promise<Float32Array>;
-  close(): void;
-}
+type ClipWindows = Omit<ClipReader, 'info'>;
 
 async function clipOf(model: AudioLLM, a: AudioInput): Promise<ClipWindows> {
   if (typeof a === 'string') return openClip(a, model.windowSamples);
