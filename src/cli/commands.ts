@@ -298,12 +298,12 @@ export function registerCommands(cli: CAC): void {
     .option('--out <dir>', 'Output folder', { default: 'corpus' })
     .option('--seed <s>', 'Seed (integer or string)', { default: 0 })
     .option('--size <n>', 'Number of clips', { default: 1200 })
-    .option('--variety [version]', 'The varied corpus for training a model that generalises: more voices and accents, pitch and vocal-tract warps (cross-gender included), single words, short sounds, band limits, clipping; version 2 adds music, chimes and buzzing melodies and renders half the women from warped male voices; version 3 is version 2 with more single words (default version: 1)')
+    .option('--variety [version]', 'The varied corpus for training a model that generalises: more voices and accents, pitch and vocal-tract warps (cross-gender included), single words, short sounds, band limits, clipping; version 2 adds music, chimes and buzzing melodies and renders half the women from warped male voices; version 3 is version 2 with more single words; version 4 is version 3 with recorded instruments and desktop sounds (needs fluidsynth, timgm6mb-soundfont and deepin-sound-theme) (default version: 1)')
     .action(async (flags: GlobalFlags & { out: string; seed: string | number; size: number; variety?: boolean | string | number }) => {
       const size = intFlag('size', flags.size, 1)!;
       const v = flags.variety;
-      if (v !== undefined && v !== true && v !== false && !['1', '2', '3'].includes(String(v))) throw new UsageError(`--variety: '${v}' is not a version (1, 2 or 3)`);
-      const variety = v === undefined || v === false ? false : v === true ? 1 : (Number(v) as 1 | 2 | 3);
+      if (v !== undefined && v !== true && v !== false && !['1', '2', '3', '4'].includes(String(v))) throw new UsageError(`--variety: '${v}' is not a version (1, 2, 3 or 4)`);
+      const variety = v === undefined || v === false ? false : v === true ? 1 : (Number(v) as 1 | 2 | 3 | 4);
       let bar: Progress | null = null;
       const r = await makeCorpus({
         out: flags.out,

@@ -16,7 +16,8 @@ import {
   CONCEPTS, CORPUS_VERSION, DEFAULT_SEED, DEFAULT_SIZE, MAX_DURATION, MIN_DURATION, MIN_DURATION_VARIED, SPLITS, planCorpus,
   varietyLevel, type ClipPlan, type CorpusPlan, type Split, type VarietyVersion,
 } from './plan.js';
-import { Rng, mix32, seedToU32 } from './rng.js';
+import { checkRecordedSources, recordedConcept, renderRecorded } from './recorded.js';
+import { Rng, hash32, mix32, seedToU32 } from './rng.js';
 import { synthesize } from './synth.js';
 
 export interface MakeCorpusProgress {
@@ -39,7 +40,7 @@ export interface MakeCorpusOptions {
   onProgress?: (p: MakeCorpusProgress) => void;
   /** Clips rendered at once (espeak-ng child processes run in parallel). Default 2. */
   concurrency?: number;
-  /** The varied corpus, version 1 (true), 2 or 3 (plan.ts PlanOptions.variety). */
+  /** The varied corpus, version 1 (true), 2, 3 or 4 (plan.ts PlanOptions.variety). */
   variety?: boolean | VarietyVersion;
 }
 
@@ -56,8 +57,8 @@ export interface CorpusInfo {
   version: number;
   seed: number;
   size: number;
-  /** The varied corpus (more voices, warps, single words, band limits, clipping): true for version 1, else the version (2, 3). */
-  variety: boolean | 2 | 3;
+  /** The varied corpus (more voices, warps, single words, band limits, clipping): true for version 1, else the version (2, 3, 4). */
+  variety: boolean | 2 | 3 | 4;
   sampleRate: number;
   concepts: string[];
   counts: Record<Split, SplitCounts> & { total: SplitCounts };
@@ -95,7 +96,11 @@ export async function renderClip(c: ClipPlan): Promise<Float32Array> {
     // foreground, or peak normalisation would bury the foreground.
     let fgPeak = c.speech ? peak(x) : 0;
     for (const l of c.layers) {
-      const y = scaleToRms(synthesize(l.concept, rng, x.length / SR, l.style), ref * Math.pow(10, l.levelDb / 20));
+      // a recorded layer draws from its own stream, so adding it left the clip's other draws as they were
+      const raw = l.style === 'recorded'
+        ? await renderRecorded(recordedConcept(l.concept), new Rng(mix32(c.seed ^ hash32('recorded', l.concept))), x.length / SR)
+        : synthesize(l.concept, rng, x.length / SR, l.style);
+      const y = scaleToRms(raw, ref * Math.pow(10, l.levelDb / 20));
       if (fgPeak === 0) fgPeak = peak(y);
       else if (peak(y) > fgPeak) scaleToPeak(y, fgPeak);
       addInto(x, y);
@@ -150,6 +155,7 @@ export async function makeCorpus(opts: MakeCorpusOptions): Promise<MakeCorpusRes
   const level = varietyLevel(opts.variety);
   const variety = level > 0;
   const plan = planCorpus(seed, size, { variety: opts.variety });
+  if (plan.clips.some((c) => c.layers.some((l) => l.style === 'recorded'))) checkRecordedSources();
   const minSeconds = variety ? MIN_DURATION_VARIED : MIN_DURATION;
   const out = path.resolve(opts.out);
   try {
@@ -212,7 +218,7 @@ export async function makeCorpus(opts: MakeCorpusOptions): Promise<MakeCorpusRes
   for (const k of [...SPLITS, 'total'] as const) counts[k].seconds = Math.round(counts[k].seconds * 100) / 100;
   const info: CorpusInfo = {
     // version 1 writes `true`, as before, so its corpus.json is unchanged
-    version: CORPUS_VERSION, seed, size, variety: level === 2 || level === 3 ? level : variety, sampleRate: SR, concepts: [...CONCEPTS], counts, voices: plan.voices,
+    version: CORPUS_VERSION, seed, size, variety: level >= 2 ? (level as 2 | 3 | 4) : variety, sampleRate: SR, concepts: [...CONCEPTS], counts, voices: plan.voices,
   };
   writeFileAtomic(path.join(out, MANIFEST_FILE), entries.map((e) => JSON.stringify(e)).join('\n') + '\n');
   writeJsonAtomic(path.join(out, CORPUS_FILE), info);

@@ -7,6 +7,7 @@ import {
   allVoices, EXTRA_ENGLISH_VOICES, EXTRA_FEMALE_VARIANTS, EXTRA_MALE_VARIANTS, F0_RANGE, FEMALE_VARIANTS, MALE_VARIANTS,
   PITCH_RANGE, SAME_SPEAKER, SPEED_RANGE, SPEECH_LANGS, VTL_WARP, type Gender, type Voice,
 } from './espeak.js';
+import { hasRecorded } from './recorded.js';
 import { pitchFor, voiceF0 } from './voice-pitch.js';
 import { Rng, hash32, mix32 } from './rng.js';
 import { SOUND_CONCEPTS, hasVariedGenerator, type SoundConcept } from './synth.js';
@@ -48,13 +49,18 @@ export const VARIED_STYLE_SHARE = 0.6;
  * were the weak point.
  */
 export const CROSS_GENDER_SHARE: Record<VarietyVersion, { female: number; male: number }> = {
-  1: { female: 0.25, male: 0.25 }, 2: { female: 0.5, male: 0.25 }, 3: { female: 0.5, male: 0.25 },
+  1: { female: 0.25, male: 0.25 }, 2: { female: 0.5, male: 0.25 }, 3: { female: 0.5, male: 0.25 }, 4: { female: 0.5, male: 0.25 },
 };
 /**
  * Varied corpus: share of single-speaker clips that are one word, by version. Version 3 raises it:
  * music-like negatives (version 2) made real single words sound like non-speech to the model.
  */
-export const SINGLE_WORD_SHARE: Record<VarietyVersion, number> = { 1: 0.35, 2: 0.35, 3: 0.6 };
+export const SINGLE_WORD_SHARE: Record<VarietyVersion, number> = { 1: 0.35, 2: 0.35, 3: 0.6, 4: 0.6 };
+/**
+ * Varied corpus version 4: share of the layers of chord, bell, the tones and the buzzes rendered from
+ * recordings (recorded.ts: a SoundFont of sampled instruments, a desktop theme's sounds).
+ */
+export const RECORDED_SHARE = 0.6;
 
 function compatible(a: string, b: string): boolean {
   if (a === b) return false;
@@ -88,8 +94,11 @@ export interface SoundLayer {
   concept: SoundConcept;
   /** Level relative to the clip's reference (speech RMS, or the first sound's RMS), dB. */
   levelDb: number;
-  /** Varied corpus only: 'varied' renders the concept with its voiced-sounding variant (synth.ts VARIED_GENERATORS). */
-  style?: 'varied';
+  /**
+   * Varied corpus only: 'varied' renders the concept with its voiced-sounding variant (synth.ts VARIED_GENERATORS),
+   * 'recorded' with sampled instruments or a desktop theme's sounds (recorded.ts, version 4).
+   */
+  style?: 'varied' | 'recorded';
 }
 
 export type NoiseColour = 'white' | 'pink' | 'brown';
@@ -143,10 +152,12 @@ export interface PlanOptions {
  * 2 (`--variety 2`): also renders 60 % of chord, bell and buzz layers as music, chimes and buzzing
  * melodies (music.ts), and half the women (not a quarter) from the other gender's variants, warped across.
  * 3 (`--variety 3`): version 2 with single words in 60 % (not 35 %) of single-speaker clips.
+ * 4 (`--variety 4`): version 3 with 60 % of chord, bell, tone and buzz layers rendered from recordings:
+ * sampled instruments (a General MIDI SoundFont, played by FluidSynth) and desktop notification sounds.
  * Earlier versions' clips stay exactly as they were, so earlier models' training can be rebuilt.
  */
-export type VarietyVersion = 1 | 2 | 3;
-export const VARIETY_VERSIONS: readonly VarietyVersion[] = [1, 2, 3];
+export type VarietyVersion = 1 | 2 | 3 | 4;
+export const VARIETY_VERSIONS: readonly VarietyVersion[] = [1, 2, 3, 4];
 
 /** 0 for the default corpus, else the varied corpus's version. */
 export function varietyLevel(v: PlanOptions['variety']): 0 | VarietyVersion {
@@ -421,6 +432,7 @@ export function planCorpus(seed: number, size: number = DEFAULT_SIZE, opts: Plan
       const layer: SoundLayer = { concept, levelDb: Math.round(levelDb * 10) / 10 };
       // its own stream, so the varied corpus's other draws (and clips without such layers) stay as they were
       if (level >= 2 && hasVariedGenerator(concept) && new Rng(hash32(seed, size, 'style', index, j)).chance(VARIED_STYLE_SHARE)) layer.style = 'varied';
+      if (level >= 4 && hasRecorded(concept) && new Rng(hash32(seed, size, 'recorded', index, j)).chance(RECORDED_SHARE)) layer.style = 'recorded';
       return layer;
     });
     durationU[index] = crng.next(); // mapped to seconds once the offset is known
