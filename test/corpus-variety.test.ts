@@ -155,14 +155,6 @@ describe('voice pitch table', () => {
   });
 });
 
-describe('make-corpus --variety [version]', () => {
-  it('refuses a version other than 1, 2 or 3 in one line, exit 2', () => {
-    const r = runCli(['make-corpus', '--variety', '4', '--out', path.join(os.tmpdir(), 'ardgpu-variety-4')]);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toEqual(["error: --variety: '4' is not a version (1, 2 or 3)"]);
-  });
-});
-
 describe('voiced-sounding non-speech (music.ts)', () => {
   // strongest spectral peak (Hz) of a stretch, by a direct DFT on a 5 Hz grid up to 2 kHz
   const peakHz = (x: Float32Array, from: number, len: number) => {
@@ -185,12 +177,14 @@ describe('voiced-sounding non-speech (music.ts)', () => {
         for (let seed = 0; seed < 6; seed++) {
           const y = g(new Rng(seed), seconds);
           expect(y.length, name).toBe(Math.round(seconds * 16000));
-          let pk = 0, early = 0;
-          for (const [i, v] of y.entries()) {
-            expect(Number.isFinite(v)).toBe(true);
+          let pk = 0, early = 0, finite = true;
+          for (let i = 0; i < y.length; i++) {
+            const v = y[i]!;
+            finite &&= Number.isFinite(v);
             pk = Math.max(pk, Math.abs(v));
             if (i < 0.25 * 16000) early = Math.max(early, Math.abs(v));
           }
+          expect(finite, name).toBe(true);
           expect(pk, `${name} ${seconds} s seed ${seed}`).toBeGreaterThan(0.6);
           expect(pk).toBeLessThanOrEqual(0.8 + 1e-6);
           expect(early, `${name} silent at the start`).toBeGreaterThan(0.01);

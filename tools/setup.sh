@@ -4,7 +4,8 @@
 #   (bookworm-backports on Debian 12); espeak-ng + sox for the probe corpus.
 # Then checks that a real adapter (never Dawn's null backend) appears.
 # Flags: --no-apt (never touch system packages), --with-test-tools (chromium, for the report test;
-#        opus-tools, lame and the Debian sound packages test/real-corpus.test.ts builds its corpus from),
+#        opus-tools, lame and the Debian sound packages test/real-corpus.test.ts builds its corpus from;
+#        fluidsynth, timgm6mb-soundfont and deepin-sound-theme for make-corpus --variety 4),
 #        --with-reference (python3-torch + numpy + OpenBLAS: regenerate fixtures, PyTorch baselines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,8 @@ apt_install_base() {
     # tools/make-real-corpus.sh: its encoders, and the recordings the end-to-end test uses
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq opus-tools lame \
       asterisk-core-sounds-en-wav asterisk-core-sounds-it-wav pocketsphinx-testdata alsa-utils sound-theme-freedesktop >/dev/null
+    # make-corpus --variety 4: sampled instruments played by FluidSynth, desktop sounds (not the 148 MB FluidR3 it recommends)
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends fluidsynth timgm6mb-soundfont deepin-sound-theme >/dev/null
   fi
   if [ "$REFERENCE" = 1 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-torch python3-numpy libopenblas0-pthread >/dev/null

@@ -155,7 +155,7 @@ export async function makeCorpus(opts: MakeCorpusOptions): Promise<MakeCorpusRes
   const level = varietyLevel(opts.variety);
   const variety = level > 0;
   const plan = planCorpus(seed, size, { variety: opts.variety });
-  if (plan.clips.some((c) => c.layers.some((l) => l.style === 'recorded'))) checkRecordedSources();
+  if (level >= 4) checkRecordedSources(); // before anything is written
   const minSeconds = variety ? MIN_DURATION_VARIED : MIN_DURATION;
   const out = path.resolve(opts.out);
   try {
