@@ -5,7 +5,7 @@ import { logMelRef } from '../reference/logmel.js';
 import type { ManifestEntry } from '../src/corpus/manifest.js';
 import { NOISE_LIKE, mixable } from '../src/corpus/plan.js';
 import { mulberry32 } from '../src/util/random.js';
-import { type MelPart, melPower, mixMels, mixMelsAtGain, mixedEntry, planMels, planMix } from '../src/train/mix.js';
+import { type MelPart, levelJitterDb, melPower, mixMels, mixMelsAtGain, mixedEntry, planMels, planMix, shiftLevel } from '../src/train/mix.js';
 
 const SR = 16000;
 
@@ -97,6 +97,38 @@ describe('mixMels', () => {
 
   it('refuses features of the wrong size', () => {
     expect(() => mixMels({ mel: new Float32Array(10), frames: 2, validFrames: 2 }, { mel: new Float32Array(8), frames: 2, validFrames: 2 }, 4, 0)).toThrow(/nMels, frames/);
+  });
+});
+
+describe('shiftLevel (--level-jitter)', () => {
+  it('gives the log-mel features of the waveform played louder or quieter, padding and floor included', () => {
+    const x = signal(523, 0.25, 0.8, 1.0, 3); // 0.8 s of sound, then digital silence
+    const base = logMelRef(x);
+    const frames = base.length / 80;
+    for (const db of [-20, -6, 3, 8]) {
+      const g = Math.pow(10, db / 20);
+      const want = logMelRef(x.map((v) => v * g));
+      const got = shiftLevel({ mel: base, frames, validFrames: 80 }, db);
+      expect(got.frames).toBe(frames);
+      expect(got.validFrames).toBe(80);
+      let worst = 0;
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got.mel[i]! - want[i]!));
+      expect(worst, `${db} dB`).toBeLessThan(1e-4); // f32 log of a scaled power
+    }
+    // the floor moved with the rest: a shifted silent frame is the shifted clip's own floor
+    expect(shiftLevel({ mel: base, frames, validFrames: 80 }, -20).mel[frames - 1]).toBeCloseTo(base[frames - 1]! - 0.5, 6);
+  });
+
+  it('draws each slot\'s gain uniformly in [lo, hi], the same for the same (seed, step, slot)', () => {
+    const draws: number[] = [];
+    for (let step = 0; step < 200; step++) for (let slot = 0; slot < 8; slot++) draws.push(levelJitterDb(5, step, slot, [-24, 6]));
+    expect(Math.min(...draws)).toBeGreaterThanOrEqual(-24);
+    expect(Math.max(...draws)).toBeLessThan(6);
+    const mean = draws.reduce((a, b) => a + b, 0) / draws.length;
+    expect(Math.abs(mean - -9)).toBeLessThan(1);
+    expect(draws.filter((d) => d < -16.5).length / draws.length).toBeGreaterThan(0.2); // the lowest quarter is used
+    expect(levelJitterDb(5, 17, 3, [-24, 6])).toBe(draws[17 * 8 + 3]);
+    expect(levelJitterDb(6, 17, 3, [-24, 6])).not.toBe(draws[17 * 8 + 3]);
   });
 });
 

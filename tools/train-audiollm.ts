@@ -3,7 +3,7 @@
 //   npx tsx tools/train-audiollm.ts --corpus DIR --out weights/ --steps N --seed S [--resume]
 //
 // Options (defaults in src/train/run.ts): --batch, --lr, --warmup, --encoder-lr-scale, --aux-weight, --aux-lr-scale, --aux-pool, --mixture-repeat, --mix-rate,
-// --mix-third, --mix-corpus-levels, --label-order, --ema DECAY, --average-from STEP, --average-every N,
+// --mix-third, --mix-corpus-levels, --level-jitter LO,HI, --label-order, --ema DECAY, --average-from STEP, --average-every N,
 // --questions, --work DIR (caches, checkpoint,
 // loss log; default OUT/.ardgpu-cache/train), --checkpoint-every, --val-every, --vocab,
 // --dims '{"hidden":192,...}', --no-eval (skip the held-out evaluation and README),
@@ -43,6 +43,13 @@ function labelOrderOf(v: unknown): LabelOrder | undefined {
   return v as LabelOrder;
 }
 
+function levelJitterOf(v: unknown): [number, number] | undefined {
+  if (v === undefined) return undefined;
+  const parts = String(v).split(',').map((x) => (x.trim() === '' ? NaN : Number(x)));
+  if (parts.length !== 2 || !parts.every(Number.isFinite)) throw new UsageError(`--level-jitter must be LO,HI in dB, e.g. -20,10 (got ${String(v)})`);
+  return [parts[0]!, parts[1]!];
+}
+
 async function main(): Promise<void> {
   const cli = cac('train-audiollm');
   cli
@@ -63,6 +70,7 @@ async function main(): Promise<void> {
     .option('--mix-rate <p>', 'share of batch slots whose single-label clip becomes a fresh mixture (default 0)')
     .option('--mix-third <p>', 'share of those fresh mixtures that get a third sound (default 0)')
     .option('--mix-corpus-levels', 'fresh mixtures of sounds only put noise-like sounds 3–8 dB lower, as the corpus does')
+    .option('--level-jitter <lo,hi>', 'play every batch slot at a random gain from LO to HI dB (e.g. -20,10), so loudness alone tells nothing (default: none)')
     .option('--label-order <order>', 'order of the labels in "What sounds can you hear?" answers: given (manifest order, loudest first; default) or canonical (speech, then a fixed order of sounds)')
     .option('--ema <decay>', 'export an exponential moving average of the weights with this decay (e.g. 0.995) instead of the last step\'s')
     .option('--average-from <step>', 'export the mean of the weights after this step and every later one (or every --average-every-th) instead of the last step\'s')
@@ -114,6 +122,7 @@ async function main(): Promise<void> {
     mixRate: num(o.mixRate, 'mix-rate'),
     mixThird: num(o.mixThird, 'mix-third'),
     mixCorpusLevels: o.mixCorpusLevels ? true : undefined,
+    levelJitter: levelJitterOf(o.levelJitter),
     labelOrder: labelOrderOf(o.labelOrder),
     auxPool: auxPoolOf(o.auxPool),
     questionsPerClip: num(o.questions, 'questions'),

@@ -144,6 +144,24 @@ export function mixMelsAtGain(fg: MelPart, bg: MelPart, nMels: number, gain: num
   return { mel: out, frames };
 }
 
+/**
+ * The log-mel features of the same sound played `db` dB louder (negative: quieter). The front end takes
+ * log10 of the mel power, clamps it 8 (80 dB) under the clip's maximum and maps x → (x + 4) / 4, so a gain
+ * moves every value, the clamped floor included, by db / 40. (Exact while the clip's maximum stays above
+ * −2, where digital silence at log10(1e-10) is clamped up to the floor both before and after: ordinary levels.)
+ */
+export function shiftLevel(p: MelPart, db: number): MelPart {
+  const d = db / 40;
+  const mel = new Float32Array(p.mel.length);
+  for (let i = 0; i < mel.length; i++) mel[i] = p.mel[i]! + d;
+  return { mel, frames: p.frames, validFrames: p.validFrames };
+}
+
+/** The level change (dB) of batch slot `slot` at `step`: uniform in [lo, hi], a seeded function of (seed, step, slot). */
+export function levelJitterDb(seed: number, step: number, slot: number, [lo, hi]: readonly [number, number]): number {
+  return lo + (hi - lo) * mulberry32(hashInts(seed, 0x1e7e1, step, slot))();
+}
+
 /** Log-mel features of a planned mixture of `clips` (indexed as the plan's): fg + bg (+ third). */
 export function planMels(plan: MixPlan, clips: readonly MelPart[], nMels: number): MelPart {
   const fg = clips[plan.fg]!, bg = clips[plan.bg]!;

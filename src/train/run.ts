@@ -27,7 +27,7 @@ import {
 import { DEFAULT_DIMS, type ModelDims, type Weights, frontendFor, initWeights, makeConfig, trainableWeights } from './dims.js';
 import { exportModel } from './export.js';
 import { type AuxPool, type SharedBatch, initAux, packShared, trainLoss, trainLossParts } from './forward.js';
-import { mixedEntry, planMels, planMix } from './mix.js';
+import { levelJitterDb, mixedEntry, planMels, planMix, shiftLevel } from './mix.js';
 
 // ---- options and results ---------------------------------------------------------------
 
@@ -74,6 +74,11 @@ export interface TrainOptions {
   mixThird?: number;
   /** Fresh mixtures of sounds only put noise-like sounds 3–8 dB lower, as the corpus does (default false): see MixOptions. */
   mixCorpusLevels?: boolean;
+  /**
+   * Every batch slot's clip (or mixture) played at a random level: a gain drawn uniformly from [lo, hi] dB
+   * (mix.ts shiftLevel), so that loudness alone cannot tell speech from other sounds (default: none).
+   */
+  levelJitter?: [number, number];
   /** Order of the labels in "What sounds can you hear?" answers (default 'given'): see LabelOrder. */
   labelOrder?: LabelOrder;
   /**
@@ -169,6 +174,8 @@ export interface RunSpec {
   mixRate: number;
   mixThird: number;
   mixCorpusLevels: boolean;
+  /** Present only when set, so the specs (and resumable checkpoints) of runs without it are unchanged. */
+  levelJitter?: [number, number];
   labelOrder: LabelOrder;
   /** Decay of the exported weight EMA (0: none). */
   ema: number;
@@ -209,6 +216,7 @@ function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec 
     mixRate: o.mixRate ?? 0,
     mixThird: o.mixThird ?? 0,
     mixCorpusLevels: o.mixCorpusLevels ?? false,
+    ...(o.levelJitter ? { levelJitter: o.levelJitter } : {}),
     labelOrder: o.labelOrder ?? 'given',
     ema: o.ema ?? 0,
     averageFrom: o.averageFrom ?? null,
@@ -264,6 +272,10 @@ function resolveRun(o: TrainOptions, log: (line: string) => void): RunPlan {
   if (spec.questionWeights) checkQuestionWeights(spec.questionWeights);
   if (!(spec.mixRate >= 0 && spec.mixRate <= 1)) throw new ArdError(`train: --mix-rate must be from 0 to 1 (got ${spec.mixRate})`);
   if (!(spec.mixThird >= 0 && spec.mixThird <= 1)) throw new ArdError(`train: --mix-third must be from 0 to 1 (got ${spec.mixThird})`);
+  if (spec.levelJitter) {
+    const [lo, hi] = spec.levelJitter;
+    if (!(lo >= -40 && hi <= 20 && lo <= hi)) throw new ArdError(`train: --level-jitter must be LO,HI dB with -40 ≤ LO ≤ HI ≤ 20 (got ${lo},${hi})`);
+  }
   if (!LABEL_ORDERS.includes(spec.labelOrder)) throw new ArdError(`train: --label-order must be ${LABEL_ORDERS.join(' or ')} (got ${String(spec.labelOrder)})`);
   if (!(spec.ema >= 0 && spec.ema < 1)) throw new ArdError(`train: --ema must be from 0 to below 1 (got ${spec.ema})`);
   if (spec.averageFrom !== null && !(Number.isInteger(spec.averageFrom) && spec.averageFrom >= 1 && spec.averageFrom <= spec.steps)) {
@@ -562,10 +574,15 @@ function stepBatch(spec: RunSpec, data: TrainData, tok: Tokenizer, step: number)
   // each slot's clip, or a fresh mixture in its place (mix.ts)
   const slots = pick.map((c, i) => {
     const m = planMix(spec.seed, step, i, c, data.labelsOf, spec.mixRate, { third: spec.mixThird, corpusLevels: spec.mixCorpusLevels });
-    if (!m) return { clip: data.clips[c]!, qas: data.qas[c]! };
-    const entry = mixedEntry([m.fg, m.bg, ...(m.third ? [m.third.clip] : [])].map((j) => data.clips[j]!.entry), m.captionSeed);
-    const { mel, frames, validFrames } = planMels(m, data.clips, spec.dims.nMels);
-    return { clip: { entry, mel, frames, validFrames, nAudio: audioTokenCount(validFrames) }, qas: clipQAs(entry, spec.labelOrder) };
+    let slot: { clip: Clip; qas: QA[] };
+    if (!m) slot = { clip: data.clips[c]!, qas: data.qas[c]! };
+    else {
+      const entry = mixedEntry([m.fg, m.bg, ...(m.third ? [m.third.clip] : [])].map((j) => data.clips[j]!.entry), m.captionSeed);
+      const { mel, frames, validFrames } = planMels(m, data.clips, spec.dims.nMels);
+      slot = { clip: { entry, mel, frames, validFrames, nAudio: audioTokenCount(validFrames) }, qas: clipQAs(entry, spec.labelOrder) };
+    }
+    if (spec.levelJitter) slot = { ...slot, clip: { ...slot.clip, ...shiftLevel(slot.clip, levelJitterDb(spec.seed, step, i, spec.levelJitter)) } };
+    return slot;
   });
   const convs: EncodedConversation[] = [];
   const clipOf: number[] = [];
