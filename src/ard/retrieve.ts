@@ -30,7 +30,8 @@ import type { CaptureManifest } from './run.js';
 import { captureShardReader, clearFresh, fileDigest, isFresh, markFresh, readCaptureManifest, runPaths, stageInputsKey } from './run.js';
 import { Tensor, empty, tensor } from '../tensor/tensor.js';
 import { cast, map, zeros } from '../tensor/ops/elementwise.js';
-import { reshape, transpose } from '../tensor/ops/layout.js';
+import { concat, contiguous, reshape, slice, transpose } from '../tensor/ops/layout.js';
+import { tidy } from '../tensor/scope.js';
 import { max as reduceMax, sum as reduceSum } from '../tensor/ops/reduce.js';
 import { topk } from '../tensor/ops/index.js';
 import { matmulSteadyRows } from '../tensor/ops/matmul.js';
@@ -541,13 +542,14 @@ export function steadyBlocks(rows: number, minRows: number): [number, number][] 
 
 /**
  * encodeFeatureActivations over rows handed over a part at a time (a long clip's windows), with
- * memory bounded by the block size, not by the rows' count. Rows wait on the host until there are
- * enough for a block of at least `minRows` (matmulSteadyRows) that leaves as many for the last
- * block, so every block takes the kernels one call over all the rows would and the activations,
- * concatenated, are that call's bit for bit (all the rows in one block when there are fewer).
+ * memory bounded by the block size, not by the rows' count. Rows wait (on the GPU, so that windows
+ * keep being computed while earlier ones wait) until there are enough for a block of at least
+ * `minRows` (matmulSteadyRows) that leaves as many for the last block, so every block takes the
+ * kernels one call over all the rows would and the activations, concatenated, are that call's bit
+ * for bit (all the rows in one block when there are fewer).
  */
 export class FeatureActivationStream {
-  private pending: Float32Array[] = [];
+  private pending: Tensor[] = [];
   private pendingRows = 0;
   private ended = false;
 
@@ -561,13 +563,29 @@ export class FeatureActivationStream {
     if (!(Number.isInteger(minRows) && minRows >= 1)) throw new ArdError(`FeatureActivationStream: minRows = ${minRows} must be a positive integer`);
   }
 
-  /** Adds rows (row-major [r, d], host); returns the activations ([feature][row]) of rows encoded now, or null. */
-  async push(rows: Float32Array): Promise<Float32Array[] | null> {
+  /**
+   * Adds rows [r, d] (f32: a tensor, which the stream disposes, or row-major host data); returns
+   * the activations ([feature][row]) of the rows encoded now, or null.
+   */
+  async push(rows: Tensor | Float32Array): Promise<Float32Array[] | null> {
     if (this.ended) throw new Error('FeatureActivationStream: push after end');
-    if (rows.length % this.d) throw new ArdError(`explain: ${rows.length} values are not rows of d = ${this.d}`);
-    if (!rows.length) return null;
-    this.pending.push(rows);
-    this.pendingRows += rows.length / this.d;
+    let t: Tensor;
+    if (rows instanceof Float32Array) {
+      if (rows.length % this.d) throw new ArdError(`explain: ${rows.length} values are not rows of d = ${this.d}`);
+      t = tensor(this.engine, rows, [rows.length / this.d, this.d]);
+    } else {
+      t = rows;
+      if (t.rank !== 2 || t.shape[1] !== this.d) {
+        t.dispose();
+        throw new ArdError(`explain: rows [${t.shape.join(', ')}] are not [r, ${this.d}]`);
+      }
+    }
+    if (!t.shape[0]) {
+      t.dispose();
+      return null;
+    }
+    this.pending.push(t);
+    this.pendingRows += t.shape[0]!;
     if (this.pendingRows < 2 * this.minRows) return null;
     return this.encode(this.pendingRows - this.minRows);
   }
@@ -579,30 +597,39 @@ export class FeatureActivationStream {
     return this.encode(this.pendingRows);
   }
 
+  /** Frees the rows still waiting (after a failure). */
+  dispose(): void {
+    this.ended = true;
+    for (const t of this.pending) t.dispose();
+    this.pending = [];
+    this.pendingRows = 0;
+  }
+
   /** Encodes the first `n` waiting rows. */
   private async encode(n: number): Promise<Float32Array[]> {
-    const d = this.d;
-    const all = this.pending.length === 1 ? this.pending[0]! : concatRows(this.pending, this.pendingRows * d);
-    const x = tensor(this.engine, n * d === all.length ? all : all.subarray(0, n * d), [n, d]);
-    const rest = all.slice(n * d);
-    this.pending = rest.length ? [rest] : [];
-    this.pendingRows -= n;
+    const total = this.pendingRows;
+    const parts = this.pending;
+    this.pending = [];
+    this.pendingRows = 0;
+    let all: Tensor;
+    try {
+      all = parts.length === 1 ? parts[0]! : tidy(() => concat(parts, 0));
+    } finally {
+      if (parts.length > 1) for (const p of parts) p.dispose();
+    }
+    let x = all;
+    if (n < total) {
+      x = tidy(() => contiguous(slice(all, 0, 0, n)));
+      this.pending = [tidy(() => contiguous(slice(all, 0, n, total)))];
+      this.pendingRows = total - n;
+      all.dispose();
+    }
     try {
       return await encodeFeatureActivations(this.engine, this.sae, x, this.features);
     } finally {
       x.dispose();
     }
   }
-}
-
-function concatRows(parts: readonly Float32Array[], length: number): Float32Array {
-  const out = new Float32Array(length);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 export interface TimelineFile {

@@ -78,20 +78,21 @@ export async function explainClip(o: ExplainClipOptions): Promise<ExplanationSum
   const rows = windows.reduce((n, w) => n + w.tokens, 0);
   const out = new ExplainStream({ rows, frameSeconds: model.frameSeconds, features: o.features, threshold: o.threshold, mergeGap: o.mergeGap, width: o.width });
   const acts = new FeatureActivationStream(model.engine, o.sae, ids, d);
-  for (const w of windows) {
-    const got = windowResiduals(model, await o.clip.window(w.from, w.to), [layer], { prompt: o.prompt ?? DEFAULT_CAPTURE_PROMPT, lastLayer: layer });
-    const t = got.get(layer);
-    if (!t) throw new ArdError(`explain: the layer ${layer} hook did not run`);
-    let host: Float32Array;
-    try {
-      if (t.rank !== 2 || t.shape[0] !== w.tokens || t.shape[1] !== d) throw new ArdError(`explain: window ${w.index} gave residuals [${t.shape.join(', ')}], not [${w.tokens}, ${d}]`);
-      host = await t.toFloat32();
-    } finally {
-      t.dispose();
+  try {
+    for (const w of windows) {
+      const got = windowResiduals(model, await o.clip.window(w.from, w.to), [layer], { prompt: o.prompt ?? DEFAULT_CAPTURE_PROMPT, lastLayer: layer });
+      const t = got.get(layer);
+      if (!t) throw new ArdError(`explain: the layer ${layer} hook did not run`);
+      if (t.shape[0] !== w.tokens) {
+        t.dispose();
+        throw new ArdError(`explain: window ${w.index} gave ${t.shape[0]} rows, not ${w.tokens}`);
+      }
+      const a = await acts.push(t);
+      if (a) out.push(a);
     }
-    const a = await acts.push(host);
-    if (a) out.push(a);
+    out.push(await acts.end());
+  } finally {
+    acts.dispose();
   }
-  out.push(await acts.end());
   return out.finish();
 }
