@@ -127,8 +127,15 @@ describe('explain, streamed', () => {
     const acts = features.map((_, j) => Float32Array.from({ length: T }, (_, t) => (j === 4 ? 0 : r() < 0.35 + 0.1 * Math.sin(t / 9 + j) ? r() * (1 + j) : 0)));
     for (const threshold of [0, 0.5]) {
       const s = new ExplainStream({ rows: T, frameSeconds: 0.04, features, threshold, width: 40 });
-      for (const [a, b] of [[0, 1], [1, 41], [41, 41], [41, 137]] as const) s.push(acts.map((x) => x.subarray(a, b)));
+      const lean = new ExplainStream({ rows: T, frameSeconds: 0.04, features, threshold, width: 40, keepSegments: false });
+      for (const [a, b] of [[0, 1], [1, 41], [41, 41], [41, 137]] as const) {
+        s.push(acts.map((x) => x.subarray(a, b)));
+        lean.push(acts.map((x) => x.subarray(a, b)));
+      }
       const got = s.finish();
+      // the first segments alone order the timeline's rows as all of them do
+      expect(lean.timeline()).toEqual({ duration: got.duration, timeline: got.timeline });
+      expect(() => lean.finish()).toThrow(/needs keepSegments/);
       // explain()'s rules, from segmentsOf and renderTimeline over the whole rows
       const want = features.flatMap((f, j) => {
         const thr = threshold * f.scores.maxMean;
@@ -162,6 +169,12 @@ describe('explain, streamed', () => {
       expect(got).toEqual({ ...whole, features: whole.features.map(({ activations: _a, ...f }) => f) });
     } finally {
       clip.close();
+    }
+    const again = await openClip(longWav, model.windowSamples);
+    try {
+      expect(await explainClip({ model, sae, clip: again, layer: LAYER, features, timelineOnly: true })).toEqual({ duration: whole.duration, timeline: whole.timeline });
+    } finally {
+      again.close();
     }
   });
 });

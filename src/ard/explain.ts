@@ -2,6 +2,8 @@
 // Input: residual rows [T, d] of one clip at the SAE's layer (on the GPU or host) and the seconds
 // per row. Output: per feature its firing segments (maximal runs of rows with z > threshold, gaps
 // of ≤ mergeGap rows bridged) with the peak activation, plus a compact terminal timeline.
+// ExplainStream takes the activations a block of rows at a time (a long clip, window by window:
+// stages.ts explainClip) and keeps only what the output needs.
 import type { Engine } from '../gpu/engine.js';
 import { Tensor, tensor } from '../tensor/tensor.js';
 import { ArdError } from '../util/errors.js';
@@ -153,6 +155,11 @@ export interface ExplainStreamOptions {
   threshold?: number;
   mergeGap?: number;
   width?: number;
+  /**
+   * Keep every segment (default). false keeps each feature's first only, which orders the
+   * timeline's rows: memory then does not grow with the clip at all, and only timeline() answers.
+   */
+  keepSegments?: boolean;
 }
 
 function r4(x: number): number {
@@ -169,6 +176,7 @@ export class ExplainStream {
   private readonly T: number;
   private readonly W: number;
   private readonly gap: number;
+  private readonly keep: boolean;
   private readonly state: {
     thr: number;
     segments: Segment[];
@@ -188,6 +196,7 @@ export class ExplainStream {
     this.T = o.rows;
     this.W = timelineBuckets(o.rows, o.width ?? 60);
     this.gap = o.mergeGap ?? 1;
+    this.keep = o.keepSegments ?? true;
     this.state = o.features.map((f) => ({
       thr: (o.threshold ?? 0) * (f.scores?.maxMean ?? 0),
       segments: [],
@@ -219,7 +228,7 @@ export class ExplainStream {
             st.cur.e = t;
             st.cur.peak = Math.max(st.cur.peak, v);
           } else {
-            if (st.cur) st.segments.push(seg(st.cur, fs));
+            if (st.cur && (this.keep || !st.segments.length)) st.segments.push(seg(st.cur, fs));
             st.cur = { s: t, e: t, peak: v };
           }
         }
@@ -232,7 +241,14 @@ export class ExplainStream {
   }
 
   finish(): ExplanationSummary {
+    if (!this.keep) throw new Error('ExplainStream: finish() needs keepSegments (timeline() does not)');
     return this.finishIndexed().r;
+  }
+
+  /** The duration and the terminal timeline (all that keepSegments false allows). */
+  timeline(): { duration: number; timeline: string } {
+    const { duration, timeline } = this.finishIndexed().r;
+    return { duration, timeline };
   }
 
   /** @internal finish(), with each feature's index in the features given. */

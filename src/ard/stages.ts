@@ -61,22 +61,26 @@ export interface ExplainClipOptions {
   threshold?: number;
   mergeGap?: number;
   width?: number;
+  /** Only the duration and the terminal timeline: the segments are not kept (ExplainStream keepSegments). */
+  timelineOnly?: boolean;
 }
 
 /**
  * explain(clipResiduals(...)) for a clip read a window at a time: each window's residual rows go
  * through the SAE as they come (FeatureActivationStream, whose blocks encode as all the rows at
  * once would) into an ExplainStream, so host and GPU memory stay flat in the clip's length. The
- * result is explain()'s less the per-row activations.
+ * result is explain()'s less the per-row activations (with timelineOnly, its duration and timeline).
  */
-export async function explainClip(o: ExplainClipOptions): Promise<ExplanationSummary> {
+export async function explainClip(o: ExplainClipOptions & { timelineOnly: true }): Promise<{ duration: number; timeline: string }>;
+export async function explainClip(o: ExplainClipOptions): Promise<ExplanationSummary>;
+export async function explainClip(o: ExplainClipOptions): Promise<ExplanationSummary | { duration: number; timeline: string }> {
   const { model, layer } = o;
   const windows = model.windows(o.clip.length);
   if (!windows.length) throw new ArdError(`explain: a clip of ${o.clip.length} samples is too short to give an audio token`);
   const d = model.config.text_config.hidden_size;
   const ids = o.features.map((f) => f.id);
   const rows = windows.reduce((n, w) => n + w.tokens, 0);
-  const out = new ExplainStream({ rows, frameSeconds: model.frameSeconds, features: o.features, threshold: o.threshold, mergeGap: o.mergeGap, width: o.width });
+  const out = new ExplainStream({ rows, frameSeconds: model.frameSeconds, features: o.features, threshold: o.threshold, mergeGap: o.mergeGap, width: o.width, keepSegments: !o.timelineOnly });
   const acts = new FeatureActivationStream(model.engine, o.sae, ids, d);
   try {
     for (const w of windows) {
@@ -94,5 +98,5 @@ export async function explainClip(o: ExplainClipOptions): Promise<ExplanationSum
   } finally {
     acts.dispose();
   }
-  return out.finish();
+  return o.timelineOnly ? out.timeline() : out.finish();
 }

@@ -19,6 +19,7 @@
 //
 // Audio: like ask, a prompt carries one window of the model's audio window (the first, unless
 // `window` picks another); steerCommand with windows 'all' sweeps each window of the clip in turn.
+// A file is read a window at a time (src/audio/stream.ts), so memory does not grow with its length.
 //
 // Baselines: a `direction` u in the spec steers along u instead of W_dec[F]/s, each row moved by
 // the norm the feature's edit would give it (x' = x + |c|·‖W_dec[F]/s‖·u); steerExperiment uses it
@@ -202,11 +203,6 @@ function steeringFn(model: AudioLLM, spec: SteeringSpec): { fn: (resid: Tensor, 
 /** An audio file path (WAV, FLAC, Ogg, MP3), 16 kHz mono samples or decoded audio. */
 export type SteerAudio = string | Float32Array | WavAudio;
 
-/** A steered clip, read a window at a time (a file through src/audio/stream.ts). */
-function clipOfAudio(model: AudioLLM, a: SteerAudio): Promise<ClipWindows> {
-  return clipOf(model, a, 'steer');
-}
-
 /** A clip encoded once and a question, reused by every generation of a sweep. */
 interface Prepared {
   ids: number[];
@@ -323,7 +319,7 @@ export interface SteerGenerateOptions extends SteerGenOptions {
 /** Asks `question` about `audio` with feature F steered to `value` (see the top of this file). */
 export async function steerGenerate(o: SteerGenerateOptions): Promise<SteerAnswer & { promptIds: number[] }> {
   checkSpec(o.model, { ...o, promptIds: [] });
-  const clip = await clipOfAudio(o.model, o.audio);
+  const clip = await clipOf(o.model, o.audio, 'steer');
   let p: Prepared;
   try {
     p = await prepare(o.model, clip, o.question, o.tokenizer);
@@ -375,7 +371,7 @@ function checkValues(values: readonly number[]): void {
 export async function steerSweep(o: SteerSweepOptions): Promise<SteerSweep> {
   checkValues(o.values);
   checkSpec(o.model, { ...o, value: 0, mode: o.mode ?? 'add', positions: o.positions ?? 'all', promptIds: [] });
-  const clip = await clipOfAudio(o.model, o.audio);
+  const clip = await clipOf(o.model, o.audio, 'steer');
   try {
     return await sweepWindow(o, clip, o.window ?? 0);
   } finally {

@@ -548,8 +548,15 @@ export function registerCommands(cli: CAC): void {
         const model = await openModel(engine, flags.model, true, modelFlags(flags));
         const sae = openSae(engine, run, layer, flags.sae);
         // a long clip's rows continue in time across windows
-        const r = await explainClip({ model, sae, clip, layer, prompt: readCaptureManifest(run).prompt, features, threshold: Number(flags.threshold) });
-        emit(flags, { file: wav, duration: r.duration, features: r.features }, () => r.timeline);
+        const o = { model, sae, clip, layer, prompt: readCaptureManifest(run).prompt, features, threshold: Number(flags.threshold) };
+        if (flags.json) {
+          const r = await explainClip(o);
+          emit(flags, { file: wav, duration: r.duration, features: r.features }, () => r.timeline);
+        } else {
+          // the timeline needs no segments: nothing kept grows with the clip
+          const r = await explainClip({ ...o, timelineOnly: true });
+          emit(flags, r, () => r.timeline);
+        }
         model.dispose();
         engine.destroy();
       } finally {
