@@ -10,7 +10,7 @@ import { readAudio } from '../src/audio/decode.js';
 import { wavHeadSync } from '../src/audio/stream.js';
 import { encodeWav, writeWav } from '../src/audio/wav.js';
 import { explain, ExplainStream, renderTimeline, segmentsOf } from '../src/ard/explain.js';
-import { readFeatures } from '../src/ard/rank.js';
+import { type FeatureEntry, readFeatures } from '../src/ard/rank.js';
 import { writeReportAsync } from '../src/ard/report.js';
 import { encodeFeatureActivations, FeatureActivationStream, steadyBlocks } from '../src/ard/retrieve.js';
 import type { CaptureManifest } from '../src/ard/run.js';
@@ -123,7 +123,8 @@ describe('explain, streamed', () => {
   it('ExplainStream fed in blocks: the segments, peaks, coverage and timeline of the whole rows', () => {
     const T = 137;
     const r = rng(9);
-    const features = [0, 1, 2, 3, 4].map((id) => ({ id, name: id === 3 ? undefined : `f${id}`, scores: { maxMean: 0.5 + id * 0.2 } as never }));
+    const maxMean = [0.5, 0.7, 0.9, 1.1, 1.3];
+    const features = maxMean.map((m, id) => ({ id, name: id === 3 ? undefined : `f${id}`, scores: { maxMean: m } as unknown as FeatureEntry['scores'] }));
     const acts = features.map((_, j) => Float32Array.from({ length: T }, (_, t) => (j === 4 ? 0 : r() < 0.35 + 0.1 * Math.sin(t / 9 + j) ? r() * (1 + j) : 0)));
     for (const threshold of [0, 0.5]) {
       const s = new ExplainStream({ rows: T, frameSeconds: 0.04, features, threshold, width: 40 });
@@ -138,7 +139,7 @@ describe('explain, streamed', () => {
       expect(() => lean.finish()).toThrow(/needs keepSegments/);
       // explain()'s rules, from segmentsOf and renderTimeline over the whole rows
       const want = features.flatMap((f, j) => {
-        const thr = threshold * f.scores.maxMean;
+        const thr = threshold * maxMean[j]!;
         const segments = segmentsOf(acts[j]!, 0.04, thr);
         if (!segments.length) return [];
         const peak = Math.round(Math.max(0, ...acts[j]!) * 1e4) / 1e4;
@@ -147,7 +148,7 @@ describe('explain, streamed', () => {
       want.sort((a, b) => a.segments[0]!.start - b.segments[0]!.start || b.peak - a.peak || a.feature - b.feature);
       expect(got.features).toEqual(want.map(({ j: _j, ...f }) => f));
       expect(got.features.length).toBeGreaterThan(2);
-      const rows = want.map((f) => ({ label: `${f.name} (#${f.feature})`, activations: Array.from(acts[f.j]!, (v) => Math.round(v * 1e4) / 1e4), scale: Math.max(features[f.j]!.scores.maxMean, f.peak) }));
+      const rows = want.map((f) => ({ label: `${f.name} (#${f.feature})`, activations: Array.from(acts[f.j]!, (v) => Math.round(v * 1e4) / 1e4), scale: Math.max(maxMean[f.j]!, f.peak) }));
       expect(got.timeline).toBe(renderTimeline(rows, 0.04, 40));
       expect(got.duration).toBe(5.48);
     }
