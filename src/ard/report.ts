@@ -14,8 +14,8 @@
 // rendering asked for and renders again; writeReport alone embeds WAV clips only.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readAudio, sniffAudio } from '../audio/decode.js';
-import { decodeWav, encodeWav } from '../audio/wav.js';
+import { openClip, wavHeadSync, type ClipReader } from '../audio/stream.js';
+import { encodeWav } from '../audio/wav.js';
 import { resample } from '../audio/resample.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { describeError } from '../util/errors.js';
@@ -47,7 +47,7 @@ export interface ReportOptions {
   /** Directory corpus-relative clip paths are resolved against (default: manifest.corpus, RUN). */
   corpusDir?: string;
   title?: string;
-  /** Compressed clips decoded beforehand (absolute file → mono 16 kHz samples, or why it failed); writeReportAsync fills it. */
+  /** Compressed clips decoded beforehand (absolute file → mono 16 kHz samples, at least audioSeconds' worth, or why it failed); writeReportAsync fills it. */
   decodedAudio?: ReadonlyMap<string, Float32Array | string>;
 }
 
@@ -341,10 +341,12 @@ class AudioStore {
       return false;
     }
     try {
-      const stored = fs.readFileSync(file);
-      const { format } = sniffAudio(stored, file);
+      const n = Math.round(this.seconds * 16000);
+      // a WAV's first seconds are read here, synchronously and no further than they need
+      const head = wavHeadSync(file, n);
+      const format = head.format;
       let samples: Float32Array;
-      if (format === 'wav') samples = decodeWav(stored, file).samples;
+      if (head.samples) samples = head.samples;
       else {
         const got = this.decoded?.get(file);
         if (typeof got === 'string') {
@@ -358,7 +360,7 @@ class AudioStore {
         }
         samples = got;
       }
-      let x = samples.subarray(0, Math.min(samples.length, Math.round(this.seconds * 16000)));
+      let x = samples.subarray(0, Math.min(samples.length, n));
       if (this.rate !== 16000) x = resample(x, 16000, this.rate);
       const bytes = 44 + 2 * x.length;
       if (this.bytes + bytes > this.budget) {
@@ -912,11 +914,17 @@ export async function writeReportAsync(run: string, opts: ReportOptions = {}): P
   const first = writeReport(run, opts);
   if (!first.audioPending.length) return first;
   const decoded = new Map<string, Float32Array | string>(opts.decodedAudio ?? []);
+  const n = Math.round((opts.audioSeconds ?? 4) * 16000);
   for (const file of first.audioPending) {
+    // only the seconds the player needs are kept; a long clip is decoded through (and so checked) a block at a time
+    let clip: ClipReader | null = null;
     try {
-      decoded.set(file, (await readAudio(file)).samples);
+      clip = await openClip(file, n);
+      decoded.set(file, await clip.window(0, Math.min(clip.length, n)));
     } catch (e) {
       decoded.set(file, describeError(e));
+    } finally {
+      clip?.close();
     }
   }
   return writeReport(run, { ...opts, decodedAudio: decoded });

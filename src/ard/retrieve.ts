@@ -30,9 +30,11 @@ import type { CaptureManifest } from './run.js';
 import { captureShardReader, clearFresh, fileDigest, isFresh, markFresh, readCaptureManifest, runPaths, stageInputsKey } from './run.js';
 import { Tensor, empty, tensor } from '../tensor/tensor.js';
 import { cast, map, zeros } from '../tensor/ops/elementwise.js';
-import { reshape, transpose } from '../tensor/ops/layout.js';
+import { concat, contiguous, reshape, slice, transpose } from '../tensor/ops/layout.js';
+import { tidy } from '../tensor/scope.js';
 import { max as reduceMax, sum as reduceSum } from '../tensor/ops/reduce.js';
 import { topk } from '../tensor/ops/index.js';
+import { matmulSteadyRows } from '../tensor/ops/matmul.js';
 
 /** Bump when the meaning of retrieve-L.safetensors changes (invalidates cached results). */
 export const RETRIEVE_VERSION = 1;
@@ -525,6 +527,111 @@ export async function encodeFeatureActivations(engine: Engine, sae: SparseEncode
   }
 }
 
+/**
+ * Row blocks [from, to) covering [0, rows), each of at least `minRows` rows (one block when there
+ * are fewer): blocks for which matmul takes the kernels one product over all the rows takes
+ * (matmulSteadyRows), so encoding them one by one gives what encoding all the rows at once gives.
+ */
+export function steadyBlocks(rows: number, minRows: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let r = 0; r < rows; r += minRows) out.push([r, Math.min(rows, r + minRows)]);
+  // a short tail joins the block before it
+  if (out.length > 1 && out.at(-1)![1] - out.at(-1)![0] < minRows) out.at(-2)![1] = out.pop()![1];
+  return out;
+}
+
+/**
+ * encodeFeatureActivations over rows handed over a part at a time (a long clip's windows), with
+ * memory bounded by the block size, not by the rows' count. Rows wait (on the GPU, so that windows
+ * keep being computed while earlier ones wait) until there are enough for a block of at least
+ * `minRows` (matmulSteadyRows) that leaves as many for the last block, so every block takes the
+ * kernels one call over all the rows would and the activations, concatenated, are that call's bit
+ * for bit (all the rows in one block when there are fewer).
+ */
+export class FeatureActivationStream {
+  private pending: Tensor[] = [];
+  private pendingRows = 0;
+  private ended = false;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly sae: SparseEncoder,
+    private readonly features: readonly number[],
+    private readonly d: number,
+    private readonly minRows = matmulSteadyRows(engine),
+  ) {
+    if (!(Number.isInteger(minRows) && minRows >= 1)) throw new ArdError(`FeatureActivationStream: minRows = ${minRows} must be a positive integer`);
+  }
+
+  /**
+   * Adds rows [r, d] (f32: a tensor, which the stream disposes, or row-major host data); returns
+   * the activations ([feature][row]) of the rows encoded now, or null.
+   */
+  async push(rows: Tensor | Float32Array): Promise<Float32Array[] | null> {
+    if (this.ended) throw new Error('FeatureActivationStream: push after end');
+    let t: Tensor;
+    if (rows instanceof Float32Array) {
+      if (rows.length % this.d) throw new ArdError(`explain: ${rows.length} values are not rows of d = ${this.d}`);
+      t = tensor(this.engine, rows, [rows.length / this.d, this.d]);
+    } else {
+      t = rows;
+      if (t.rank !== 2 || t.shape[1] !== this.d) {
+        t.dispose();
+        throw new ArdError(`explain: rows [${t.shape.join(', ')}] are not [r, ${this.d}]`);
+      }
+    }
+    if (!t.shape[0]) {
+      t.dispose();
+      return null;
+    }
+    this.pending.push(t);
+    this.pendingRows += t.shape[0]!;
+    if (this.pendingRows < 2 * this.minRows) return null;
+    return this.encode(this.pendingRows - this.minRows);
+  }
+
+  /** The activations of the rows still waiting (none: arrays of length 0). */
+  async end(): Promise<Float32Array[]> {
+    this.ended = true;
+    if (!this.pendingRows) return this.features.map(() => new Float32Array(0));
+    return this.encode(this.pendingRows);
+  }
+
+  /** Frees the rows still waiting (after a failure). */
+  dispose(): void {
+    this.ended = true;
+    for (const t of this.pending) t.dispose();
+    this.pending = [];
+    this.pendingRows = 0;
+  }
+
+  /** Encodes the first `n` waiting rows. */
+  private async encode(n: number): Promise<Float32Array[]> {
+    const total = this.pendingRows;
+    const parts = this.pending;
+    this.pending = [];
+    this.pendingRows = 0;
+    let all: Tensor;
+    try {
+      all = parts.length === 1 ? parts[0]! : tidy(() => concat(parts, 0));
+    } finally {
+      if (parts.length > 1) for (const p of parts) p.dispose();
+    }
+    let x = all;
+    if (n < total) {
+      x = tidy(() => contiguous(slice(all, 0, 0, n)));
+      this.pending = [tidy(() => contiguous(slice(all, 0, n, total)))];
+      this.pendingRows = total - n;
+      all.dispose();
+    }
+    try {
+      return await encodeFeatureActivations(this.engine, this.sae, x, this.features);
+    } finally {
+      x.dispose();
+    }
+  }
+}
+
 export interface TimelineFile {
   layer: number;
   /** timelines[featureId][clipIndex] = activation per token. */
@@ -559,17 +666,30 @@ export async function computeTimelines(o: TimelineOptions): Promise<TimelineFile
   const reader = captureShardReader(o.run, manifest, o.layer);
   const out: TimelineFile = { layer: o.layer, features: {}, frameSeconds: {} };
   const clips = [...byClip.keys()].sort((a, b) => manifest.clips[a]!.rowStart - manifest.clips[b]!.rowStart);
+  const minRows = matmulSteadyRows(o.engine);
   for (const ci of clips) {
     const c = manifest.clips[ci];
     if (!c) throw new ArdError(`${paths.features}: clip index ${ci} not in the capture manifest`);
     out.frameSeconds[ci] = c.frameSeconds;
     const feats = [...new Set(byClip.get(ci)!)];
     if (c.rowCount === 0) continue;
-    const x = uploadRows(o.engine, reader, c.rowStart, c.rowCount);
-    const acts = await encodeFeatureActivations(o.engine, o.sae, x, feats);
-    x.dispose();
+    // a long clip's rows a block at a time (each block encodes as all the rows at once would)
+    const lines = feats.map(() => new Array<number>(c.rowCount));
+    for (const [from, to] of steadyBlocks(c.rowCount, minRows)) {
+      const x = uploadRows(o.engine, reader, c.rowStart + from, to - from);
+      let acts: Float32Array[];
+      try {
+        acts = await encodeFeatureActivations(o.engine, o.sae, x, feats);
+      } finally {
+        x.dispose();
+      }
+      feats.forEach((_, j) => {
+        const a = acts[j]!;
+        for (let r = 0; r < a.length; r++) lines[j]![from + r] = Math.round(a[r]! * 1e4) / 1e4;
+      });
+    }
     feats.forEach((f, j) => {
-      (out.features[f] ??= {})[ci] = Array.from(acts[j]!, (v) => Math.round(v * 1e4) / 1e4);
+      (out.features[f] ??= {})[ci] = lines[j]!;
     });
   }
   // many small arrays: one line keeps the file small

@@ -19,6 +19,7 @@
 //
 // Audio: like ask, a prompt carries one window of the model's audio window (the first, unless
 // `window` picks another); steerCommand with windows 'all' sweeps each window of the clip in turn.
+// A file is read a window at a time (src/audio/stream.ts), so memory does not grow with its length.
 //
 // Baselines: a `direction` u in the spec steers along u instead of W_dec[F]/s, each row moved by
 // the norm the feature's edit would give it (x' = x + |c|·‖W_dec[F]/s‖·u); steerExperiment uses it
@@ -26,15 +27,15 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readAudio } from '../audio/decode.js';
+import { openClip } from '../audio/stream.js';
 import type { WavAudio } from '../audio/wav.js';
 import type { Engine } from '../gpu/engine.js';
 import type { AudioLLM, AudioWindow } from '../model/audiollm.js';
-import { buildChatPrompt } from '../model/chat.js';
+import { buildChatPrompt, clipOf, type ClipWindows } from '../model/chat.js';
 import { generate, generateBatch } from '../model/generate.js';
 import type { GenerateOptions } from '../model/generate.js';
 import type { HookContext, HookHandle } from '../model/hooks.js';
-import { loadAudioLLM } from '../model/load.js';
+import { audioWindowSamples, loadAudioLLM } from '../model/load.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { loadSae, saeDigest } from '../sae/load.js';
 import type { Sae } from '../sae/types.js';
@@ -202,16 +203,6 @@ function steeringFn(model: AudioLLM, spec: SteeringSpec): { fn: (resid: Tensor, 
 /** An audio file path (WAV, FLAC, Ogg, MP3), 16 kHz mono samples or decoded audio. */
 export type SteerAudio = string | Float32Array | WavAudio;
 
-async function samplesOf(a: SteerAudio): Promise<Float32Array> {
-  if (typeof a === 'string') return (await readAudio(a)).samples;
-  if (a instanceof Float32Array) return a;
-  if (a && a.samples instanceof Float32Array) {
-    if (a.sampleRate !== 16000) throw new ArdError(`steer: audio at ${a.sampleRate} Hz (16000 expected)`);
-    return a.samples;
-  }
-  throw new ArdError('steer: audio must be an audio file path, a Float32Array of 16 kHz samples or decoded audio');
-}
-
 /** A clip encoded once and a question, reused by every generation of a sweep. */
 interface Prepared {
   ids: number[];
@@ -225,21 +216,20 @@ interface Prepared {
 
 /**
  * Encodes window `window` (default the first) of the clip (unless `feats` are given: they stay the
- * caller's) and builds the prompt.
+ * caller's, and no audio is read) and builds the prompt.
  */
-function prepare(model: AudioLLM, samples: Float32Array, question: string, tokenizer?: Tokenizer, feats?: Tensor, window = 0): Prepared {
+async function prepare(model: AudioLLM, clip: ClipWindows, question: string, tokenizer?: Tokenizer, feats?: Tensor, window = 0): Promise<Prepared> {
   const tok = tokenizer ?? model.tokenizer;
   if (!tok) throw new ArdError(`${model.source}: no tokenizer.json (pass a tokenizer)`);
-  const windows = model.windows(samples.length);
+  const windows = model.windows(clip.length);
   const w = windows[window];
   if (!w) {
-    if (!windows.length) throw new ArdError(`steer: a clip of ${samples.length} samples is too short to give an audio token`);
+    if (!windows.length) throw new ArdError(`steer: a clip of ${clip.length} samples is too short to give an audio token`);
     throw new ArdError(`steer: window ${window} does not exist (the clip has ${windows.length})`);
   }
-  const part = samples.subarray(w.from, w.to);
   // the same prompt as chat.ts askDetailed: one <|AUDIO|> block for the window
   const ids = buildChatPrompt(tok, [w.tokens], question, { audioTokenIndex: model.audioTokenIndex });
-  return { ids, feats: feats ?? model.encodeAudio(part), tok, window: w, windows: windows.length, duration: samples.length / model.frontend.samplingRate };
+  return { ids, feats: feats ?? model.encodeAudio(await clip.window(w.from, w.to)), tok, window: w, windows: windows.length, duration: clip.length / model.frontend.samplingRate };
 }
 
 export interface SteerGenOptions {
@@ -329,7 +319,13 @@ export interface SteerGenerateOptions extends SteerGenOptions {
 /** Asks `question` about `audio` with feature F steered to `value` (see the top of this file). */
 export async function steerGenerate(o: SteerGenerateOptions): Promise<SteerAnswer & { promptIds: number[] }> {
   checkSpec(o.model, { ...o, promptIds: [] });
-  const p = prepare(o.model, await samplesOf(o.audio), o.question, o.tokenizer);
+  const clip = await clipOf(o.model, o.audio, 'steer');
+  let p: Prepared;
+  try {
+    p = await prepare(o.model, clip, o.question, o.tokenizer);
+  } finally {
+    clip.close();
+  }
   try {
     const r = await run(o.model, p, o, o);
     return { ...r, promptIds: p.ids };
@@ -374,10 +370,20 @@ function checkValues(values: readonly number[]): void {
 /** One clip, one question, the answer at each value (the audio is encoded once). */
 export async function steerSweep(o: SteerSweepOptions): Promise<SteerSweep> {
   checkValues(o.values);
+  checkSpec(o.model, { ...o, value: 0, mode: o.mode ?? 'add', positions: o.positions ?? 'all', promptIds: [] });
+  const clip = await clipOf(o.model, o.audio, 'steer');
+  try {
+    return await sweepWindow(o, clip, o.window ?? 0);
+  } finally {
+    clip.close();
+  }
+}
+
+/** steerSweep over window `window` of an open clip (its windows are read in order). */
+async function sweepWindow(o: Omit<SteerSweepOptions, 'audio' | 'window'>, clip: ClipWindows, window: number): Promise<SteerSweep> {
   const mode = o.mode ?? 'add';
   const positions = o.positions ?? 'all';
-  checkSpec(o.model, { ...o, value: 0, mode, positions, promptIds: [] });
-  const p = prepare(o.model, await samplesOf(o.audio), o.question, o.tokenizer, undefined, o.window ?? 0);
+  const p = await prepare(o.model, clip, o.question, o.tokenizer, undefined, window);
   try {
     const baseline = await run(o.model, p, null, o);
     // the steered values decoded together, one sequence each (add 0 is the baseline itself)
@@ -423,34 +429,27 @@ export async function steerCommand(o: SteerCommandOptions): Promise<SteerSweep |
   if (!fs.existsSync(saeFile)) throw new ArdError(o.saeFile === undefined ? `${paths.sae}: no SAE for layer ${o.layer} (train one first)` : `${saeFile}: no such SAE file or folder`);
   if (!fs.existsSync(o.wav)) throw new ArdError(`${o.wav}: no such file`);
   checkValues(o.values);
-  const samples = (await readAudio(o.wav)).samples;
-  const sae = loadSae(o.engine, saeFile);
+  // the clip is checked (a long one measured) before the model loads, then read a window at a time
+  const clip = await openClip(o.wav, audioWindowSamples(o.modelDir));
+  let sae: Sae | null = null;
   let model: AudioLLM | null = null;
   try {
+    sae = loadSae(o.engine, saeFile);
     model = await loadAudioLLM(o.engine, o.modelDir, o.dtype ? { dtype: o.dtype } : {});
     const name = featureName(paths.features, o.feature);
     const sweeps: SteerSweep[] = [];
-    const count = o.windows === 'all' ? Math.max(1, model.windows(samples.length).length) : 1;
+    const count = o.windows === 'all' ? Math.max(1, model.windows(clip.length).length) : 1;
+    const so = { model, sae, layer: o.layer, feature: o.feature, values: o.values, mode: o.mode ?? 'add', positions: o.positions ?? 'all', question: o.prompt, maxNewTokens: o.maxNewTokens ?? 32 };
+    checkSpec(model, { ...so, value: 0, promptIds: [] });
     for (let window = 0; window < count; window++) {
-      const sweep = await steerSweep({
-        model,
-        sae,
-        layer: o.layer,
-        feature: o.feature,
-        values: o.values,
-        mode: o.mode ?? 'add',
-        positions: o.positions ?? 'all',
-        audio: samples,
-        question: o.prompt,
-        maxNewTokens: o.maxNewTokens ?? 32,
-        window,
-      });
+      const sweep = await sweepWindow(so, clip, window);
       sweeps.push(name ? { ...sweep, name } : sweep);
     }
     return o.windows === 'all' ? sweeps : sweeps[0]!;
   } finally {
+    clip.close();
     model?.dispose();
-    sae.dispose();
+    sae?.dispose();
   }
 }
 
@@ -962,14 +961,19 @@ async function sweepClips(
   const start = async (i: number): Promise<Job[]> => {
     const clip = clips[i]!;
     const file = o.corpus && !path.isAbsolute(clip.file) ? path.join(o.corpus, clip.file) : clip.file;
-    const samples = (await readAudio(file)).samples;
-    const p = prepare(o.model, samples, question, o.tokenizer);
+    const audio = await openClip(file, o.model.windowSamples);
+    let p: Prepared;
     let pc: Prepared;
     try {
-      pc = prepare(o.model, samples, controlQuestion, o.tokenizer, p.feats); // same audio features
-    } catch (e) {
-      p.feats.dispose();
-      throw e;
+      p = await prepare(o.model, audio, question, o.tokenizer);
+      try {
+        pc = await prepare(o.model, audio, controlQuestion, o.tokenizer, p.feats); // same audio features
+      } catch (e) {
+        p.feats.dispose();
+        throw e;
+      }
+    } finally {
+      audio.close();
     }
     const w: Sweep = { i, p, pc, steered: [], pending: 0 };
     live.add(w);

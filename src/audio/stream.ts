@@ -187,6 +187,11 @@ class WavFrames implements MonoSource {
   }
 
   async next(): Promise<Float32Array | null> {
+    return this.nextSync();
+  }
+
+  /** next(), synchronously (WAV data needs no decoder). */
+  nextSync(): Float32Array | null {
     if (this.done >= this.frames) return null;
     const k = Math.min(this.perBlock, this.frames - this.done);
     const bytes = k * this.f.blockAlign;
@@ -590,4 +595,52 @@ export async function openClip(input: AudioStreamInput, windowSamples: number, o
       rest?.close();
     },
   };
+}
+
+/**
+ * The first `n` 16 kHz samples of a WAV file, exactly readAudio(file).samples.subarray(0, n), read
+ * synchronously and only as far as they need: a PCM WAV cannot fail past its header, float data is
+ * read to its end (readAudio refuses a non-finite sample anywhere). Another format gives its name
+ * and no samples: its decoders are asynchronous (read it with openClip).
+ */
+export function wavHeadSync(input: AudioStreamInput, n: number): { format: AudioFormat; samples: Float32Array | null } {
+  if (!(Number.isInteger(n) && n >= 0)) throw new RangeError(`wavHeadSync: ${n} samples`);
+  const src = openSource(input);
+  try {
+    const view = sourceView(src);
+    const { format } = sniffView(view, src.name);
+    if (format !== 'wav') return { format, samples: null };
+    const wav = new WavFrames(src, view, WAV_BLOCK);
+    const out = new Float32Array(n);
+    let got = 0;
+    const put = (y: Float32Array) => {
+      const k = Math.min(y.length, n - got);
+      out.set(y.subarray(0, k), got);
+      got += k;
+    };
+    let rs: StreamResampler | null = null;
+    let ended = true;
+    for (let m = wav.nextSync(); m !== null; m = wav.nextSync()) {
+      if (!m.length) continue;
+      if (!rs) {
+        // AudioStream's order: a rate without a filter is refused once the rest has been checked
+        try {
+          rs = new StreamResampler(wav.rate, TARGET_RATE);
+        } catch (e) {
+          if (!(e instanceof RangeError)) throw e;
+          while (wav.nextSync() !== null);
+          throw resampleRefusal(src.name, wav.rate);
+        }
+      }
+      if (got < n) put(rs.push(m));
+      if (got >= n && !wav.isFloat) {
+        ended = false;
+        break;
+      }
+    }
+    if (ended && rs && got < n) put(rs.end());
+    return { format, samples: got === n ? out : out.slice(0, got) };
+  } finally {
+    src.close();
+  }
 }

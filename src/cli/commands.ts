@@ -10,7 +10,8 @@ import { Progress } from './progress.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { packageRoot } from '../gpu/registry.js';
-import { loadAudioLLM, resolveWeightDtype } from '../model/load.js';
+import { audioWindowSamples, loadAudioLLM, resolveWeightDtype } from '../model/load.js';
+import { openClip } from '../audio/stream.js';
 import type { AudioLLM } from '../model/audiollm.js';
 import { askBatch, askDetailed, askWindows, chatPromptText } from '../model/chat.js';
 import { loadTokenizer } from '../model/tokenizer.js';
@@ -25,14 +26,13 @@ import { rank, readFeatures } from '../ard/rank.js';
 import { describeFeatures } from '../ard/describe.js';
 import { evaluate } from '../ard/evaluate.js';
 import { writeReportAsync } from '../ard/report.js';
-import { explain } from '../ard/explain.js';
 import { loadSae, saeDigest } from '../sae/load.js';
 import { SAE_ARCHS } from '../sae/model.js';
 import type { SaeArch } from '../sae/model.js';
 import type { Reconstructor } from '../ard/splice.js';
 import { spliceStage } from '../ard/splice.js';
 import type { Sae } from '../sae/types.js';
-import { clipResiduals, modelDescriber, wavSamples } from '../ard/stages.js';
+import { explainClip, modelDescriber } from '../ard/stages.js';
 import { checkSteerExperiment, steerCommand, steerExperiment } from '../ard/steer.js';
 import { trainSaeStage } from '../ard/train-sae.js';
 import { DEMO_STAGES, runDemo } from '../ard/demo.js';
@@ -541,17 +541,27 @@ export function registerCommands(cli: CAC): void {
       const run = needRun(flags.run);
       const layer = layerOf(flags, run);
       const features = readFeatures(runPaths(run, layer).features).features.filter((f) => f.name);
-      const samples = await wavSamples(wav);
-      const engine = await openEngine(flags);
-      const model = await openModel(engine, flags.model, true, modelFlags(flags));
-      const sae = openSae(engine, run, layer, flags.sae);
-      const acts = clipResiduals(model, samples, layer, readCaptureManifest(run).prompt);
-      // a long clip is taken window by window; its rows continue in time across windows
-      const r = await explain({ engine, sae, acts, frameSeconds: model.frameSeconds, features, threshold: Number(flags.threshold) });
-      acts.dispose();
-      emit(flags, { file: wav, duration: r.duration, features: r.features.map(({ activations: _a, ...rest }) => rest) }, () => r.timeline);
-      model.dispose();
-      engine.destroy();
+      // the clip is checked (and a long one measured) before the model loads, then read a window at a time
+      const clip = await openClip(wav, audioWindowSamples(flags.model ?? defaultModelDir()));
+      try {
+        const engine = await openEngine(flags);
+        const model = await openModel(engine, flags.model, true, modelFlags(flags));
+        const sae = openSae(engine, run, layer, flags.sae);
+        // a long clip's rows continue in time across windows
+        const o = { model, sae, clip, layer, prompt: readCaptureManifest(run).prompt, features, threshold: Number(flags.threshold) };
+        if (flags.json) {
+          const r = await explainClip(o);
+          emit(flags, { file: wav, duration: r.duration, features: r.features }, () => r.timeline);
+        } else {
+          // the timeline needs no segments: nothing kept grows with the clip
+          const r = await explainClip({ ...o, timelineOnly: true });
+          emit(flags, r, () => r.timeline);
+        }
+        model.dispose();
+        engine.destroy();
+      } finally {
+        clip.close();
+      }
     });
 
   withGlobals(cli.command('steer <wav>', 'Generate with one SAE feature set or offset to each value (reconstruction error kept)'))

@@ -78,16 +78,17 @@ export function buildChatPrompt(
 export type AudioInput = string | Float32Array | WavAudio;
 
 /** A clip taken window by window: a file is read a window at a time (src/audio/stream.ts). */
-type ClipWindows = Omit<ClipReader, 'info'>;
+export type ClipWindows = Omit<ClipReader, 'info'>;
 
-async function clipOf(model: AudioLLM, a: AudioInput): Promise<ClipWindows> {
+/** An audio input as a clip taken window by window; `who` starts the messages of a refusal. */
+export async function clipOf(model: AudioLLM, a: AudioInput, who = 'chat'): Promise<ClipWindows> {
   if (typeof a === 'string') return openClip(a, model.windowSamples);
   let s: Float32Array;
   if (a instanceof Float32Array) s = a;
   else if (a && a.samples instanceof Float32Array) {
-    if (a.sampleRate !== 16000) throw new ArdError(`chat: audio at ${a.sampleRate} Hz (16000 expected)`);
+    if (a.sampleRate !== 16000) throw new ArdError(`${who}: audio at ${a.sampleRate} Hz (16000 expected)`);
     s = a.samples;
-  } else throw new ArdError('chat: audio must be an audio file path, a Float32Array of 16 kHz samples or decoded audio');
+  } else throw new ArdError(`${who}: audio must be an audio file path, a Float32Array of 16 kHz samples or decoded audio`);
   return { length: s.length, window: async (from, to) => s.subarray(from, to), close: () => {} };
 }
 

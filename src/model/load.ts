@@ -160,6 +160,19 @@ export function loadFrontendConfig(dir: string): FrontendConfig {
   return fe;
 }
 
+/**
+ * The audio window (samples) of the model in `dir`, read from its preprocessor config without
+ * loading the model, so that a clip can be opened (and a bad file refused) first. A config it
+ * cannot read gives Qwen2-Audio's window: loading the model then says what is wrong with it.
+ */
+export function audioWindowSamples(dir: string): number {
+  try {
+    return loadFrontendConfig(dir).nSamples;
+  } catch {
+    return QWEN2_AUDIO_FRONTEND.nSamples;
+  }
+}
+
 function idList(v: unknown): number[] {
   if (Array.isArray(v)) return v.filter((x): x is number => Number.isSafeInteger(x) && x >= 0);
   return Number.isSafeInteger(v) && (v as number) >= 0 ? [v as number] : [];

@@ -7,7 +7,7 @@
 // dBias = Σ dZ, each computed by this same kernel with transpose flags (no explicit transposes).
 // With a fused activation, the forward pass also stores the pre-activation Z when a gradient is
 // wanted (one extra store per output element; a recompute would cost a whole matmul).
-import { Params } from '../../gpu/engine.js';
+import { type Engine, Params } from '../../gpu/engine.js';
 import { ArdError } from '../../util/errors.js';
 import { record } from '../autograd.js';
 import { DTYPE_BYTES, DType, Tensor, empty, shapeStr } from '../tensor.js';
@@ -414,6 +414,19 @@ function dispatchGemv(g: GpuCall, ea: ElemPlan, eb: ElemPlan, subgroups: boolean
  * across the batch). transA / transB read a as [..., K, M] / b as [..., N, K]. 1-D operands are
  * treated as a row (a) or column (b) vector and that dim is dropped from the result, as in torch.
  */
+/**
+ * The fewest rows M from which matmulRaw's choice of kernel (gemv or not, tile, rows per thread)
+ * stops depending on M. Each row of a product is computed the same way by a given kernel, so a
+ * matrix multiplied in row blocks of at least this many rows (or in one block) gives every row
+ * what one product over all its rows gives, bit for bit: what callers that take a long clip's rows
+ * a part at a time rely on (src/ard/retrieve.ts, FeatureActivationStream).
+ */
+export function matmulSteadyRows(engine: Engine): number {
+  const p = engine.profile.matmul;
+  // gemv: M ≤ gemvMaxM; lanes: TM 8 for M ≤ 8; tiled: 128² tiles from tile128MinM
+  return Math.max(p.gemvMaxM + 1, 9, p.tile128MinM);
+}
+
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   if (a.rank === 0 || b.rank === 0) throw new ArdError('matmul: scalars are not matrices');
   if ((a.rank === 1 && opts.transA) || (b.rank === 1 && opts.transB)) throw new ArdError('matmul: transA/transB need 2-D operands');
