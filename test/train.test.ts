@@ -423,6 +423,11 @@ describe('training runs', () => {
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-bad'), mixRate: 1.5 })).rejects.toThrow(/--mix-rate must be from 0 to 1 \(got 1\.5\)/);
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-bad'), auxPool: 'max' as AuxPool })).rejects.toThrow(/--aux-pool must be mean or frames \(got max\)/);
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-bad'), labelOrder: 'loudness' as LabelOrder })).rejects.toThrow(/--label-order must be given or canonical \(got loudness\)/);
+    await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-bad'), levelJitter: [6, -24] })).rejects.toThrow(/--level-jitter must be LO,HI dB with -40 ≤ LO ≤ HI ≤ 20 \(got 6,-24\)/);
+    // --level-jitter changes what the model hears: the same first batch at other levels gives another loss
+    const jit = await trainAudioLLM({ ...base(), out: path.join(tmp, 'run-jitter'), levelJitter: [-24, 6], stopAfter: 1 });
+    expect(jit.records).toHaveLength(1);
+    expect(jit.records[0]!.loss).not.toBe(a.records[0]!.loss);
     // and those runs did mix: some of the 30 × 3 slots became mixtures
     const trainLabels = readManifest(corpus).filter((e) => e.split === 'train').map((e) => e.labels);
     const pool = epochPool(trainLabels.map((l) => l.length), 1);
