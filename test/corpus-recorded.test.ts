@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { runCli } from './helpers.js';
+import { runCli, strongestHz } from './helpers.js';
 import { renderClip } from '../src/corpus/make-corpus.js';
 import { planCorpus, RECORDED_SHARE } from '../src/corpus/plan.js';
 import { DESKTOP_SOUNDS, FLUIDSYNTH_BIN, hasRecorded, midiFile, RECORDED_CONCEPTS, renderRecorded, SOUNDFONT } from '../src/corpus/recorded.js';
@@ -112,19 +112,9 @@ describe.runIf(RUN)('recorded renderings (fluidsynth, timgm6mb-soundfont, deepin
     expect(HAVE, `install them: apt-get install fluidsynth timgm6mb-soundfont deepin-sound-theme`).toBe(true);
   });
 
-  // strongest spectral peak (Hz) of a stretch, by a direct DFT on a log grid from 60 Hz to 7 kHz
-  const peakHz = (x: Float32Array, from: number, len: number) => {
-    let best = 0, bestF = 0;
-    for (let f = 60; f <= 7000; f *= 1.01) {
-      let c = 0, s = 0;
-      for (let i = from; i < from + len; i++) {
-        c += x[i]! * Math.cos((2 * Math.PI * f * i) / 16000);
-        s += x[i]! * Math.sin((2 * Math.PI * f * i) / 16000);
-      }
-      if (Math.hypot(c, s) > best) [best, bestF] = [Math.hypot(c, s), f];
-    }
-    return bestF;
-  };
+  // strongest spectral peak (Hz) of a stretch on a log grid from 60 Hz to 7 kHz
+  const grid = Array.from({ length: 479 }, (_, k) => 60 * Math.pow(1.01, k));
+  const peakHz = (x: Float32Array, from: number, len: number) => strongestHz(x, from, len, grid);
 
   it('gives each concept at its exact length, finite, at the generators\' peak, the same for the same seed and not for another', async () => {
     for (const concept of RECORDED_CONCEPTS) {

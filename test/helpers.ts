@@ -180,3 +180,17 @@ export async function promptAndCacheLogits(model: AudioLLM, ids: number[], posit
   }
   return { forward, steps };
 }
+
+/** Strongest spectral peak (Hz) of x[from, from + len) at 16 kHz, by a direct DFT at each frequency of `grid`. */
+export function strongestHz(x: Float32Array, from: number, len: number, grid: Iterable<number>): number {
+  let best = 0, bestF = 0;
+  for (const f of grid) {
+    let c = 0, s = 0;
+    for (let i = from; i < from + len; i++) {
+      c += x[i]! * Math.cos((2 * Math.PI * f * i) / 16000);
+      s += x[i]! * Math.sin((2 * Math.PI * f * i) / 16000);
+    }
+    if (Math.hypot(c, s) > best) [best, bestF] = [Math.hypot(c, s), f];
+  }
+  return bestF;
+}
