@@ -177,4 +177,20 @@ describe('make-corpus --variety 4', () => {
       fs.rmSync(out, { recursive: true, force: true });
     }
   });
+
+  it('stops in one line naming a missing fluidsynth', () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ardgpu-v4-'));
+    const before = process.env.ARDGPU_FLUIDSYNTH;
+    process.env.ARDGPU_FLUIDSYNTH = '/nonexistent/fluidsynth';
+    try {
+      const r = runCli(['make-corpus', '--variety', '4', '--size', '30', '--out', out]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toEqual(['error: /nonexistent/fluidsynth: not found or not working (make-corpus --variety 4 needs: apt-get install fluidsynth timgm6mb-soundfont deepin-sound-theme)']);
+      expect(fs.readdirSync(out)).toEqual([]);
+    } finally {
+      if (before === undefined) delete process.env.ARDGPU_FLUIDSYNTH;
+      else process.env.ARDGPU_FLUIDSYNTH = before;
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  });
 });

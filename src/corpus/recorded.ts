@@ -5,8 +5,9 @@
 // on synthetic music and chimes (music.ts): real recordings have attack noise, body resonances and
 // rooms that steady synthetic partials lack. The sources are Debian packages, none of them in the
 // real-recordings check set (tools/make-real-corpus.sh): timgm6mb-soundfont, deepin-sound-theme, and
-// fluidsynth to play the SoundFont.
-import { execFile } from 'node:child_process';
+// fluidsynth to play the SoundFont. Tried on the embedded model (weights/README.md, "Tried after stage 8"):
+// it helped on real instrument notes, not on the desktop sounds.
+import { execFile, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -96,6 +97,8 @@ export function midiFile(programs: Map<number, number>, notes: MidiNote[]): Uint
 
 /** Stops with one line naming what is missing (make-corpus --variety 4 checks this before rendering). */
 export function checkRecordedSources(): void {
+  const probe = spawnSync(FLUIDSYNTH_BIN, ['--version'], { stdio: 'ignore' });
+  if (probe.error || probe.status !== 0) throw new ArdError(`${FLUIDSYNTH_BIN}: not found or not working (make-corpus --variety 4 needs: apt-get install ${RECORDED_PACKAGES})`);
   if (!fs.existsSync(SOUNDFONT)) throw new ArdError(`${SOUNDFONT}: SoundFont not found (make-corpus --variety 4 needs: apt-get install ${RECORDED_PACKAGES})`);
   if (desktopSounds().length === 0) throw new ArdError(`${DESKTOP_SOUNDS}: no desktop sounds found (make-corpus --variety 4 needs: apt-get install ${RECORDED_PACKAGES})`);
 }
