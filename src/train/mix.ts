@@ -149,6 +149,7 @@ export function mixMelsAtGain(fg: MelPart, bg: MelPart, nMels: number, gain: num
  * log10 of the mel power, clamps it 8 (80 dB) under the clip's maximum and maps x → (x + 4) / 4, so a gain
  * moves every value, the clamped floor included, by db / 40. (Exact while the clip's maximum stays above
  * −2, where digital silence at log10(1e-10) is clamped up to the floor both before and after: ordinary levels.)
+ * Tried on the embedded model (`--level-jitter=-24,6`, weights/README.md): it heard more non-speech as speech.
  */
 export function shiftLevel(p: MelPart, db: number): MelPart {
   const d = db / 40;
