@@ -410,11 +410,6 @@ function dispatchGemv(g: GpuCall, ea: ElemPlan, eb: ElemPlan, subgroups: boolean
 }
 
 /**
- * a [..., M, K] · b [..., K, N] → [..., M, N] (leading dims broadcast; b may be 2-D weights shared
- * across the batch). transA / transB read a as [..., K, M] / b as [..., N, K]. 1-D operands are
- * treated as a row (a) or column (b) vector and that dim is dropped from the result, as in torch.
- */
-/**
  * The fewest rows M from which matmulRaw's choice of kernel (gemv or not, tile, rows per thread)
  * stops depending on M. Each row of a product is computed the same way by a given kernel, so a
  * matrix multiplied in row blocks of at least this many rows (or in one block) gives every row
@@ -427,6 +422,11 @@ export function matmulSteadyRows(engine: Engine): number {
   return Math.max(p.gemvMaxM + 1, 9, p.tile128MinM);
 }
 
+/**
+ * a [..., M, K] · b [..., K, N] → [..., M, N] (leading dims broadcast; b may be 2-D weights shared
+ * across the batch). transA / transB read a as [..., K, M] / b as [..., N, K]. 1-D operands are
+ * treated as a row (a) or column (b) vector and that dim is dropped from the result, as in torch.
+ */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   if (a.rank === 0 || b.rank === 0) throw new ArdError('matmul: scalars are not matrices');
   if ((a.rank === 1 && opts.transA) || (b.rank === 1 && opts.transB)) throw new ArdError('matmul: transA/transB need 2-D operands');
