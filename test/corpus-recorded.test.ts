@@ -42,7 +42,7 @@ describe('varied corpus version 4 plan', () => {
       expect(c.labels).toEqual(c3.labels);
       expect(c.speech).toEqual(c3.speech);
       expect(c.augment).toEqual(c3.augment);
-      expect(c.layers.map((l) => (l.style === 'recorded' ? { ...l, style: c3.layers[c.layers.indexOf(l)]!.style } : l))).toEqual(c3.layers);
+      expect(c.layers.map((l, j) => (l.style === 'recorded' ? { ...l, style: c3.layers[j]!.style } : l))).toEqual(c3.layers);
       if (c.layers.some((l) => l.style === 'recorded')) expect(c.file).not.toBe(c3.file);
       else {
         expect(c.file).toBe(c3.file);
@@ -162,34 +162,21 @@ describe('make-corpus --variety 4', () => {
     expect(r.stderr).toEqual(["error: --variety: '5' is not a version (1, 2, 3 or 4)"]);
   });
 
-  it('stops in one line naming the missing SoundFont, before writing anything', () => {
+  it.each([
+    ['ARDGPU_SOUNDFONT', '/nonexistent/GM.sf2', 'SoundFont not found'],
+    ['ARDGPU_FLUIDSYNTH', '/nonexistent/fluidsynth', 'not found or not working'],
+  ])('stops in one line naming what is missing (%s), before writing anything', (name, value, problem) => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ardgpu-v4-'));
-    const before = process.env.ARDGPU_SOUNDFONT;
-    process.env.ARDGPU_SOUNDFONT = '/nonexistent/GM.sf2';
+    const before = process.env[name];
+    process.env[name] = value;
     try {
       const r = runCli(['make-corpus', '--variety', '4', '--size', '30', '--out', out]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toEqual(['error: /nonexistent/GM.sf2: SoundFont not found (make-corpus --variety 4 needs: apt-get install fluidsynth timgm6mb-soundfont deepin-sound-theme)']);
+      expect(r.stderr).toEqual([`error: ${value}: ${problem} (make-corpus --variety 4 needs: apt-get install fluidsynth timgm6mb-soundfont deepin-sound-theme)`]);
       expect(fs.readdirSync(out)).toEqual([]);
     } finally {
-      if (before === undefined) delete process.env.ARDGPU_SOUNDFONT;
-      else process.env.ARDGPU_SOUNDFONT = before;
-      fs.rmSync(out, { recursive: true, force: true });
-    }
-  });
-
-  it('stops in one line naming a missing fluidsynth', () => {
-    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ardgpu-v4-'));
-    const before = process.env.ARDGPU_FLUIDSYNTH;
-    process.env.ARDGPU_FLUIDSYNTH = '/nonexistent/fluidsynth';
-    try {
-      const r = runCli(['make-corpus', '--variety', '4', '--size', '30', '--out', out]);
-      expect(r.code).toBe(1);
-      expect(r.stderr).toEqual(['error: /nonexistent/fluidsynth: not found or not working (make-corpus --variety 4 needs: apt-get install fluidsynth timgm6mb-soundfont deepin-sound-theme)']);
-      expect(fs.readdirSync(out)).toEqual([]);
-    } finally {
-      if (before === undefined) delete process.env.ARDGPU_FLUIDSYNTH;
-      else process.env.ARDGPU_FLUIDSYNTH = before;
+      if (before === undefined) delete process.env[name];
+      else process.env[name] = before;
       fs.rmSync(out, { recursive: true, force: true });
     }
   });

@@ -21,6 +21,8 @@ export const SOUNDFONT = process.env.ARDGPU_SOUNDFONT ?? '/usr/share/sounds/sf2/
 export const DESKTOP_SOUNDS = process.env.ARDGPU_DESKTOP_SOUNDS ?? '/usr/share/sounds/deepin/stereo';
 /** What to install when a source is missing. */
 export const RECORDED_PACKAGES = 'fluidsynth timgm6mb-soundfont deepin-sound-theme';
+/** The one-line refusal when a source is missing: `what` names it, `problem` says what is wrong. */
+const missing = (what: string, problem: string) => new ArdError(`${what}: ${problem} (make-corpus --variety 4 needs: apt-get install ${RECORDED_PACKAGES})`);
 
 /** Concepts with a recorded rendering, and what plays them. */
 export const RECORDED_CONCEPTS = ['chord', 'bell', 'low tone', 'mid tone', 'high tone', 'square buzz', 'sawtooth buzz'] as const;
@@ -98,9 +100,9 @@ export function midiFile(programs: Map<number, number>, notes: MidiNote[]): Uint
 /** Stops with one line naming what is missing (make-corpus --variety 4 checks this before rendering). */
 export function checkRecordedSources(): void {
   const probe = spawnSync(FLUIDSYNTH_BIN, ['--version'], { stdio: 'ignore' });
-  if (probe.error || probe.status !== 0) throw new ArdError(`${FLUIDSYNTH_BIN}: not found or not working (make-corpus --variety 4 needs: apt-get install ${RECORDED_PACKAGES})`);
-  if (!fs.existsSync(SOUNDFONT)) throw new ArdError(`${SOUNDFONT}: SoundFont not found (make-corpus --variety 4 needs: apt-get install ${RECORDED_PACKAGES})`);
-  if (desktopSounds().length === 0) throw new ArdError(`${DESKTOP_SOUNDS}: no desktop sounds found (make-corpus --variety 4 needs: apt-get install ${RECORDED_PACKAGES})`);
+  if (probe.error || probe.status !== 0) throw missing(FLUIDSYNTH_BIN, 'not found or not working');
+  if (!fs.existsSync(SOUNDFONT)) throw missing(SOUNDFONT, 'SoundFont not found');
+  if (desktopSounds().length === 0) throw missing(DESKTOP_SOUNDS, 'no desktop sounds found');
 }
 
 let desktopList: string[] | null = null;
@@ -131,7 +133,7 @@ async function playMidi(rng: Rng, programs: Map<number, number>, notes: MidiNote
     await new Promise<void>((resolve, reject) => {
       execFile(FLUIDSYNTH_BIN, args, { maxBuffer: 1 << 20 }, (err, _out, stderr) => {
         if (!err) return resolve();
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') reject(new ArdError(`${FLUIDSYNTH_BIN}: not found (make-corpus --variety 4 needs: apt-get install ${RECORDED_PACKAGES})`));
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') reject(missing(FLUIDSYNTH_BIN, 'not found'));
         else reject(new ArdError(`${FLUIDSYNTH_BIN}: failed (${String(stderr).trim().split('\n')[0] || err.message})`));
       });
     });
@@ -231,7 +233,7 @@ function buzzNotes(rng: Rng, seconds: number, shape: 'square' | 'saw'): { progra
 /** A desktop-theme sound, pitch-shifted up to ±3 semitones (by playback rate), cut or padded to length, sometimes repeated. */
 function desktopSound(rng: Rng, seconds: number): Float32Array {
   const files = desktopSounds();
-  if (files.length === 0) throw new ArdError(`${DESKTOP_SOUNDS}: no desktop sounds found (make-corpus --variety 4 needs: apt-get install ${RECORDED_PACKAGES})`);
+  if (files.length === 0) throw missing(DESKTOP_SOUNDS, 'no desktop sounds found');
   const file = rng.pick(files);
   const m = decodeWavMono(fs.readFileSync(file), file);
   const shift = Math.pow(2, rng.uniform(-3, 3) / 12);
