@@ -317,4 +317,24 @@ describe('readManifest', () => {
     expect(readManifest(dir)).toEqual([good]);
     expect(() => readManifest(path.join(dir, 'nope'))).toThrow(/cannot read/);
   });
+
+  it("reads clips marked 'labelled: false' and refuses labels on them", () => {
+    const dir = path.join(tmp, 'unlabelled');
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, 'manifest.jsonl');
+    const rec = { file: 'clips/r.wav', labels: [], caption: '', gender: null, speech: true, split: 'train', augment: [], duration: 0.5, labelled: false, source: 'pkg:/a.ogg' };
+    fs.writeFileSync(file, `${JSON.stringify(rec)}
+`);
+    expect(readManifest(dir)).toEqual([{ ...rec, voice: null, sentence: null, seed: 0, source: undefined }].map(({ source: _, ...e }) => e));
+    fs.writeFileSync(file, `${JSON.stringify({ ...rec, labels: ['bell'] })}
+`);
+    expect(() => readManifest(dir)).toThrow(`${file}:1: 'labels' must be empty where 'labelled' is false`);
+    fs.writeFileSync(file, `${JSON.stringify({ ...rec, labelled: 'no' })}
+`);
+    expect(() => readManifest(dir)).toThrow(`${file}:1: 'labelled' must be true or false`);
+    // labelled: true is the same as absent
+    fs.writeFileSync(file, `${JSON.stringify({ ...rec, labels: ['bell'], labelled: true })}
+`);
+    expect(readManifest(dir)[0]!.labelled).toBeUndefined();
+  });
 });

@@ -24,7 +24,7 @@ import {
 import { DEFAULT_DIMS, type ModelDims, frontendFor, initWeights, makeConfig, trainableWeights } from '../src/train/dims.js';
 import { lossSvg, writeModelDir } from '../src/train/export.js';
 import {
-  AUX_BIAS, AUX_WEIGHT, type AuxPool, auxLogits, encodeTrainBatch, initAux, packBatch, packShared, trainLogits, trainLoss,
+  AUX_BIAS, AUX_WEIGHT, type AuxPool, auxLogits, auxLoss, encodeTrainBatch, initAux, packBatch, packShared, trainLogits, trainLoss,
 } from '../src/train/forward.js';
 import { cachedMels, lrAt, trainAudioLLM } from '../src/train/run.js';
 import { planMix } from '../src/train/mix.js';
@@ -76,6 +76,11 @@ describe('instruction data', () => {
     expect(clipQAs(speech).map((q) => q.kind)).toEqual(['describe', 'gender', 'sounds', 'speaking']);
     expect(clipQAs(quiet).map((q) => q.kind)).toEqual(['describe', 'sounds', 'speaking']);
     expect(clipQAs(quiet).find((q) => q.kind === 'speaking')!.answer).toBe('no');
+    // a recording outside the corpus's labels is asked only what is known of it
+    const unlabelled = (e: ManifestEntry, gender: 'female' | 'male' | null): ManifestEntry => ({ ...e, labels: [], caption: '', gender, labelled: false });
+    expect(clipQAs(unlabelled(quiet, null))).toEqual([{ kind: 'speaking', question: PROMPTS.speaking, answer: 'no' }]);
+    expect(clipQAs(unlabelled(speech, null))).toEqual([{ kind: 'speaking', question: PROMPTS.speaking, answer: 'yes' }]);
+    expect(clipQAs(unlabelled(speech, 'female')).map((q) => [q.kind, q.answer])).toEqual([['gender', 'female'], ['speaking', 'yes']]);
     const qas = questionOrder(3, 7, 0, clipQAs(speech));
     const c = encodeConversation(tok, 17, qas);
     // the first turn is exactly what inference feeds
@@ -373,6 +378,37 @@ describe('auxiliary head', () => {
       );
     });
   }
+
+  it('masks clips whose labels are unknown out of the loss: values and gradients against an f64 reference', async () => {
+    const C = 4, D = 3, ns = [5, 2, 4];
+    const targets = Float32Array.from({ length: ns.length * C }, (_, i) => (i * 7) % 3 === 0 ? 1 : 0);
+    const inputs = [
+      ...ns.map((n, i) => ({ data: randn(n * D, 30 + i), shape: [n, D] })),
+      { data: randn(C * D, 40).map((x) => x * 0.7), shape: [C, D] },
+      { data: randn(C, 41).map((x) => x * 0.3), shape: [C] },
+    ];
+    const heads = (xs: Tensor[]) => new Map([[AUX_WEIGHT, xs[ns.length]!], [AUX_BIAS, xs[ns.length + 1]!]]);
+    // mean binary cross-entropy over the kept clips' classes
+    const ref = (xs: Float64Array[], mask: number[]) => {
+      const z = refLogits(xs.slice(0, ns.length), ns, xs[ns.length]!, xs[ns.length + 1]!, C, D, 'mean');
+      let s = 0;
+      for (let i = 0; i < ns.length; i++) for (let c = 0; c < C; c++) {
+        const v = z[i * C + c]!, y = targets[i * C + c]!;
+        s += mask[i]! * (Math.log1p(Math.exp(-Math.abs(v))) + Math.max(v, 0) - y * v);
+      }
+      const kept = mask.reduce((a, b) => a + b, 0);
+      return Float64Array.of(kept ? s / (kept * C) : 0);
+    };
+    for (const mask of [[1, 0, 1], [0, 1, 0], [1, 1, 1]]) {
+      await gradCheck(engine, inputs, (xs) => auxLoss(engine, heads(xs), xs.slice(0, ns.length), targets, 'mean', Float32Array.from(mask)), (xs) => ref(xs, mask));
+    }
+    // no mask is the plain mean, and an all-zero mask gives 0
+    await gradCheck(engine, inputs, (xs) => auxLoss(engine, heads(xs), xs.slice(0, ns.length), targets, 'mean'), (xs) => ref(xs, [1, 1, 1]));
+    const ts = inputs.map((x) => tensor(engine, Float32Array.from(x.data), x.shape));
+    const zero = auxLoss(engine, heads(ts), ts.slice(0, ns.length), targets, 'mean', new Float32Array(3));
+    expect(await zero.item()).toBe(0);
+    for (const t of [zero, ...ts]) t.dispose();
+  });
 
   it('lets a short sound in a long clip count under frame pooling, not under the mean', async () => {
     // class 0 fires only in frame 2 of 40: the mean dilutes it, the softmax pool keeps it

@@ -36,6 +36,8 @@ export interface ClipRecord {
   /** The dataset's fold, where it has folds. */
   fold?: string;
   speaker?: string;
+  /** false: the clip's sounds are not named in `labels` (manifest `labelled: false`); only speech and gender are known. */
+  labelled?: false;
 }
 
 export interface ClipSource {
@@ -78,6 +80,7 @@ export class ManifestClipSource implements ClipSource {
       caption: e.caption,
       duration: e.duration,
       sentence: e.sentence,
+      ...(e.labelled === false ? { labelled: false as const } : {}),
     }));
     return inSplits(all, splits);
   }

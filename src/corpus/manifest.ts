@@ -22,6 +22,12 @@ export interface ManifestEntry {
   sentence: string | null;
   /** Synthesis seed, unique within the corpus. */
   seed: number;
+  /**
+   * false: a recording whose sounds are not named in the corpus's labels (labels empty, caption
+   * empty); only `speech`, and `gender` where given, are known. Training asks it only those
+   * questions. Absent: labelled.
+   */
+  labelled?: false;
 }
 
 export const MANIFEST_FILE = 'manifest.jsonl';
@@ -47,6 +53,8 @@ export function validateEntry(e: any): string | null {
   if (e.voice !== undefined && e.voice !== null && typeof e.voice !== 'string') return "'voice' must be a string or null";
   if (e.sentence !== undefined && e.sentence !== null && typeof e.sentence !== 'string') return "'sentence' must be a string or null";
   if (e.seed !== undefined && !Number.isInteger(e.seed)) return "'seed' must be an integer";
+  if (e.labelled !== undefined && e.labelled !== false && e.labelled !== true) return "'labelled' must be true or false";
+  if (e.labelled === false && e.labels.length > 0) return "'labels' must be empty where 'labelled' is false";
   return null;
 }
 
@@ -75,6 +83,7 @@ export function readManifest(dir: string): ManifestEntry[] {
     out.push({
       file: e.file, labels: e.labels, caption: e.caption, gender: e.gender, speech: e.speech, split: e.split,
       augment: e.augment, duration: e.duration, voice: e.voice ?? null, sentence: e.sentence ?? null, seed: e.seed ?? 0,
+      ...(e.labelled === false ? { labelled: false as const } : {}),
     });
   }
   if (out.length === 0) throw new ArdError(`${file}: no entries`);

@@ -61,6 +61,13 @@ export function labelsAnswer(labels: readonly string[], order: LabelOrder = 'giv
 
 /** Every question that applies to a clip, with its answer (fixed order: PROMPT_KINDS). */
 export function clipQAs(e: ManifestEntry, labelOrder: LabelOrder = 'given'): QA[] {
+  // a recording outside the corpus's labels (manifest `labelled: false`): what is known is asked
+  if (e.labelled === false) {
+    return [
+      ...(e.speech && e.gender ? [{ kind: 'gender' as const, question: PROMPTS.gender, answer: e.gender }] : []),
+      { kind: 'speaking', question: PROMPTS.speaking, answer: e.speech ? 'yes' : 'no' },
+    ];
+  }
   const out: QA[] = [{ kind: 'describe', question: PROMPTS.describe, answer: e.caption }];
   if (e.speech) {
     if (e.gender !== 'female' && e.gender !== 'male') throw new ArdError(`${e.file}: a speech clip without a gender`);

@@ -151,10 +151,10 @@ export async function evalModel(o: EvalOptions): Promise<EvalResult> {
           const counts = model.audioTokenCounts(samples.length);
           const f = model.encodeAudio(samples);
           feats.push(f);
-          // a question is asked where the corpus knows its answer (speech, and the speaker's gender)
-          const kinds: PromptKind[] = ['describe'];
+          // a question is asked where the corpus knows its answer (labels, speech, the speaker's gender)
+          const kinds: PromptKind[] = e.labelled === false ? [] : ['describe'];
           if (e.speech === true && e.gender) kinds.push('gender');
-          kinds.push('sounds');
+          if (e.labelled !== false) kinds.push('sounds');
           if (e.speech !== undefined) kinds.push('speaking');
           for (const kind of kinds.filter((k) => asked.has(k))) prompts.push({ clip: i, kind, ids: buildChatPrompt(tok, counts, PROMPTS[kind], { audioTokenIndex: model.audioTokenIndex }), audio: f });
         }

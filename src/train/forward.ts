@@ -433,13 +433,19 @@ export function auxLogits(w: Weights, features: readonly Tensor[], pool: AuxPool
   return concat(rows, 0);
 }
 
-/** Mean binary cross-entropy of the auxiliary head against multi-hot targets [clips, classes]. */
-export function auxLoss(engine: Engine, w: Weights, features: readonly Tensor[], targets: Float32Array, pool: AuxPool = 'mean'): Tensor {
+/**
+ * Mean binary cross-entropy of the auxiliary head against multi-hot targets [clips, classes]. With
+ * `mask` (one 0/1 per clip): the mean over the clips whose mask is 1 (0 when none is).
+ */
+export function auxLoss(engine: Engine, w: Weights, features: readonly Tensor[], targets: Float32Array, pool: AuxPool = 'mean', mask?: Float32Array): Tensor {
   const z = auxLogits(w, features, pool);
   const y = tensor(engine, targets, [...z.shape]);
   // softplus(z) − y·z, computed stably as max(z, 0) + log(1 + e^−|z|) − y·z
   const bce = sub(add(relu(z), log(addScalar(exp(neg(abs(z))), 1))), mul(y, z));
-  return mean(bce);
+  if (!mask) return mean(bce);
+  const kept = mask.reduce((a, b) => a + b, 0);
+  const m = tensor(engine, mask, [mask.length, 1]);
+  return scale(sum(mul(bce, m)), kept > 0 ? 1 / (kept * z.shape[1]!) : 0);
 }
 
 export interface LossParts {
@@ -461,12 +467,12 @@ export function trainLossParts(
   mels: readonly ClipMel[],
   batch: TrainBatch | SharedBatch,
   clipOf?: readonly number[],
-  aux?: { targets: Float32Array; weight: number; pool?: AuxPool },
+  aux?: { targets: Float32Array; mask?: Float32Array; weight: number; pool?: AuxPool },
 ): LossParts {
   const { logits, features } = 'prefix' in batch ? sharedForward(engine, w, config, mels, batch) : trainForward(engine, w, config, mels, batch, batch.rows, clipOf);
   const lm = crossEntropy(logits, tensor(engine, batch.targets, [batch.targets.length], 'i32'), { ignoreIndex: IGNORE });
   if (!aux || aux.weight === 0) return { loss: lm, lm, aux: null };
-  const a = auxLoss(engine, w, features, aux.targets, aux.pool);
+  const a = auxLoss(engine, w, features, aux.targets, aux.pool, aux.mask);
   return { loss: add(lm, scale(a, aux.weight)), lm, aux: a };
 }
 

@@ -291,6 +291,9 @@ function resolveRun(o: TrainOptions, log: (line: string) => void): RunPlan {
     }
     spec.initFrom = { dir, key: fnvHex(fs.readFileSync(path.join(dir, 'model.safetensors')).toString('latin1')) };
   }
+  if (spec.questionWeights?.speaking === 0 && trainEntries.some((e) => e.labelled === false)) {
+    throw new ArdError("train: the corpus has clips marked 'labelled: false', which are asked only \"Is anyone speaking?\": its question weight must be above 0");
+  }
   if (spec.auxWeight > 0) {
     const seen = new Set(trainEntries.flatMap((e) => e.labels));
     spec.auxClasses = [...CONCEPT_LABELS.filter((l) => seen.has(l)), ...[...seen].filter((l) => !CONCEPT_LABELS.includes(l)).sort()];
@@ -447,7 +450,7 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
         for (const g of groups) g.opt.lr = lr * g.scale;
         const { lm, aux, norm } = tidy(() => {
           const mels = batch.clips.map((clip) => ({ mel: tensor(engine, clip.mel, [dims.nMels, clip.frames]), validFrames: clip.validFrames }));
-          const parts = trainLossParts(engine, weights!, config, mels, batch.shared, batch.clipOf, batch.auxTargets ? { targets: batch.auxTargets, weight: spec.auxWeight, pool: spec.auxPool } : undefined);
+          const parts = trainLossParts(engine, weights!, config, mels, batch.shared, batch.clipOf, batch.auxTargets ? { targets: batch.auxTargets, mask: batch.auxMask, weight: spec.auxWeight, pool: spec.auxPool } : undefined);
           backward(parts.loss);
           const n = clipGradNorm([...params.values()], spec.clipNorm);
           for (const g of groups) g.opt.step();
@@ -539,7 +542,8 @@ function trainingData(clips: Clip[], spec: RunSpec, tok: Tokenizer): TrainData {
 }
 
 /** Each auxiliary class's share of the training clips, kept inside [1/2n, 1 − 1/2n] (its bias starts at the log-odds). */
-function auxPrior(clips: readonly Clip[], auxIndex: ReadonlyMap<string, number>): Float32Array {
+function auxPrior(all: readonly Clip[], auxIndex: ReadonlyMap<string, number>): Float32Array {
+  const clips = all.filter((c) => c.entry.labelled !== false); // unlabelled clips are masked out of the aux loss
   const n = clips.length;
   const share = new Float32Array(auxIndex.size);
   for (const c of clips) for (const l of c.entry.labels) share[auxIndex.get(l)!]! += 1 / n;
@@ -566,6 +570,8 @@ interface StepBatch {
   clipOf: number[];
   /** Multi-hot label targets [slots, classes] of the auxiliary head (none when it is off). */
   auxTargets?: Float32Array;
+  /** Per slot 1, or 0 for a clip whose labels are not known (manifest `labelled: false`): no aux loss. */
+  auxMask?: Float32Array;
 }
 
 /** The batch of `step`: a pure function of the seed and the step, so a resumed run draws the same. */
@@ -595,13 +601,15 @@ function stepBatch(spec: RunSpec, data: TrainData, tok: Tokenizer, step: number)
   const shared = packShared(convs, clipOf, data.tid.endOfText, data.tid.audio);
   const nAux = spec.auxClasses.length;
   let auxTargets: Float32Array | undefined;
+  let auxMask: Float32Array | undefined;
   if (nAux) {
     auxTargets = new Float32Array(pick.length * nAux);
     slots.forEach((sl, i) => {
       for (const l of sl.clip.entry.labels) auxTargets![i * nAux + data.auxIndex.get(l)!] = 1;
     });
+    if (slots.some((sl) => sl.clip.entry.labelled === false)) auxMask = Float32Array.from(slots, (sl) => (sl.clip.entry.labelled === false ? 0 : 1));
   }
-  return { clips: slots.map((s) => s.clip), shared, clipOf, auxTargets };
+  return { clips: slots.map((s) => s.clip), shared, clipOf, auxTargets, auxMask };
 }
 
 /** Mean answer-token loss over every question of `clips` (single-turn, as trained), no gradients. */
