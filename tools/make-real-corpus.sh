@@ -51,31 +51,8 @@ if [ -n "$missing" ]; then
 fi
 
 # sources: installed, or downloaded and unpacked into the cache
-mkdir -p "$CACHE"
-ROOT_ARGS=(); VERSIONS=""
-for p in $PACKAGES; do
-  if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-    ROOT_ARGS+=(--root "$p=/")
-    VERSIONS+="$p $(dpkg-query -W -f='${Version}' "$p") (installed)"$'\n'
-    continue
-  fi
-  deb=$(ls "$CACHE"/"${p}"_*.deb 2>/dev/null | head -n 1 || true)
-  if [ -z "$deb" ]; then
-    command -v apt-get >/dev/null || die "$p is not installed and apt-get is not there to fetch it"
-    echo "make-real-corpus: downloading $p" >&2
-    (cd "$CACHE" && apt-get download -qq "$p" >/dev/null 2>&1) || die "apt-get download $p failed (run apt-get update first, or install $p)"
-    deb=$(ls "$CACHE"/"${p}"_*.deb | head -n 1)
-  fi
-  # unpacked once per .deb: the stamp names the .deb the folder came from
-  if [ "$(cat "$CACHE/$p.unpacked" 2>/dev/null)" != "$(basename "$deb")" ] || [ ! -d "$CACHE/$p" ]; then
-    rm -rf "$CACHE/$p.part"; mkdir -p "$CACHE/$p.part"
-    dpkg-deb -x "$deb" "$CACHE/$p.part" && rm -rf "$CACHE/$p" && mv "$CACHE/$p.part" "$CACHE/$p"
-    basename "$deb" > "$CACHE/$p.unpacked"
-  fi
-  ROOT_ARGS+=(--root "$p=$CACHE/$p")
-  VERSIONS+="$p $(dpkg-deb -f "$deb" Version) (from $(basename "$deb"))"$'\n'
-done
-
+. tools/debian-packages.sh
+debian_package_roots "$CACHE" $PACKAGES
 # a rebuild starts from an empty folder, so no clip of an earlier build is left behind
 if [ -e "$OUT" ]; then
   [ -z "$(ls -A "$OUT")" ] || [ "$(head -n 1 "$OUT/packages.txt" 2>/dev/null)" = "$MARK" ] ||
