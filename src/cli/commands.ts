@@ -6,6 +6,7 @@ import { formatBench, modelTasks, runBench, SAE_TASKS } from '../../bench/run.js
 import { UsageError } from '../util/errors.js';
 import { makeCorpus } from '../corpus/index.js';
 import type { CorpusOptions } from '../corpus/clips.js';
+import { VARIETY_VERSIONS, type VarietyVersion } from '../corpus/plan.js';
 import { Progress } from './progress.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -298,12 +299,12 @@ export function registerCommands(cli: CAC): void {
     .option('--out <dir>', 'Output folder', { default: 'corpus' })
     .option('--seed <s>', 'Seed (integer or string)', { default: 0 })
     .option('--size <n>', 'Number of clips', { default: 1200 })
-    .option('--variety [version]', 'The varied corpus for training a model that generalises: more voices and accents, pitch and vocal-tract warps (cross-gender included), single words, short sounds, band limits, clipping; version 2 adds music, chimes and buzzing melodies and renders half the women from warped male voices; version 3 is version 2 with more single words; version 4 is version 3 with recorded instruments and desktop sounds (needs fluidsynth, timgm6mb-soundfont and deepin-sound-theme) (default version: 1)')
+    .option('--variety [version]', 'The varied corpus for training a model that generalises: more voices and accents, pitch and vocal-tract warps (cross-gender included), single words, short sounds, band limits, clipping; version 2 adds music, chimes and buzzing melodies and renders half the women from warped male voices; version 3 is version 2 with more single words; version 4 is version 3 with recorded instruments and desktop sounds (needs fluidsynth, timgm6mb-soundfont and deepin-sound-theme); version 5 is version 4 with voice qualities (creak, jitter, breath, voicing, tilt) drawn alike for both genders (default version: 1)')
     .action(async (flags: GlobalFlags & { out: string; seed: string | number; size: number; variety?: boolean | string | number }) => {
       const size = intFlag('size', flags.size, 1)!;
       const v = flags.variety;
-      if (v !== undefined && v !== true && v !== false && !['1', '2', '3', '4'].includes(String(v))) throw new UsageError(`--variety: '${v}' is not a version (1, 2, 3 or 4)`);
-      const variety = v === undefined || v === false ? false : v === true ? 1 : (Number(v) as 1 | 2 | 3 | 4);
+      if (v !== undefined && v !== true && v !== false && !VARIETY_VERSIONS.map(String).includes(String(v))) throw new UsageError(`--variety: '${v}' is not a version (${VARIETY_VERSIONS.join(', ')})`);
+      const variety = v === undefined || v === false ? false : v === true ? 1 : (Number(v) as VarietyVersion);
       let bar: Progress | null = null;
       const r = await makeCorpus({
         out: flags.out,

@@ -1,10 +1,14 @@
 // Synthetic speech through the espeak-ng command-line tool (a child process, never a library),
 // resampled from its native 22050 Hz to 16 kHz with the project's band-limited resampler.
 import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { ArdError } from '../util/errors.js';
 import { SR, fadeEdges } from './dsp.js';
 import { resample } from '../audio/resample.js';
 import type { SpeechLang } from './text.js';
+import { hash32 } from './rng.js';
 
 export type Gender = 'female' | 'male';
 
@@ -76,12 +80,99 @@ export interface SpeakRequest {
    * sampled α times faster, so duration is kept and every frequency (formants, F0) is scaled by α.
    */
   warp?: number;
+  /** Voice quality on top of the variant (varied corpus version 5). */
+  quality?: VoiceQuality;
+}
+
+/**
+ * Voice quality on top of an espeak-ng variant (varied corpus version 5): espeak-ng's own voice-file
+ * settings, appended to a copy of the variant's file (a later line overrides an earlier one). Pitch
+ * and formant frequencies are left alone, so the variant's measured pitch (voice-pitch.ts) and the
+ * warp still set the cues of gender; creak, jitter, breathiness, voicing and spectral tilt vary
+ * across both genders, so that they stop telling one variant (and its gender) from another.
+ */
+export interface VoiceQuality {
+  /** espeak-ng `roughness` (0–5 here): irregular glottal pulses, creak. */
+  roughness: number;
+  /** `flutter` (0–20 here): pitch jitter. */
+  flutter: number;
+  /** `breath`: breath noise at formants 1–8 (0–25 here), or absent: the variant's own. */
+  breath?: number[];
+  /** `voicing` (%, 60–180 here): amplitude of voiced sounds against the rest, or absent. */
+  voicing?: number;
+  /** `tone`: spectral tilt as Hz / amplitude pairs, or absent. */
+  tone?: number[];
+}
+
+/** The voice-file lines of a quality (espeak-ng's docs/voices.md keywords). */
+export function qualityLines(q: VoiceQuality): string[] {
+  return [
+    `roughness ${q.roughness}`,
+    `flutter ${q.flutter}`,
+    ...(q.breath ? [`breath ${q.breath.join(' ')}`] : []),
+    ...(q.voicing !== undefined ? [`voicing ${q.voicing}`] : []),
+    ...(q.tone ? [`tone ${q.tone.join(' ')}`] : []),
+  ];
+}
+
+/** A short tag of a quality for the manifest's augment list. */
+export function qualityTag(q: VoiceQuality): string {
+  return `quality:r${q.roughness},f${q.flutter}${q.breath ? `,b${q.breath.join('-')}` : ''}${q.voicing !== undefined ? `,v${q.voicing}` : ''}${q.tone ? `,t${q.tone.join('-')}` : ''}`;
 }
 
 export const ESPEAK_BIN = process.env.ARDGPU_ESPEAK ?? 'espeak-ng';
 
-function runEspeak(req: SpeakRequest): Promise<Buffer> {
-  const args = ['-v', req.voice, '-s', String(Math.max(80, Math.round(req.speed / (req.warp ?? 1)))), '-p', String(Math.round(req.pitch)), '--stdout', req.text];
+let privateData: Promise<{ path: string; variants: string }> | null = null;
+
+/**
+ * A private espeak-ng data folder (for --path) in which new variant files can be written: links to
+ * every entry of the installed one, with voices/!v a real folder of links to its variants.
+ */
+function privateEspeakData(): Promise<{ path: string; variants: string }> {
+  privateData ??= new Promise((resolve, reject) => {
+    execFile(ESPEAK_BIN, ['--version'], { encoding: 'utf8' }, (err, stdout) => {
+      const m = /Data at:\s*(\S.*?)\s*$/m.exec(stdout ?? '');
+      if (err || !m) {
+        reject(new ArdError(`${ESPEAK_BIN} --version: ${err ? (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found (install espeak-ng to make the speech clips)' : err.message : 'does not say where its data is'}`));
+        return;
+      }
+      const data = m[1]!;
+      const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ardgpu-espeak-'));
+      process.once('exit', () => fs.rmSync(root, { recursive: true, force: true }));
+      const own = path.join(root, 'espeak-ng-data');
+      const linkAll = (from: string, to: string, except: string) => {
+        fs.mkdirSync(to, { recursive: true });
+        for (const e of fs.readdirSync(from)) if (e !== except) fs.symlinkSync(path.join(from, e), path.join(to, e));
+      };
+      linkAll(data, own, 'voices');
+      linkAll(path.join(data, 'voices'), path.join(own, 'voices'), '!v');
+      linkAll(path.join(data, 'voices', '!v'), path.join(own, 'voices', '!v'), '');
+      resolve({ path: root, variants: path.join(own, 'voices', '!v') });
+    });
+  });
+  return privateData;
+}
+
+/** The voice argument and extra options that speak `req`: a variant file of its own when it has a quality. */
+async function voiceArgs(req: SpeakRequest): Promise<string[]> {
+  if (!req.quality) return ['-v', req.voice];
+  const [lang, variant] = req.voice.split('+');
+  if (!variant) throw new ArdError(`espeak-ng -v ${req.voice}: a voice quality needs a variant (LANG+VARIANT)`);
+  const data = await privateEspeakData();
+  const base = path.join(data.variants, variant);
+  if (!fs.existsSync(base)) throw new ArdError(`espeak-ng -v ${req.voice}: no variant file '${variant}'`);
+  const text = `${fs.readFileSync(base, 'latin1').trimEnd()}\n${qualityLines(req.quality).join('\n')}\n`;
+  const name = `q${hash32(text).toString(16).padStart(8, '0')}`;
+  const file = path.join(data.variants, name);
+  if (!fs.existsSync(file)) {
+    fs.writeFileSync(`${file}.part`, text, 'latin1');
+    fs.renameSync(`${file}.part`, file);
+  }
+  return [`--path=${data.path}`, '-v', `${lang}+${name}`];
+}
+
+async function runEspeak(req: SpeakRequest): Promise<Buffer> {
+  const args = [...(await voiceArgs(req)), '-s', String(Math.max(80, Math.round(req.speed / (req.warp ?? 1)))), '-p', String(Math.round(req.pitch)), '--stdout', req.text];
   return new Promise((resolve, reject) => {
     execFile(ESPEAK_BIN, args, { encoding: 'buffer', maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       if (err) {

@@ -10,7 +10,7 @@ import { ArdError } from '../util/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { REF_PEAK, applyAugment } from './augment.js';
 import { SR, addInto, peak, scaleToPeak, scaleToRms } from './dsp.js';
-import { speak } from './espeak.js';
+import { qualityTag, speak } from './espeak.js';
 import { CORPUS_FILE, MANIFEST_FILE, type ManifestEntry } from './manifest.js';
 import {
   CONCEPTS, CORPUS_VERSION, DEFAULT_SEED, DEFAULT_SIZE, MAX_DURATION, MIN_DURATION, MIN_DURATION_VARIED, SPLITS, planCorpus,
@@ -40,7 +40,7 @@ export interface MakeCorpusOptions {
   onProgress?: (p: MakeCorpusProgress) => void;
   /** Clips rendered at once (espeak-ng child processes run in parallel). Default 2. */
   concurrency?: number;
-  /** The varied corpus, version 1 (true), 2, 3 or 4 (plan.ts PlanOptions.variety). */
+  /** The varied corpus, version 1 (true), 2, 3, 4 or 5 (plan.ts PlanOptions.variety). */
   variety?: boolean | VarietyVersion;
 }
 
@@ -57,8 +57,8 @@ export interface CorpusInfo {
   version: number;
   seed: number;
   size: number;
-  /** The varied corpus (more voices, warps, single words, band limits, clipping): true for version 1, else the version (2, 3, 4). */
-  variety: boolean | 2 | 3 | 4;
+  /** The varied corpus (more voices, warps, single words, band limits, clipping): true for version 1, else the version (2, 3, 4, 5). */
+  variety: boolean | 2 | 3 | 4 | 5;
   sampleRate: number;
   concepts: string[];
   counts: Record<Split, SplitCounts> & { total: SplitCounts };
@@ -84,7 +84,7 @@ export async function renderClip(c: ClipPlan): Promise<Float32Array> {
   const ref = 0.1; // RMS of the foreground before peak normalisation
   if (c.speech) {
     const sp = c.speech;
-    const s = await speak({ voice: sp.voice, text: sp.sentence, speed: sp.speed, pitch: sp.pitch, ...(sp.warp !== undefined ? { warp: sp.warp } : {}) }, sp.short ? MIN_DURATION_VARIED : MIN_DURATION, c.maxCore);
+    const s = await speak({ voice: sp.voice, text: sp.sentence, speed: sp.speed, pitch: sp.pitch, ...(sp.warp !== undefined ? { warp: sp.warp } : {}), ...(sp.quality ? { quality: sp.quality } : {}) }, sp.short ? MIN_DURATION_VARIED : MIN_DURATION, c.maxCore);
     x = scaleToRms(s.samples, ref);
   } else if (isSilent(c)) {
     x = synthesize('silence', rng, c.duration!);
@@ -198,7 +198,7 @@ export async function makeCorpus(opts: MakeCorpusOptions): Promise<MakeCorpusRes
     speech: c.speech !== null,
     split: c.split,
     // the varied corpus's voice perturbation is part of the clip's recipe: listed with the augmentations
-    augment: [...c.augmentTags, ...(c.speech?.warp !== undefined && c.speech.warp !== 1 ? [`vtl:x${c.speech.warp.toFixed(3)}`] : []), ...(c.speech?.f0 ? [`f0:${c.speech.f0}Hz`] : [])],
+    augment: [...c.augmentTags, ...(c.speech?.warp !== undefined && c.speech.warp !== 1 ? [`vtl:x${c.speech.warp.toFixed(3)}`] : []), ...(c.speech?.f0 ? [`f0:${c.speech.f0}Hz`] : []), ...(c.speech?.quality ? [qualityTag(c.speech.quality)] : [])],
     duration: nSamples[c.index]! / SR,
     voice: c.speech?.voice ?? null,
     sentence: c.speech?.sentence ?? null,
@@ -218,7 +218,7 @@ export async function makeCorpus(opts: MakeCorpusOptions): Promise<MakeCorpusRes
   for (const k of [...SPLITS, 'total'] as const) counts[k].seconds = Math.round(counts[k].seconds * 100) / 100;
   const info: CorpusInfo = {
     // version 1 writes `true`, as before, so its corpus.json is unchanged
-    version: CORPUS_VERSION, seed, size, variety: level >= 2 ? (level as 2 | 3 | 4) : variety, sampleRate: SR, concepts: [...CONCEPTS], counts, voices: plan.voices,
+    version: CORPUS_VERSION, seed, size, variety: level >= 2 ? (level as 2 | 3 | 4 | 5) : variety, sampleRate: SR, concepts: [...CONCEPTS], counts, voices: plan.voices,
   };
   writeFileAtomic(path.join(out, MANIFEST_FILE), entries.map((e) => JSON.stringify(e)).join('\n') + '\n');
   writeJsonAtomic(path.join(out, CORPUS_FILE), info);

@@ -5,7 +5,7 @@ import { ArdError } from '../util/errors.js';
 import { makeCaption } from './captions.js';
 import {
   allVoices, EXTRA_ENGLISH_VOICES, EXTRA_FEMALE_VARIANTS, EXTRA_MALE_VARIANTS, F0_RANGE, FEMALE_VARIANTS, MALE_VARIANTS,
-  PITCH_RANGE, SAME_SPEAKER, SPEED_RANGE, SPEECH_LANGS, VTL_WARP, type Gender, type Voice,
+  PITCH_RANGE, SAME_SPEAKER, SPEED_RANGE, SPEECH_LANGS, VTL_WARP, type Gender, type Voice, type VoiceQuality,
 } from './espeak.js';
 import { hasRecorded } from './recorded.js';
 import { pitchFor, voiceF0 } from './voice-pitch.js';
@@ -49,18 +49,34 @@ export const VARIED_STYLE_SHARE = 0.6;
  * were the weak point.
  */
 export const CROSS_GENDER_SHARE: Record<VarietyVersion, { female: number; male: number }> = {
-  1: { female: 0.25, male: 0.25 }, 2: { female: 0.5, male: 0.25 }, 3: { female: 0.5, male: 0.25 }, 4: { female: 0.5, male: 0.25 },
+  1: { female: 0.25, male: 0.25 }, 2: { female: 0.5, male: 0.25 }, 3: { female: 0.5, male: 0.25 }, 4: { female: 0.5, male: 0.25 }, 5: { female: 0.5, male: 0.25 },
 };
 /**
  * Varied corpus: share of single-speaker clips that are one word, by version. Version 3 raises it:
  * music-like negatives (version 2) made real single words sound like non-speech to the model.
  */
-export const SINGLE_WORD_SHARE: Record<VarietyVersion, number> = { 1: 0.35, 2: 0.35, 3: 0.6, 4: 0.6 };
+export const SINGLE_WORD_SHARE: Record<VarietyVersion, number> = { 1: 0.35, 2: 0.35, 3: 0.6, 4: 0.6, 5: 0.6 };
 /**
  * Varied corpus version 4: share of the layers of chord, bell, the tones and the buzzes rendered from
  * recordings (recorded.ts: a SoundFont of sampled instruments, a desktop theme's sounds).
  */
 export const RECORDED_SHARE = 0.6;
+/**
+ * Varied corpus version 5: share of speech rendered with a voice quality of its own on top of the
+ * variant (espeak.ts VoiceQuality: creak, jitter, breath, voicing, spectral tilt). Why: unseen
+ * variants warped across to the other gender were answered by their variant's timbre; qualities
+ * drawn alike for both genders leave pitch and formants as what tells them apart.
+ */
+export const QUALITY_SHARE = 0.7;
+
+/** A voice quality for version 5, drawn alike for both genders (ranges as espeak-ng's own variants use). */
+export function drawVoiceQuality(r: Rng): VoiceQuality {
+  const q: VoiceQuality = { roughness: r.int(0, 5), flutter: r.int(0, 20) };
+  if (r.chance(0.4)) q.breath = Array.from({ length: 8 }, () => r.int(0, 25));
+  if (r.chance(0.5)) q.voicing = r.int(60, 180);
+  if (r.chance(0.5)) q.tone = [r.int(200, 600), r.int(100, 250), r.int(1000, 1500), r.int(60, 200), r.int(2500, 3500), r.int(30, 150), r.int(4000, 5000), r.int(20, 100)];
+  return q;
+}
 
 function compatible(a: string, b: string): boolean {
   if (a === b) return false;
@@ -88,6 +104,8 @@ export interface SpeechPlan {
   f0?: number;
   /** Varied corpus: a single word (0.25–1.2 s) instead of a sentence. */
   short?: boolean;
+  /** Varied corpus version 5: a voice quality on top of the variant. */
+  quality?: VoiceQuality;
 }
 
 export interface SoundLayer {
@@ -154,10 +172,11 @@ export interface PlanOptions {
  * 3 (`--variety 3`): version 2 with single words in 60 % (not 35 %) of single-speaker clips.
  * 4 (`--variety 4`): version 3 with 60 % of chord, bell, tone and buzz layers rendered from recordings:
  * sampled instruments (a General MIDI SoundFont, played by FluidSynth) and desktop notification sounds.
+ * 5 (`--variety 5`): version 4 with 70 % of speech given a voice quality of its own (QUALITY_SHARE).
  * Earlier versions' clips stay exactly as they were, so earlier models' training can be rebuilt.
  */
-export type VarietyVersion = 1 | 2 | 3 | 4;
-export const VARIETY_VERSIONS: readonly VarietyVersion[] = [1, 2, 3, 4];
+export type VarietyVersion = 1 | 2 | 3 | 4 | 5;
+export const VARIETY_VERSIONS: readonly VarietyVersion[] = [1, 2, 3, 4, 5];
 
 /** 0 for the default corpus, else the varied corpus's version. */
 export function varietyLevel(v: PlanOptions['variety']): 0 | VarietyVersion {
@@ -407,6 +426,9 @@ export function planCorpus(seed: number, size: number = DEFAULT_SIZE, opts: Plan
     let speech: SpeechPlan | null = null;
     if (sp && variety) {
       speech = planVariedSpeech(crng, seed, split, sp === 'female speech' ? 'female' : 'male', voices, k.labels.length === 1, usedSentences, level as VarietyVersion);
+      // its own generator, so that every other draw (and every clip without a quality) is version 4's
+      const qrng = new Rng(hash32(seed, size, 'quality', index));
+      if (level >= 5 && qrng.chance(QUALITY_SHARE)) speech.quality = drawVoiceQuality(qrng);
     } else if (sp) {
       const gender: Gender = sp === 'female speech' ? 'female' : 'male';
       const voice = crng.pick(voices[split][gender]);

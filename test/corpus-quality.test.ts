@@ -1,0 +1,118 @@
+// The varied corpus version 5: voice qualities (espeak-ng's roughness, flutter, breath, voicing and
+// tone, appended to a copy of the variant's file) on 70 % of speech, drawn alike for both genders.
+// The plan checks need no audio; the renders need espeak-ng (and, for a whole version-5 corpus,
+// version 4's fluidsynth, timgm6mb-soundfont and deepin-sound-theme, which CI installs).
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { qualityLines, qualityTag, speak, type VoiceQuality } from '../src/corpus/espeak.js';
+import { makeCorpus } from '../src/corpus/make-corpus.js';
+import { readManifest } from '../src/corpus/manifest.js';
+import { planCorpus, QUALITY_SHARE } from '../src/corpus/plan.js';
+import { ownTimeout } from './helpers.js';
+
+/** Median F0 (Hz) of the loud frames: the lag of the autocorrelation peak between 60 and 400 Hz. */
+function medianF0(x: Float32Array, sr = 16000): number {
+  const n = Math.round(0.04 * sr);
+  const frames: Float32Array[] = [];
+  for (let i = 0; i + n <= x.length; i += n / 2) frames.push(x.subarray(i, i + n));
+  const rms = frames.map((f) => Math.sqrt(f.reduce((a, v) => a + v * v, 0) / n));
+  const top = Math.max(...rms);
+  const f0s: number[] = [];
+  frames.forEach((f, k) => {
+    if (rms[k]! < 0.3 * top) return;
+    let best = 0, bestLag = 0;
+    for (let lag = Math.floor(sr / 400); lag <= Math.ceil(sr / 60); lag++) {
+      let s = 0, e0 = 0, e1 = 0;
+      for (let i = 0; i + lag < n; i++) {
+        s += f[i]! * f[i + lag]!;
+        e0 += f[i]! * f[i]!;
+        e1 += f[i + lag]! * f[i + lag]!;
+      }
+      const r = s / Math.sqrt(e0 * e1 + 1e-12);
+      if (r > best) [best, bestLag] = [r, lag];
+    }
+    if (best > 0.5) f0s.push(sr / bestLag);
+  });
+  f0s.sort((a, b) => a - b);
+  return f0s[f0s.length >> 1]!;
+}
+
+describe('varied corpus version 5 plan', () => {
+  const plan4 = planCorpus(0, 2000, { variety: 4 });
+  const plan5 = planCorpus(0, 2000, { variety: 5 });
+
+  it('gives a share of speech a voice quality, alike for both genders; every other draw is version 4\'s', () => {
+    const speech = plan5.clips.filter((c) => c.speech);
+    const withQ = speech.filter((c) => c.speech!.quality);
+    expect(withQ.length / speech.length).toBeGreaterThan(QUALITY_SHARE - 0.08);
+    expect(withQ.length / speech.length).toBeLessThan(QUALITY_SHARE + 0.08);
+    const byGender = (g: string) => withQ.filter((c) => c.speech!.gender === g).map((c) => c.speech!.quality!);
+    const mean = (qs: VoiceQuality[], f: (q: VoiceQuality) => number) => qs.reduce((a, q) => a + f(q), 0) / qs.length;
+    for (const f of [(q: VoiceQuality) => q.roughness, (q: VoiceQuality) => q.flutter / 4, (q: VoiceQuality) => (q.breath ? 5 : 0)]) {
+      expect(Math.abs(mean(byGender('female'), f) - mean(byGender('male'), f))).toBeLessThan(0.6);
+    }
+    let same = 0;
+    for (const c of plan5.clips) {
+      const c4 = plan4.clips[c.index]!;
+      expect(c.labels).toEqual(c4.labels);
+      expect(c.layers).toEqual(c4.layers);
+      expect(c.augment).toEqual(c4.augment);
+      expect(c.speech ? { ...c.speech, quality: undefined } : null).toEqual(c4.speech ? { ...c4.speech, quality: undefined } : null);
+      if (c.speech?.quality) expect(c.file).not.toBe(c4.file);
+      else {
+        expect(c.file).toBe(c4.file);
+        same++;
+      }
+    }
+    expect(same).toBeGreaterThan(plan5.clips.length - speech.length);
+    for (const v of [undefined, 1, 2, 3, 4] as const) expect(planCorpus(0, 500, { variety: v }).clips.some((c) => c.speech?.quality)).toBe(false);
+  });
+});
+
+describe('voice qualities (espeak.ts)', () => {
+  const q: VoiceQuality = { roughness: 5, flutter: 20, breath: [20, 15, 10, 5, 0, 0, 0, 0], voicing: 80, tone: [400, 200, 1200, 100, 3000, 60, 4500, 30] };
+
+  it('writes espeak-ng voice-file lines and a manifest tag', () => {
+    expect(qualityLines(q)).toEqual(['roughness 5', 'flutter 20', 'breath 20 15 10 5 0 0 0 0', 'voicing 80', 'tone 400 200 1200 100 3000 60 4500 30']);
+    expect(qualityLines({ roughness: 0, flutter: 3 })).toEqual(['roughness 0', 'flutter 3']);
+    expect(qualityTag(q)).toBe('quality:r5,f20,b20-15-10-5-0-0-0-0,v80,t400-200-1200-100-3000-60-4500-30');
+    expect(qualityTag({ roughness: 2, flutter: 0 })).toBe('quality:r2,f0');
+  });
+
+  it('changes the voice, not its pitch; the same quality gives the same samples', async () => {
+    const req = { voice: 'en+m3', text: 'the quick brown fox jumps over the lazy dog', speed: 160, pitch: 50 };
+    const plain = (await speak(req, 0.5, 8)).samples;
+    const a = (await speak({ ...req, quality: q }, 0.5, 8)).samples;
+    const b = (await speak({ ...req, quality: q }, 0.5, 8)).samples;
+    expect(b).toEqual(a);
+    const other = (await speak({ ...req, quality: { roughness: 0, flutter: 0 } }, 0.5, 8)).samples;
+    expect(other).not.toEqual(a);
+    expect(a.length).not.toBe(0);
+    // another sound, same words (length within 10 %) and same median F0 (within 12 %)
+    expect(Math.abs(a.length / plain.length - 1)).toBeLessThan(0.1);
+    const f0 = medianF0(plain);
+    expect(f0).toBeGreaterThan(70);
+    expect(Math.abs(medianF0(a) / f0 - 1)).toBeLessThan(0.12);
+    await expect(speak({ ...req, voice: 'en', quality: q }, 0.5, 8)).rejects.toThrow(/a voice quality needs a variant/);
+    await expect(speak({ ...req, voice: 'en+nosuchvariant', quality: q }, 0.5, 8)).rejects.toThrow(/no variant file 'nosuchvariant'/);
+  }, ownTimeout(60_000));
+
+  it('make-corpus --variety 5 lists each clip\'s quality with its augmentations', async () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ardgpu-v5-'));
+    try {
+      await makeCorpus({ out, seed: 3, size: 30, variety: 5 });
+      const entries = readManifest(out);
+      const tagged = entries.filter((e) => e.augment.some((t) => t.startsWith('quality:')));
+      expect(tagged.length).toBeGreaterThan(0);
+      for (const e of tagged) {
+        expect(e.speech).toBe(true);
+        expect(e.voice).toMatch(/^[a-z-]+\+[A-Za-z0-9]+$/); // the variant it was made from, not the private copy's name
+      }
+      expect(JSON.parse(fs.readFileSync(path.join(out, 'corpus.json'), 'utf8')).variety).toBe(5);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  }, ownTimeout(180_000));
+});
