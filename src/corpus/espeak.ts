@@ -159,8 +159,10 @@ async function voiceArgs(req: SpeakRequest): Promise<string[]> {
   const [lang, variant] = req.voice.split('+');
   if (!variant) throw new ArdError(`espeak-ng -v ${req.voice}: a voice quality needs a variant (LANG+VARIANT)`);
   const data = await privateEspeakData();
-  const base = path.join(data.variants, variant);
-  if (!fs.existsSync(base)) throw new ArdError(`espeak-ng -v ${req.voice}: no variant file '${variant}'`);
+  // espeak-ng finds variants whatever their case ('Rob' is the file 'rob')
+  const found = fs.readdirSync(data.variants).find((f) => f.toLowerCase() === variant.toLowerCase());
+  if (!found) throw new ArdError(`espeak-ng -v ${req.voice}: no variant file '${variant}'`);
+  const base = path.join(data.variants, found);
   const text = `${fs.readFileSync(base, 'latin1').trimEnd()}\n${qualityLines(req.quality).join('\n')}\n`;
   const name = `q${hash32(text).toString(16).padStart(8, '0')}`;
   const file = path.join(data.variants, name);

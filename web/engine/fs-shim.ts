@@ -86,10 +86,11 @@ export const unlinkSync = readOnly;
 export const fsyncSync = readOnly;
 export const mkdtempSync = readOnly;
 export const copyFileSync = readOnly;
+export const symlinkSync = readOnly;
 export function createReadStream(): never {
   return readOnly();
 }
 export const promises = {};
 export const constants = {};
 export { dirname as _dirname };
-export default { vfsPut, existsSync, statSync, lstatSync, realpathSync, readFileSync, readdirSync, openSync, fstatSync, readSync, closeSync, writeFileSync, writeSync, mkdirSync, renameSync, rmSync, unlinkSync, fsyncSync, mkdtempSync, copyFileSync, createReadStream, promises, constants };
+export default { vfsPut, existsSync, statSync, lstatSync, realpathSync, readFileSync, readdirSync, openSync, fstatSync, readSync, closeSync, writeFileSync, writeSync, mkdirSync, renameSync, rmSync, unlinkSync, fsyncSync, mkdtempSync, copyFileSync, symlinkSync, createReadStream, promises, constants };
