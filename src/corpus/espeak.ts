@@ -8,7 +8,6 @@ import { ArdError } from '../util/errors.js';
 import { SR, fadeEdges } from './dsp.js';
 import { resample } from '../audio/resample.js';
 import type { SpeechLang } from './text.js';
-import { hash32 } from './rng.js';
 
 export type Gender = 'female' | 'male';
 
@@ -153,29 +152,32 @@ function privateEspeakData(): Promise<{ path: string; variants: string }> {
   return privateData;
 }
 
-/** The voice argument and extra options that speak `req`: a variant file of its own when it has a quality. */
-async function voiceArgs(req: SpeakRequest): Promise<string[]> {
-  if (!req.quality) return ['-v', req.voice];
+let qualityFiles = 0;
+
+/**
+ * The voice argument and extra options that speak `req`, and what to remove afterwards: with a
+ * quality, a variant file of its own for this one call. (Kept files would pile up: espeak-ng lists
+ * every voice file it finds and stops at 349.)
+ */
+async function voiceArgs(req: SpeakRequest): Promise<{ args: string[]; cleanup?: string }> {
+  if (!req.quality) return { args: ['-v', req.voice] };
   const [lang, variant] = req.voice.split('+');
   if (!variant) throw new ArdError(`espeak-ng -v ${req.voice}: a voice quality needs a variant (LANG+VARIANT)`);
   const data = await privateEspeakData();
   // espeak-ng finds variants whatever their case ('Rob' is the file 'rob')
   const found = fs.readdirSync(data.variants).find((f) => f.toLowerCase() === variant.toLowerCase());
   if (!found) throw new ArdError(`espeak-ng -v ${req.voice}: no variant file '${variant}'`);
-  const base = path.join(data.variants, found);
-  const text = `${fs.readFileSync(base, 'latin1').trimEnd()}\n${qualityLines(req.quality).join('\n')}\n`;
-  const name = `q${hash32(text).toString(16).padStart(8, '0')}`;
+  const text = `${fs.readFileSync(path.join(data.variants, found), 'latin1').trimEnd()}\n${qualityLines(req.quality).join('\n')}\n`;
+  const name = `q${process.pid}x${++qualityFiles}`;
   const file = path.join(data.variants, name);
-  if (!fs.existsSync(file)) {
-    fs.writeFileSync(`${file}.part`, text, 'latin1');
-    fs.renameSync(`${file}.part`, file);
-  }
-  return [`--path=${data.path}`, '-v', `${lang}+${name}`];
+  fs.writeFileSync(file, text, 'latin1');
+  return { args: [`--path=${data.path}`, '-v', `${lang}+${name}`], cleanup: file };
 }
 
 async function runEspeak(req: SpeakRequest): Promise<Buffer> {
-  const args = [...(await voiceArgs(req)), '-s', String(Math.max(80, Math.round(req.speed / (req.warp ?? 1)))), '-p', String(Math.round(req.pitch)), '--stdout', req.text];
-  return new Promise((resolve, reject) => {
+  const voice = await voiceArgs(req);
+  const args = [...voice.args, '-s', String(Math.max(80, Math.round(req.speed / (req.warp ?? 1)))), '-p', String(Math.round(req.pitch)), '--stdout', req.text];
+  return new Promise<Buffer>((resolve, reject) => {
     execFile(ESPEAK_BIN, args, { encoding: 'buffer', maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       if (err) {
         const code = (err as NodeJS.ErrnoException).code;
@@ -185,7 +187,7 @@ async function runEspeak(req: SpeakRequest): Promise<Buffer> {
       }
       resolve(stdout);
     });
-  });
+  }).finally(() => voice.cleanup && fs.rmSync(voice.cleanup, { force: true }));
 }
 
 /**
