@@ -3,7 +3,10 @@
 // non-speech, KLettres' recorded letters and syllables in some 25 languages as very short real
 // speech. Called by tools/make-train-recordings.sh, which finds or unpacks the packages.
 //
-//   npx tsx tools/train-recordings.ts --out DIR --root PKG=DIR ... [--seed S] [--per-language N] [--jobs J]
+//   npx tsx tools/train-recordings.ts --out DIR --root PKG=DIR ... [--packages "P1 P2 ..."] [--seed S] [--per-language N]
+//                                     [--renderings N] [--jobs J]
+//   npx tsx tools/train-recordings.ts --list-packages
+//   (--packages: only these of the sources below; default all, each needing its --root)
 //
 // Why: the embedded model's speech/non-speech answer was learnt from synthetic sounds only, and on
 // real desktop sounds, instrument notes and music it says "yes, someone is speaking" for about one
@@ -11,8 +14,8 @@
 // them `labelled: false`, so training asks them only "Is anyone speaking?" (see src/train/data.ts).
 //
 // Every clip is 16 kHz mono 16-bit WAV of at most 4 s (the embedded model's window), made by sox
-// from one source file: an effect or a word whole (cut at 4 s), a longer file as excerpts of
-// 1.5–4 s. Each clip draws (seeded by its id) a level (peak −1 to −25 dBFS), 0–1 s of silence in
+// from one source file: a word whole, a short sound whole twice (--renderings), both cut at 4 s, a
+// longer file as excerpts of 1.5–4 s. Each clip draws (seeded by its id) a level (peak −1 to −25 dBFS), 0–1 s of silence in
 // front in half of them, and a telephone band (300–3,400 Hz) in a quarter: the same sound must get
 // the same answer whatever its level and onset. Splits are by source file (80/10/10), so the
 // excerpts of one track never straddle train and test. Files whose names say they hold a voice
@@ -22,6 +25,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { readWav } from '../src/audio/wav.js';
 import { hash32 } from '../src/corpus/rng.js';
 
 const run = promisify(execFile);
@@ -52,6 +56,13 @@ export const SOURCES: Source[] = [
   { pkg: 'warzone2100-music', dir: 'usr/share/games/warzone2100/music' },
   { pkg: 'wesnoth-1.16-music', dir: 'usr/share/games/wesnoth/1.16/data/core/music', voices: /^nunc_dimittis\./ },
   { pkg: 'xmoto-data', dir: 'usr/share/games/xmoto' },
+  // chat and phone programs' notification sounds and ringtones (linphone's "hello" is a voice)
+  { pkg: 'lomiri-sounds', dir: 'usr/share/sounds/lomiri' },
+  { pkg: 'psi-plus-sounds', dir: 'usr/share/psi-plus/sound' },
+  { pkg: 'eiskaltdcpp-sounds', dir: 'usr/share/eiskaltdcpp/sounds' },
+  { pkg: 'pidgin-data', dir: 'usr/share/sounds/purple' },
+  { pkg: 'linphone-common', dir: 'usr/share/sounds/linphone', voices: /^hello/ },
+  { pkg: 'gajim', dir: 'usr/lib/python3/dist-packages/gajim/data/sounds' },
   { pkg: 'klettres-data', dir: 'usr/share/klettres', speech: true },
 ];
 export const PACKAGES = SOURCES.map((s) => s.pkg);
@@ -59,15 +70,23 @@ const AUDIO = /\.(wav|ogg|opus|flac)$/i;
 const MAX_S = 4;
 /** Shorter sources (clicks of a few ms) are left out. */
 const MIN_S = 0.1;
+/** Excerpts whose peak is under −50 dBFS are left out. */
+const QUIET = 10 ** (-50 / 20);
 
 const args = process.argv.slice(2);
 const flag = (name: string) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
 };
+if (args.includes('--list-packages')) {
+  process.stdout.write(PACKAGES.join(' ') + '\n');
+  process.exit(0);
+}
 const OUT = path.resolve(flag('--out') ?? 'train-recordings');
+const CHOSEN = flag('--packages')?.split(/[\s,]+/).filter(Boolean) ?? PACKAGES;
 const SEED = Number(flag('--seed') ?? 0);
 const PER_LANGUAGE = Number(flag('--per-language') ?? 30);
+const RENDERINGS = Number(flag('--renderings') ?? 2);
 const JOBS = Math.max(1, Number(flag('--jobs') ?? Math.min(4, os.availableParallelism())));
 const roots = new Map<string, string>();
 args.forEach((a, i) => {
@@ -78,6 +97,7 @@ args.forEach((a, i) => {
   }
 });
 if (!(PER_LANGUAGE > 0)) throw new Error('--per-language: a positive number');
+if (!(Number.isInteger(RENDERINGS) && RENDERINGS >= 1)) throw new Error('--renderings: a whole number ≥ 1');
 
 function walk(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
@@ -134,7 +154,9 @@ function clipsOf(pkg: string, src: string, rel: string, seconds: number, speech:
   const base = key.replace(/\.[^.]+$/, '').replace(/[^\w/-]+/g, '_');
   if (seconds < MIN_S) return [];
   const spans: [number, number][] = [];
-  if (seconds <= MAX_S + 1) spans.push([0, Math.min(seconds, MAX_S)]);
+  const whole = seconds <= MAX_S + 1;
+  // a short sound whole, RENDERINGS times for non-speech (each with its own level, onset and band)
+  if (whole) for (let k = 0; k < (speech ? 1 : RENDERINGS); k++) spans.push([0, Math.min(seconds, MAX_S)]);
   else {
     const n = Math.min(4, Math.floor(seconds / 8) + 1);
     for (let k = 0; k < n; k++) {
@@ -148,20 +170,22 @@ function clipsOf(pkg: string, src: string, rel: string, seconds: number, speech:
     const id = spans.length > 1 ? `${base}-${k}` : base;
     const padS = draw(id, 'pad?', 0, 1) < 0.5 ? r2(Math.min(draw(id, 'pad', 0, 1), MAX_S - Math.min(length, MAX_S - 0.25))) : 0;
     return {
-      id, pkg, src, speech, split: splitOf(key), start, length: r2(Math.min(length, MAX_S - padS)), padS, excerpt: spans.length > 1 || seconds > MAX_S,
+      id, pkg, src, speech, split: splitOf(key), start, length: r2(Math.min(length, MAX_S - padS)), padS, excerpt: seconds > MAX_S,
       gainDb: r2(draw(id, 'gain', -25, -1)), telephone: draw(id, 'band', 0, 1) < 0.25,
     };
   });
 }
 
 async function main() {
-  const missing = PACKAGES.filter((p) => !roots.has(p));
+  const unknown = CHOSEN.filter((p) => !PACKAGES.includes(p));
+  if (unknown.length) throw new Error(`--packages: ${unknown.join(', ')} not among the sources (${PACKAGES.join(', ')})`);
+  const missing = CHOSEN.filter((p) => !roots.has(p));
   if (missing.length) throw new Error(`no --root for ${missing.join(', ')}`);
   fs.mkdirSync(path.join(OUT, 'clips'), { recursive: true });
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'train-recordings-'));
   // the sources: every non-speech file not named as a voice; KLettres' words, PER_LANGUAGE per language
   const sources: { pkg: string; src: string; rel: string; speech: boolean }[] = [];
-  for (const s of SOURCES) {
+  for (const s of SOURCES.filter((x) => CHOSEN.includes(x.pkg))) {
     const root = roots.get(s.pkg)!;
     let files = walk(path.join(root, s.dir)).filter((f) => !s.voices?.test(path.basename(f)));
     if (files.length === 0) throw new Error(`${s.pkg}: no sound files under /${s.dir} (in ${root})`);
@@ -190,11 +214,18 @@ async function main() {
       } catch (err) {
         throw new Error(`${s.src}: cannot decode (${(err as Error).message.split('\n')[0]})`);
       }
+      const samples = readWav(decoded).samples;
       for (const c of clipsOf(s.pkg, s.src, s.rel, seconds, s.speech)) {
+        // an excerpt that is (nearly) silence, such as a track's fade-out, would be its noise floor raised to the level drawn
+        let peak = 0;
+        for (let i = Math.floor(c.start * 16000), end = Math.min(samples.length, Math.ceil((c.start + c.length) * 16000)); i < end; i++) peak = Math.max(peak, Math.abs(samples[i]!));
+        if (peak < QUIET) continue;
         const dest = path.join(OUT, 'clips', `${c.id}.wav`);
         fs.mkdirSync(path.dirname(dest), { recursive: true });
-        const effects = ['trim', String(c.start), String(c.length), 'fade', 't', '0.01', String(c.length), '0.01', 'norm', String(c.gainDb)];
+        // the band first, so that the peak level is the one the manifest states
+        const effects = ['trim', String(c.start), String(c.length), 'fade', 't', '0.01', String(c.length), '0.01'];
         if (c.telephone) effects.push('sinc', '300-3400');
+        effects.push('norm', String(c.gainDb));
         if (c.padS > 0) effects.push('pad', String(c.padS), '0');
         await run('sox', ['-R', '-D', '-V1', decoded, '-e', 'signed-integer', '-b', '16', `${dest}.part.wav`, ...effects]);
         fs.renameSync(`${dest}.part.wav`, dest);
@@ -219,7 +250,7 @@ async function main() {
   });
   const count = (p: (c: Clip) => boolean) => clips.filter(p).length;
   const info = {
-    kind: 'train-recordings', seed: SEED, perLanguage: PER_LANGUAGE, packages: PACKAGES,
+    kind: 'train-recordings', seed: SEED, perLanguage: PER_LANGUAGE, packages: CHOSEN,
     clips: clips.length, speech: count((c) => c.speech), nonSpeech: count((c) => !c.speech),
     splits: Object.fromEntries(['train', 'val', 'test'].map((s) => [s, count((c) => c.split === s)])),
   };
