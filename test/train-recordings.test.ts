@@ -3,7 +3,8 @@
 // letters in two languages. Checked: which files become clips (a short sound twice), excerpts of a long track stay within
 // 4 s and one split, levels/onsets/bands as the manifest says, `labelled: false` entries that
 // readManifest accepts and training asks only "Is anyone speaking?", the same bytes twice, and the
-// one-line refusals. Needs sox (tools/setup.sh --with-test-tools installs it).
+// one-line refusals. Then tools/make-train-recordings.sh on two small real packages, which
+// tools/setup.sh --with-test-tools installs (with sox and opus-tools): in CI a missing one fails.
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -13,6 +14,10 @@ import { readWav } from '../src/audio/wav.js';
 import { readManifest } from '../src/corpus/manifest.js';
 import { clipQAs } from '../src/train/data.js';
 import { ownTimeout } from './helpers.js';
+
+const SMALL = ['psi-plus-sounds', 'eiskaltdcpp-sounds'];
+const installed = SMALL.every((p) => spawnSync('dpkg-query', ['-W', '-f=${Status}', p], { encoding: 'utf8' }).stdout.includes('install ok installed'));
+const RUN = installed || !!process.env.CI;
 
 const ROOT = path.join(import.meta.dirname, '..');
 let tmp: string;
@@ -110,4 +115,30 @@ describe('the real-recordings training corpus (tools/train-recordings.ts)', () =
       expect(r.stderr.trim()).toMatch(msg);
     }
   }, ownTimeout(60_000));
+
+  it.runIf(RUN)('make-train-recordings.sh builds from installed packages, the same bytes twice, and keeps a folder it did not make', () => {
+    const script = path.join(ROOT, 'tools', 'make-train-recordings.sh');
+    const run = (out: string) => spawnSync('bash', [script, '--out', out, '--packages', SMALL.join(' ')], { encoding: 'utf8', cwd: ROOT });
+    const a = path.join(tmp, 'pkg-a');
+    const b = path.join(tmp, 'pkg-b');
+    for (const out of [a, b]) {
+      const r = run(out);
+      expect(r.status, r.stderr).toBe(0);
+    }
+    const m = readManifest(a);
+    expect(m.length).toBeGreaterThan(20); // 24 short sounds, twice each
+    expect(m.every((e) => e.labelled === false && !e.speech)).toBe(true);
+    for (const e of m) expect(fs.readFileSync(path.join(b, e.file)).equals(fs.readFileSync(path.join(a, e.file))), e.file).toBe(true);
+    const pk = fs.readFileSync(path.join(a, 'packages.txt'), 'utf8');
+    for (const p of SMALL) expect(pk).toMatch(new RegExp(`^${p} \\S+ \\(installed\\)$`, 'm'));
+    expect(pk).toContain(`--packages "${SMALL.join(' ')}"`);
+    // a folder of something else is not emptied
+    const other = path.join(tmp, 'other');
+    fs.mkdirSync(other);
+    fs.writeFileSync(path.join(other, 'keep.txt'), 'mine');
+    const r = run(other);
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toBe(`make-train-recordings: ${other} exists and is not a corpus this script made (no packages.txt of its own): choose another --out`);
+    expect(fs.readFileSync(path.join(other, 'keep.txt'), 'utf8')).toBe('mine');
+  }, ownTimeout(120_000));
 });

@@ -4,6 +4,7 @@
 # so no root is needed for the sources.
 #
 #   debian_package_roots CACHE P1 P2 ...   sets ROOT_ARGS (--root P=DIR ...) and VERSIONS (a line each)
+#   fresh_corpus_dir OUT MARK              empties OUT for a rebuild, refusing a folder the script did not make
 #   (the caller defines die)
 debian_package_roots() {
   local cache=$1; shift
@@ -32,4 +33,17 @@ debian_package_roots() {
     ROOT_ARGS+=(--root "$p=$cache/$p")
     VERSIONS+="$p $(dpkg-deb -f "$deb" Version) (from $(basename "$deb"))"$'\n'
   done
+}
+
+# A rebuild starts from an empty folder, so no clip of an earlier build is left behind. OUT/packages.txt
+# starts with MARK at once, so that a build that dies half-way can be rebuilt in place.
+fresh_corpus_dir() {
+  local out=$1 mark=$2
+  if [ -e "$out" ]; then
+    [ -z "$(ls -A "$out")" ] || [ "$(head -n 1 "$out/packages.txt" 2>/dev/null)" = "$mark" ] ||
+      die "$out exists and is not a corpus this script made (no packages.txt of its own): choose another --out"
+    rm -rf "$out"
+  fi
+  mkdir -p "$out"
+  echo "$mark" > "$out/packages.txt"
 }

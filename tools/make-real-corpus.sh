@@ -53,14 +53,7 @@ fi
 # sources: installed, or downloaded and unpacked into the cache
 . tools/debian-packages.sh
 debian_package_roots "$CACHE" $PACKAGES
-# a rebuild starts from an empty folder, so no clip of an earlier build is left behind
-if [ -e "$OUT" ]; then
-  [ -z "$(ls -A "$OUT")" ] || [ "$(head -n 1 "$OUT/packages.txt" 2>/dev/null)" = "$MARK" ] ||
-    die "$OUT exists and is not a corpus this script made (no packages.txt of its own): choose another --out"
-  rm -rf "$OUT"
-fi
-mkdir -p "$OUT"
-echo "$MARK" > "$OUT/packages.txt"   # first, so that a build that dies half-way can be rebuilt in place
+fresh_corpus_dir "$OUT" "$MARK"
 EXTRA=(); [ -n "$PER_SOURCE" ] && EXTRA+=(--per-source "$PER_SOURCE")
 npx --no-install tsx tools/real-corpus.ts --out "$OUT" --formats "$FORMATS" --seed "$SEED" "${EXTRA[@]}" "${ROOT_ARGS[@]}"
 {

@@ -37,13 +37,7 @@ done
 for tool in sox soxi opusdec; do command -v $tool >/dev/null || die "$tool is missing (apt-get install sox opus-tools)"; done
 . tools/debian-packages.sh
 debian_package_roots "$CACHE" $PACKAGES
-if [ -e "$OUT" ]; then
-  [ -z "$(ls -A "$OUT")" ] || [ "$(head -n 1 "$OUT/packages.txt" 2>/dev/null)" = "$MARK" ] ||
-    die "$OUT exists and is not a corpus this script made (no packages.txt of its own): choose another --out"
-  rm -rf "$OUT"
-fi
-mkdir -p "$OUT"
-echo "$MARK" > "$OUT/packages.txt"
+fresh_corpus_dir "$OUT" "$MARK"
 npx --no-install tsx tools/train-recordings.ts --out "$OUT" --packages "$PACKAGES" --seed "$SEED" --per-language "$PER_LANGUAGE" --renderings "$RENDERINGS" "${ROOT_ARGS[@]}"
 {
   echo "$MARK"

@@ -5,7 +5,8 @@
 # Then checks that a real adapter (never Dawn's null backend) appears.
 # Flags: --no-apt (never touch system packages), --with-test-tools (chromium, for the report test;
 #        opus-tools, lame and the Debian sound packages test/real-corpus.test.ts builds its corpus from;
-#        fluidsynth, timgm6mb-soundfont and deepin-sound-theme for make-corpus --variety 4),
+#        fluidsynth, timgm6mb-soundfont and deepin-sound-theme for make-corpus --variety 4;
+#        psi-plus-sounds and eiskaltdcpp-sounds for test/train-recordings.test.ts),
 #        --with-reference (python3-torch + numpy + OpenBLAS: regenerate fixtures, PyTorch baselines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,8 @@ apt_install_base() {
       asterisk-core-sounds-en-wav asterisk-core-sounds-it-wav pocketsphinx-testdata alsa-utils sound-theme-freedesktop >/dev/null
     # make-corpus --variety 4: sampled instruments played by FluidSynth, desktop sounds (not the 148 MB FluidR3 it recommends)
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends fluidsynth timgm6mb-soundfont deepin-sound-theme >/dev/null
+    # tools/make-train-recordings.sh: two of its small sound packages, which its test builds from
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends psi-plus-sounds eiskaltdcpp-sounds >/dev/null
   fi
   if [ "$REFERENCE" = 1 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-torch python3-numpy libopenblas0-pthread >/dev/null
