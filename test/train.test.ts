@@ -22,7 +22,7 @@ import {
   IGNORE, type LabelOrder, PROMPTS, batchClips, clipQAs, epochPool, labelsAnswer, encodeConversation, parseGender, parseLabels, parseYesNo, checkQuestionWeights, pickQuestions, questionOrder, templateIds, trainTokenizer,
 } from '../src/train/data.js';
 import { DEFAULT_DIMS, type ModelDims, frontendFor, initWeights, makeConfig, trainableWeights } from '../src/train/dims.js';
-import { lossSvg, writeModelDir } from '../src/train/export.js';
+import { lossSvg, stageCommands, writeModelDir } from '../src/train/export.js';
 import {
   AUX_BIAS, AUX_WEIGHT, type AuxPool, auxLogits, auxLoss, encodeTrainBatch, initAux, packBatch, packShared, trainLogits, trainLoss,
 } from '../src/train/forward.js';
@@ -707,6 +707,19 @@ describe('training runs', () => {
     opt.dispose();
     for (const t of w.values()) t.dispose();
   }, 60_000);
+
+  it("reads the earlier stages' commands from the first code block that lists any", () => {
+    const readme = [
+      '# model', '', '```', 'bash tools/train-embedded.sh --out weights-retrained', '```', '', 'The stages:', '',
+      '```', 'npx tsx tools/train-audiollm.ts --corpus a --steps 2', 'npx tsx tools/train-audiollm.ts --corpus b --init x', '```', '',
+      '```', 'npx tsx tools/train-audiollm.ts --corpus later-block', '```',
+    ].join('\n');
+    expect(stageCommands(readme)).toEqual(['npx tsx tools/train-audiollm.ts --corpus a --steps 2', 'npx tsx tools/train-audiollm.ts --corpus b --init x']);
+    expect(stageCommands('# no blocks')).toEqual([]);
+    // the shipped README: as many stages as train-embedded.sh runs
+    const shipped = stageCommands(fs.readFileSync(path.join(import.meta.dirname, '..', 'weights', 'README.md'), 'utf8'));
+    expect(shipped.length).toBeGreaterThanOrEqual(8);
+  });
 
   it('draws the loss curve', () => {
     const svg = lossSvg([0, 1, 2, 3].map((i) => ({ step: i, loss: 5 - i, lr: 1, gradNorm: 1, tokens: 1, positions: 1, ms: 1, ...(i === 3 ? { valLoss: 2.5 } : {}) })));

@@ -18,7 +18,7 @@ import { Engine } from '../src/gpu/engine.js';
 import { CORPUS_FILE } from '../src/corpus/manifest.js';
 import { evalModel } from '../src/train/eval-model.js';
 import type { ModelDims } from '../src/train/dims.js';
-import { writeWeightsReadme } from '../src/train/export.js';
+import { stageCommands, writeWeightsReadme } from '../src/train/export.js';
 import type { AuxPool } from '../src/train/forward.js';
 import { trainAudioLLM } from '../src/train/run.js';
 import { LABEL_ORDERS, type LabelOrder } from '../src/train/data.js';
@@ -150,8 +150,7 @@ async function main(): Promise<void> {
       // README.stage<k>.md / loss.stage<k>.svg, and their commands in this README
       const init = path.resolve(String(o.init));
       const readme = fs.existsSync(path.join(init, 'README.md')) ? fs.readFileSync(path.join(init, 'README.md'), 'utf8') : '';
-      const block = /```\n([\s\S]*?)```/.exec(readme)?.[1] ?? '';
-      previousCommands = block.split('\n').filter((l) => l.startsWith('npx tsx tools/train-audiollm.ts'));
+      previousCommands = stageCommands(readme);
       const k = Math.max(1, previousCommands.length);
       for (const f of fs.readdirSync(init)) if (/^(README|loss)\.stage\d+\.(md|svg)$/.test(f)) fs.copyFileSync(path.join(init, f), path.join(out, f));
       for (const [from, to] of [['README.md', `README.stage${k}.md`], ['loss.svg', `loss.stage${k}.svg`]]) {

@@ -155,6 +155,16 @@ function grownLayers(spec: RunSpec): number {
   return Math.max(0, spec.dims.encLayers - before);
 }
 
+/**
+ * The training commands a model's README lists, one per stage: the first code block that holds
+ * `npx tsx tools/train-audiollm.ts` lines (the shipped README shows its one-command rebuild first).
+ */
+export function stageCommands(readme: string): string[] {
+  return [...readme.matchAll(/```[^\n]*\n([\s\S]*?)```/g)]
+    .map((m) => m[1]!.split('\n').filter((l) => l.startsWith('npx tsx tools/train-audiollm.ts')))
+    .find((c) => c.length > 0) ?? [];
+}
+
 /** weights/README.md: what the model is, how it was trained (exact command, time) and how it scores. */
 export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
   const cfg = info.result.config;
