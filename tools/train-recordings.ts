@@ -1,7 +1,8 @@
 // Builds a training corpus of real recordings from Debian packages that the real check set
-// (tools/make-real-corpus.sh) does not use: game sound effects, city ambiences and game music as
-// non-speech, KLettres' recorded letters and syllables in some 25 languages as very short real
-// speech. Called by tools/make-train-recordings.sh, which finds or unpacks the packages.
+// (tools/make-real-corpus.sh) does not use: game sound effects, city ambiences, game music and chat
+// and phone programs' notification sounds and ringtones as non-speech, KLettres' recorded letters and
+// syllables in some 25 languages as very short real speech. Called by tools/make-train-recordings.sh,
+// which finds or unpacks the packages.
 //
 //   npx tsx tools/train-recordings.ts --out DIR --root PKG=DIR ... [--packages "P1 P2 ..."] [--seed S] [--per-language N]
 //                                     [--renderings N] [--jobs J]
@@ -15,9 +16,10 @@
 //
 // Every clip is 16 kHz mono 16-bit WAV of at most 4 s (the embedded model's window), made by sox
 // from one source file: a word whole, a short sound whole twice (--renderings), both cut at 4 s, a
-// longer file as excerpts of 1.5–4 s. Each clip draws (seeded by its id) a level (peak −1 to −25 dBFS), 0–1 s of silence in
-// front in half of them, and a telephone band (300–3,400 Hz) in a quarter: the same sound must get
-// the same answer whatever its level and onset. Splits are by source file (80/10/10), so the
+// longer file as up to four excerpts of 1.5–4 s (none that is near silence). Each clip draws (seeded
+// by its id) a level (peak −1 to −25 dBFS), 0–1 s of silence in front in half of them, and a
+// telephone band (300–3,400 Hz) in a quarter: the same sound must get the same answer whatever its
+// level and onset. Splits are by source file (80/10/10), so the
 // excerpts of one track never straddle train and test. Files whose names say they hold a voice
 // (a game's spoken "excellent!", a laugh, a crowd) are left out of the non-speech.
 import { execFile } from 'node:child_process';
@@ -235,8 +237,11 @@ async function main() {
       if (++done % 100 === 0) process.stderr.write(`train-recordings: ${done}/${sources.length} source files\n`);
     }
   };
-  await Promise.all(Array.from({ length: JOBS }, worker));
-  fs.rmSync(tmp, { recursive: true, force: true });
+  try {
+    await Promise.all(Array.from({ length: JOBS }, worker));
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
   clips.sort((a, b) => (a.id < b.id ? -1 : 1));
   clips.forEach((c, i) => {
     const augment = [
