@@ -622,6 +622,28 @@ describe('training runs', () => {
     await expect(trainAudioLLM({ ...o, out: bad, averageFrom: 2, averageEvery: 0 })).rejects.toThrow(/--average-every must be a positive integer \(got 0\)/);
   }, 180_000);
 
+  it("trains with clips marked 'labelled: false' (asked only whether anyone speaks) and refuses a speaking weight of 0 for them", async () => {
+    // the corpus again, its train-split sounds-only clips marked unlabelled (labels and caption gone)
+    const dir = path.join(tmp, 'unlabelled-corpus');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.rmSync(path.join(dir, 'clips'), { force: true });
+    fs.symlinkSync(path.join(corpus, 'clips'), path.join(dir, 'clips'));
+    const lines = fs.readFileSync(path.join(corpus, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    let marked = 0;
+    const out = lines.map((e) => {
+      if (e.split !== 'train' || e.speech || marked === 6) return e;
+      marked++;
+      return { ...e, labels: [], caption: '', labelled: false };
+    });
+    fs.writeFileSync(path.join(dir, 'manifest.jsonl'), out.map((e) => JSON.stringify(e)).join('\n') + '\n');
+    fs.copyFileSync(path.join(corpus, 'corpus.json'), path.join(dir, 'corpus.json'));
+    expect(marked).toBe(6);
+    await expect(trainAudioLLM({ ...base(), corpus: dir, out: path.join(tmp, 'run-unlabelled-bad'), questionWeights: { speaking: 0 } })).rejects.toThrow(/labelled: false.*weight must be above 0/);
+    const r = await trainAudioLLM({ ...base(), corpus: dir, out: path.join(tmp, 'run-unlabelled'), steps: 4, export: false });
+    expect(r.records).toHaveLength(4);
+    for (const rec of r.records) expect(Number.isFinite(rec.loss) && Number.isFinite(rec.auxLoss!)).toBe(true);
+  });
+
   it('trains the auxiliary head at its own learning rate', async () => {
     // one step each from the same initialisation and data: Adam's first update is linear in the
     // learning rate, so the head moves exactly auxLrScale times as far; everything else the same
