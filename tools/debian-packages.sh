@@ -5,6 +5,7 @@
 #
 #   debian_package_roots CACHE P1 P2 ...   sets ROOT_ARGS (--root P=DIR ...) and VERSIONS (a line each)
 #   fresh_corpus_dir OUT MARK              empties OUT for a rebuild, refusing a folder the script did not make
+#   check_packages "ALL" "CHOSEN"          refuses a --packages entry that is not among ALL
 #   (the caller defines die)
 debian_package_roots() {
   local cache=$1; shift
@@ -46,4 +47,12 @@ fresh_corpus_dir() {
   fi
   mkdir -p "$out"
   echo "$mark" > "$out/packages.txt"
+}
+
+check_packages() {
+  local all p
+  all=$(echo $1)
+  for p in $2; do
+    case " $all " in *" $p "*) ;; *) die "--packages: $p is not one of: $all" ;; esac
+  done
 }

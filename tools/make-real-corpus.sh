@@ -34,9 +34,8 @@ while [ $# -gt 0 ]; do
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
-for p in $PACKAGES; do
-  case " $(echo $ALL_PACKAGES) " in *" $p "*) ;; *) die "--packages: $p is not one of: $(echo $ALL_PACKAGES)" ;; esac
-done
+. tools/debian-packages.sh
+check_packages "$ALL_PACKAGES" "$PACKAGES"
 
 # encoders
 missing=""
@@ -51,7 +50,6 @@ if [ -n "$missing" ]; then
 fi
 
 # sources: installed, or downloaded and unpacked into the cache
-. tools/debian-packages.sh
 debian_package_roots "$CACHE" $PACKAGES
 fresh_corpus_dir "$OUT" "$MARK"
 EXTRA=(); [ -n "$PER_SOURCE" ] && EXTRA+=(--per-source "$PER_SOURCE")

@@ -2,9 +2,9 @@
 # A training corpus of real recordings from Debian packages that the real check set
 # (tools/make-real-corpus.sh) never uses: game sound effects, city ambiences, game music, chat and
 # phone programs' notification sounds and ringtones (non-speech), and KLettres' recorded letters and
-# syllables in some 25 languages (very short real speech). Clips are 16 kHz WAV of at most 4 s, marked `labelled: false` in DIR/manifest.jsonl:
-# training asks them only "Is anyone speaking?". See tools/train-recordings.ts for how clips are cut,
-# and weights/README.md for the model trained with them.
+# syllables in some 25 languages (very short real speech). Clips are 16 kHz WAV of at most 4 s,
+# marked `labelled: false` in DIR/manifest.jsonl: training asks them only "Is anyone speaking?". See
+# tools/train-recordings.ts for how clips are cut, and weights/README.md for what training on them did.
 #
 #   bash tools/make-train-recordings.sh [--out DIR] [--packages "P1 P2 ..."] [--seed S] [--per-language N]
 #                                       [--renderings N] [--cache DIR]
@@ -31,11 +31,9 @@ while [ $# -gt 0 ]; do
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
-for p in $PACKAGES; do
-  case " $ALL_PACKAGES " in *" $p "*) ;; *) die "--packages: $p is not one of: $ALL_PACKAGES" ;; esac
-done
-for tool in sox soxi opusdec; do command -v $tool >/dev/null || die "$tool is missing (apt-get install sox opus-tools)"; done
 . tools/debian-packages.sh
+check_packages "$ALL_PACKAGES" "$PACKAGES"
+for tool in sox soxi opusdec; do command -v $tool >/dev/null || die "$tool is missing (apt-get install sox opus-tools)"; done
 debian_package_roots "$CACHE" $PACKAGES
 fresh_corpus_dir "$OUT" "$MARK"
 npx --no-install tsx tools/train-recordings.ts --out "$OUT" --packages "$PACKAGES" --seed "$SEED" --per-language "$PER_LANGUAGE" --renderings "$RENDERINGS" "${ROOT_ARGS[@]}"
