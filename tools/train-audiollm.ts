@@ -179,11 +179,16 @@ function parseWeights(v: string): Record<string, number> {
  * corpus joined by tools/merge-corpora.ts, each source's command.
  */
 function corpusCommand(dir: string): string | undefined {
-  type Info = { seed?: number; size?: number; variety?: boolean | number; merged?: Record<string, { corpus?: Info }> };
-  const one = (c: Info | undefined): string | undefined =>
-    c && typeof c.seed === 'number' && typeof c.size === 'number'
+  type Info = { kind?: string; packages?: string[]; seed?: number; size?: number; variety?: boolean | number; merged?: Record<string, { corpus?: Info }> };
+  const one = (c: Info | undefined): string | undefined => {
+    if (c?.kind === 'train-recordings') {
+      // its options (and the packages' versions) are in the corpus's packages.txt
+      return `\`bash tools/make-train-recordings.sh --out DIR\` (real recordings from ${c.packages?.length ?? 'some'} Debian packages; DIR/packages.txt lists the options used)`;
+    }
+    return c && typeof c.seed === 'number' && typeof c.size === 'number'
       ? `\`ardgpu make-corpus${typeof c.variety === 'number' ? ` --variety ${c.variety}` : c.variety ? ' --variety' : ''} --seed ${c.seed} --size ${c.size} --out DIR\``
       : undefined;
+  };
   try {
     const c = JSON.parse(fs.readFileSync(path.join(dir, CORPUS_FILE), 'utf8')) as Info;
     if (!c.merged) return one(c);
