@@ -175,8 +175,9 @@ function parseWeights(v: string): Record<string, number> {
 }
 
 /**
- * The make-corpus command that rebuilds the corpus, from its corpus.json (seed, size, variety); for a
- * corpus joined by tools/merge-corpora.ts, each source's command.
+ * The make-corpus command that rebuilds the corpus, from its corpus.json (seed, size, variety), or the
+ * script that built a corpus of training recordings; for a corpus joined by tools/merge-corpora.ts,
+ * each source's command.
  */
 function corpusCommand(dir: string): string | undefined {
   type Info = { kind?: string; packages?: string[]; seed?: number; size?: number; variety?: boolean | number; merged?: Record<string, { corpus?: Info }> };
