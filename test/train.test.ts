@@ -550,6 +550,36 @@ describe('training runs', () => {
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'run-d'), steps: 2, initFrom: path.join(tmp, 'nowhere') })).rejects.toThrow(/nowhere\/model\.safetensors: not found/);
   }, 180_000);
 
+  it('keeps --freeze weights exactly as the --init model has them, also across a resume', async () => {
+    const { openSafetensors } = await import('../src/io/safetensors.js');
+    const init = path.join(tmp, 'freeze-init');
+    await trainAudioLLM({ ...base(), out: init, steps: 3 });
+    const freeze = ['language_model.model.layers.1.', 'language_model.model.norm.', 'language_model.lm_head.'];
+    const o = { ...base(), steps: 6, checkpointEvery: 2, initFrom: init, freeze };
+    const oneGo = path.join(tmp, 'freeze-a');
+    await trainAudioLLM({ ...o, out: oneGo });
+    // interrupted and resumed: the frozen weights come back from --init, the rest from the checkpoint
+    const split = path.join(tmp, 'freeze-b');
+    await trainAudioLLM({ ...o, out: split, stopAfter: 3 });
+    await trainAudioLLM({ ...o, out: split, resume: true });
+    expect(fs.readFileSync(path.join(split, 'model.safetensors'))).toEqual(fs.readFileSync(path.join(oneGo, 'model.safetensors')));
+    const a = openSafetensors(path.join(init, 'model.safetensors'));
+    const b = openSafetensors(path.join(oneGo, 'model.safetensors'));
+    const names = [...a.tensors.keys()];
+    const frozen = names.filter((n) => freeze.some((p) => n.startsWith(p)));
+    expect(frozen.length).toBeGreaterThan(5);
+    for (const n of frozen) expect(b.readFloat32(n)).toEqual(a.readFloat32(n));
+    // and the others did learn
+    for (const n of ['language_model.model.layers.0.mlp.down_proj.weight', 'audio_tower.conv1.weight', 'multi_modal_projector.linear.weight']) {
+      expect(b.readFloat32(n)).not.toEqual(a.readFloat32(n));
+    }
+    a.close();
+    b.close();
+    expect(JSON.parse(fs.readFileSync(path.join(oneGo, '.ardgpu-cache', 'train', 'run.json'), 'utf8')).freeze).toEqual(freeze);
+    await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'freeze-bad'), steps: 2, freeze })).rejects.toThrow(/--freeze needs --init/);
+    await expect(trainAudioLLM({ ...o, out: path.join(tmp, 'freeze-bad'), freeze: ['language_model.model.layers.7.'] })).rejects.toThrow(/--freeze 'language_model\.model\.layers\.7\.' matches no trainable weight/);
+  }, 120_000);
+
   it('exports a running average of the weights (--average-from, --average-every, --ema) and resumes it exactly', async () => {
     const { openSafetensors } = await import('../src/io/safetensors.js');
     const o = { ...base(), steps: 6, valEvery: 3, checkpointEvery: 1 };

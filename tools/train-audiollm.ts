@@ -8,7 +8,7 @@
 // loss log; default OUT/.ardgpu-cache/train), --checkpoint-every, --val-every, --vocab,
 // --dims '{"hidden":192,...}', --no-eval (skip the held-out evaluation and README),
 // --eval-split test|val, --eval-max N (clips), --init DIR (second stage from an exported model),
-// --question-weights 'gender=4,sounds=2', --stop-after N.
+// --question-weights 'gender=4,sounds=2', --freeze PREFIX,... (weights kept as --init has them), --stop-after N.
 // Interrupted? Run the same command with --resume: it continues from the last checkpoint and the
 // loss sequence is the one an uninterrupted run gives.
 import * as fs from 'node:fs';
@@ -71,6 +71,7 @@ async function main(): Promise<void> {
     .option('--mix-third <p>', 'share of those fresh mixtures that get a third sound (default 0)')
     .option('--mix-corpus-levels', 'fresh mixtures of sounds only put noise-like sounds 3–8 dB lower, as the corpus does')
     .option('--level-jitter <lo,hi>', 'play every batch slot at a random gain from LO to HI dB (e.g. -20,10), so loudness alone tells nothing (default: none)')
+    .option('--freeze <prefixes>', "comma-separated weight-name prefixes kept as the --init model has them, e.g. 'language_model.model.layers.3.,language_model.model.norm.,language_model.lm_head.'")
     .option('--label-order <order>', 'order of the labels in "What sounds can you hear?" answers: given (manifest order, loudest first; default) or canonical (speech, then a fixed order of sounds)')
     .option('--ema <decay>', 'export an exponential moving average of the weights with this decay (e.g. 0.995) instead of the last step\'s')
     .option('--average-from <step>', 'export the mean of the weights after this step and every later one (or every --average-every-th) instead of the last step\'s')
@@ -123,6 +124,7 @@ async function main(): Promise<void> {
     mixThird: num(o.mixThird, 'mix-third'),
     mixCorpusLevels: o.mixCorpusLevels ? true : undefined,
     levelJitter: levelJitterOf(o.levelJitter),
+    freeze: o.freeze === undefined ? undefined : String(o.freeze).split(',').map((x) => x.trim()).filter(Boolean),
     labelOrder: labelOrderOf(o.labelOrder),
     auxPool: auxPoolOf(o.auxPool),
     questionsPerClip: num(o.questions, 'questions'),

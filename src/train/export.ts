@@ -236,6 +236,7 @@ export function writeWeightsReadme(out: string, info: ReadmeInfo): void {
     'the audio, so under causal attention those rows are the same in every sequence about the clip). The loss is on answer tokens and',
     'their <|im_end|> only.',
     ...(spec.mixRate > 0 ? [`A share of ${spec.mixRate} of the batch slots that hold a single-label clip get a fresh mixture instead: that clip with another single-label training clip added in the log-mel power domain (src/train/mix.ts)${spec.mixThird > 0 ? `; ${spec.mixThird} of those mixtures get a third sound` : ''}${spec.mixCorpusLevels ? '; in mixtures of sounds only, noise-like sounds sit 3–8 dB lower, as in the corpus' : ''}.`] : []),
+    ...(spec.freeze ? [`- Kept as the model it starts from (no gradient, no optimizer): the weights whose names start with ${spec.freeze.map((p) => `\`${p}\``).join(', ')}.`] : []),
     ...(spec.levelJitter ? [`Every batch slot (mixture or not) is played at a random level: a gain drawn uniformly from ${spec.levelJitter[0]} to ${spec.levelJitter[1]} dB, applied to its log-mel features (a uniform shift, src/train/mix.ts shiftLevel), so that loudness alone tells nothing.`] : []),
     ...(spec.mixtureRepeat !== 1 ? [`Clips with several labels (mixtures) appear ${spec.mixtureRepeat} times in each epoch's order, every other clip once.`] : []),
     'Log-mels are computed once per clip and cached. (A multi-turn chat with every question about a clip',

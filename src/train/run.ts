@@ -82,6 +82,12 @@ export interface TrainOptions {
   /** Order of the labels in "What sounds can you hear?" answers (default 'given'): see LabelOrder. */
   labelOrder?: LabelOrder;
   /**
+   * Weight-name prefixes kept as the --init model has them (no gradient, no optimizer): e.g. the
+   * decoder's last layer, final norm and lm_head, so that a later stage keeps the readout that a
+   * steering experiment at an earlier layer goes through. Needs initFrom.
+   */
+  freeze?: string[];
+  /**
    * Export (and validate) an exponential moving average of the weights with this decay instead of
    * the last step's weights (0–1, default 0: off); see WeightAverage.ema.
    */
@@ -176,6 +182,8 @@ export interface RunSpec {
   mixCorpusLevels: boolean;
   /** Present only when set, so the specs (and resumable checkpoints) of runs without it are unchanged. */
   levelJitter?: [number, number];
+  /** Present only when set, like levelJitter. */
+  freeze?: string[];
   labelOrder: LabelOrder;
   /** Decay of the exported weight EMA (0: none). */
   ema: number;
@@ -217,6 +225,7 @@ function specOf(o: TrainOptions, dims: ModelDims, manifestKey: string): RunSpec 
     mixThird: o.mixThird ?? 0,
     mixCorpusLevels: o.mixCorpusLevels ?? false,
     ...(o.levelJitter ? { levelJitter: o.levelJitter } : {}),
+    ...(o.freeze?.length ? { freeze: o.freeze } : {}),
     labelOrder: o.labelOrder ?? 'given',
     ema: o.ema ?? 0,
     averageFrom: o.averageFrom ?? null,
@@ -283,6 +292,7 @@ function resolveRun(o: TrainOptions, log: (line: string) => void): RunPlan {
   }
   if (!(Number.isInteger(spec.averageEvery) && spec.averageEvery >= 1)) throw new ArdError(`train: --average-every must be a positive integer (got ${spec.averageEvery})`);
   if (spec.ema > 0 && spec.averageFrom !== null) throw new ArdError('train: --ema and --average-from exclude each other');
+  if (spec.freeze && !o.initFrom) throw new ArdError('train: --freeze needs --init (it keeps weights of the model a stage starts from)');
   if (spec.auxPool !== 'mean' && spec.auxPool !== 'frames') throw new ArdError(`train: --aux-pool must be mean or frames (got ${String(spec.auxPool)})`);
   if (o.initFrom) {
     const dir = path.resolve(o.initFrom);
@@ -408,12 +418,20 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
 
     // the weights: fresh, or the model a second stage starts from; the auxiliary head; AdamW
     weights = initWeights(engine, config, spec.seed);
-    if (spec.initFrom && !o.resume) {
+    // a resumed run takes its trained weights from the checkpoint, and its frozen ones from --init
+    if (spec.initFrom && (!o.resume || spec.freeze)) {
       const grown = loadInitWeights(engine, weights, path.join(spec.initFrom.dir, 'model.safetensors'));
       if (grown > 0) log(`audio encoder grown by ${grown} layer${grown > 1 ? 's' : ''} (identity at the start: residual outputs zeroed)`);
     }
     if (spec.auxClasses.length) initAux(engine, weights, config, spec.auxClasses.length, spec.seed, auxPrior(clips, data.auxIndex));
     const params = trainableWeights(weights);
+    if (spec.freeze) {
+      for (const p of spec.freeze) {
+        if (![...params.keys()].some((n) => n.startsWith(p))) throw new ArdError(`train: --freeze '${p}' matches no trainable weight`);
+      }
+      for (const n of [...params.keys()]) if (spec.freeze.some((p) => n.startsWith(p))) params.delete(n);
+      log(`frozen: ${weights.size - params.size} tensors (${spec.freeze.join(', ')})`);
+    }
     for (const [n, t] of params) param(t, n);
     groups = optimizerGroups(params, spec);
     // the exported weights' running average (not the aux head, which is not exported): an EMA
