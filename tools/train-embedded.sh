@@ -12,7 +12,7 @@
 #
 # Interrupted? Run the same command again: finished corpora and stages are kept, and a stage that was
 # cut short resumes from its last checkpoint (train-audiollm.ts --resume). On the 2-core lavapipe
-# machine the whole chain takes 5 to 6 hours (stages ~4.5 h, corpora up to ~1.3 h; weights/README.md has
+# machine the whole chain takes 5 to 6 hours (stages ~4.5 h, corpora minutes to ~1.3 h; weights/README.md has
 # each stage's wall time). Needs espeak-ng (tools/setup.sh installs it) and a built dist/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
