@@ -557,7 +557,7 @@ describe('training runs', () => {
     const freeze = ['language_model.model.layers.1.', 'language_model.model.norm.', 'language_model.lm_head.'];
     const o = { ...base(), steps: 6, checkpointEvery: 2, initFrom: init, freeze };
     const oneGo = path.join(tmp, 'freeze-a');
-    await trainAudioLLM({ ...o, out: oneGo });
+    const r = await trainAudioLLM({ ...o, out: oneGo });
     // interrupted and resumed: the frozen weights come back from --init, the rest from the checkpoint
     const split = path.join(tmp, 'freeze-b');
     await trainAudioLLM({ ...o, out: split, stopAfter: 3 });
@@ -576,6 +576,13 @@ describe('training runs', () => {
     a.close();
     b.close();
     expect(JSON.parse(fs.readFileSync(path.join(oneGo, '.ardgpu-cache', 'train', 'run.json'), 'utf8')).freeze).toEqual(freeze);
+    // the stage's README says what was kept, among the training settings
+    const { evalModel } = await import('../src/train/eval-model.js');
+    const { writeWeightsReadme } = await import('../src/train/export.js');
+    const ev = await evalModel({ engine, model: oneGo, corpus, split: 'test', maxClips: 1, latencyClips: 1 });
+    writeWeightsReadme(oneGo, { command: 'npx tsx tools/train-audiollm.ts --freeze', result: r, eval: ev, adapter: 'test' });
+    const training = fs.readFileSync(path.join(oneGo, 'README.md'), 'utf8').split('## Training')[1]!.split('## Held-out')[0]!;
+    expect(training).toContain('- Kept as the model it starts from (no gradient, no optimizer): the weights whose names start with `language_model.model.layers.1.`, `language_model.model.norm.`, `language_model.lm_head.`.');
     await expect(trainAudioLLM({ ...base(), out: path.join(tmp, 'freeze-bad'), steps: 2, freeze })).rejects.toThrow(/--freeze needs --init/);
     await expect(trainAudioLLM({ ...o, out: path.join(tmp, 'freeze-bad'), freeze: ['language_model.model.layers.7.'] })).rejects.toThrow(/--freeze 'language_model\.model\.layers\.7\.' matches no trainable weight/);
   }, 120_000);

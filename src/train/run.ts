@@ -429,8 +429,9 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
       for (const p of spec.freeze) {
         if (![...params.keys()].some((n) => n.startsWith(p))) throw new ArdError(`train: --freeze '${p}' matches no trainable weight`);
       }
-      for (const n of [...params.keys()]) if (spec.freeze.some((p) => n.startsWith(p))) params.delete(n);
-      log(`frozen: ${weights.size - params.size} tensors (${spec.freeze.join(', ')})`);
+      const frozen = [...params.keys()].filter((n) => spec.freeze!.some((p) => n.startsWith(p)));
+      for (const n of frozen) params.delete(n);
+      log(`frozen: ${frozen.length} tensors (${spec.freeze.join(', ')})`);
     }
     for (const [n, t] of params) param(t, n);
     groups = optimizerGroups(params, spec);
