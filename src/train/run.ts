@@ -426,10 +426,10 @@ export async function trainAudioLLM(o: TrainOptions): Promise<TrainResult> {
     if (spec.auxClasses.length) initAux(engine, weights, config, spec.auxClasses.length, spec.seed, auxPrior(clips, data.auxIndex));
     const params = trainableWeights(weights);
     if (spec.freeze) {
-      for (const p of spec.freeze) {
-        if (![...params.keys()].some((n) => n.startsWith(p))) throw new ArdError(`train: --freeze '${p}' matches no trainable weight`);
-      }
       const frozen = [...params.keys()].filter((n) => spec.freeze!.some((p) => n.startsWith(p)));
+      for (const p of spec.freeze) {
+        if (!frozen.some((n) => n.startsWith(p))) throw new ArdError(`train: --freeze '${p}' matches no trainable weight`);
+      }
       for (const n of frozen) params.delete(n);
       log(`frozen: ${frozen.length} tensors (${spec.freeze.join(', ')})`);
     }
