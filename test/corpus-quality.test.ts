@@ -1,15 +1,16 @@
 // The varied corpus version 5: voice qualities (espeak-ng's roughness, flutter, breath, voicing and
-// tone, appended to a copy of the variant's file) on 70 % of speech, drawn alike for both genders.
+// tone, appended to a copy of the variant's file) on 70 % of speech, drawn alike for both genders;
+// version 6: the variant's formant envelope reshaped on 80 % of speech.
 // The plan checks need no audio; the renders need espeak-ng (and, for a whole version-5 corpus,
 // version 4's fluidsynth, timgm6mb-soundfont and deepin-sound-theme, which CI installs).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { qualityLines, qualityTag, speak, type VoiceQuality } from '../src/corpus/espeak.js';
+import { formantLines, qualityLines, qualityTag, speak, type VoiceQuality } from '../src/corpus/espeak.js';
 import { makeCorpus } from '../src/corpus/make-corpus.js';
 import { readManifest } from '../src/corpus/manifest.js';
-import { planCorpus, QUALITY_SHARE } from '../src/corpus/plan.js';
+import { FORMANT_JITTER, FORMANT_SHARE, planCorpus, QUALITY_SHARE } from '../src/corpus/plan.js';
 import { ownTimeout } from './helpers.js';
 
 /** Median F0 (Hz) of the loud frames: the lag of the autocorrelation peak between 60 and 400 Hz. */
@@ -71,6 +72,52 @@ describe('varied corpus version 5 plan', () => {
   });
 });
 
+describe('varied corpus version 6 plan', () => {
+  const plan5 = planCorpus(0, 2000, { variety: 5 });
+  const plan6 = planCorpus(0, 2000, { variety: 6 });
+
+  it('reshapes the formant envelope of a share of speech, alike for both genders; every other draw is version 5\'s', () => {
+    const speech = plan6.clips.filter((c) => c.speech);
+    const withF = speech.filter((c) => c.speech!.quality?.formants);
+    expect(withF.length / speech.length).toBeGreaterThan(FORMANT_SHARE - 0.06);
+    expect(withF.length / speech.length).toBeLessThan(FORMANT_SHARE + 0.06);
+    for (const c of withF) {
+      const f = c.speech!.quality!.formants!;
+      expect(f).toHaveLength(8);
+      for (const [fr, h, w] of f) {
+        expect(fr).toBeGreaterThanOrEqual(FORMANT_JITTER.freq[0]);
+        expect(fr).toBeLessThanOrEqual(FORMANT_JITTER.freq[1]);
+        expect(h).toBeGreaterThanOrEqual(FORMANT_JITTER.height[0]);
+        expect(h).toBeLessThanOrEqual(FORMANT_JITTER.height[1]);
+        expect(w).toBeGreaterThanOrEqual(FORMANT_JITTER.width[0]);
+        expect(w).toBeLessThanOrEqual(FORMANT_JITTER.width[1]);
+      }
+    }
+    // the mean log frequency change of F1–F3 is the same for both genders (no new cue of gender)
+    const meanShift = (g: string) => {
+      const xs = withF.filter((c) => c.speech!.gender === g).map((c) => c.speech!.quality!.formants!.slice(0, 3).reduce((a, [fr]) => a + Math.log(fr / 100), 0) / 3);
+      return xs.reduce((a, x) => a + x, 0) / xs.length;
+    };
+    expect(Math.abs(meanShift('female') - meanShift('male'))).toBeLessThan(0.01);
+    let same = 0;
+    for (const c of plan6.clips) {
+      const c5 = plan5.clips[c.index]!;
+      expect(c.labels).toEqual(c5.labels);
+      expect(c.layers).toEqual(c5.layers);
+      expect(c.augment).toEqual(c5.augment);
+      const { formants, ...rest } = c.speech?.quality ?? {};
+      expect(c.speech ? { ...c.speech, quality: formants && !c5.speech?.quality ? undefined : c.speech.quality && rest } : null).toEqual(c5.speech);
+      if (formants) expect(c.file).not.toBe(c5.file);
+      else {
+        expect(c.file).toBe(c5.file);
+        same++;
+      }
+    }
+    expect(same).toBeGreaterThan(plan6.clips.length - speech.length);
+    for (const v of [undefined, 1, 2, 3, 4, 5] as const) expect(planCorpus(0, 500, { variety: v }).clips.some((c) => c.speech?.quality?.formants)).toBe(false);
+  });
+});
+
 describe('voice qualities (espeak.ts)', () => {
   const q: VoiceQuality = { roughness: 5, flutter: 20, breath: [20, 15, 10, 5, 0, 0, 0, 0], voicing: 80, tone: [400, 200, 1200, 100, 3000, 60, 4500, 30] };
 
@@ -79,6 +126,15 @@ describe('voice qualities (espeak.ts)', () => {
     expect(qualityLines({ roughness: 0, flutter: 3 })).toEqual(['roughness 0', 'flutter 3']);
     expect(qualityTag(q)).toBe('quality:r5,f20,b20-15-10-5-0-0-0-0,v80,t400-200-1200-100-3000-60-4500-30');
     expect(qualityTag({ roughness: 2, flutter: 0 })).toBe('quality:r2,f0');
+  });
+
+  it('reshapes the variant\'s own formant lines (a formant left out is 100 100 100; freqadd kept)', () => {
+    const own = 'name x\nformant 1 50 100 80 95\nformant 2  90 60 90\n// formant 3 1 1 1\n';
+    expect(formantLines(own, [[110, 50, 150], [100, 100, 100], [90, 120, 60]])).toEqual(['formant 1 55 50 120 95', 'formant 2 90 60 90', 'formant 3 90 120 60']);
+    const f: VoiceQuality = { formants: [[110, 50, 150], [95, 100, 100]] };
+    expect(qualityLines(f)).toEqual([]);
+    expect(qualityTag(f)).toBe('quality:F110/50/150-95/100/100');
+    expect(qualityTag({ ...q, formants: [[100, 90, 80]] })).toBe('quality:r5,f20,b20-15-10-5-0-0-0-0,v80,t400-200-1200-100-3000-60-4500-30,F100/90/80');
   });
 
   it('changes the voice, not its pitch; the same quality gives the same samples', async () => {
@@ -97,6 +153,12 @@ describe('voice qualities (espeak.ts)', () => {
     expect(Math.abs(medianF0(a) / f0 - 1)).toBeLessThan(0.12);
     // variants are found whatever their case, as espeak-ng finds them ('Rob' is the file 'rob')
     expect((await speak({ ...req, voice: 'de+Rob', quality: q }, 0.5, 8)).samples.length).toBeGreaterThan(8000);
+    // a reshaped envelope: another sound, same length and pitch
+    const env: VoiceQuality = { formants: [[112, 60, 170], [88, 150, 60], [110, 100, 100], [95, 70, 140], [100, 100, 100], [100, 100, 100], [100, 100, 100], [100, 100, 100]] };
+    const e = (await speak({ ...req, quality: env }, 0.5, 8)).samples;
+    expect(e).not.toEqual(plain);
+    expect(Math.abs(e.length / plain.length - 1)).toBeLessThan(0.1);
+    expect(Math.abs(medianF0(e) / f0 - 1)).toBeLessThan(0.12);
     await expect(speak({ ...req, voice: 'en', quality: q }, 0.5, 8)).rejects.toThrow(/a voice quality needs a variant/);
     await expect(speak({ ...req, voice: 'en+nosuchvariant', quality: q }, 0.5, 8)).rejects.toThrow(/no variant file 'nosuchvariant'/);
   }, ownTimeout(60_000));

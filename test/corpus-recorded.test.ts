@@ -156,10 +156,10 @@ describe.runIf(RUN)('recorded renderings (fluidsynth, timgm6mb-soundfont, deepin
 });
 
 describe('make-corpus --variety 4', () => {
-  it('refuses a version other than 1 to 5 in one line, exit 2', () => {
-    const r = runCli(['make-corpus', '--variety', '6', '--out', path.join(os.tmpdir(), 'ardgpu-variety-6')]);
+  it('refuses a version other than 1 to 6 in one line, exit 2', () => {
+    const r = runCli(['make-corpus', '--variety', '7', '--out', path.join(os.tmpdir(), 'ardgpu-variety-7')]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toEqual(["error: --variety: '6' is not a version (1, 2, 3, 4, 5)"]);
+    expect(r.stderr).toEqual(["error: --variety: '7' is not a version (1, 2, 3, 4, 5, 6)"]);
   });
 
   it.each([

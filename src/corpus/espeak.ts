@@ -79,35 +79,43 @@ export interface SpeakRequest {
    * sampled α times faster, so duration is kept and every frequency (formants, F0) is scaled by α.
    */
   warp?: number;
-  /** Voice quality on top of the variant (varied corpus version 5). */
+  /** Voice quality on top of the variant (varied corpus versions 5 and 6). */
   quality?: VoiceQuality;
 }
 
 /**
  * Voice quality on top of an espeak-ng variant (varied corpus version 5): espeak-ng's own voice-file
  * settings, appended to a copy of the variant's file (a later line overrides an earlier one). Pitch
- * and formant frequencies are left alone, so the variant's measured pitch (voice-pitch.ts) and the
- * warp still set the cues of gender; creak, jitter, breathiness, voicing and spectral tilt vary
- * across both genders, so that they stop telling one variant (and its gender) from another.
+ * is left alone, so the variant's measured pitch (voice-pitch.ts) and the warp still set the cues of
+ * gender; creak, jitter, breathiness, voicing and spectral tilt (version 5) and the shape of the
+ * formant envelope (version 6: each formant moved a little, its height and width changed, the
+ * envelope's overall scale kept on average) vary across both genders, so that they stop telling one variant
+ * (and its gender) from another.
  */
 export interface VoiceQuality {
-  /** espeak-ng `roughness` (0–5 here): irregular glottal pulses, creak. */
-  roughness: number;
-  /** `flutter` (0–20 here): pitch jitter. */
-  flutter: number;
+  /** espeak-ng `roughness` (0–5 here): irregular glottal pulses, creak; absent: the variant's own. */
+  roughness?: number;
+  /** `flutter` (0–20 here): pitch jitter; absent: the variant's own. */
+  flutter?: number;
   /** `breath`: breath noise at formants 1–8 (0–25 here), or absent: the variant's own. */
   breath?: number[];
   /** `voicing` (%, 60–180 here): amplitude of voiced sounds against the rest, or absent. */
   voicing?: number;
   /** `tone`: spectral tilt as Hz / amplitude pairs, or absent. */
   tone?: number[];
+  /**
+   * The variant's own formant envelope reshaped (varied corpus version 6): for formants 1, 2, …, the
+   * frequency, height and width of the variant's `formant` line scaled by these percentages
+   * ([freq %, height %, width %]), so that no envelope stays tied to one variant and its gender.
+   */
+  formants?: [number, number, number][];
 }
 
 /** The voice-file lines of a quality (espeak-ng's docs/voices.md keywords). */
 export function qualityLines(q: VoiceQuality): string[] {
   return [
-    `roughness ${q.roughness}`,
-    `flutter ${q.flutter}`,
+    ...(q.roughness !== undefined ? [`roughness ${q.roughness}`] : []),
+    ...(q.flutter !== undefined ? [`flutter ${q.flutter}`] : []),
     ...(q.breath ? [`breath ${q.breath.join(' ')}`] : []),
     ...(q.voicing !== undefined ? [`voicing ${q.voicing}`] : []),
     ...(q.tone ? [`tone ${q.tone.join(' ')}`] : []),
@@ -116,7 +124,35 @@ export function qualityLines(q: VoiceQuality): string[] {
 
 /** A short tag of a quality for the manifest's augment list. */
 export function qualityTag(q: VoiceQuality): string {
-  return `quality:r${q.roughness},f${q.flutter}${q.breath ? `,b${q.breath.join('-')}` : ''}${q.voicing !== undefined ? `,v${q.voicing}` : ''}${q.tone ? `,t${q.tone.join('-')}` : ''}`;
+  const parts = [
+    ...(q.roughness !== undefined ? [`r${q.roughness}`] : []),
+    ...(q.flutter !== undefined ? [`f${q.flutter}`] : []),
+    ...(q.breath ? [`b${q.breath.join('-')}`] : []),
+    ...(q.voicing !== undefined ? [`v${q.voicing}`] : []),
+    ...(q.tone ? [`t${q.tone.join('-')}`] : []),
+    ...(q.formants ? [`F${q.formants.map((f) => f.join('/')).join('-')}`] : []),
+  ];
+  return `quality:${parts.join(',')}`;
+}
+
+/**
+ * The `formant` lines that reshape a variant's envelope: each formant N (1…) of `jitter` gets the
+ * variant's own line (`formant N freq height width [freqadd]`, espeak-ng's docs/voices.md; a formant
+ * the file leaves out is 100 100 100) with freq, height and width scaled by the percentages; freqadd
+ * (Hz) is kept. Later lines override earlier ones, so these go after the variant's text.
+ */
+export function formantLines(variantText: string, jitter: readonly (readonly [number, number, number])[]): string[] {
+  const own = new Map<number, number[]>();
+  for (const line of variantText.split('\n')) {
+    const m = /^\s*formant\s+(\d+)\s+(.*)$/.exec(line);
+    if (m) own.set(Number(m[1]), m[2]!.trim().split(/\s+/).map(Number));
+  }
+  return jitter.map(([f, h, w], i) => {
+    const n = i + 1;
+    const [freq = 100, height = 100, width = 100, add] = own.get(n) ?? [];
+    const scaled = [Math.round((freq * f) / 100), Math.round((height * h) / 100), Math.round((width * w) / 100)];
+    return `formant ${n} ${[...scaled, ...(add !== undefined ? [add] : [])].join(' ')}`;
+  });
 }
 
 export const ESPEAK_BIN = process.env.ARDGPU_ESPEAK ?? 'espeak-ng';
@@ -167,7 +203,9 @@ async function voiceArgs(req: SpeakRequest): Promise<{ args: string[]; cleanup?:
   // espeak-ng finds variants whatever their case ('Rob' is the file 'rob')
   const found = fs.readdirSync(data.variants).find((f) => f.toLowerCase() === variant.toLowerCase());
   if (!found) throw new ArdError(`espeak-ng -v ${req.voice}: no variant file '${variant}'`);
-  const text = `${fs.readFileSync(path.join(data.variants, found), 'latin1').trimEnd()}\n${qualityLines(req.quality).join('\n')}\n`;
+  const own = fs.readFileSync(path.join(data.variants, found), 'latin1').trimEnd();
+  const lines = [...qualityLines(req.quality), ...(req.quality.formants ? formantLines(own, req.quality.formants) : [])];
+  const text = `${own}\n${lines.join('\n')}\n`;
   const name = `q${process.pid}x${++qualityFiles}`;
   const file = path.join(data.variants, name);
   fs.writeFileSync(file, text, 'latin1');

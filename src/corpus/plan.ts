@@ -49,13 +49,13 @@ export const VARIED_STYLE_SHARE = 0.6;
  * were the weak point.
  */
 export const CROSS_GENDER_SHARE: Record<VarietyVersion, { female: number; male: number }> = {
-  1: { female: 0.25, male: 0.25 }, 2: { female: 0.5, male: 0.25 }, 3: { female: 0.5, male: 0.25 }, 4: { female: 0.5, male: 0.25 }, 5: { female: 0.5, male: 0.25 },
+  1: { female: 0.25, male: 0.25 }, 2: { female: 0.5, male: 0.25 }, 3: { female: 0.5, male: 0.25 }, 4: { female: 0.5, male: 0.25 }, 5: { female: 0.5, male: 0.25 }, 6: { female: 0.5, male: 0.25 },
 };
 /**
  * Varied corpus: share of single-speaker clips that are one word, by version. Version 3 raises it:
  * music-like negatives (version 2) made real single words sound like non-speech to the model.
  */
-export const SINGLE_WORD_SHARE: Record<VarietyVersion, number> = { 1: 0.35, 2: 0.35, 3: 0.6, 4: 0.6, 5: 0.6 };
+export const SINGLE_WORD_SHARE: Record<VarietyVersion, number> = { 1: 0.35, 2: 0.35, 3: 0.6, 4: 0.6, 5: 0.6, 6: 0.6 };
 /**
  * Varied corpus version 4: share of the layers of chord, bell, the tones and the buzzes rendered from
  * recordings (recorded.ts: a SoundFont of sampled instruments, a desktop theme's sounds).
@@ -68,6 +68,22 @@ export const RECORDED_SHARE = 0.6;
  * drawn alike for both genders leave pitch and formants as what tells them apart.
  */
 export const QUALITY_SHARE = 0.7;
+/**
+ * Varied corpus version 6: share of speech whose variant's formant envelope is reshaped (espeak.ts
+ * VoiceQuality.formants). Why: version 5's qualities did not move the unseen variants warped across;
+ * a probe of stage 8 found the variant `travis` warped up to a woman answered "male" 5 times in 6,
+ * and 6 in 6 "female" once its file's formant lines were removed (each of frequencies, heights or
+ * widths alone changed nothing): the model read the variant's envelope, not its pitch and scale.
+ */
+export const FORMANT_SHARE = 0.8;
+/** Version 6's per-formant changes, in % of the variant's own: frequency, height, width (formants 1–8). */
+export const FORMANT_JITTER = { freq: [88, 112], height: [60, 150], width: [60, 170] } as const;
+
+/** A reshaped formant envelope for version 6, drawn alike for both genders (log-uniform percentages). */
+export function drawFormants(r: Rng): [number, number, number][] {
+  const pct = ([lo, hi]: readonly [number, number]) => Math.round(lo * Math.pow(hi / lo, r.next()));
+  return Array.from({ length: 8 }, () => [pct(FORMANT_JITTER.freq), pct(FORMANT_JITTER.height), pct(FORMANT_JITTER.width)] as [number, number, number]);
+}
 
 /** A voice quality for version 5, drawn alike for both genders (ranges as espeak-ng's own variants use). */
 export function drawVoiceQuality(r: Rng): VoiceQuality {
@@ -173,10 +189,11 @@ export interface PlanOptions {
  * 4 (`--variety 4`): version 3 with 60 % of chord, bell, tone and buzz layers rendered from recordings:
  * sampled instruments (a General MIDI SoundFont, played by FluidSynth) and desktop notification sounds.
  * 5 (`--variety 5`): version 4 with 70 % of speech given a voice quality of its own (QUALITY_SHARE).
+ * 6 (`--variety 6`): version 5 with 80 % of speech given a reshaped formant envelope (FORMANT_SHARE).
  * Earlier versions' clips stay exactly as they were, so earlier models' training can be rebuilt.
  */
-export type VarietyVersion = 1 | 2 | 3 | 4 | 5;
-export const VARIETY_VERSIONS: readonly VarietyVersion[] = [1, 2, 3, 4, 5];
+export type VarietyVersion = 1 | 2 | 3 | 4 | 5 | 6;
+export const VARIETY_VERSIONS: readonly VarietyVersion[] = [1, 2, 3, 4, 5, 6];
 
 /** 0 for the default corpus, else the varied corpus's version. */
 export function varietyLevel(v: PlanOptions['variety']): 0 | VarietyVersion {
@@ -429,6 +446,9 @@ export function planCorpus(seed: number, size: number = DEFAULT_SIZE, opts: Plan
       // its own generator, so that every other draw (and every clip without a quality) is version 4's
       const qrng = new Rng(hash32(seed, size, 'quality', index));
       if (level >= 5 && qrng.chance(QUALITY_SHARE)) speech.quality = drawVoiceQuality(qrng);
+      // and again its own for the envelope, so version 6 keeps every version-5 draw
+      const frng = new Rng(hash32(seed, size, 'formants', index));
+      if (level >= 6 && frng.chance(FORMANT_SHARE)) speech.quality = { ...speech.quality, formants: drawFormants(frng) };
     } else if (sp) {
       const gender: Gender = sp === 'female speech' ? 'female' : 'male';
       const voice = crng.pick(voices[split][gender]);
