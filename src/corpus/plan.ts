@@ -76,13 +76,16 @@ export const QUALITY_SHARE = 0.7;
  * widths alone changed nothing): the model read the variant's envelope, not its pitch and scale.
  */
 export const FORMANT_SHARE = 0.8;
-/** Version 6's per-formant changes, in % of the variant's own: frequency, height, width (formants 1–8). */
-export const FORMANT_JITTER = { freq: [88, 112], height: [60, 150], width: [60, 170] } as const;
+/**
+ * Version 6's per-formant changes, in % of the variant's own: frequency (formants 1–2, and 3–8 in a far
+ * wider range: `travis` puts F4 at half the usual, `Mario` F4–F6 at 69–89 %), height and width.
+ */
+export const FORMANT_JITTER = { freqLow: [80, 125], freqHigh: [55, 150], height: [50, 170], width: [50, 200] } as const;
 
 /** A reshaped formant envelope for version 6, drawn alike for both genders (log-uniform percentages). */
 export function drawFormants(r: Rng): [number, number, number][] {
   const pct = ([lo, hi]: readonly [number, number]) => Math.round(lo * Math.pow(hi / lo, r.next()));
-  return Array.from({ length: 8 }, () => [pct(FORMANT_JITTER.freq), pct(FORMANT_JITTER.height), pct(FORMANT_JITTER.width)] as [number, number, number]);
+  return Array.from({ length: 8 }, (_, i) => [pct(i < 2 ? FORMANT_JITTER.freqLow : FORMANT_JITTER.freqHigh), pct(FORMANT_JITTER.height), pct(FORMANT_JITTER.width)] as [number, number, number]);
 }
 
 /** A voice quality for version 5, drawn alike for both genders (ranges as espeak-ng's own variants use). */
