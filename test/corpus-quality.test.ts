@@ -1,6 +1,7 @@
 // The varied corpus version 5: voice qualities (espeak-ng's roughness, flutter, breath, voicing and
 // tone, appended to a copy of the variant's file) on 70 % of speech, drawn alike for both genders;
-// version 6: the variant's formant envelope reshaped on 80 % of speech.
+// version 6: the variant's formant envelope reshaped on 80 % of speech; version 7: 30 % of voices
+// warped towards the other gender's vocal tract, pitch kept in their own gender's range.
 // The plan checks need no audio; the renders need espeak-ng (and, for a whole version-5 corpus,
 // version 4's fluidsynth, timgm6mb-soundfont and deepin-sound-theme, which CI installs).
 import * as fs from 'node:fs';
@@ -10,7 +11,8 @@ import { describe, expect, it } from 'vitest';
 import { formantLines, qualityLines, qualityTag, speak, type VoiceQuality } from '../src/corpus/espeak.js';
 import { makeCorpus } from '../src/corpus/make-corpus.js';
 import { readManifest } from '../src/corpus/manifest.js';
-import { FORMANT_JITTER, FORMANT_SHARE, planCorpus, QUALITY_SHARE } from '../src/corpus/plan.js';
+import { CONFLICT_SHARE, CONFLICT_WARP, FORMANT_JITTER, FORMANT_SHARE, planCorpus, QUALITY_SHARE } from '../src/corpus/plan.js';
+import { F0_RANGE } from '../src/corpus/espeak.js';
 import { ownTimeout } from './helpers.js';
 
 /** Median F0 (Hz) of the loud frames: the lag of the autocorrelation peak between 60 and 400 Hz. */
@@ -116,6 +118,43 @@ describe('varied corpus version 6 plan', () => {
     }
     expect(same).toBeGreaterThan(plan6.clips.length - speech.length);
     for (const v of [undefined, 1, 2, 3, 4, 5] as const) expect(planCorpus(0, 500, { variety: v }).clips.some((c) => c.speech?.quality?.formants)).toBe(false);
+  });
+});
+
+describe('varied corpus version 7 plan', () => {
+  it('warps a share of voices towards the other gender, pitch in their own range; every other draw is version 6\'s', () => {
+    const plan6 = planCorpus(0, 2000, { variety: 6 });
+    const plan7 = planCorpus(0, 2000, { variety: 7 });
+    const speech = plan7.clips.filter((c) => c.speech);
+    let moved = 0;
+    const movedBy = { female: 0, male: 0 };
+    for (const c of plan7.clips) {
+      const c6 = plan6.clips[c.index]!;
+      expect(c.labels).toEqual(c6.labels);
+      expect(c.layers).toEqual(c6.layers);
+      expect(c.augment).toEqual(c6.augment);
+      if (!c.speech) continue;
+      const { voice, pitch, warp, f0, ...rest } = c.speech;
+      const { voice: v6, pitch: p6, warp: w6, f0: f6, ...rest6 } = c6.speech!;
+      expect(rest).toEqual(rest6); // gender, language, sentence, speed, quality
+      if (voice === v6 && pitch === p6 && warp === w6 && f0 === f6) {
+        expect(c.file).toBe(c6.file);
+        continue;
+      }
+      moved++;
+      const g = c.speech.gender;
+      movedBy[g]++;
+      expect(plan7.voices[c.split][g]).toContain(voice); // a variant of its own gender, held out as before
+      expect(warp!).toBeGreaterThanOrEqual(CONFLICT_WARP[g][0]);
+      expect(warp!).toBeLessThanOrEqual(CONFLICT_WARP[g][1]);
+      expect(f0!).toBeGreaterThanOrEqual(F0_RANGE[g][0]);
+      expect(f0!).toBeLessThanOrEqual(F0_RANGE[g][1]);
+      expect(c.file).not.toBe(c6.file);
+    }
+    expect(moved / speech.length).toBeGreaterThan(CONFLICT_SHARE - 0.07);
+    expect(moved / speech.length).toBeLessThan(CONFLICT_SHARE + 0.05);
+    expect(movedBy.female).toBeGreaterThan(0.4 * moved);
+    expect(movedBy.male).toBeGreaterThan(0.4 * moved);
   });
 });
 

@@ -40,7 +40,7 @@ export interface MakeCorpusOptions {
   onProgress?: (p: MakeCorpusProgress) => void;
   /** Clips rendered at once (espeak-ng child processes run in parallel). Default 2. */
   concurrency?: number;
-  /** The varied corpus, version 1 (true), 2, 3, 4, 5 or 6 (plan.ts PlanOptions.variety). */
+  /** The varied corpus, version 1 (true) to 7 (plan.ts PlanOptions.variety). */
   variety?: boolean | VarietyVersion;
 }
 
@@ -58,7 +58,7 @@ export interface CorpusInfo {
   seed: number;
   size: number;
   /** The varied corpus (more voices, warps, single words, band limits, clipping): true for version 1, else the version (2, 3, 4, 5). */
-  variety: boolean | 2 | 3 | 4 | 5 | 6;
+  variety: boolean | 2 | 3 | 4 | 5 | 6 | 7;
   sampleRate: number;
   concepts: string[];
   counts: Record<Split, SplitCounts> & { total: SplitCounts };
@@ -218,7 +218,7 @@ export async function makeCorpus(opts: MakeCorpusOptions): Promise<MakeCorpusRes
   for (const k of [...SPLITS, 'total'] as const) counts[k].seconds = Math.round(counts[k].seconds * 100) / 100;
   const info: CorpusInfo = {
     // version 1 writes `true`, as before, so its corpus.json is unchanged
-    version: CORPUS_VERSION, seed, size, variety: level >= 2 ? (level as 2 | 3 | 4 | 5 | 6) : variety, sampleRate: SR, concepts: [...CONCEPTS], counts, voices: plan.voices,
+    version: CORPUS_VERSION, seed, size, variety: level >= 2 ? (level as 2 | 3 | 4 | 5 | 6 | 7) : variety, sampleRate: SR, concepts: [...CONCEPTS], counts, voices: plan.voices,
   };
   writeFileAtomic(path.join(out, MANIFEST_FILE), entries.map((e) => JSON.stringify(e)).join('\n') + '\n');
   writeJsonAtomic(path.join(out, CORPUS_FILE), info);

@@ -49,13 +49,13 @@ export const VARIED_STYLE_SHARE = 0.6;
  * were the weak point.
  */
 export const CROSS_GENDER_SHARE: Record<VarietyVersion, { female: number; male: number }> = {
-  1: { female: 0.25, male: 0.25 }, 2: { female: 0.5, male: 0.25 }, 3: { female: 0.5, male: 0.25 }, 4: { female: 0.5, male: 0.25 }, 5: { female: 0.5, male: 0.25 }, 6: { female: 0.5, male: 0.25 },
+  1: { female: 0.25, male: 0.25 }, 2: { female: 0.5, male: 0.25 }, 3: { female: 0.5, male: 0.25 }, 4: { female: 0.5, male: 0.25 }, 5: { female: 0.5, male: 0.25 }, 6: { female: 0.5, male: 0.25 }, 7: { female: 0.5, male: 0.25 },
 };
 /**
  * Varied corpus: share of single-speaker clips that are one word, by version. Version 3 raises it:
  * music-like negatives (version 2) made real single words sound like non-speech to the model.
  */
-export const SINGLE_WORD_SHARE: Record<VarietyVersion, number> = { 1: 0.35, 2: 0.35, 3: 0.6, 4: 0.6, 5: 0.6, 6: 0.6 };
+export const SINGLE_WORD_SHARE: Record<VarietyVersion, number> = { 1: 0.35, 2: 0.35, 3: 0.6, 4: 0.6, 5: 0.6, 6: 0.6, 7: 0.6 };
 /**
  * Varied corpus version 4: share of the layers of chord, bell, the tones and the buzzes rendered from
  * recordings (recorded.ts: a SoundFont of sampled instruments, a desktop theme's sounds).
@@ -81,6 +81,17 @@ export const FORMANT_SHARE = 0.8;
  * wider range: `travis` puts F4 at half the usual, `Mario` F4–F6 at 69–89 %), height and width.
  */
 export const FORMANT_JITTER = { freqLow: [80, 125], freqHigh: [55, 150], height: [50, 170], width: [50, 200] } as const;
+
+/**
+ * Varied corpus version 7: share of speech whose vocal tract is warped towards the other gender's while
+ * its pitch stays in its own gender's range (CONFLICT_WARP), so that pitch alone tells the gender. Why:
+ * the unseen voices that fail are a female variant (`grandma`) whose average spectrum sits nearer the
+ * men's than the women's, and male variants warped up whose envelopes stay male-like; every earlier
+ * version's warps moved envelope and pitch together, so the model learnt to trust the envelope.
+ */
+export const CONFLICT_SHARE = 0.3;
+/** Version 7's warps towards the other gender: women's tracts down, men's up (as the cross-gender warps). */
+export const CONFLICT_WARP: Record<Gender, [number, number]> = { female: [0.84, 0.92], male: [1.1, 1.22] };
 
 /** A reshaped formant envelope for version 6, drawn alike for both genders (log-uniform percentages). */
 export function drawFormants(r: Rng): [number, number, number][] {
@@ -193,10 +204,12 @@ export interface PlanOptions {
  * sampled instruments (a General MIDI SoundFont, played by FluidSynth) and desktop notification sounds.
  * 5 (`--variety 5`): version 4 with 70 % of speech given a voice quality of its own (QUALITY_SHARE).
  * 6 (`--variety 6`): version 5 with 80 % of speech given a reshaped formant envelope (FORMANT_SHARE).
+ * 7 (`--variety 7`): version 6 with 30 % of speech warped towards the other gender's vocal tract, its
+ * pitch kept in its own gender's range (CONFLICT_SHARE).
  * Earlier versions' clips stay exactly as they were, so earlier models' training can be rebuilt.
  */
-export type VarietyVersion = 1 | 2 | 3 | 4 | 5 | 6;
-export const VARIETY_VERSIONS: readonly VarietyVersion[] = [1, 2, 3, 4, 5, 6];
+export type VarietyVersion = 1 | 2 | 3 | 4 | 5 | 6 | 7;
+export const VARIETY_VERSIONS: readonly VarietyVersion[] = [1, 2, 3, 4, 5, 6, 7];
 
 /** 0 for the default corpus, else the varied corpus's version. */
 export function varietyLevel(v: PlanOptions['variety']): 0 | VarietyVersion {
@@ -452,6 +465,8 @@ export function planCorpus(seed: number, size: number = DEFAULT_SIZE, opts: Plan
       // and again its own for the envelope, so version 6 keeps every version-5 draw
       const frng = new Rng(hash32(seed, size, 'formants', index));
       if (level >= 6 && frng.chance(FORMANT_SHARE)) speech.quality = { ...speech.quality, formants: drawFormants(frng) };
+      const wrng = new Rng(hash32(seed, size, 'conflict', index));
+      if (level >= 7 && wrng.chance(CONFLICT_SHARE)) warpTowardsOther(wrng, speech, voices[split][speech.gender]);
     } else if (sp) {
       const gender: Gender = sp === 'female speech' ? 'female' : 'male';
       const voice = crng.pick(voices[split][gender]);
@@ -560,3 +575,24 @@ function planVariedSpeech(
 }
 
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
+
+/**
+ * Version 7: re-voices `speech` with a variant of its own gender and language, its tract warped towards
+ * the other gender's (CONFLICT_WARP) and its median F0 still in its own gender's range. Sentence, speed
+ * and quality stay; if no draw reaches the range, the speech is left as it was.
+ */
+function warpTowardsOther(r: Rng, speech: SpeechPlan, voices: readonly Voice[]): void {
+  const [f0lo, f0hi] = F0_RANGE[speech.gender];
+  const sameLang = voices.filter((v) => v.lang === speech.lang);
+  if (!sameLang.length) return;
+  for (let tries = 0; tries < 10; tries++) {
+    const voice = r.pick(sameLang);
+    const warp = round3(r.uniform(...CONFLICT_WARP[speech.gender]));
+    const target = f0lo * Math.pow(f0hi / f0lo, r.next());
+    const pitch = pitchFor(voiceVariant(voice.id), target / warp);
+    const f0 = voiceF0(voiceVariant(voice.id), pitch) * warp;
+    if (f0 < f0lo || f0 > f0hi) continue;
+    Object.assign(speech, { voice: voice.id, pitch, warp, f0: Math.round(f0) });
+    return;
+  }
+}
