@@ -55,7 +55,13 @@ describe('tools/train-embedded.sh', () => {
       'make-corpus --variety 1 --seed 0 --size 4000',
       'make-corpus --variety 2 --seed 0 --size 4000',
       'make-corpus --variety 3 --seed 0 --size 4000',
+      'make-corpus --variety 4 --seed 0 --size 4000',
+      'make-corpus --variety 5 --seed 0 --size 4000',
+      'make-corpus --variety 6 --seed 0 --size 4000',
+      'make-corpus --variety 7 --seed 0 --size 4000',
     ]);
+    // and the real training recordings, with the default options the README gives
+    expect(lines.filter((l) => l.includes('make-train-recordings.sh')).map((l) => l.replace(/ --out \S+/, ''))).toEqual(['bash tools/make-train-recordings.sh']);
     // every corpus a stage reads is made (or merged) before it
     const made = new Set<string>();
     for (const l of lines) {
