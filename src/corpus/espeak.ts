@@ -79,7 +79,7 @@ export interface SpeakRequest {
    * sampled α times faster, so duration is kept and every frequency (formants, F0) is scaled by α.
    */
   warp?: number;
-  /** Voice quality on top of the variant (varied corpus versions 5 and 6). */
+  /** Voice quality on top of the variant (varied corpus versions 5 to 7). */
   quality?: VoiceQuality;
 }
 
@@ -88,9 +88,8 @@ export interface SpeakRequest {
  * settings, appended to a copy of the variant's file (a later line overrides an earlier one). Pitch
  * is left alone, so the variant's measured pitch (voice-pitch.ts) and the warp still set the cues of
  * gender; creak, jitter, breathiness, voicing and spectral tilt (version 5) and the shape of the
- * formant envelope (version 6: each formant moved a little, its height and width changed, the
- * envelope's overall scale kept on average) vary across both genders, so that they stop telling one variant
- * (and its gender) from another.
+ * formant envelope (version 6: each formant moved, its height and width changed) vary alike across
+ * both genders, so that they stop telling one variant (and its gender) from another.
  */
 export interface VoiceQuality {
   /** espeak-ng `roughness` (0–5 here): irregular glottal pulses, creak; absent: the variant's own. */

@@ -57,7 +57,7 @@ export interface CorpusInfo {
   version: number;
   seed: number;
   size: number;
-  /** The varied corpus (more voices, warps, single words, band limits, clipping): true for version 1, else the version (2, 3, 4, 5). */
+  /** The varied corpus (more voices, warps, single words, band limits, clipping): true for version 1, else the version (2 to 7). */
   variety: boolean | 2 | 3 | 4 | 5 | 6 | 7;
   sampleRate: number;
   concepts: string[];
