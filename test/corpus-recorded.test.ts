@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { runCli, strongestHz } from './helpers.js';
 import { renderClip } from '../src/corpus/make-corpus.js';
-import { planCorpus, RECORDED_SHARE } from '../src/corpus/plan.js';
+import { planCorpus, RECORDED_SHARE, VARIETY_VERSIONS } from '../src/corpus/plan.js';
 import { DESKTOP_SOUNDS, FLUIDSYNTH_BIN, hasRecorded, midiFile, RECORDED_CONCEPTS, renderRecorded, SOUNDFONT } from '../src/corpus/recorded.js';
 import { Rng } from '../src/corpus/rng.js';
 
@@ -156,10 +156,12 @@ describe.runIf(RUN)('recorded renderings (fluidsynth, timgm6mb-soundfont, deepin
 });
 
 describe('make-corpus --variety 4', () => {
-  it('refuses a version other than 1 to 6 in one line, exit 2', () => {
-    const r = runCli(['make-corpus', '--variety', '7', '--out', path.join(os.tmpdir(), 'ardgpu-variety-7')]);
+  it('refuses a version it does not have in one line, exit 2', () => {
+    const next = String(Math.max(...VARIETY_VERSIONS) + 1); // the first version that does not exist
+    const r = runCli(['make-corpus', '--variety', next, '--out', path.join(os.tmpdir(), `ardgpu-variety-${next}`)]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toEqual(["error: --variety: '7' is not a version (1, 2, 3, 4, 5, 6)"]);
+    expect(r.stderr).toEqual([`error: --variety: '${next}' is not a version (${VARIETY_VERSIONS.join(', ')})`]);
+    expect(VARIETY_VERSIONS).toEqual([1, 2, 3, 4, 5, 6, 7]);
   });
 
   it.each([
