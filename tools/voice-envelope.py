@@ -11,7 +11,6 @@ Run with Debian's python3 (numpy): /usr/bin/python3 tools/voice-envelope.py CORP
 import collections, json, sys, wave
 import numpy as np
 
-FEMALE_VARIANTS = set('f1 f2 f3 f4 f5 Annie Andrea Alicia belinda linda steph steph2 steph3 aunty anika grandma'.split())
 NOT_CLEAN = ('noise', 'telephone', 'lowpass', 'reverb', 'clip')
 EDGES = np.geomspace(200, 7000, 21)
 
@@ -33,6 +32,10 @@ def main():
     if len(sys.argv) < 2:
         sys.exit('usage: tools/voice-envelope.py CORPUS [SPLIT]')
     corpus, split = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else 'test'
+    # the variants of female voices, as the corpus lists its voices by their own gender
+    with open(f'{corpus}/corpus.json') as fh:
+        voices = json.load(fh)['voices']
+    female_variants = {v.split('+')[-1] for s in voices.values() for v in s['female']}
     groups = collections.defaultdict(list)
     with open(f'{corpus}/manifest.jsonl') as fh:
         for line in fh:
@@ -42,7 +45,7 @@ def main():
             if any(t.startswith(NOT_CLEAN) for t in m['augment']):
                 continue
             variant = m['voice'].split('+')[-1]
-            across = (variant in FEMALE_VARIANTS) != (m['gender'] == 'female')
+            across = (variant in female_variants) != (m['gender'] == 'female')
             groups[(m['gender'], 'warped across' if across else 'own variants')].append((variant, envelope(f"{corpus}/{m['file']}")))
     women = np.mean([e for v, e in groups[('female', 'own variants')] if v != 'grandma'], 0)
     men = np.mean([e for _, e in groups[('male', 'own variants')]], 0)
